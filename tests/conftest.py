@@ -1,0 +1,61 @@
+"""Fixtures shared by every test: one real control plane per session.
+
+The heavy lifting lives in devcluster/; this file only wires it into pytest.
+Integration fixtures insist on the private network namespace `make test`
+creates (devcluster.netns.assert_private_netns raises, it never skips), so
+nothing a test starts can listen outside it. Namespaces are deleted without
+waiting: with no controller-manager they stay Terminating forever, which is
+harmless.
+"""
+
+import pytest
+from kubernetes import config as kube_config
+
+from devcluster import ControlPlane, assert_private_netns
+from devcluster.names import dns_label
+from devcluster.standin import StandIns
+
+
+@pytest.fixture(scope="session")
+def control_plane():
+    """etcd + kube-apiserver for the whole session (RBAC on, admin = system:masters)."""
+    assert_private_netns()
+    with ControlPlane() as cp:
+        yield cp
+
+
+@pytest.fixture(scope="session")
+def admin_kubeconfig(control_plane):
+    """Path of the admin kubeconfig."""
+    return control_plane.kubeconfig
+
+
+@pytest.fixture
+def api_client(admin_kubeconfig):
+    """A kubernetes.client.ApiClient authenticated as admin."""
+    client = kube_config.new_client_from_config(config_file=str(admin_kubeconfig))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def service_account_kubeconfig(control_plane):
+    """Factory: (namespace, name) -> kubeconfig path using a TokenRequest token
+    for that ServiceAccount (created if missing)."""
+    return control_plane.service_account_kubeconfig
+
+
+@pytest.fixture
+def namespace(control_plane, request):
+    """A fresh namespace with a unique name; deleted (without waiting) afterwards."""
+    name = dns_label(f"t-{request.node.name}")
+    control_plane.kubectl("create", "namespace", name)
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def standins(control_plane):
+    """Stand-in pods (devcluster.standin.StandIns), all stopped at teardown."""
+    with StandIns(control_plane) as pods:
+        yield pods
