@@ -1,0 +1,285 @@
+"""The Mysocket REST API (aiohttp), exactly the table in shared/mysocket-api.md.
+
+Why it is shaped this way:
+- Every handler validates its whole input (edge.schema) and checks ownership
+  before it writes anything; another account's ids answer 404 like unknown
+  ones, so existence never leaks.
+- All failures leave through one middleware as ``{"error_message": ...}``
+  with the right status; unknown routes are JSON 404s, wrong methods JSON
+  405s, and an unexpected exception is logged and answered with a JSON 500
+  (no traceback ever reaches a client).
+- scrypt runs in a worker thread so logins do not stall the data plane that
+  shares this event loop.
+- Deleting a socket or tunnel also drops its live SSH forwards and closes a
+  tcp socket's public port, so nothing keeps serving a deleted socket.
+"""
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Optional
+
+from aiohttp import web
+
+from . import schema
+from .admin import add_admin_routes
+from .auth import DUMMY_HASH, TokenIssuer, hash_password, verify_password
+from .faults import Faults
+from .names import new_dnsname
+from .sshd import parse_public_key
+from .state import EdgeState
+from .store import DuplicateEmail, NoFreeLocalPort, Socket, Tunnel, User
+from .tcpfront import NoFreeTcpPort, TcpFront
+
+log = logging.getLogger(__name__)
+
+TOKEN_HEADER = "x-access-token"
+
+
+@dataclass
+class ApiDeps:
+    state: EdgeState
+    tokens: TokenIssuer
+    tcp_front: TcpFront
+    domain: str
+    tunnel_server: str
+    faults: Optional[Faults] = None   # set only with --admin
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(status: int, message: str, headers: Optional[dict] = None):
+    return web.json_response({"error_message": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message)
+    except schema.BadInput as exc:
+        return error_response(400, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        message = exc.reason
+        if exc.status in (404, 405):
+            message = "{}: {} {}".format(
+                "no such route" if exc.status == 404 else "method not allowed",
+                request.method, request.path)
+        return error_response(exc.status, message, headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error_response(500, "internal error")
+
+
+def user_json(user: User) -> dict:
+    return {"name": user.name, "email": user.email, "user_id": user.user_id,
+            "user_name": user.user_name, "sshkey": user.sshkey}
+
+
+class Api:
+    def __init__(self, deps: ApiDeps):
+        self._deps = deps
+        self._store = deps.state.store
+
+    # -- helpers ----------------------------------------------------------
+    def _tunnel_json(self, tunnel: Tunnel) -> dict:
+        return {"tunnel_id": tunnel.tunnel_id, "local_port": tunnel.local_port,
+                "tunnel_server": self._deps.tunnel_server}
+
+    def _socket_json(self, sock: Socket, user: User) -> dict:
+        ports = {"http": [80, 443], "https": [80, 443], "tls": [443]}.get(
+            sock.socket_type, [sock.tcp_port])
+        return {
+            "socket_id": sock.socket_id, "name": sock.name, "dnsname": sock.dnsname,
+            "socket_type": sock.socket_type, "socket_tcp_ports": ports,
+            "protected_socket": sock.protected_socket,
+            "protected_username": sock.protected_username,
+            "cloud_authentication_enabled": sock.cloud_authentication_enabled,
+            "cloud_authentication_email_allowed_addressses": list(sock.allowed_addresses),
+            "cloud_authentication_email_allowed_domains": list(sock.allowed_domains),
+            "user_name": user.user_name,
+            "tunnels": [self._tunnel_json(t) for t in self._store.tunnels_of(sock.socket_id)],
+        }
+
+    def _user(self, request: web.Request) -> User:
+        token = request.headers.get(TOKEN_HEADER)
+        if not token:
+            raise ApiError(401, "missing x-access-token header")
+        user_id = self._deps.tokens.user_id(token)
+        user = self._store.user_by_id(user_id) if user_id else None
+        if user is None:
+            raise ApiError(401, "invalid or expired token")
+        return user
+
+    def _owned_socket(self, request: web.Request, user: User) -> Socket:
+        sock = self._store.socket(request.match_info["socket_id"], user.user_id)
+        if sock is None:
+            raise ApiError(404, "socket not found")
+        return sock
+
+    async def _body(self, request: web.Request, empty_ok: bool = False) -> dict:
+        return schema.json_object(await request.read(), empty_ok)
+
+    # -- accounts ---------------------------------------------------------
+    async def post_user(self, request):
+        fields = schema.new_user(await self._body(request),
+                                 lambda line: parse_public_key(line) is not None)
+        if self._store.user_by_email(fields.email):
+            raise ApiError(409, "an account with this email exists already")
+        password_hash = await asyncio.to_thread(hash_password, fields.password)
+        user_id = str(uuid.uuid4())
+        user = User(user_id=user_id, user_name=user_id.replace("-", ""),
+                    name=fields.name, email=fields.email,
+                    password_hash=password_hash, sshkey=fields.sshkey)
+        try:
+            self._store.add_user(user)
+        except DuplicateEmail:
+            raise ApiError(409, "an account with this email exists already") from None
+        log.info("account created: user_name=%s", user.user_name)
+        return web.json_response(user_json(user))
+
+    async def post_login(self, request):
+        email, password = schema.login(await self._body(request))
+        user = self._store.user_by_email(email)
+        stored = user.password_hash if user else DUMMY_HASH
+        ok = await asyncio.to_thread(verify_password, password, stored)
+        if not (user and ok):
+            raise ApiError(401, "wrong email or password")
+        return web.json_response({"token": self._deps.tokens.issue(user.user_id)})
+
+    async def get_user(self, request):
+        user = self._user(request)
+        if request.match_info["user_id"] != user.user_id:
+            raise ApiError(404, "user not found")
+        return web.json_response(user_json(user))
+
+    # -- sockets ----------------------------------------------------------
+    async def get_connect(self, request):
+        user = self._user(request)
+        return web.json_response(
+            [self._socket_json(s, user) for s in self._store.sockets_of(user.user_id)])
+
+    async def post_connect(self, request):
+        return await self._create_socket(request, with_tunnel=True)
+
+    async def post_socket(self, request):
+        return await self._create_socket(request, with_tunnel=False)
+
+    async def _create_socket(self, request, with_tunnel: bool):
+        user = self._user(request)
+        fields = schema.new_socket(await self._body(request))
+        password_hash = ""
+        if fields.protected_socket:
+            password_hash = await asyncio.to_thread(hash_password, fields.protected_password)
+        tcp_port = None
+        if fields.socket_type == "tcp":
+            try:
+                tcp_port = await self._deps.tcp_front.open_new()
+            except NoFreeTcpPort:
+                raise ApiError(503, "no free public tcp port on this edge") from None
+        sock = Socket(
+            socket_id=str(uuid.uuid4()), user_id=user.user_id, name=fields.name,
+            dnsname=new_dnsname(self._deps.domain, self._store.dnsname_taken),
+            socket_type=fields.socket_type, tcp_port=tcp_port,
+            protected_socket=fields.protected_socket,
+            protected_username=fields.protected_username,
+            protected_password_hash=password_hash,
+            cloud_authentication_enabled=fields.cloud_authentication_enabled,
+            allowed_addresses=list(fields.allowed_addresses),
+            allowed_domains=list(fields.allowed_domains))
+        try:
+            self._store.add_socket(sock, [str(uuid.uuid4())] if with_tunnel else [])
+        except NoFreeLocalPort:
+            await self._deps.tcp_front.close(tcp_port)
+            raise ApiError(503, "no free local_port left on this edge") from None
+        except BaseException:
+            await self._deps.tcp_front.close(tcp_port)
+            raise
+        log.info("socket created: %s type=%s user=%s", sock.dnsname, sock.socket_type,
+                 user.user_name)
+        return web.json_response(self._socket_json(sock, user))
+
+    async def get_socket(self, request):
+        user = self._user(request)
+        return web.json_response(self._socket_json(self._owned_socket(request, user), user))
+
+    async def delete_socket(self, request):
+        user = self._user(request)
+        sock = self._owned_socket(request, user)
+        ports = self._store.delete_socket(sock.socket_id)
+        self._deps.state.registry.drop(ports)
+        self._deps.state.registry.forget_socket(sock.socket_id)
+        await self._deps.tcp_front.close(sock.tcp_port)
+        log.info("socket deleted: %s user=%s", sock.dnsname, user.user_name)
+        return web.Response(status=204)
+
+    # -- tunnels ----------------------------------------------------------
+    async def get_tunnels(self, request):
+        user = self._user(request)
+        sock = self._owned_socket(request, user)
+        return web.json_response(
+            [self._tunnel_json(t) for t in self._store.tunnels_of(sock.socket_id)])
+
+    async def post_tunnel(self, request):
+        user = self._user(request)
+        sock = self._owned_socket(request, user)
+        await self._body(request, empty_ok=True)   # the contract sends {}; nothing in it
+        try:
+            tunnel = self._store.add_tunnel(sock.socket_id, str(uuid.uuid4()))
+        except NoFreeLocalPort:
+            raise ApiError(503, "no free local_port left on this edge") from None
+        log.info("tunnel created: %s local_port=%d", sock.dnsname, tunnel.local_port)
+        return web.json_response(self._tunnel_json(tunnel))
+
+    def _owned_tunnel(self, request) -> Tunnel:
+        user = self._user(request)
+        sock = self._owned_socket(request, user)
+        tunnel = self._store.tunnel(sock.socket_id, request.match_info["tunnel_id"])
+        if tunnel is None:
+            raise ApiError(404, "tunnel not found")
+        return tunnel
+
+    async def get_tunnel(self, request):
+        return web.json_response(self._tunnel_json(self._owned_tunnel(request)))
+
+    async def delete_tunnel(self, request):
+        tunnel = self._owned_tunnel(request)
+        self._store.delete_tunnel(tunnel.tunnel_id)
+        self._deps.state.registry.drop([tunnel.local_port])
+        log.info("tunnel deleted: local_port=%d", tunnel.local_port)
+        return web.Response(status=204)
+
+
+def make_app(deps: ApiDeps) -> web.Application:
+    middlewares = [json_errors]
+    if deps.faults is not None:
+        middlewares.append(deps.faults.middleware)
+    app = web.Application(middlewares=middlewares)
+    api = Api(deps)
+    app.router.add_post("/user", api.post_user)
+    app.router.add_post("/login", api.post_login)
+    app.router.add_get("/user/{user_id}", api.get_user)
+    app.router.add_get("/connect", api.get_connect)
+    app.router.add_post("/connect", api.post_connect)
+    app.router.add_post("/socket", api.post_socket)
+    app.router.add_get("/socket/{socket_id}", api.get_socket)
+    app.router.add_delete("/socket/{socket_id}", api.delete_socket)
+    app.router.add_get("/socket/{socket_id}/tunnel", api.get_tunnels)
+    app.router.add_post("/socket/{socket_id}/tunnel", api.post_tunnel)
+    app.router.add_get("/socket/{socket_id}/tunnel/{tunnel_id}", api.get_tunnel)
+    app.router.add_delete("/socket/{socket_id}/tunnel/{tunnel_id}", api.delete_tunnel)
+    if deps.faults is not None:
+        add_admin_routes(app, deps.state, deps.faults)
+    return app

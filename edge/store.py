@@ -1,0 +1,266 @@
+"""SQLite state of the edge: accounts, sockets, tunnels.
+
+Why it is shaped this way:
+- The edge is one process with one event loop, and every query here is a
+  single indexed lookup or a small write, so the calls are synchronous on the
+  loop thread: no locks, no races between "check" and "write" (nothing else
+  runs in between), and no thread pool to reason about.
+- Lookups that take an owner (``user_id``) return None for another account's
+  rows, so the API cannot leak that an id exists.
+- ``local_port`` numbers come from a counter in the ``meta`` table that only
+  grows, so a deleted tunnel's port is never handed out again (a stale ssh
+  client of a deleted tunnel can never land on somebody else's socket).
+- WAL journal so the test-suite can read the database while the edge writes.
+"""
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+FIRST_LOCAL_PORT = 10000
+LAST_LOCAL_PORT = 65535
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    user_id TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    email TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    sshkey TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sockets (
+    socket_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(user_id),
+    name TEXT NOT NULL,
+    dnsname TEXT NOT NULL UNIQUE,
+    socket_type TEXT NOT NULL,
+    tcp_port INTEGER UNIQUE,
+    protected_socket INTEGER NOT NULL,
+    protected_username TEXT NOT NULL,
+    protected_password_hash TEXT NOT NULL,
+    cloud_authentication_enabled INTEGER NOT NULL,
+    allowed_addresses TEXT NOT NULL,
+    allowed_domains TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sockets_user ON sockets(user_id);
+CREATE TABLE IF NOT EXISTS tunnels (
+    tunnel_id TEXT PRIMARY KEY,
+    socket_id TEXT NOT NULL REFERENCES sockets(socket_id) ON DELETE CASCADE,
+    local_port INTEGER NOT NULL UNIQUE,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tunnels_socket ON tunnels(socket_id);
+"""
+
+
+class DuplicateEmail(Exception):
+    """An account with this email exists already."""
+
+
+class NoFreeLocalPort(Exception):
+    """Every local_port number has been handed out once."""
+
+
+@dataclass
+class User:
+    user_id: str
+    user_name: str
+    name: str
+    email: str
+    password_hash: str
+    sshkey: str
+
+
+@dataclass
+class Tunnel:
+    tunnel_id: str
+    socket_id: str
+    local_port: int
+
+
+@dataclass
+class Socket:
+    socket_id: str
+    user_id: str
+    name: str
+    dnsname: str
+    socket_type: str
+    tcp_port: Optional[int] = None
+    protected_socket: bool = False
+    protected_username: str = ""
+    protected_password_hash: str = ""
+    cloud_authentication_enabled: bool = False
+    allowed_addresses: list = field(default_factory=list)
+    allowed_domains: list = field(default_factory=list)
+
+
+class Store:
+    """All reads and writes of the edge's SQLite database."""
+
+    def __init__(self, path: Path):
+        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _tx(self):
+        """A write transaction: ``with self._tx(): ...`` commits or rolls back."""
+        return _Transaction(self._db)
+
+    # -- accounts -------------------------------------------------------
+    def add_user(self, user: User) -> None:
+        try:
+            with self._tx():
+                self._db.execute(
+                    "INSERT INTO users VALUES (?,?,?,?,?,?,?)",
+                    (user.user_id, user.user_name, user.name, user.email,
+                     user.password_hash, user.sshkey, time.time()))
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateEmail(user.email) from exc
+
+    def _user(self, column: str, value: str) -> Optional[User]:
+        row = self._db.execute(
+            f"SELECT user_id, user_name, name, email, password_hash, sshkey "
+            f"FROM users WHERE {column} = ?", (value,)).fetchone()
+        return User(**dict(row)) if row else None
+
+    def user_by_id(self, user_id: str) -> Optional[User]:
+        return self._user("user_id", user_id)
+
+    def user_by_email(self, email: str) -> Optional[User]:
+        return self._user("email", email)
+
+    def user_by_name(self, user_name: str) -> Optional[User]:
+        return self._user("user_name", user_name)
+
+    # -- sockets --------------------------------------------------------
+    def dnsname_taken(self, dnsname: str) -> bool:
+        return self._db.execute("SELECT 1 FROM sockets WHERE dnsname = ?",
+                                (dnsname,)).fetchone() is not None
+
+    def add_socket(self, sock: Socket, tunnel_ids: list) -> list:
+        """Insert a socket and its first tunnels in one transaction."""
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO sockets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (sock.socket_id, sock.user_id, sock.name, sock.dnsname,
+                 sock.socket_type, sock.tcp_port, int(sock.protected_socket),
+                 sock.protected_username, sock.protected_password_hash,
+                 int(sock.cloud_authentication_enabled),
+                 json.dumps(sock.allowed_addresses),
+                 json.dumps(sock.allowed_domains), time.time()))
+            return [self._insert_tunnel(sock.socket_id, tid) for tid in tunnel_ids]
+
+    def _sockets(self, where: str, args: tuple) -> list:
+        rows = self._db.execute(
+            f"SELECT * FROM sockets WHERE {where} ORDER BY created, socket_id",
+            args).fetchall()
+        return [_socket_from_row(r) for r in rows]
+
+    def socket(self, socket_id: str, user_id: str) -> Optional[Socket]:
+        """The socket if it exists AND belongs to user_id, else None."""
+        found = self._sockets("socket_id = ? AND user_id = ?", (socket_id, user_id))
+        return found[0] if found else None
+
+    def sockets_of(self, user_id: str) -> list:
+        return self._sockets("user_id = ?", (user_id,))
+
+    def socket_by_dnsname(self, dnsname: str) -> Optional[Socket]:
+        found = self._sockets("dnsname = ?", (dnsname,))
+        return found[0] if found else None
+
+    def socket_by_tcp_port(self, port: int) -> Optional[Socket]:
+        found = self._sockets("tcp_port = ?", (port,))
+        return found[0] if found else None
+
+    def tcp_sockets(self) -> list:
+        return self._sockets("tcp_port IS NOT NULL", ())
+
+    def used_tcp_ports(self) -> set:
+        rows = self._db.execute(
+            "SELECT tcp_port FROM sockets WHERE tcp_port IS NOT NULL").fetchall()
+        return {r[0] for r in rows}
+
+    def delete_socket(self, socket_id: str) -> list:
+        """Delete a socket and its tunnels; returns the tunnels' local_ports."""
+        with self._tx():
+            ports = [t.local_port for t in self.tunnels_of(socket_id)]
+            self._db.execute("DELETE FROM tunnels WHERE socket_id = ?", (socket_id,))
+            self._db.execute("DELETE FROM sockets WHERE socket_id = ?", (socket_id,))
+        return ports
+
+    # -- tunnels --------------------------------------------------------
+    def _insert_tunnel(self, socket_id: str, tunnel_id: str) -> Tunnel:
+        row = self._db.execute(
+            "SELECT value FROM meta WHERE key = 'next_local_port'").fetchone()
+        port = int(row[0]) if row else FIRST_LOCAL_PORT
+        if port > LAST_LOCAL_PORT:
+            raise NoFreeLocalPort()
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('next_local_port', ?)", (str(port + 1),))
+        self._db.execute("INSERT INTO tunnels VALUES (?,?,?,?)",
+                         (tunnel_id, socket_id, port, time.time()))
+        return Tunnel(tunnel_id, socket_id, port)
+
+    def add_tunnel(self, socket_id: str, tunnel_id: str) -> Tunnel:
+        with self._tx():
+            return self._insert_tunnel(socket_id, tunnel_id)
+
+    def tunnels_of(self, socket_id: str) -> list:
+        rows = self._db.execute(
+            "SELECT tunnel_id, socket_id, local_port FROM tunnels "
+            "WHERE socket_id = ? ORDER BY local_port", (socket_id,)).fetchall()
+        return [Tunnel(**dict(r)) for r in rows]
+
+    def tunnel(self, socket_id: str, tunnel_id: str) -> Optional[Tunnel]:
+        row = self._db.execute(
+            "SELECT tunnel_id, socket_id, local_port FROM tunnels "
+            "WHERE socket_id = ? AND tunnel_id = ?", (socket_id, tunnel_id)).fetchone()
+        return Tunnel(**dict(row)) if row else None
+
+    def owner_of_local_port(self, local_port: int) -> Optional[tuple]:
+        """(user_id, socket dnsname) of the tunnel with this local_port, or None."""
+        row = self._db.execute(
+            "SELECT s.user_id, s.dnsname FROM tunnels t JOIN sockets s "
+            "ON s.socket_id = t.socket_id WHERE t.local_port = ?",
+            (local_port,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def delete_tunnel(self, tunnel_id: str) -> None:
+        with self._tx():
+            self._db.execute("DELETE FROM tunnels WHERE tunnel_id = ?", (tunnel_id,))
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __enter__(self):
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb):
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
+
+
+def _socket_from_row(row: sqlite3.Row) -> Socket:
+    return Socket(
+        socket_id=row["socket_id"], user_id=row["user_id"], name=row["name"],
+        dnsname=row["dnsname"], socket_type=row["socket_type"],
+        tcp_port=row["tcp_port"], protected_socket=bool(row["protected_socket"]),
+        protected_username=row["protected_username"],
+        protected_password_hash=row["protected_password_hash"],
+        cloud_authentication_enabled=bool(row["cloud_authentication_enabled"]),
+        allowed_addresses=json.loads(row["allowed_addresses"]),
+        allowed_domains=json.loads(row["allowed_domains"]))
