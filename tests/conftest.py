@@ -14,6 +14,7 @@ from kubernetes import config as kube_config
 from devcluster import ControlPlane, assert_private_netns
 from devcluster.names import dns_label
 from devcluster.standin import StandIns
+from edge.testing import EdgeProcess
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +60,10 @@ def standins(control_plane):
     """Stand-in pods (devcluster.standin.StandIns), all stopped at teardown."""
     with StandIns(control_plane) as pods:
         yield pods
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory):
+    """One edge (with its admin endpoints) per test module, stopped at the module's end."""
+    with EdgeProcess(tmp_path_factory.mktemp("edge"), admin=True) as proc:
+        yield proc

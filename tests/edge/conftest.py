@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from edge.testing import EdgeProcess, HttpBackend
+from edge.testing import HttpBackend
 from edgetest_helpers import SshClients, make_account
 
 
@@ -27,12 +27,6 @@ def no_leftover_processes():
         time.sleep(0.05)
     assert not left, "processes left behind: {}".format(
         [(p.pid, p.cmdline()) for p in left])
-
-
-@pytest.fixture(scope="module")
-def edge(tmp_path_factory):
-    with EdgeProcess(tmp_path_factory.mktemp("edge"), admin=True) as proc:
-        yield proc
 
 
 @pytest.fixture
