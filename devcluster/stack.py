@@ -1,0 +1,64 @@
+"""Verbs the integration tests, the chaos suite, the demo and the benchmarks share.
+
+Small on purpose: kubectl as admin on one namespace, a bounded wait, and the
+edge's view of an account. Each reads like the sentence in a test it serves.
+"""
+
+import json
+import time
+
+
+class Cluster:
+    """Small verbs on the test's namespace, through kubectl as admin."""
+
+    def __init__(self, control_plane, namespace):
+        self.cp = control_plane
+        self.ns = namespace
+
+    def kubectl(self, *args, **kwargs):
+        return self.cp.kubectl(*args, "-n", self.ns, **kwargs)
+
+    def service(self, name, ports=((8000, "http"),), annotations=None, **spec):
+        body = {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": self.ns, "annotations": annotations or {}},
+                "spec": {"selector": {"app": name},
+                         "ports": [{"name": n, "port": p, "protocol": "TCP"} for p, n in ports], **spec}}
+        self.cp.kubectl("apply", "-f", "-", input=json.dumps(body))
+        return self.get(name)
+
+    def get(self, name):
+        result = self.kubectl("get", "service", name, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def annotate(self, name, **annotations):
+        """annotate(name, **{"mysocket.io/port": "9090"}); a value None removes the annotation."""
+        args = [f"{k}-" if v is None else f"{k}={v}" for k, v in annotations.items()]
+        self.kubectl("annotate", "--overwrite", "service", name, *args)
+
+    def delete(self, name, wait=False):
+        self.kubectl("delete", "service", name, f"--wait={'true' if wait else 'false'}")
+
+    def events(self, name):
+        out = self.kubectl("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json")
+        return [(e["type"], e["reason"], e["message"]) for e in json.loads(out.stdout)["items"]]
+
+
+def wait_for(what, fn, timeout=20.0, interval=0.1):
+    """Poll fn until it returns something truthy; fail with `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except Exception as e:  # the system is converging; keep the last error for the message
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def account_sockets(edge, account):
+    token = edge.login(account.email, account.password)
+    return edge.api("GET", "/connect", token=token).body

@@ -1,0 +1,136 @@
+"""Settings from flags, the environment and the mounted secret files.
+
+Every flag has an environment-variable fallback (MYSOCKETD_<FLAG>), and the
+three credentials also fall back to files in the mounted Secret, so the same
+binary runs from a terminal, from a Deployment with env vars, and from the
+manifest with its Secret volume. Precedence: flag, then env, then file.
+
+`describe()` is the one place that decides what the log may show: the
+password is never printed, the key file only by path.
+"""
+
+import argparse
+import dataclasses
+import os
+
+SECRET_DIR = "/etc/mysocket"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    api_url: str
+    ssh_host: str
+    ssh_port: int
+    email: str
+    password: str = dataclasses.field(repr=False)
+    private_key: str            # path of the mounted key; copied before use
+    known_hosts: str            # path, or "" for trust on first use
+    state_dir: str
+    namespace: str              # "" = all namespaces
+    cluster_name: str
+    dry_run: bool
+    log_format: str
+    log_level: str
+    health_port: int
+    resync_seconds: int
+    leader_election: bool
+    lease_namespace: str
+    lease_name: str
+
+    def describe(self):
+        """The effective configuration for the start-up log line, secrets masked."""
+        shown = dataclasses.asdict(self)
+        shown["password"] = "***" if self.password else "(not set)"
+        return shown
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _flag(parser, name, default, help_, type_=str):
+    env = "MYSOCKETD_" + name.upper().replace("-", "_")
+    value = os.environ.get(env, default)
+    if type_ is bool:
+        parser.add_argument(f"--{name}", action="store_true", default=str(value).lower() in ("1", "true", "yes"),
+                            help=f"{help_} [env {env}]")
+    else:
+        parser.add_argument(f"--{name}", type=type_, default=type_(value) if value is not None else None,
+                            help=f"{help_} [env {env}; default {default!r}]")
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="mysocketd",
+        description="Expose annotated Kubernetes Services through Mysocket with supervised `ssh -R` tunnels.")
+    _flag(p, "api-url", "https://api.mysocket.io/", "Mysocket API base URL")
+    _flag(p, "ssh-host", "ssh.mysocket.io", "SSH host of the edge")
+    _flag(p, "ssh-port", 22, "SSH port of the edge", int)
+    _flag(p, "secret-dir", SECRET_DIR, "where the Secret is mounted: files email, password, privatekey, "
+                                       "known_hosts (optional)")
+    _flag(p, "email", None, "account e-mail (else the secret dir's email file)")
+    _flag(p, "password", None, "account password (else the secret dir's password file); prefer the file")
+    _flag(p, "private-key", None, "private key registered with the account (else the secret dir's privatekey)")
+    _flag(p, "known-hosts", None, "known_hosts for the edge (else the secret dir's known_hosts if present, "
+                                  "else trust on first use)")
+    _flag(p, "state-dir", "/run/mysocketd", "private writable directory: key copy, known_hosts, ssh logs")
+    _flag(p, "namespace", "", "watch only this namespace (default: all)")
+    _flag(p, "cluster-name", "default", "name of this cluster, part of every socket name")
+    _flag(p, "dry-run", False, "log what would be done, change nothing", bool)
+    _flag(p, "log-format", "json", "json or text")
+    _flag(p, "log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
+    _flag(p, "health-port", 8080, "port for /healthz, /readyz and /metrics (0 = off)", int)
+    _flag(p, "resync-seconds", 300, "how often to re-check every Service against the API and clean up", int)
+    _flag(p, "leader-election", False, "hold a Lease so that only one replica exposes Services", bool)
+    _flag(p, "lease-namespace", "mysocket", "namespace of the leader-election Lease")
+    _flag(p, "lease-name", "mysocketd", "name of the leader-election Lease")
+    return p
+
+
+def load(argv=None):
+    """Parse flags; fill credentials from files; fail with one clear message."""
+    args = parser().parse_args(argv)
+    secret_dir = args.secret_dir
+    email = args.email or _read_secret(secret_dir, "email")
+    password = args.password or _read_secret(secret_dir, "password")
+    known_hosts = args.known_hosts
+    if known_hosts is None:
+        candidate = os.path.join(secret_dir, "known_hosts")
+        known_hosts = candidate if os.path.exists(candidate) and os.path.getsize(candidate) > 0 else ""
+    if not email:
+        raise ConfigError(f"no account e-mail: pass --email, set MYSOCKETD_EMAIL or mount {secret_dir}/email")
+    if not password:
+        raise ConfigError(f"no account password: set MYSOCKETD_PASSWORD or mount {secret_dir}/password")
+    if args.log_format not in ("json", "text"):
+        raise ConfigError(f"--log-format must be json or text, not {args.log_format!r}")
+    return Config(
+        api_url=args.api_url.rstrip("/") + "/",
+        ssh_host=args.ssh_host,
+        ssh_port=args.ssh_port,
+        email=email,
+        password=password,
+        private_key=args.private_key or os.path.join(secret_dir, "privatekey"),
+        known_hosts=known_hosts,
+        state_dir=args.state_dir,
+        namespace=args.namespace,
+        cluster_name=args.cluster_name,
+        dry_run=args.dry_run,
+        log_format=args.log_format,
+        log_level=args.log_level.upper(),
+        health_port=args.health_port,
+        resync_seconds=args.resync_seconds,
+        leader_election=args.leader_election,
+        lease_namespace=args.lease_namespace,
+        lease_name=args.lease_name,
+    )
+
+
+def _read_secret(secret_dir, name):
+    path = os.path.join(secret_dir, name)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None

@@ -1,0 +1,302 @@
+"""Reconcile one Service: make the socket, the tunnel and the ssh child match what it asks for.
+
+`reconcile(key)` is idempotent: run twice, the second run changes nothing and
+makes no remote call. What the controller created lives on the Service
+(annotations `mysocket.io/socket-id`, `tunnel-id`, `dnsname`, and the
+finalizer `mysocket.io/cleanup`), so a restarted controller adopts instead of
+creating again. In memory it keeps only a `Record` per exposed Service: a
+cache of the remote truth, dropped whenever that truth is in doubt (a tunnel
+that keeps failing, a resync), which is what lets its own annotation writes
+come back through the watch as a no-op instead of a loop.
+
+Errors are per Service: a transient API error requeues that Service with its
+own backoff, a user's mistake becomes a Warning Event on it, and nothing one
+Service does stops the others.
+"""
+
+import dataclasses
+import logging
+import time
+
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from lib import metrics, mysocket, services
+from lib.services import DNSNAME, FINALIZER, SOCKET_ID, TUNNEL_ID, InvalidAnnotation
+from lib.sockets import differences, socket_fields
+from lib.sshargs import TunnelSpec
+
+log = logging.getLogger(__name__)
+OURS = (DNSNAME, SOCKET_ID, TUNNEL_ID)
+
+
+@dataclasses.dataclass
+class Record:
+    uid: str
+    exposure: services.Exposure
+    socket_id: str
+    tunnel_id: str
+    dnsname: str
+    local_port: int
+
+
+class Controller:
+    def __init__(self, *, kube, sockets, supervisor, watcher, queue, user_name, dry_run=False):
+        self.kube = kube
+        self.sockets = sockets
+        self.supervisor = supervisor
+        self.watcher = watcher
+        self.queue = queue
+        self.user_name = user_name
+        self.dry_run = dry_run
+        self.records = {}
+        self.failures = {}      # key -> consecutive failed reconciles, for backoff
+
+    # -- one Service -------------------------------------------------------------
+
+    def reconcile(self, key):
+        started = time.monotonic()
+        try:
+            self._reconcile(key, self.watcher.get(key))
+            self.failures.pop(key, None)
+        except mysocket.BadCredentials:
+            raise                              # the session's problem, not this Service's
+        except (mysocket.ApiError, ApiException, HTTPError, OSError) as e:
+            self._retry_later(key, e)
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+            metrics.EXPOSED_SERVICES.set(len(self.records))
+
+    def _reconcile(self, key, svc):
+        record = self.records.get(key)
+        if svc is None or (record and record.uid != svc["metadata"]["uid"]):
+            self._forget(key)               # deleted (its finalizer, if any, was handled before)
+            if svc is None:
+                return
+        meta = svc["metadata"]
+        has_finalizer = FINALIZER in (meta.get("finalizers") or [])
+        if meta.get("deletionTimestamp"):
+            if has_finalizer:
+                self._teardown(key, svc, deleting=True)
+            else:
+                self._forget(key)
+            return
+        try:
+            exposure = services.desired_exposure(svc)
+        except InvalidAnnotation as e:
+            # Keep whatever already runs: a typo must not take a working tunnel down.
+            self._event(svc, "Warning", "InvalidAnnotation", str(e))
+            log.warning("invalid annotation: %s", e, extra=_fields(key))
+            return
+        if exposure is None:
+            annotated = any((meta.get("annotations") or {}).get(a) for a in OURS)
+            if has_finalizer or (annotated and not services.retained(svc)):
+                self._teardown(key, svc, deleting=False)
+            else:
+                self._forget(key)
+            return
+        self._expose(key, svc, exposure)
+
+    def _expose(self, key, svc, exposure):
+        record = self.records.get(key)
+        if record is None or record.exposure != exposure:
+            if self.dry_run:
+                log.info("dry-run: would expose %s:%d as a %s socket", exposure.cluster_ip, exposure.port,
+                         exposure.socket_type, extra=_fields(key))
+                self.records[key] = Record(svc["metadata"]["uid"], exposure, "", "", "", 0)
+                return
+            if FINALIZER not in (svc["metadata"].get("finalizers") or []):
+                # Before anything remote exists, so a deletion can never skip the clean-up.
+                svc = self.kube.patch_metadata(svc, add_finalizer=FINALIZER)
+            record = self._ensure_remote(key, svc, exposure)
+            if record is None:
+                return
+            self.records[key] = record
+        if self.dry_run:
+            return
+        self._write_back(svc, record)
+        self.supervisor.ensure(key, TunnelSpec(record.local_port, exposure.cluster_ip, exposure.port,
+                                               self.user_name))
+
+    def _ensure_remote(self, key, svc, exposure):
+        ns, name = key
+        annotations = svc["metadata"].get("annotations") or {}
+        protected = self._protected_credentials(svc, exposure)
+        if protected is False:
+            return None
+        fields = socket_fields(exposure, services.socket_name(self.sockets.cluster, ns, name), protected)
+        socket, how = self.sockets.find(ns, name, annotations.get(SOCKET_ID, ""))
+        if socket is not None and differences(socket, fields):
+            changed = ", ".join(differences(socket, fields))
+            self._event(svc, "Normal", "SocketReplaced", f"socket options changed ({changed}); the API cannot "
+                        f"update a socket, so it is replaced and the DNS name {socket.get('dnsname')} changes")
+            self.sockets.delete(socket["socket_id"])
+            socket = None
+        if socket is None:
+            socket = self.sockets.create(fields)
+            self._event(svc, "Normal", "SocketCreated", f"created socket {socket['socket_id']}: "
+                        f"{socket.get('dnsname')}")
+            log.info("created socket %s", socket.get("dnsname"), extra=_fields(key, socket["socket_id"]))
+        elif how != "id":
+            self._event(svc, "Normal", "SocketAdopted", f"adopted socket {socket['socket_id']} "
+                        f"({socket.get('dnsname')}) found by its {how}")
+            log.info("adopted socket %s by %s", socket.get("dnsname"), how, extra=_fields(key, socket["socket_id"]))
+        tunnels = socket.get("tunnels") or []
+        tunnel = next((t for t in tunnels if t["tunnel_id"] == annotations.get(TUNNEL_ID)), None)
+        tunnel = tunnel or (tunnels[0] if tunnels else self.sockets.add_tunnel(socket))
+        return Record(svc["metadata"]["uid"], exposure, socket["socket_id"], tunnel["tunnel_id"],
+                      socket.get("dnsname", ""), int(tunnel["local_port"]))
+
+    def _protected_credentials(self, svc, exposure):
+        """(username, password) from the named Secret; None if unprotected; False if unusable (requeued)."""
+        if not exposure.protected_secret:
+            return None
+        ns = svc["metadata"]["namespace"]
+        data = self.kube.secret(ns, exposure.protected_secret)
+        missing = "not found" if data is None else (
+            "needs the keys username and password" if not (data.get("username") and data.get("password"))
+            else "")
+        if missing:
+            self._event(svc, "Warning", "InvalidAnnotation", f"{services.PROTECTED_SECRET}: Secret "
+                        f"{exposure.protected_secret!r} in namespace {ns} {missing}")
+            self.queue.add((ns, svc["metadata"]["name"]), 30.0)
+            return False
+        return data["username"], data["password"]
+
+    def _write_back(self, svc, record):
+        annotations = svc["metadata"].get("annotations") or {}
+        wanted = {DNSNAME: record.dnsname, SOCKET_ID: record.socket_id, TUNNEL_ID: record.tunnel_id}
+        changed = {k: v for k, v in wanted.items() if annotations.get(k) != v}
+        if changed:
+            self.kube.patch_metadata(svc, annotations=changed)
+        if record.exposure.load_balancer and _lb_hostname(svc) != record.dnsname:
+            self.kube.set_load_balancer_hostname(svc, record.dnsname)
+
+    # -- taking it away ----------------------------------------------------------
+
+    def _teardown(self, key, svc, deleting):
+        """Stop the child, delete the socket unless retained, then let go of the Service."""
+        annotations = svc["metadata"].get("annotations") or {}
+        retain = services.retained(svc) and not deleting
+        self.supervisor.remove(key)
+        if self.dry_run:
+            log.info("dry-run: would stop exposing%s", " (socket retained)" if retain else "", extra=_fields(key))
+            self.records.pop(key, None)
+            return
+        if not retain:
+            socket, _ = self.sockets.find(*key, annotations.get(SOCKET_ID, ""))
+            while socket is not None:           # the recorded one, then any duplicate by name
+                self.sockets.delete(socket["socket_id"])
+                self._event(svc, "Normal", "SocketDeleted", f"deleted socket {socket['socket_id']} "
+                            f"({socket.get('dnsname')})")
+                log.info("deleted socket %s", socket.get("dnsname"), extra=_fields(key, socket["socket_id"]))
+                socket, _ = self.sockets.find(*key)
+        elif annotations.get(DNSNAME):
+            self._event(svc, "Normal", "SocketRetained", f"stopped exposing; kept socket "
+                        f"{annotations.get(SOCKET_ID)} and its name {annotations[DNSNAME]} ({services.RETAIN})")
+        if not deleting and _lb_hostname(svc):
+            self.kube.set_load_balancer_hostname(svc, None)
+        drop = {} if retain else {k: None for k in OURS if k in annotations}
+        if drop or FINALIZER in (svc["metadata"].get("finalizers") or []):
+            self.kube.patch_metadata(svc, annotations=drop, remove_finalizer=FINALIZER)
+        self._forget(key)
+
+    def _forget(self, key):
+        self.supervisor.remove(key)
+        record = self.records.pop(key, None)
+        self.failures.pop(key, None)
+        if record:
+            self.kube.forget_events(record.uid)
+
+    # -- what the supervisor saw -------------------------------------------------
+
+    def on_transition(self, t):
+        svc = self.watcher.get(t.key)
+        if t.kind == "up":
+            log.info("tunnel up: %s", t.detail, extra=_fields(t.key))
+            self._event(svc, "Normal", "TunnelUp", t.detail)
+        elif t.kind == "down":
+            metrics.SSH_RESTARTS.inc()
+            log.warning("tunnel down, restarting: %s", t.detail, extra=_fields(t.key))
+            self._event(svc, "Warning", "TunnelDown", f"{t.detail}; restarting")
+        else:
+            metrics.SSH_RESTARTS.inc()
+            log.warning("tunnel failed: %s; retrying in %.1fs", t.detail, t.retry_in, extra=_fields(t.key))
+            self._event(svc, "Warning", "TunnelFailed", t.detail)
+            if t.failures % 3 == 0:
+                # Keeps failing: perhaps the socket or tunnel is gone. Check the API again.
+                self.records.pop(t.key, None)
+                self.sockets.invalidate()
+                self.queue.add(t.key)
+
+    # -- the periodic look at everything -----------------------------------------
+
+    def resync(self):
+        """Re-read the account's sockets, requeue Services whose socket vanished, delete leftovers."""
+        self.sockets.invalidate()
+        snapshot = self.sockets.snapshot()
+        for key, record in list(self.records.items()):
+            socket = snapshot.get(record.socket_id)
+            if socket is None or all(t["tunnel_id"] != record.tunnel_id for t in socket.get("tunnels") or []):
+                log.warning("socket or tunnel disappeared from the API; recreating", extra=_fields(key))
+                del self.records[key]
+                self.queue.add(key)
+        for socket, ns, name in self.sockets.ours():
+            if self._leaked(socket, (ns, name)):
+                log.info("deleting leftover socket %s (%s)", socket.get("name"), socket.get("dnsname"),
+                         extra=_fields((ns, name), socket["socket_id"]))
+                if not self.dry_run:
+                    self.sockets.delete(socket["socket_id"])
+
+    def _leaked(self, socket, key):
+        scope = self.kube.namespace
+        if scope and key[0] != scope:
+            return False                        # another controller's namespace
+        svc = self.watcher.get(key)
+        if svc is None:
+            return True
+        if not services.opted_in(svc):
+            return not services.retained(svc)
+        record = self.records.get(key)
+        return record is not None and bool(record.socket_id) and record.socket_id != socket["socket_id"]
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _retry_later(self, key, error):
+        n = self.failures[key] = self.failures.get(key, 0) + 1
+        delay = min(120.0, 2.0 ** (n - 1))
+        if isinstance(error, mysocket.Unavailable) and error.retry_after:
+            delay = max(delay, error.retry_after)
+        if isinstance(error, ApiException) and error.status in (404, 409):
+            delay = 0.2                         # changed or gone meanwhile: look again soon
+        reason = error.__class__.__name__
+        metrics.RECONCILE_ERRORS.labels(reason).inc()
+        log.warning("reconcile failed (%s); retrying in %.1fs", _short(error), delay, extra=_fields(key))
+        svc = self.watcher.get(key)
+        if isinstance(error, mysocket.ApiError) and not isinstance(error, mysocket.Unavailable):
+            self._event(svc, "Warning", "MysocketAPIError", str(error))
+        self.queue.add(key, delay)
+
+    def _event(self, svc, kind, reason, message):
+        if svc is not None and not self.dry_run:
+            self.kube.event(svc, kind, reason, message)
+
+
+def _lb_hostname(svc):
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return ingress[0].get("hostname") if ingress else None
+
+
+def _short(error):
+    if isinstance(error, ApiException):
+        return f"Kubernetes API: HTTP {error.status} {error.reason}"
+    if isinstance(error, HTTPError):
+        return f"Kubernetes API unreachable: {error.__class__.__name__}"
+    return str(error)[:300]
+
+
+def _fields(key, socket_id=None):
+    fields = {"namespace": key[0], "service": key[1]}
+    if socket_id:
+        fields["socket_id"] = socket_id
+    return fields

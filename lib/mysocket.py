@@ -1,0 +1,195 @@
+"""A thin client for the Mysocket REST API (shared/mysocket-api.md).
+
+Thin on purpose: one method per call, plain dicts in and out, so the field
+names a reader sees here are the contract's (typos included). What it adds is
+what every caller would otherwise repeat:
+
+- the token: logged in lazily, renewed shortly before its `exp`, and once more
+  on a 401 (the JWT payload is read, not verified: the server verifies it);
+- a few quick retries for 5xx, 429 (honouring a short Retry-After) and
+  timeouts, after which `Unavailable` tells the controller to requeue that one
+  Service with its own backoff instead of blocking every other Service;
+- errors a user can act on: `BadCredentials`, `NotFound`, and an `ApiError`
+  that says so when the URL answers with HTML instead of JSON;
+- a count of every call by name and status for /metrics.
+
+The password is sent in one POST body and never logged.
+"""
+
+import base64
+import json
+import logging
+import time
+
+import requests
+
+from lib import metrics
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, call, status, message):
+        super().__init__(f"{call}: {message}" + (f" (HTTP {status})" if status else ""))
+        self.call = call
+        self.status = status
+        self.message = message
+
+
+class BadCredentials(ApiError):
+    pass
+
+
+class NotFound(ApiError):
+    pass
+
+
+class Unavailable(ApiError):
+    """Transient: worth retrying later. `retry_after` is the server's hint in seconds, if any."""
+
+    def __init__(self, call, status, message, retry_after=None):
+        super().__init__(call, status, message)
+        self.retry_after = retry_after
+
+
+def jwt_claims(token):
+    """The JWT payload, unverified: the client only needs user_id and exp."""
+    try:
+        payload = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError) as e:
+        raise ApiError("login", None, f"the token is not a JWT ({e.__class__.__name__})") from None
+
+
+class Client:
+    def __init__(self, api_url, email, password, *, timeout=(5, 15), attempts=3, max_retry_after=5.0,
+                 sleep=time.sleep, clock=time.time):
+        self.api_url = api_url.rstrip("/") + "/"
+        self.email = email
+        self._password = password
+        self.timeout = timeout
+        self.attempts = attempts
+        self.max_retry_after = max_retry_after
+        self.sleep = sleep
+        self.clock = clock
+        self.http = requests.Session()
+        self.http.headers.update({"accept": "application/json", "User-Agent": "mysocketd"})
+        self._token = None
+        self._renew_at = 0.0
+        self.user_id = None
+
+    # -- the calls -----------------------------------------------------------
+
+    def login(self):
+        body = self._request("login", "POST", "login", {"email": self.email, "password": self._password},
+                             auth=False)
+        token = body.get("token") if isinstance(body, dict) else None
+        if not token:
+            raise ApiError("login", 200, "the login answer has no token")
+        claims = jwt_claims(token)
+        self.user_id = claims.get("user_id")
+        now = self.clock()
+        lifetime = max(0.0, float(claims.get("exp", now + 3600)) - now)
+        self._token = token
+        self._renew_at = now + lifetime - min(60.0, lifetime * 0.2)
+        return self.user_id
+
+    def user(self):
+        self._ensure_token()
+        return self._request("get_user", "GET", f"user/{self.user_id}")
+
+    def sockets(self):
+        return self._request("list_sockets", "GET", "connect")
+
+    def connect(self, fields):
+        """A new socket that already has one tunnel: one call instead of two."""
+        return self._request("connect", "POST", "connect", fields)
+
+    def socket(self, socket_id):
+        return self._request("get_socket", "GET", f"socket/{socket_id}")
+
+    def delete_socket(self, socket_id):
+        return self._delete("delete_socket", f"socket/{socket_id}")
+
+    def create_tunnel(self, socket_id):
+        return self._request("create_tunnel", "POST", f"socket/{socket_id}/tunnel", {})
+
+    def delete_tunnel(self, socket_id, tunnel_id):
+        return self._delete("delete_tunnel", f"socket/{socket_id}/tunnel/{tunnel_id}")
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _delete(self, call, path):
+        """True if deleted, False if it was already gone: deleting is idempotent for the caller."""
+        try:
+            self._request(call, "DELETE", path)
+            return True
+        except NotFound:
+            return False
+
+    def _ensure_token(self):
+        if self._token is None or self.clock() >= self._renew_at:
+            self.login()
+
+    def _request(self, call, method, path, body=None, auth=True):
+        attempt, relogged = 0, False
+        while True:
+            attempt += 1
+            headers = {}
+            if auth:
+                self._ensure_token()
+                headers["x-access-token"] = self._token
+            try:
+                resp = self.http.request(method, self.api_url + path, json=body, headers=headers,
+                                         timeout=self.timeout)
+            except requests.RequestException as e:
+                metrics.API_REQUESTS.labels(call, "error").inc()
+                error = Unavailable(call, None, f"cannot reach {self.api_url} ({e.__class__.__name__})")
+            else:
+                metrics.API_REQUESTS.labels(call, str(resp.status_code)).inc()
+                if resp.status_code == 401 and auth and not relogged:
+                    # An expired or revoked token: log in once more, without spending an attempt.
+                    relogged, self._token, attempt = True, None, attempt - 1
+                    continue
+                if resp.status_code != 429 and resp.status_code < 500:
+                    return self._answer(call, resp)
+                error = Unavailable(call, resp.status_code, _message(resp), _retry_after(resp))
+            if attempt >= self.attempts:
+                raise error
+            hint = error.retry_after if error.retry_after is not None else 0.2 * 2 ** (attempt - 1)
+            self.sleep(min(hint, self.max_retry_after))
+
+    def _answer(self, call, resp):
+        if resp.status_code == 401:
+            if call == "login":
+                raise BadCredentials(call, 401, f"the API refused the e-mail and password for {self.email}")
+            raise BadCredentials(call, 401, "the API refused a fresh token")
+        if resp.status_code == 404:
+            raise NotFound(call, 404, _message(resp))
+        if resp.status_code >= 400:
+            raise ApiError(call, resp.status_code, _message(resp))
+        if resp.status_code == 204 or not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            kind = resp.headers.get("Content-Type", "no content type")
+            raise ApiError(call, resp.status_code, f"expected JSON from {self.api_url}, got {kind}: "
+                                                   "is --api-url the Mysocket API?") from None
+
+
+def _message(resp):
+    try:
+        body = resp.json()
+        if isinstance(body, dict) and body.get("error_message"):
+            return str(body["error_message"])[:200]
+    except ValueError:
+        pass
+    return resp.reason or "error"
+
+
+def _retry_after(resp):
+    try:
+        return float(resp.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,103 @@
+"""The ssh command line, and what an ssh exit means, in plain words.
+
+Pure functions, as in sshuttle's ssh.py: the argv is a list (never a shell
+string) so no ClusterIP, user name or path is ever parsed by a shell, and a
+test can read exactly what would run. `-F none` makes the child ignore the
+machine's ssh_config, so the same options mean the same thing on a laptop and
+in the container.
+"""
+
+import dataclasses
+import shutil
+
+
+@dataclasses.dataclass(frozen=True)
+class TunnelSpec:
+    """One reverse forward: the edge's tunnel port -> ClusterIP:port, as the account's user."""
+
+    local_port: int
+    target_host: str
+    target_port: int
+    user_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SshSettings:
+    host: str
+    port: int
+    identity_file: str
+    known_hosts_file: str
+    # True when the operator gave a known_hosts file: an unknown key is refused.
+    # False means trust on first use: the first key is recorded and then enforced.
+    strict_host_keys: bool
+    keepalive_interval: int = 5
+    keepalive_count: int = 3
+    connect_timeout: int = 10
+    binary: str = "ssh"
+
+
+class SshMissing(RuntimeError):
+    pass
+
+
+def resolve_ssh(name="ssh"):
+    """The ssh binary's path, resolved once at start so a missing client fails loudly, not per tunnel."""
+    path = shutil.which(name)
+    if not path:
+        raise SshMissing(f"the OpenSSH client ({name!r}) is not installed or not on PATH; "
+                         "install openssh-client")
+    return path
+
+
+def ssh_argv(spec, settings):
+    target = f"[{spec.target_host}]" if ":" in spec.target_host else spec.target_host
+    return [
+        settings.binary, "-F", "none", "-N", "-T",
+        "-R", f"{spec.local_port}:{target}:{spec.target_port}",
+        "-l", spec.user_name,
+        "-p", str(settings.port),
+        "-i", settings.identity_file,
+        "-o", "IdentitiesOnly=yes",
+        "-o", "BatchMode=yes",
+        "-o", "PasswordAuthentication=no",
+        "-o", "ExitOnForwardFailure=yes",
+        "-o", f"ServerAliveInterval={settings.keepalive_interval}",
+        "-o", f"ServerAliveCountMax={settings.keepalive_count}",
+        "-o", f"ConnectTimeout={settings.connect_timeout}",
+        "-o", f"StrictHostKeyChecking={'yes' if settings.strict_host_keys else 'accept-new'}",
+        "-o", f"UserKnownHostsFile={settings.known_hosts_file}",
+        "-o", "LogLevel=ERROR",
+        settings.host,
+    ]
+
+
+# Substrings of ssh's stderr, most specific first, and what they mean for a user.
+_EXPLANATIONS = (
+    ("remote port forwarding failed", "the edge refused the forward of the tunnel port "
+                                      "(the edge still holds an earlier session, or the tunnel is gone)"),
+    ("Permission denied", "the edge refused the key: is the private key the one registered with the account?"),
+    ("Host key verification failed", "the edge's host key does not match known_hosts "
+                                     "(a changed or impersonated edge)"),
+    ("REMOTE HOST IDENTIFICATION HAS CHANGED", "the edge's host key does not match known_hosts "
+                                               "(a changed or impersonated edge)"),
+    ("Could not resolve hostname", "the edge's SSH host name does not resolve"),
+    ("Connection refused", "nothing listens at the edge's SSH address"),
+    ("Connection timed out", "the edge's SSH address did not answer"),
+    ("Timeout, server", "the edge stopped answering keepalives"),
+    ("Connection reset", "the edge closed the connection"),
+    ("closed by remote host", "the edge closed the connection"),
+    ("Load key", "ssh could not read the private key"),
+    ("invalid format", "ssh could not read the private key"),
+)
+
+
+def explain_exit(returncode, stderr_tail):
+    """One line for the log: why the child ended, then ssh's own last words."""
+    last = stderr_tail.strip().splitlines()[-1].strip() if stderr_tail.strip() else ""
+    if returncode is not None and returncode < 0:
+        why = f"killed by signal {-returncode}"
+    else:
+        why = next((text for needle, text in _EXPLANATIONS if needle in stderr_tail), None)
+        if why is None:
+            why = "the connection to the edge ended" if returncode == 255 else f"ssh exited with code {returncode}"
+    return f"{why} (ssh: {last})" if last else why

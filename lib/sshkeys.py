@@ -1,0 +1,85 @@
+"""The private key and the edge's host key, prepared for the ssh children.
+
+The mounted Secret is read-only and its files are group- or world-readable
+(ssh refuses such a key), so the key is copied into the controller's private
+state directory with mode 0600 before any child uses it. `ssh-keygen -y`
+then proves, once at start, that OpenSSH can read it (any key type it knows;
+not passphrase-protected), instead of every child failing later.
+
+Host keys: with a known_hosts file from the operator, ssh checks strictly.
+Without one, the first key the edge shows is recorded (trust on first use)
+in the state directory and enforced from then on; its fingerprint is logged
+so an operator can compare it with the edge's.
+"""
+
+import base64
+import hashlib
+import os
+import subprocess
+
+
+class KeyProblem(RuntimeError):
+    """The private key cannot be used; the message says why and what to do."""
+
+
+def install_private_key(source, state_dir):
+    """Copy the key to <state_dir>/id_mysocket (0600); return (path, public key line)."""
+    try:
+        with open(source, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise KeyProblem(f"no private key at {source}: mount the Secret's privatekey there "
+                        "or pass --private-key") from None
+    except OSError as e:
+        raise KeyProblem(f"cannot read the private key {source}: {e.strerror}") from None
+    if not data.strip():
+        raise KeyProblem(f"the private key file {source} is empty")
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    path = os.path.join(state_dir, "id_mysocket")
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data if data.endswith(b"\n") else data + b"\n")
+    os.replace(path + ".tmp", path)
+    result = subprocess.run(["ssh-keygen", "-y", "-P", "", "-f", path], capture_output=True, text=True,
+                            timeout=10, check=False)
+    if result.returncode != 0:
+        raise KeyProblem(f"OpenSSH cannot use the private key from {source} "
+                        "(not a private key, or protected by a passphrase)")
+    return path, result.stdout.strip()
+
+
+def same_key(public_line_a, public_line_b):
+    """Compare two OpenSSH public key lines by type and blob, ignoring comments."""
+    return (public_line_a or "").split()[:2] == (public_line_b or "").split()[:2]
+
+
+def prepare_known_hosts(given, state_dir):
+    """(known_hosts path, strict): the operator's file checked strictly, else a TOFU file of our own."""
+    if given:
+        if not os.path.isfile(given):
+            raise KeyProblem(f"--known-hosts {given} does not exist")
+        return given, True
+    path = os.path.join(state_dir, "known_hosts")
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    return path, False
+
+
+def fingerprints(known_hosts_path):
+    """SHA256 fingerprints of the keys in a known_hosts file, as ssh-keygen -l prints them."""
+    found = []
+    try:
+        with open(known_hosts_path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 3 and not line.startswith("#"):
+            try:
+                blob = base64.b64decode(fields[2])
+            except ValueError:
+                continue
+            digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+            found.append(f"{fields[1]} SHA256:{digest}")
+    return found

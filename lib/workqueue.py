@@ -1,0 +1,55 @@
+"""A work queue of Service keys: deduplicated, with per-key delays.
+
+The watch thread adds keys; the controller's single loop takes them. A key is
+in the queue at most once (a burst of MODIFIED events for one Service is one
+reconcile), and `add(key, delay)` keeps the earliest due time, so a retry with
+backoff never postpones work that an event asked for now. One loop taking
+keys means no two reconciles of anything ever run at once: no locks in the
+controller.
+"""
+
+import heapq
+import itertools
+import threading
+import time
+
+
+class WorkQueue:
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._due = {}        # key -> due time of its live heap entry
+        self._heap = []       # (due, seq, key); stale entries are skipped
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+
+    def add(self, key, delay=0.0):
+        due = self.clock() + delay
+        with self._cond:
+            if key in self._due and self._due[key] <= due:
+                return
+            self._due[key] = due
+            heapq.heappush(self._heap, (due, next(self._seq), key))
+            self._cond.notify()
+
+    def get(self, timeout):
+        """The next due key, or None after `timeout` seconds without one."""
+        deadline = self.clock() + timeout
+        with self._cond:
+            while True:
+                while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
+                    heapq.heappop(self._heap)   # superseded by an earlier add
+                now = self.clock()
+                if self._heap and self._heap[0][0] <= now:
+                    _, _, key = heapq.heappop(self._heap)
+                    del self._due[key]
+                    return key
+                wait = deadline - now
+                if self._heap:
+                    wait = min(wait, self._heap[0][0] - now)
+                if wait <= 0:
+                    return None
+                self._cond.wait(wait)
+
+    def __len__(self):
+        with self._cond:
+            return len(self._due)

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""mysocketd: put annotated Kubernetes Services on the public internet through Mysocket.
+
+Entry point only: parse flags, set up logging, log the effective
+configuration (secrets masked), wire the parts together and run until
+SIGTERM. The signal handler only sets a flag; the loop then stops the ssh
+children (SIGTERM, deadline, SIGKILL), deletes nothing remote and exits 0.
+"""
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from lib import config, health, kube, logs, mysocket, sshargs, sshkeys, tunnels
+from lib.controller import Controller
+from lib.runner import Runner, Session
+from lib.sockets import Sockets
+from lib.watcher import ServiceWatcher
+from lib.workqueue import WorkQueue
+
+log = logging.getLogger("mysocketd")
+
+
+def main(argv=None):
+    try:
+        cfg = config.load(argv)
+    except config.ConfigError as e:
+        logs.setup("text")
+        log.error("%s", e)
+        return 2
+    logs.setup(cfg.log_format, cfg.log_level)
+    log.info("starting", extra={"config": cfg.describe()})
+    try:
+        ssh = sshargs.resolve_ssh()
+        os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
+        key_path, public_key = sshkeys.install_private_key(cfg.private_key, cfg.state_dir)
+        known_hosts, strict = sshkeys.prepare_known_hosts(cfg.known_hosts, cfg.state_dir)
+    except (sshargs.SshMissing, sshkeys.KeyProblem) as e:
+        log.error("%s", e)
+        return 2
+    except OSError as e:
+        log.error("cannot prepare the state directory %s: %s", cfg.state_dir, e.strerror)
+        return 2
+
+    api_client, source = kube.api_client()
+    log.info("talking to Kubernetes via %s", source)
+    k8s = kube.Kube(api_client, cfg.namespace)
+    api = mysocket.Client(cfg.api_url, cfg.email, cfg.password)
+    queue = WorkQueue()
+    watcher = ServiceWatcher(k8s, queue)
+    settings = sshargs.SshSettings(host=cfg.ssh_host, port=cfg.ssh_port, identity_file=key_path,
+                                   known_hosts_file=known_hosts, strict_host_keys=strict, binary=ssh)
+    supervisor = tunnels.Supervisor(settings, os.path.join(cfg.state_dir, "ssh-logs"))
+    controller = Controller(kube=k8s, sockets=Sockets(api, cfg.cluster_name), supervisor=supervisor,
+                            watcher=watcher, queue=queue, user_name=None, dry_run=cfg.dry_run)
+    leader = None
+    if cfg.leader_election:
+        from lib.leader import LeaderElector
+        leader = LeaderElector(kube.client.CoordinationV1Api(api_client), cfg.lease_namespace, cfg.lease_name)
+    runner = Runner(config=cfg, session=Session(api, public_key), controller=controller, watcher=watcher,
+                    supervisor=supervisor, queue=queue, known_hosts=known_hosts, leader=leader)
+
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    if cfg.health_port:
+        health.serve(cfg.health_port, runner)
+    runner.run(stopping)
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""The product, end to end: annotate a Service, reach its pods through the edge, take it away."""
+
+import signal
+
+import psutil
+
+from devcluster.stack import account_sockets, wait_for
+from lib.services import DNSNAME, FINALIZER, SOCKET_ID, TUNNEL_ID
+
+ENABLED = {"mysocket.io/enabled": "true"}
+
+
+def annotations(svc):
+    return (svc or {}).get("metadata", {}).get("annotations") or {}
+
+
+def answered(edge, dnsname):
+    """The body of a 200 through the edge's HTTP front, else None."""
+    status, body = edge.get(dnsname)
+    return body if status == 200 else None
+
+
+def exposed(cluster, edge, name):
+    """Wait until the Service carries its dnsname and a pod answers there; return the dnsname."""
+    dnsname = wait_for(f"{name}'s dnsname annotation", lambda: annotations(cluster.get(name)).get(DNSNAME))
+    wait_for(f"a pod answering at {dnsname}", lambda: answered(edge, dnsname))
+    return dnsname
+
+
+def served_by(edge, dnsname, requests=30):
+    return {answered(edge, dnsname) for _ in range(requests)}
+
+
+def test_annotated_service_is_served_by_its_pods_through_the_edge(cluster, standins, controller, edge, account):
+    cluster.service("web")
+    pods = standins.for_service(cluster.ns, "web", count=3)
+    cluster.annotate("web", **ENABLED)
+    dnsname = exposed(cluster, edge, "web")
+
+    assert served_by(edge, dnsname, 60) == {f"Server: {p.name}\n" for p in pods}
+    svc = cluster.get("web")
+    assert FINALIZER in svc["metadata"]["finalizers"]
+    [remote] = account_sockets(edge, account)
+    assert (remote["socket_id"], remote["dnsname"]) == (annotations(svc)[SOCKET_ID], dnsname)
+    assert remote["name"] == f"k8s/{controller.cluster_name}/{cluster.ns}/web"
+    assert annotations(svc)[TUNNEL_ID] == remote["tunnels"][0]["tunnel_id"]
+    reasons = wait_for("SocketCreated and TunnelUp Events",
+                       lambda: {"SocketCreated", "TunnelUp"} <= {r for _, r, _ in cluster.events("web")})
+    assert reasons
+    assert len(controller.ssh_children()) == 1
+
+
+def test_traffic_follows_a_port_change(cluster, standins, controller, edge):
+    cluster.service("multi", ports=((8000, "http"), (9090, "admin")))
+    [http] = standins.for_service(cluster.ns, "multi", port=8000)
+    [admin] = standins.for_service(cluster.ns, "multi", port=9090)
+    cluster.annotate("multi", **ENABLED)
+    dnsname = exposed(cluster, edge, "multi")
+    assert served_by(edge, dnsname, 5) == {f"Server: {http.name}\n"}
+
+    cluster.annotate("multi", **{"mysocket.io/port": "admin"})
+    wait_for("traffic on the admin port", lambda: answered(edge, dnsname) == f"Server: {admin.name}\n")
+    assert served_by(edge, dnsname, 5) == {f"Server: {admin.name}\n"}
+    assert annotations(cluster.get("multi"))[DNSNAME] == dnsname      # same socket, same name
+    wait_for("one ssh child", lambda: len(controller.ssh_children()) == 1)
+
+
+def test_removing_the_annotation_deletes_the_socket_and_lets_go(cluster, standins, controller, edge, account):
+    cluster.service("web")
+    standins.for_service(cluster.ns, "web")
+    cluster.annotate("web", **ENABLED)
+    dnsname = exposed(cluster, edge, "web")
+
+    cluster.annotate("web", **{"mysocket.io/enabled": None})
+    wait_for("the socket deleted on the edge", lambda: account_sockets(edge, account) == [])
+    svc = wait_for("finalizer and annotations removed",
+                   lambda: (lambda s: s if FINALIZER not in (s["metadata"].get("finalizers") or [])
+                            and DNSNAME not in annotations(s) else None)(cluster.get("web")))
+    assert SOCKET_ID not in annotations(svc) and TUNNEL_ID not in annotations(svc)
+    assert edge.get(dnsname)[0] == 404
+    wait_for("no ssh child", lambda: controller.ssh_children() == [])
+    assert "SocketDeleted" in {r for _, r, _ in cluster.events("web")}
+
+
+def test_deleting_the_service_deletes_the_socket(cluster, standins, controller, edge, account):
+    cluster.service("web")
+    standins.for_service(cluster.ns, "web")
+    cluster.annotate("web", **ENABLED)
+    exposed(cluster, edge, "web")
+
+    cluster.delete("web")
+    wait_for("the Service gone (finalizer removed)", lambda: cluster.get("web") is None)
+    wait_for("the socket deleted on the edge", lambda: account_sockets(edge, account) == [])
+    wait_for("no ssh child", lambda: controller.ssh_children() == [])
+
+
+def test_restart_adopts_the_same_socket(cluster, standins, make_controller, edge, account):
+    first = make_controller()
+    cluster.service("web")
+    standins.for_service(cluster.ns, "web")
+    cluster.annotate("web", **ENABLED)
+    dnsname = exposed(cluster, edge, "web")
+    socket_id = annotations(cluster.get("web"))[SOCKET_ID]
+
+    assert first.stop() == 0                                    # SIGTERM: exit 0 ...
+    assert first.ssh_children() == [] and len(account_sockets(edge, account)) == 1   # ... nothing remote deleted
+    wait_for("the edge to let go of the tunnel", lambda: edge.get(dnsname)[0] == 502)
+
+    make_controller(cluster_name=first.cluster_name)
+    wait_for("traffic again", lambda: answered(edge, dnsname))
+    [remote] = account_sockets(edge, account)
+    assert (remote["socket_id"], remote["dnsname"]) == (socket_id, dnsname)
+    assert annotations(cluster.get("web"))[SOCKET_ID] == socket_id
+
+
+def test_ssh_children_left_by_a_crash_are_ended_by_the_next_run(cluster, standins, make_controller, edge, tmp_path):
+    first = make_controller(workdir=tmp_path / "pod")
+    cluster.service("web")
+    standins.for_service(cluster.ns, "web")
+    cluster.annotate("web", **ENABLED)
+    dnsname = exposed(cluster, edge, "web")
+    [orphan] = first.ssh_children()
+    first.kill()
+    assert orphan.is_running()
+
+    second = make_controller(workdir=tmp_path / "pod", cluster_name=first.cluster_name)
+    assert not psutil.pid_exists(orphan.pid) or orphan.status() == psutil.STATUS_ZOMBIE
+    wait_for("traffic through the new child", lambda: answered(edge, dnsname))
+    assert len(second.ssh_children()) == 1
+
+
+def test_a_killed_ssh_child_comes_back(cluster, standins, controller, edge):
+    cluster.service("web")
+    standins.for_service(cluster.ns, "web")
+    cluster.annotate("web", **ENABLED)
+    dnsname = exposed(cluster, edge, "web")
+    wait_for("the tunnel reported up", lambda: "TunnelUp" in {r for _, r, _ in cluster.events("web")})
+    [child] = controller.ssh_children()
+
+    child.send_signal(signal.SIGKILL)
+    wait_for("a new ssh child", lambda: [c for c in controller.ssh_children() if c.pid != child.pid])
+    wait_for("traffic again", lambda: answered(edge, dnsname))
+    wait_for("the restart counted", lambda: "mysocketd_ssh_restarts_total 1.0" in controller.metrics())
+    wait_for("a TunnelDown Event", lambda: "TunnelDown" in {r for _, r, _ in cluster.events("web")})
+
+
+def test_load_balancer_class_shows_the_public_name_as_external_ip(cluster, standins, controller, edge):
+    cluster.service("lb", type="LoadBalancer", loadBalancerClass="mysocket.io/tunnel")
+    standins.for_service(cluster.ns, "lb")
+    dnsname = exposed(cluster, edge, "lb")
+    ingress = wait_for("status.loadBalancer.ingress",
+                       lambda: cluster.get("lb")["status"].get("loadBalancer", {}).get("ingress"))
+    assert ingress == [{"hostname": dnsname}]
+    table = cluster.kubectl("get", "service", "lb").stdout
+    assert dnsname in table
+
+
+def test_migration_from_the_original_controller_keeps_the_dns_name(cluster, standins, make_controller, edge, account):
+    token = edge.login(account.email, account.password)
+    legacy = edge.api("POST", "/connect", {"name": f"k8s {cluster.ns}.web", "socket_type": "http"},
+                      token=token).body
+    cluster.service("web")
+    standins.for_service(cluster.ns, "web")
+    cluster.annotate("web", **ENABLED)
+    make_controller()
+    dnsname = exposed(cluster, edge, "web")
+    assert dnsname == legacy["dnsname"]
+    assert [s["socket_id"] for s in account_sockets(edge, account)] == [legacy["socket_id"]]
+    assert "SocketAdopted" in {r for _, r, _ in cluster.events("web")}
+
+
+def test_leftover_sockets_of_this_cluster_are_deleted(cluster, make_controller, edge, account):
+    token = edge.login(account.email, account.password)
+    c = make_controller(start=False)
+    names = {"mine": f"k8s/{c.cluster_name}/{cluster.ns}/ghost",
+             "other cluster": f"k8s/elsewhere/{cluster.ns}/ghost",
+             "other namespace": f"k8s/{c.cluster_name}/not-mine/ghost",
+             "legacy": f"k8s {cluster.ns}.ghost", "a user's": "my laptop"}
+    for name in names.values():
+        assert edge.api("POST", "/connect", {"name": name}, token=token).status == 200
+    c.start()
+    wait_for("the leftover deleted", lambda: names["mine"] not in {s["name"] for s in account_sockets(edge, account)})
+    assert {s["name"] for s in account_sockets(edge, account)} == set(names.values()) - {names["mine"]}
+
+
+def test_retained_socket_keeps_its_name_across_unexpose(cluster, standins, controller, edge, account):
+    cluster.service("web", annotations={**ENABLED, "mysocket.io/retain": "true"})
+    standins.for_service(cluster.ns, "web")
+    dnsname = exposed(cluster, edge, "web")
+
+    cluster.annotate("web", **{"mysocket.io/enabled": "false"})
+    wait_for("finalizer removed", lambda: FINALIZER not in (cluster.get("web")["metadata"].get("finalizers") or []))
+    wait_for("no ssh child", lambda: controller.ssh_children() == [])
+    assert [s["dnsname"] for s in account_sockets(edge, account)] == [dnsname]
+    assert edge.get(dnsname)[0] == 502
+
+    cluster.annotate("web", **{"mysocket.io/enabled": "true"})
+    assert exposed(cluster, edge, "web") == dnsname
+    assert len(account_sockets(edge, account)) == 1
+
+
+def test_protected_socket_asks_for_the_secret_credentials(cluster, standins, controller, edge, control_plane):
+    control_plane.kubectl("create", "secret", "generic", "web-auth", "-n", cluster.ns,
+                          "--from-literal=username=alice", "--from-literal=password=wonderland")
+    cluster.service("web", annotations={**ENABLED, "mysocket.io/protected-secret": "web-auth"})
+    standins.for_service(cluster.ns, "web")
+    dnsname = wait_for("dnsname", lambda: annotations(cluster.get("web")).get(DNSNAME))
+    import base64
+    auth = {"Authorization": "Basic " + base64.b64encode(b"alice:wonderland").decode()}
+    wait_for("a pod answering with credentials", lambda: edge.get(dnsname, headers=auth)[0] == 200)
+    assert edge.get(dnsname)[0] == 401
+
+
+def test_dry_run_changes_nothing(cluster, standins, make_controller, edge, account):
+    c = make_controller(extra_args=["--dry-run"])
+    cluster.service("web", annotations=ENABLED)
+    wait_for("the dry-run line", lambda: "dry-run: would expose" in c.log_text())
+    svc = cluster.get("web")
+    assert account_sockets(edge, account) == []
+    assert not (svc["metadata"].get("finalizers") or []) and DNSNAME not in annotations(svc)
+    assert c.ssh_children() == [] and cluster.events("web") == []

@@ -1,0 +1,30 @@
+"""The manifest's ClusterRole is exactly what the controller needs (every other test runs under it)."""
+
+import json
+
+import pytest
+
+SA = "system:serviceaccount:mysocket:mysocketd"
+
+
+def test_cluster_role_is_the_documented_minimum(control_plane, controller_kubeconfig):
+    role = json.loads(control_plane.kubectl("get", "clusterrole", "mysocketd", "-o", "json").stdout)
+    granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {("services", "list"), ("services", "watch"), ("services", "patch"),
+                       ("services/status", "patch"), ("events", "create"), ("events", "patch"),
+                       ("secrets", "get")}
+
+
+@pytest.mark.parametrize("verb, resource, allowed", [
+    ("list", "services", "yes"), ("patch", "services", "yes"), ("delete", "services", "no"),
+    ("create", "services", "no"), ("list", "secrets", "no"), ("get", "secrets", "yes"),
+    ("create", "events", "yes"), ("list", "pods", "no"),
+    ("update", "leases.coordination.k8s.io -n mysocket", "yes"),
+    ("update", "leases.coordination.k8s.io -n default", "no"),
+])
+def test_service_account_can_do_only_that(control_plane, controller_kubeconfig, verb, resource, allowed):
+    args = ["auth", "can-i", verb, *resource.split(), f"--as={SA}"]
+    if "-n" not in resource:
+        args.append("--all-namespaces")
+    result = control_plane.kubectl(*args, check=False)
+    assert result.stdout.strip() == allowed, (args, result.stdout, result.stderr)

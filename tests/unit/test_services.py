@@ -1,0 +1,106 @@
+"""Table tests for the annotation parser: every rule, every message a user may see."""
+
+import pytest
+
+from lib import services
+from lib.services import InvalidAnnotation, desired_exposure
+
+
+def svc(annotations=None, ports=None, **spec):
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("clusterIP", "10.96.0.10")
+    spec["ports"] = [{"name": "http", "port": 8000, "protocol": "TCP"},
+                     {"name": "metrics", "port": 9090, "protocol": "TCP"}] if ports is None else ports
+    return {"metadata": {"namespace": "demo", "name": "web", "uid": "u1", "annotations": annotations},
+            "spec": spec}
+
+
+ON = {"mysocket.io/enabled": "true"}
+
+
+def test_not_annotated_is_left_alone():
+    assert desired_exposure(svc()) is None
+    assert desired_exposure(svc({"mysocket.io/enabled": "false"})) is None
+    assert desired_exposure(svc({"other": "x"})) is None
+
+
+def test_defaults():
+    e = desired_exposure(svc(ON))
+    assert (e.namespace, e.name, e.cluster_ip, e.port, e.socket_type) == ("demo", "web", "10.96.0.10", 8000, "http")
+    assert (e.cloud_auth_emails, e.cloud_auth_domains, e.protected_secret, e.retain, e.load_balancer) == \
+        ((), (), "", False, False)
+
+
+def test_enabled_is_case_and_space_tolerant():
+    assert desired_exposure(svc({"mysocket.io/enabled": " True "})) is not None
+
+
+def test_load_balancer_class_opts_in_without_annotation():
+    e = desired_exposure(svc(None, type="LoadBalancer", loadBalancerClass="mysocket.io/tunnel"))
+    assert e.load_balancer and e.port == 8000
+    assert desired_exposure(svc(None, type="LoadBalancer")) is None
+    assert desired_exposure(svc(None, type="LoadBalancer", loadBalancerClass="other.io/lb")) is None
+
+
+@pytest.mark.parametrize("value, port", [("metrics", 9090), ("9090", 9090), ("http", 8000), (" 8000 ", 8000)])
+def test_port_by_name_or_number(value, port):
+    assert desired_exposure(svc({**ON, "mysocket.io/port": value})).port == port
+
+
+def test_options():
+    e = desired_exposure(svc({**ON, "mysocket.io/type": "TCP",
+                              "mysocket.io/cloud-auth-emails": "b@x.io, a@x.io,,",
+                              "mysocket.io/cloud-auth-domains": "example.com",
+                              "mysocket.io/protected-secret": "web-auth",
+                              "mysocket.io/retain": "true"}))
+    assert e.socket_type == "tcp"
+    assert e.cloud_auth_emails == ("a@x.io", "b@x.io")
+    assert e.cloud_auth_domains == ("example.com",)
+    assert e.protected_secret == "web-auth" and e.retain
+
+
+@pytest.mark.parametrize("annotations, spec, annotation, words", [
+    ({"mysocket.io/enabled": "yes"}, {}, "mysocket.io/enabled", 'must be "true" or "false"'),
+    ({**ON, "mysocket.io/port": "grpc"}, {}, "mysocket.io/port", "it has: http, metrics"),
+    ({**ON, "mysocket.io/port": "70000"}, {}, "mysocket.io/port", "neither the name nor the number"),
+    ({**ON, "mysocket.io/type": "udp"}, {}, "mysocket.io/type", "must be one of http, https, tcp, tls"),
+    ({**ON, "mysocket.io/cloud-auth-emails": "not-an-email"}, {}, "mysocket.io/cloud-auth-emails",
+     "is not an e-mail address"),
+    ({**ON, "mysocket.io/cloud-auth-domains": "bad_domain"}, {}, "mysocket.io/cloud-auth-domains",
+     "is not a domain name"),
+    ({**ON, "mysocket.io/protected-secret": "Not/A/Name"}, {}, "mysocket.io/protected-secret",
+     "not a valid Secret name"),
+    ({**ON, "mysocket.io/retain": "sometimes"}, {}, "mysocket.io/retain", 'must be "true" or "false"'),
+    (ON, {"clusterIP": "None"}, "mysocket.io/enabled", "headless"),
+    (ON, {"type": "ExternalName", "clusterIP": None}, "mysocket.io/enabled", "ExternalName"),
+])
+def test_invalid_values_name_the_annotation(annotations, spec, annotation, words):
+    with pytest.raises(InvalidAnnotation) as err:
+        desired_exposure(svc(annotations, **spec))
+    assert err.value.annotation == annotation
+    assert words in str(err.value)
+
+
+def test_no_ports():
+    with pytest.raises(InvalidAnnotation, match="has no ports"):
+        desired_exposure(svc(ON, ports=[]))
+
+
+def test_udp_port_is_refused():
+    with pytest.raises(InvalidAnnotation, match="only forward TCP"):
+        desired_exposure(svc(ON, ports=[{"port": 53, "protocol": "UDP"}]))
+
+
+def test_noise_is_quoted_short():
+    noise = "\x00\xff" * 500
+    with pytest.raises(InvalidAnnotation) as err:
+        desired_exposure(svc({**ON, "mysocket.io/type": noise}))
+    assert len(str(err.value)) < 200 and "(1000 characters)" in str(err.value)
+
+
+def test_socket_names_round_trip():
+    name = services.socket_name("prod", "demo", "web")
+    assert services.parse_socket_name("prod", name) == ("demo", "web")
+    assert services.parse_socket_name("staging", name) is None
+    assert services.parse_socket_name("prod", services.legacy_socket_name("demo", "web")) is None
+    assert services.parse_socket_name("prod", "k8s/prod/demo") is None

@@ -1,0 +1,52 @@
+"""Key preparation with the real ssh-keygen."""
+
+import os
+import stat
+import subprocess
+
+import pytest
+
+from lib import sshkeys
+
+
+def keygen(path, kind="ed25519", passphrase=""):
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", passphrase, "-f", str(path)], check=True)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "rsa", "ecdsa"])
+def test_copies_the_key_private_and_derives_the_public_line(tmp_path, kind):
+    src = keygen(tmp_path / "key", kind)
+    os.chmod(src, 0o644)                           # as a Secret volume would mount it
+    path, public = sshkeys.install_private_key(str(src), str(tmp_path / "state"))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert sshkeys.same_key(public, (tmp_path / "key.pub").read_text())
+
+
+@pytest.mark.parametrize("setup, words", [
+    (lambda p: None, "no private key at"),
+    (lambda p: p.write_text(""), "is empty"),
+    (lambda p: p.write_text("not a key\n"), "OpenSSH cannot use"),
+    (lambda p: keygen(p, passphrase="pass phrase"), "passphrase"),
+])
+def test_unusable_keys_say_why(tmp_path, setup, words):
+    setup(tmp_path / "key")
+    with pytest.raises(sshkeys.KeyProblem, match=words):
+        sshkeys.install_private_key(str(tmp_path / "key"), str(tmp_path / "state"))
+
+
+def test_fingerprints_match_ssh_keygen(tmp_path):
+    keygen(tmp_path / "host")
+    line = "[127.0.0.1]:2222 " + " ".join((tmp_path / "host.pub").read_text().split()[:2])
+    (tmp_path / "kh").write_text(line + "\n")
+    expected = subprocess.run(["ssh-keygen", "-l", "-f", str(tmp_path / "host.pub")], capture_output=True,
+                              text=True, check=True).stdout.split()[1]
+    assert sshkeys.fingerprints(str(tmp_path / "kh")) == [f"ssh-ed25519 {expected}"]
+
+
+def test_tofu_file_is_created_private(tmp_path):
+    path, strict = sshkeys.prepare_known_hosts("", str(tmp_path))
+    assert not strict and os.path.exists(path) and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    given = tmp_path / "given"
+    given.write_text("")
+    assert sshkeys.prepare_known_hosts(str(given), str(tmp_path)) == (str(given), True)
