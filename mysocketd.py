@@ -13,8 +13,12 @@ import signal
 import sys
 import threading
 
+from kubernetes import client
+
 from lib import config, health, kube, logs, mysocket, sshargs, sshkeys, tunnels
 from lib.controller import Controller
+from lib.leader import LeaderElector
+from lib.probe import Prober
 from lib.runner import Runner, Session
 from lib.sockets import Sockets
 from lib.watcher import ServiceWatcher
@@ -57,10 +61,10 @@ def main(argv=None):
                             watcher=watcher, queue=queue, user_name=None, dry_run=cfg.dry_run)
     leader = None
     if cfg.leader_election:
-        from lib.leader import LeaderElector
-        leader = LeaderElector(kube.client.CoordinationV1Api(api_client), cfg.lease_namespace, cfg.lease_name)
+        leader = LeaderElector(client.CoordinationV1Api(api_client), cfg.lease_namespace, cfg.lease_name)
+    prober = Prober(cfg.probe_url) if cfg.probe_url else None
     runner = Runner(config=cfg, session=Session(api, public_key), controller=controller, watcher=watcher,
-                    supervisor=supervisor, queue=queue, known_hosts=known_hosts, leader=leader)
+                    supervisor=supervisor, queue=queue, known_hosts=known_hosts, leader=leader, prober=prober)
 
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -36,6 +36,7 @@ class Config:
     leader_election: bool
     lease_namespace: str
     lease_name: str
+    probe_url: str              # "" = no traffic probe
 
     def describe(self):
         """The effective configuration for the start-up log line, secrets masked."""
@@ -84,6 +85,8 @@ def parser():
     _flag(p, "leader-election", False, "hold a Lease so that only one replica exposes Services", bool)
     _flag(p, "lease-namespace", "mysocket", "namespace of the leader-election Lease")
     _flag(p, "lease-name", "mysocketd", "name of the leader-election Lease")
+    _flag(p, "probe-url", "", "check every 10 s that each http tunnel carries traffic by fetching this URL "
+                              "through the edge, e.g. https://{dnsname}/ (empty: off)")
     return p
 
 
@@ -122,6 +125,7 @@ def load(argv=None):
         leader_election=args.leader_election,
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
+        probe_url=args.probe_url,
     )
 
 

@@ -229,6 +229,12 @@ class Controller:
                 self.sockets.invalidate()
                 self.queue.add(t.key)
 
+    def tunnel_stale(self, key):
+        message = "the edge has no working tunnel for this name although ssh runs; replacing the ssh child"
+        log.warning(message, extra=_fields(key))
+        self._event(self.watcher.get(key), "Warning", "TunnelStale", message)
+        metrics.SSH_RESTARTS.inc()
+
     # -- the periodic look at everything -----------------------------------------
 
     def resync(self):

@@ -63,7 +63,8 @@ class Session:
 
 
 class Runner:
-    def __init__(self, *, config, session, controller, watcher, supervisor, queue, known_hosts, leader=None):
+    def __init__(self, *, config, session, controller, watcher, supervisor, queue, known_hosts, leader=None,
+                 prober=None):
         self.config = config
         self.session = session
         self.controller = controller
@@ -72,6 +73,7 @@ class Runner:
         self.queue = queue
         self.known_hosts = known_hosts
         self.leader = leader
+        self.prober = prober
         self.heartbeat = time.monotonic()
         self._next_tick = 0.0
         self._next_resync = None
@@ -112,9 +114,11 @@ class Runner:
         finally:
             log.info("stopping: ending %d ssh children; nothing remote is deleted", len(self.supervisor.children))
             self.watcher.stop()
-            if self.leader:
-                self.leader.stop()
             self.supervisor.stop_all()
+            if self.leader:
+                self.leader.stop()          # after the children: the next leader's forwards find the ports free
+            if self.prober:
+                self.prober.close()
 
     def _step(self, stopping):
         if not self.session.ensure() or not self.watcher.synced.is_set():
@@ -154,6 +158,8 @@ class Runner:
         for transition in self.supervisor.poll():
             self.controller.on_transition(transition)
         metrics.TUNNELS_UP.set(self.supervisor.tunnels_up())
+        if self.prober:
+            self._probe()
         self._log_new_host_keys()
         if self._next_resync is None and len(self.queue) == 0:
             self._next_resync = now          # the first pass is done: clean up now
@@ -166,6 +172,14 @@ class Runner:
             except mysocket.ApiError as e:
                 log.warning("resync failed (%s); trying again in 30s", e)
                 self._next_resync = now + 30
+
+    def _probe(self):
+        targets = {key: r.dnsname for key, r in self.controller.records.items()
+                   if self.supervisor.is_up(key) and r.exposure.socket_type == "http"
+                   and not r.exposure.protected_secret}
+        for key in self.prober.stale(targets):
+            self.controller.tunnel_stale(key)
+            self.supervisor.restart(key)
 
     def _log_new_host_keys(self):
         try:

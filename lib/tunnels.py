@@ -97,6 +97,15 @@ class Supervisor:
         if child:
             self._stop([child])
 
+    def restart(self, key):
+        """Replace a child that is alive but useless (the traffic probe said so)."""
+        child = self.children.get(key)
+        if child:
+            self._stop([child])
+            self.restarts_total += 1
+            child.restarts += 1
+            self._start(key, child)
+
     def stop_all(self):
         children = list(self.children.values())
         self.children.clear()

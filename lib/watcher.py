@@ -37,7 +37,7 @@ class ServiceWatcher(threading.Thread):
         self.synced = threading.Event()     # the first list is in the cache
         self.watching = False               # a watch stream is open right now
         self.last_event = time.monotonic()  # for /healthz: the thread is alive
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def get(self, key):
         with self._lock:
@@ -48,12 +48,12 @@ class ServiceWatcher(threading.Thread):
             return list(self.cache)
 
     def stop(self):
-        self._stop.set()
+        self._stopping.set()
 
     def run(self):
         failures = 0
         rv = None
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 if rv is None:
                     rv = self._relist()
@@ -74,7 +74,7 @@ class ServiceWatcher(threading.Thread):
                 metrics.WATCH_RESTARTS.labels("error").inc()
                 if status == 410:
                     rv = None
-                self._stop.wait(delay)
+                self._stopping.wait(delay)
 
     def _relist(self):
         items, rv = self.kube.list_services()
@@ -104,7 +104,7 @@ class ServiceWatcher(threading.Thread):
                     else:
                         self.cache[key] = obj
                 self.queue.add(key)
-                if self._stop.is_set():
+                if self._stopping.is_set():
                     break
         finally:
             self.watching = False

@@ -219,3 +219,21 @@ def test_dry_run_changes_nothing(cluster, standins, make_controller, edge, accou
     assert account_sockets(edge, account) == []
     assert not (svc["metadata"].get("finalizers") or []) and DNSNAME not in annotations(svc)
     assert c.ssh_children() == [] and cluster.events("web") == []
+
+
+def test_its_own_writes_do_not_start_a_reconcile_loop(cluster, standins, controller, edge):
+    cluster.service("web", annotations=ENABLED)
+    standins.for_service(cluster.ns, "web")
+    exposed(cluster, edge, "web")
+    wait_for("the tunnel up", lambda: "mysocketd_tunnels_up 1.0" in controller.metrics())
+    import time
+    time.sleep(3)          # let the MODIFIED events of its own writes come back through the watch
+
+    def calls():
+        return sum(float(line.rsplit(" ", 1)[1]) for line in controller.metrics().splitlines()
+                   if line.startswith(("mysocketd_api_requests_total{", "mysocketd_reconcile_duration_seconds_count")))
+
+    before, version = calls(), cluster.get("web")["metadata"]["resourceVersion"]
+    time.sleep(5)
+    assert calls() == before, "Mysocket API calls or reconciles while nothing changed"
+    assert cluster.get("web")["metadata"]["resourceVersion"] == version, "the Service was written again"

@@ -1,0 +1,75 @@
+"""Leader election against the real apiserver, as the manifest's ServiceAccount."""
+
+import time
+import uuid
+
+import pytest
+from kubernetes import client, config
+
+from devcluster.stack import account_sockets, wait_for
+from lib.leader import LeaderElector
+
+ENABLED = {"mysocket.io/enabled": "true"}
+
+
+@pytest.fixture
+def elector(controller_kubeconfig):
+    made = []
+    lease = "test-" + uuid.uuid4().hex[:8]
+
+    def make(identity):
+        api = config.new_client_from_config(config_file=str(controller_kubeconfig))
+        e = LeaderElector(client.CoordinationV1Api(api), "mysocket", lease, identity=identity,
+                          lease_seconds=3, renew_every=0.5, retry_every=0.2)
+        made.append(e)
+        e.start()
+        return e
+
+    yield make
+    for e in made:
+        e.stop()
+
+
+def test_one_leader_and_a_clean_hand_over(elector):
+    a = elector("a")
+    wait_for("a leads", a.is_leader, timeout=10)
+    b = elector("b")
+    time.sleep(4)                                   # longer than the lease: a keeps renewing it
+    assert a.is_leader() and not b.is_leader()
+    started = time.monotonic()
+    a.stop()                                        # releases the Lease
+    wait_for("b takes over", b.is_leader, timeout=5)
+    assert time.monotonic() - started < 2
+
+
+def test_a_dead_leader_is_replaced_after_the_lease_expires(elector):
+    a = elector("a")
+    wait_for("a leads", a.is_leader, timeout=10)
+    b = elector("b")
+    time.sleep(1)
+    started = time.monotonic()
+    a.stop(release=False)                           # as if the process died
+    wait_for("b takes over", b.is_leader, timeout=10)
+    assert 2.5 <= time.monotonic() - started < 6    # not before the 3 s lease could expire
+
+
+def test_two_replicas_expose_once_and_fail_over(cluster, standins, make_controller, edge, account):
+    lease = ["--leader-election", "--lease-name", "mysocketd-" + uuid.uuid4().hex[:6]]
+    first = make_controller(extra_args=lease)
+    wait_for("first leads", lambda: "leader" == first.http("/readyz")[1].strip())
+    second = make_controller(extra_args=lease, cluster_name=first.cluster_name)
+    assert second.http("/readyz") == (200, "standby\n")
+
+    cluster.service("web", annotations=ENABLED)
+    standins.for_service(cluster.ns, "web")
+    dnsname = wait_for("dnsname", lambda: cluster.get("web")["metadata"]["annotations"].get("mysocket.io/dnsname"))
+    wait_for("traffic", lambda: edge.get(dnsname)[0] == 200)
+    assert len(first.ssh_children()) == 1 and second.ssh_children() == []
+
+    first.kill()
+    first.reap_orphans()                            # the node is gone, and its children with it
+    started = time.monotonic()
+    wait_for("traffic through the second replica", lambda: edge.get(dnsname)[0] == 200, timeout=30)
+    print(f"failover after SIGKILL of the leader: {time.monotonic() - started:.1f}s")
+    assert len(second.ssh_children()) == 1
+    assert len(account_sockets(edge, account)) == 1
