@@ -100,7 +100,8 @@ def test_token_expires_and_admin_is_absent_without_flag(tmp_path):
         assert edge.api("GET", "/connect", token=edge.login(acct.email, acct.password)
                         ).status == 200
         for method, path in (("POST", "/_admin/faults"), ("GET", "/_admin/faults"),
-                             ("POST", "/_admin/drop-ssh"), ("GET", "/_admin/tunnels")):
+                             ("POST", "/_admin/drop-ssh"), ("GET", "/_admin/tunnels"),
+                             ("POST", "/_admin/forget-forward")):
             resp = edge.api(method, path, {"error_rate": 1.0} if method == "POST" else None)
             assert resp.status == 404 and resp.body["error_message"], (method, path)
         assert edge.api("GET", "/connect", token=edge.login(acct.email, acct.password)

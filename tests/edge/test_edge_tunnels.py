@@ -280,3 +280,16 @@ def test_admin_drop_ssh_ends_every_session(edge, account, ssh, backend):
     assert resp.status == 200 and resp.body["dropped"] >= 1
     wait_exit(proc)
     edge.wait_forward(port, present=False)
+
+
+def test_admin_forget_forward_leaves_a_stale_binding(edge, account, ssh, backend):
+    """The session stays up (ssh sees nothing wrong) while the public side answers 502."""
+    sock = new_socket(edge, account)
+    port = sock["tunnels"][0]["local_port"]
+    proc = ssh.start(forward_argv(edge, account, port, backend().port))
+    edge.wait_forward(port)
+    assert edge.get(sock["dnsname"])[0] == 200
+    assert edge.api("POST", "/_admin/forget-forward", {"local_port": port}).body == {"forgotten": 1}
+    assert edge.get(sock["dnsname"])[0] == 502
+    assert proc.poll() is None
+    assert edge.api("POST", "/_admin/forget-forward", {"local_port": "x"}).status == 400
