@@ -5,6 +5,8 @@
 #   make cluster   a control plane in the foreground on host loopback; prints KUBECONFIG=...
 #   make build     the control-plane binaries (devcluster/build.sh; cached, no-op when present)
 #   make venv      .venv with requirements-dev.txt (re-run only when requirements change)
+#   make demo      the blog's demo end to end on one machine (devcluster/demo.py)
+#   make chaos     the chaos suite alone, with its recovery table (tests/chaos)
 
 PYTHON ?= python3
 VENV := .venv
@@ -22,7 +24,7 @@ TESTS ?= tests/
 IN_NETNS := unshare --net --pid --fork --kill-child --mount-proc -- \
 	sh -c 'ip link set lo up && "$$@"; exit $$?' in-netns
 
-.PHONY: test build cluster venv
+.PHONY: test build cluster venv demo chaos
 
 test: venv build
 	$(IN_NETNS) $(PY) -m pytest -ra --timeout=300 $(PYTEST_ARGS) $(TESTS)
@@ -33,14 +35,16 @@ build:
 cluster: venv build
 	$(PY) -m devcluster
 
+demo: venv build
+	$(IN_NETNS) $(PY) -m devcluster.demo
+
+# The chaos suite alone (make test runs it too), with its recovery table.
+chaos: venv build
+	$(IN_NETNS) $(PY) -m pytest -ra --timeout=600 $(PYTEST_ARGS) tests/chaos/
+
 venv: $(VENV)/.requirements-installed
 
 $(VENV)/.requirements-installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
-
-# Room for more entry points (demo, bench, chaos), added by their owners. A
-# target that must not touch the host network runs under $(IN_NETNS), e.g.
-#   chaos: venv build
-#   	$(IN_NETNS) $(PY) -m pytest -ra --timeout=600 tests/chaos/

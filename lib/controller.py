@@ -270,7 +270,7 @@ class Controller:
 
     def _retry_later(self, key, error):
         n = self.failures[key] = self.failures.get(key, 0) + 1
-        delay = min(120.0, 2.0 ** (n - 1))
+        delay = min(30.0, 2.0 ** (n - 1))
         if isinstance(error, mysocket.Unavailable) and error.retry_after:
             delay = max(delay, error.retry_after)
         if isinstance(error, ApiException) and error.status in (404, 409):

@@ -8,7 +8,9 @@ what every caller would otherwise repeat:
   on a 401 (the JWT payload is read, not verified: the server verifies it);
 - a few quick retries for 5xx, 429 (honouring a short Retry-After) and
   timeouts, after which `Unavailable` tells the controller to requeue that one
-  Service with its own backoff instead of blocking every other Service;
+  Service with its own backoff instead of blocking every other Service. Calls
+  that create something are never retried here: after a timeout the socket
+  may exist, and only the caller can look for it (by name) before trying again;
 - errors a user can act on: `BadCredentials`, `NotFound`, and an `ApiError`
   that says so when the URL answers with HTML instead of JSON;
 - a count of every call by name and status for /metrics.
@@ -62,7 +64,7 @@ def jwt_claims(token):
 
 
 class Client:
-    def __init__(self, api_url, email, password, *, timeout=(5, 15), attempts=3, max_retry_after=5.0,
+    def __init__(self, api_url, email, password, *, timeout=(5, 10), attempts=3, max_retry_after=5.0,
                  sleep=time.sleep, clock=time.time):
         self.api_url = api_url.rstrip("/") + "/"
         self.email = email
@@ -103,7 +105,7 @@ class Client:
 
     def connect(self, fields):
         """A new socket that already has one tunnel: one call instead of two."""
-        return self._request("connect", "POST", "connect", fields)
+        return self._request("connect", "POST", "connect", fields, retry=False)
 
     def socket(self, socket_id):
         return self._request("get_socket", "GET", f"socket/{socket_id}")
@@ -112,7 +114,7 @@ class Client:
         return self._delete("delete_socket", f"socket/{socket_id}")
 
     def create_tunnel(self, socket_id):
-        return self._request("create_tunnel", "POST", f"socket/{socket_id}/tunnel", {})
+        return self._request("create_tunnel", "POST", f"socket/{socket_id}/tunnel", {}, retry=False)
 
     def delete_tunnel(self, socket_id, tunnel_id):
         return self._delete("delete_tunnel", f"socket/{socket_id}/tunnel/{tunnel_id}")
@@ -131,7 +133,7 @@ class Client:
         if self._token is None or self.clock() >= self._renew_at:
             self.login()
 
-    def _request(self, call, method, path, body=None, auth=True):
+    def _request(self, call, method, path, body=None, auth=True, retry=True):
         attempt, relogged = 0, False
         while True:
             attempt += 1
@@ -154,7 +156,7 @@ class Client:
                 if resp.status_code != 429 and resp.status_code < 500:
                     return self._answer(call, resp)
                 error = Unavailable(call, resp.status_code, _message(resp), _retry_after(resp))
-            if attempt >= self.attempts:
+            if attempt >= self.attempts or (not retry and error.status != 429):   # a 429 was not done
                 raise error
             hint = error.retry_after if error.retry_after is not None else 0.2 * 2 ** (attempt - 1)
             self.sleep(min(hint, self.max_retry_after))

@@ -14,9 +14,10 @@ hold across restarts and crashes: a socket created just before a crash is
 found by name afterwards.
 """
 
+import contextlib
 import logging
 
-from lib import services
+from lib import mysocket, services
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,25 @@ class Sockets:
         return None, None
 
     def create(self, fields):
-        socket = self.api.connect(fields)
+        with self._in_doubt():
+            socket = self.api.connect(fields)
         self.snapshot()[socket["socket_id"]] = socket
         return socket
 
     def add_tunnel(self, socket):
-        tunnel = self.api.create_tunnel(socket["socket_id"])
+        with self._in_doubt():
+            tunnel = self.api.create_tunnel(socket["socket_id"])
         socket.setdefault("tunnels", []).append(tunnel)
         return tunnel
+
+    @contextlib.contextmanager
+    def _in_doubt(self):
+        """A create that timed out or failed may still have happened: list again before the next try."""
+        try:
+            yield
+        except mysocket.ApiError:
+            self.invalidate()
+            raise
 
     def delete(self, socket_id):
         self.api.delete_socket(socket_id)

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class ServiceWatcher(threading.Thread):
-    def __init__(self, kube, queue, *, backoff_cap=30.0):
+    def __init__(self, kube, queue, *, backoff_cap=5.0):
         super().__init__(name="service-watch", daemon=True)
         self.kube = kube
         self.queue = queue
