@@ -120,6 +120,7 @@ class StandIns:
         self._control_plane = control_plane
         self._log_dir = Path(log_dir or (control_plane.workdir if control_plane
                                          else tempfile.gettempdir()))
+        self._log_dir.mkdir(parents=True, exist_ok=True)
         self.pods: list[StandIn] = []
 
     def start(self, name: str, ip: str, port: int, tcp_echo: bool = False) -> StandIn:
