@@ -237,3 +237,33 @@ def test_its_own_writes_do_not_start_a_reconcile_loop(cluster, standins, control
     time.sleep(5)
     assert calls() == before, "Mysocket API calls or reconciles while nothing changed"
     assert cluster.get("web")["metadata"]["resourceVersion"] == version, "the Service was written again"
+
+
+def test_host_key_trusted_on_first_use_then_enforced(cluster, standins, make_controller, edge, tmp_path):
+    c = make_controller()
+    cluster.service("web", annotations=ENABLED)
+    standins.for_service(cluster.ns, "web")
+    exposed(cluster, edge, "web")
+    recorded = (c.state_dir / "known_hosts").read_text()
+    assert edge.known_hosts_line().split()[2] in recorded
+    assert any("trusted on first use" in r.get("message", "") for r in c.log_records())
+
+
+def test_a_given_known_hosts_is_checked_strictly(cluster, standins, make_controller, edge, tmp_path):
+    from edge.testing import ssh_keygen
+    impostor = ssh_keygen(tmp_path / "impostor").split()
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"[{edge.ssh_host}]:{edge.ssh_port} {impostor[0]} {impostor[1]}\n")
+    first = make_controller(extra_args=["--known-hosts", str(wrong)])
+    cluster.service("web", annotations=ENABLED)
+    standins.for_service(cluster.ns, "web")
+    wait_for("a TunnelFailed Event about the host key",
+             lambda: [m for _, r, m in cluster.events("web") if r == "TunnelFailed" and "host key" in m])
+    dnsname = annotations(cluster.get("web"))[DNSNAME]
+    assert edge.get(dnsname)[0] == 502
+    assert first.stop() == 0
+
+    right = tmp_path / "known_hosts_right"
+    right.write_text(edge.known_hosts_line() + "\n")
+    make_controller(extra_args=["--known-hosts", str(right)], cluster_name=first.cluster_name)
+    wait_for("traffic with the right host key", lambda: answered(edge, dnsname))
