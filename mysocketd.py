@@ -13,8 +13,6 @@ import signal
 import sys
 import threading
 
-from kubernetes import client
-
 from lib import config, health, kube, logs, mysocket, sshargs, sshkeys, tunnels
 from lib.controller import Controller
 from lib.leader import LeaderElector
@@ -61,14 +59,19 @@ def main(argv=None):
                             watcher=watcher, queue=queue, user_name=None, dry_run=cfg.dry_run)
     leader = None
     if cfg.leader_election:
-        leader = LeaderElector(client.CoordinationV1Api(api_client), cfg.lease_namespace, cfg.lease_name)
+        leader = LeaderElector(k8s.rest, cfg.lease_namespace, cfg.lease_name)
     prober = Prober(cfg.probe_url) if cfg.probe_url else None
     runner = Runner(config=cfg, session=Session(api, public_key), controller=controller, watcher=watcher,
                     supervisor=supervisor, queue=queue, known_hosts=known_hosts, leader=leader, prober=prober)
 
     stopping = threading.Event()
+
+    def stop(*_):
+        stopping.set()
+        queue.wake()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+        signal.signal(sig, stop)
     if cfg.health_port:
         health.serve(cfg.health_port, runner)
     runner.run(stopping)

@@ -18,7 +18,6 @@ and stops its children.
 """
 
 import datetime
-import json
 import logging
 import socket
 import threading
@@ -36,10 +35,10 @@ def _now_micro():
 
 
 class LeaderElector(threading.Thread):
-    def __init__(self, coordination, namespace, name, *, identity=None, lease_seconds=10, renew_every=2.0,
+    def __init__(self, rest, namespace, name, *, identity=None, lease_seconds=10, renew_every=2.0,
                  retry_every=1.0, clock=time.monotonic):
         super().__init__(name="leader-election", daemon=True)
-        self.api = coordination
+        self.rest = rest                # lib.kube.Rest
         self.namespace = namespace
         self.lease_name = name
         self.identity = identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
@@ -76,12 +75,14 @@ class LeaderElector(threading.Thread):
             self._release()
         self._leading.clear()
 
+    def _path(self, name=""):
+        return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases" + (f"/{name}" if name else "")
+
     def _read(self):
-        resp = self.api.read_namespaced_lease(self.lease_name, self.namespace, _preload_content=False)
-        return json.loads(resp.data)
+        return self.rest.json("GET", self._path(self.lease_name))
 
     def _write(self, lease):
-        self.api.replace_namespaced_lease(self.lease_name, self.namespace, lease, _preload_content=False)
+        self.rest.json("PUT", self._path(self.lease_name), body=lease)
 
     def _try(self):
         try:
@@ -92,7 +93,7 @@ class LeaderElector(threading.Thread):
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": self.lease_name, "namespace": self.namespace},
                     "spec": self._spec(transitions=0, acquired=_now_micro())}
-            self.api.create_namespaced_lease(self.namespace, body, _preload_content=False)
+            self.rest.json("POST", self._path(), body=body)
             self._became(True)
             return
         spec = lease.get("spec") or {}

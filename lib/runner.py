@@ -2,8 +2,9 @@
 
 One thread makes every decision, so nothing here needs a lock; the watch
 thread only fills the cache and the queue, the health thread only reads.
-The loop never sleeps longer than half a second, so SIGTERM (which only sets
-a flag) is noticed at once, and dead ssh children are seen within that time.
+The loop never waits longer than a quarter of a second, so a dead ssh child
+is seen within that time; SIGTERM sets a flag and wakes the queue, so it is
+noticed at once.
 
 Bad credentials are not a crash: the loop stays up, /readyz says not ready,
 and the login is tried again with backoff (logged once per attempt), while the
@@ -129,7 +130,7 @@ class Runner:
             return
         metrics.LEADER.set(1)
         self.controller.user_name = self.session.user_name
-        key = self.queue.get(timeout=0.5)
+        key = self.queue.get(timeout=0.25)
         if key is not None:
             try:
                 self.controller.reconcile(key)
@@ -154,7 +155,7 @@ class Runner:
         now = time.monotonic()
         if now < self._next_tick:
             return
-        self._next_tick = now + 0.5
+        self._next_tick = now + 0.25
         for transition in self.supervisor.poll():
             self.controller.on_transition(transition)
         metrics.TUNNELS_UP.set(self.supervisor.tunnels_up())

@@ -4,7 +4,7 @@ Shaped after Supervisor/supervisor's process.py:
 - a child counts as up only after it stayed alive `up_after` seconds: with
   ExitOnForwardFailure a refused forward exits within that time, so "up" means
   the edge accepted the forward;
-- a child that dies before it was up backs off (1 s, 2 s, 4 s ... capped,
+- a child that dies before it was up backs off (0.5 s, 1 s, 2 s ... capped,
   jittered); a child that was up and then died is restarted at once, since
   that is a dropped connection, not a broken configuration;
 - stop is SIGTERM, a deadline, then SIGKILL;
@@ -64,7 +64,7 @@ def spawn_ssh(argv, log_path):
 
 class Supervisor:
     def __init__(self, settings, log_dir, *, spawn=spawn_ssh, clock=time.monotonic, jitter=random.uniform,
-                 is_stopped=None, up_after=2.0, backoff_cap=60.0, stop_timeout=3.0):
+                 is_stopped=None, up_after=2.0, backoff_cap=60.0, stop_timeout=3.0, hang_check_every=2.0):
         self.settings = settings
         self.log_dir = log_dir
         self.spawn = spawn
@@ -74,6 +74,8 @@ class Supervisor:
         self.up_after = up_after
         self.backoff_cap = backoff_cap
         self.stop_timeout = stop_timeout
+        self.hang_check_every = hang_check_every
+        self._next_hang_check = 0.0
         self.restarts_total = 0
         self.children = {}
         os.makedirs(log_dir, mode=0o700, exist_ok=True)
@@ -127,8 +129,13 @@ class Supervisor:
         """Reap, promote, restart; returns the transitions since the last poll."""
         now = self.clock()
         transitions = []
+        # Reading /proc for every child is the one cost that grows with the number of tunnels; a hang
+        # is rare and can wait a second or two, a death (Popen.poll, a waitpid) cannot.
+        check_hangs = now >= self._next_hang_check
+        if check_hangs:
+            self._next_hang_check = now + self.hang_check_every
         for key, child in self.children.items():
-            if child.proc is not None and self.is_stopped(child.proc):
+            if check_hangs and child.proc is not None and self.is_stopped(child.proc):
                 log.warning("ssh child is stopped (hung); killing it", extra=_fields(key, pid=child.proc.pid))
                 child.proc.kill()
                 child.proc.wait()
@@ -154,7 +161,7 @@ class Supervisor:
             child.next_start = now
             return Transition(key, "down", detail, 0.0)
         child.failures += 1
-        delay = min(self.backoff_cap, 2.0 ** (child.failures - 1)) * self.jitter(0.8, 1.2)
+        delay = min(self.backoff_cap, 0.5 * 2.0 ** (child.failures - 1)) * self.jitter(0.8, 1.2)
         child.next_start = now + delay
         return Transition(key, "failed", detail, delay, child.failures)
 
@@ -218,8 +225,10 @@ def _signal(proc, sig):
 
 def _stopped(proc):
     try:
-        return psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED
-    except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError, TypeError):
+        if not hasattr(proc, "ps"):
+            proc.ps = psutil.Process(proc.pid)     # one per child, not one per check
+        return proc.ps.status() == psutil.STATUS_STOPPED
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
 

@@ -21,6 +21,7 @@ class WorkQueue:
         self._heap = []       # (due, seq, key); stale entries are skipped
         self._seq = itertools.count()
         self._cond = threading.Condition()
+        self._woken = False
 
     def add(self, key, delay=0.0):
         due = self.clock() + delay
@@ -31,11 +32,20 @@ class WorkQueue:
             heapq.heappush(self._heap, (due, next(self._seq), key))
             self._cond.notify()
 
+    def wake(self):
+        """Make a waiting get() return None now (the SIGTERM handler calls it)."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
+
     def get(self, timeout):
-        """The next due key, or None after `timeout` seconds without one."""
+        """The next due key, or None after `timeout` seconds without one, or on wake()."""
         deadline = self.clock() + timeout
         with self._cond:
             while True:
+                if self._woken:
+                    self._woken = False
+                    return None
                 while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
                     heapq.heappop(self._heap)   # superseded by an earlier add
                 now = self.clock()

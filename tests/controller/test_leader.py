@@ -4,9 +4,10 @@ import time
 import uuid
 
 import pytest
-from kubernetes import client, config
+from kubernetes import config
 
 from devcluster.stack import account_sockets, wait_for
+from lib.kube import Rest
 from lib.leader import LeaderElector
 
 ENABLED = {"mysocket.io/enabled": "true"}
@@ -19,7 +20,7 @@ def elector(controller_kubeconfig):
 
     def make(identity):
         api = config.new_client_from_config(config_file=str(controller_kubeconfig))
-        e = LeaderElector(client.CoordinationV1Api(api), "mysocket", lease, identity=identity,
+        e = LeaderElector(Rest(api), "mysocket", lease, identity=identity,
                           lease_seconds=3, renew_every=0.5, retry_every=0.2)
         made.append(e)
         e.start()

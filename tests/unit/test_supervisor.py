@@ -51,7 +51,7 @@ def world(tmp_path):
     w = World()
     w.sup = tunnels.Supervisor(SETTINGS, str(tmp_path), spawn=w.spawn, clock=lambda: w.now,
                                jitter=lambda a, b: 1.0, is_stopped=lambda p: p.hung, up_after=2.0,
-                               backoff_cap=8.0, stop_timeout=0.1)
+                               backoff_cap=8.0, stop_timeout=0.1, hang_check_every=0.0)
     return w
 
 
@@ -82,7 +82,7 @@ def test_changed_spec_replaces_the_child(world):
 def test_quick_exits_back_off_exponentially_then_reset_once_up(world):
     world.sup.ensure(KEY, SPEC)
     delays = []
-    for _ in range(5):
+    for _ in range(6):
         world.spawned[-1].exit(255)
         [t] = world.sup.poll()
         assert t.kind == "failed"
@@ -94,15 +94,15 @@ def test_quick_exits_back_off_exponentially_then_reset_once_up(world):
         world.now += 0.01
         world.sup.poll()
         assert len(world.spawned) == count + 1      # restarted on time
-    assert delays == [1.0, 2.0, 4.0, 8.0, 8.0]      # capped
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]   # capped
     world.now += 2.0
     assert [t.kind for t in world.sup.poll()] == ["up"]
     world.spawned[-1].exit(255)
     [t] = world.sup.poll()
     assert t.kind == "down" and t.retry_in == 0.0
-    assert len(world.spawned) == 7                  # a child that was up is restarted at once
+    assert len(world.spawned) == 8                  # a child that was up is restarted at once
     world.spawned[-1].exit(255)
-    assert world.sup.poll()[0].retry_in == 1.0      # and its backoff starts again from 1 s
+    assert world.sup.poll()[0].retry_in == 0.5      # and its backoff starts again from 0.5 s
 
 
 def test_a_hung_child_is_killed_and_restarted(world):

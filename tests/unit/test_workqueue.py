@@ -35,3 +35,9 @@ def test_get_wakes_up_when_a_key_is_added():
 
 def test_get_times_out():
     assert WorkQueue().get(timeout=0.01) is None
+
+
+def test_wake_returns_none_at_once():
+    q = WorkQueue()
+    threading.Timer(0.05, q.wake).start()
+    assert q.get(timeout=5) is None
