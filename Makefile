@@ -7,6 +7,7 @@
 #   make venv      .venv with requirements-dev.txt (re-run only when requirements change)
 #   make demo      the blog's demo end to end on one machine (devcluster/demo.py)
 #   make chaos     the chaos suite alone, with its recovery table (tests/chaos)
+#   make bench     the benchmarks; writes bench/results/latest.json
 
 PYTHON ?= python3
 VENV := .venv
@@ -24,7 +25,7 @@ TESTS ?= tests/
 IN_NETNS := unshare --net --pid --fork --kill-child --mount-proc -- \
 	sh -c 'ip link set lo up && "$$@"; exit $$?' in-netns
 
-.PHONY: test build cluster venv demo chaos
+.PHONY: test build cluster venv demo bench chaos
 
 test: venv build
 	$(IN_NETNS) $(PY) -m pytest -ra --timeout=300 $(PYTEST_ARGS) $(TESTS)
@@ -37,6 +38,9 @@ cluster: venv build
 
 demo: venv build
 	$(IN_NETNS) $(PY) -m devcluster.demo
+
+bench: venv build
+	$(IN_NETNS) $(PY) -m bench
 
 # The chaos suite alone (make test runs it too), with its recovery table.
 chaos: venv build
