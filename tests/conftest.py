@@ -8,13 +8,18 @@ waiting: with no controller-manager they stay Terminating forever, which is
 harmless.
 """
 
+from pathlib import Path
+
 import pytest
 from kubernetes import config as kube_config
 
 from devcluster import ControlPlane, assert_private_netns
 from devcluster.names import dns_label
+from devcluster.stack import Cluster
 from devcluster.standin import StandIns
 from edge.testing import EdgeProcess
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +72,16 @@ def edge(tmp_path_factory):
     """One edge (with its admin endpoints) per test module, stopped at the module's end."""
     with EdgeProcess(tmp_path_factory.mktemp("edge"), admin=True) as proc:
         yield proc
+
+
+@pytest.fixture(scope="session")
+def controller_kubeconfig(control_plane):
+    """A kubeconfig of the manifest's ServiceAccount (yaml/mysocketd.yaml applied): what mysocketd runs as."""
+    control_plane.kubectl("apply", "-f", str(REPO_ROOT / "yaml" / "mysocketd.yaml"))
+    return control_plane.service_account_kubeconfig("mysocket", "mysocketd")
+
+
+@pytest.fixture
+def cluster(control_plane, namespace):
+    """kubectl verbs on the test's namespace (devcluster.stack.Cluster)."""
+    return Cluster(control_plane, namespace)

@@ -20,20 +20,18 @@ def replicas():
 
 
 @pytest.fixture(scope="module")
-def world(control_plane, edge, tmp_path_factory, replicas):
+def world(control_plane, controller_kubeconfig, edge, tmp_path_factory, replicas):
     """A module's own namespace, account and controller(s), with --probe-url on."""
     from devcluster.standin import StandIns
     assert_private_netns()
     workdir = tmp_path_factory.mktemp("chaos")
     ns = "chaos-" + uuid.uuid4().hex[:6]
     control_plane.kubectl("create", "namespace", ns)
-    control_plane.kubectl("apply", "-f", str(ROOT / "yaml" / "mysocketd.yaml"))
-    kubeconfig = control_plane.service_account_kubeconfig("mysocket", "mysocketd")
     account = Account.register(edge, workdir / "account")
     args = ["--probe-url", f"http://{edge.host}:{edge.http_port}/", "--resync-seconds", "10"]
     if replicas > 1:
         args += ["--leader-election", "--lease-name", ns]
-    controllers = [ControllerProcess(workdir / f"controller{i}", kubeconfig=kubeconfig, edge=edge, account=account,
+    controllers = [ControllerProcess(workdir / f"controller{i}", kubeconfig=controller_kubeconfig, edge=edge, account=account,
                                      namespace=ns, cluster_name="chaos", log_level="INFO", extra_args=args)
                    for i in range(replicas)]
     with StandIns(control_plane, workdir) as standins:

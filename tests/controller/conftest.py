@@ -8,20 +8,11 @@ see each other's Services or sockets.
 """
 
 import uuid
-from pathlib import Path
 
 import pytest
 
 from devcluster.controller import Account, ControllerProcess
-from devcluster.stack import Cluster
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def controller_kubeconfig(control_plane):
-    control_plane.kubectl("apply", "-f", str(ROOT / "yaml" / "mysocketd.yaml"))
-    return control_plane.service_account_kubeconfig("mysocket", "mysocketd")
 
 
 @pytest.fixture
@@ -54,7 +45,3 @@ def make_controller(controller_kubeconfig, edge, account, namespace, tmp_path):
 def controller(make_controller):
     return make_controller()
 
-
-@pytest.fixture
-def cluster(control_plane, namespace):
-    return Cluster(control_plane, namespace)
