@@ -250,8 +250,8 @@ class Controller:
                 self.queue.add(key)
         for socket, ns, name in self.sockets.ours():
             if self._leaked(socket, (ns, name)):
-                log.info("deleting leftover socket %s (%s)", socket.get("name"), socket.get("dnsname"),
-                         extra=_fields((ns, name), socket["socket_id"]))
+                log.info("%s leftover socket %s (%s)", "dry-run: would delete" if self.dry_run else "deleting",
+                         socket.get("name"), socket.get("dnsname"), extra=_fields((ns, name), socket["socket_id"]))
                 if not self.dry_run:
                     self.sockets.delete(socket["socket_id"])
 
