@@ -64,7 +64,7 @@ def spawn_ssh(argv, log_path):
 
 class Supervisor:
     def __init__(self, settings, log_dir, *, spawn=spawn_ssh, clock=time.monotonic, jitter=random.uniform,
-                 is_stopped=None, up_after=2.0, backoff_cap=60.0, stop_timeout=3.0, hang_check_every=2.0):
+                 is_stopped=None, up_after=2.0, backoff_cap=60.0, stop_timeout=3.0, hang_check_every=1.0):
         self.settings = settings
         self.log_dir = log_dir
         self.spawn = spawn
@@ -130,7 +130,7 @@ class Supervisor:
         now = self.clock()
         transitions = []
         # Reading /proc for every child is the one cost that grows with the number of tunnels; a hang
-        # is rare and can wait a second or two, a death (Popen.poll, a waitpid) cannot.
+        # is rare and can wait a second, a death (Popen.poll, a waitpid) cannot.
         check_hangs = now >= self._next_hang_check
         if check_hangs:
             self._next_hang_check = now + self.hang_check_every
