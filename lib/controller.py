@@ -217,11 +217,9 @@ class Controller:
             log.info("tunnel up: %s", t.detail, extra=_fields(t.key))
             self._event(svc, "Normal", "TunnelUp", t.detail)
         elif t.kind == "down":
-            metrics.SSH_RESTARTS.inc()
             log.warning("tunnel down, restarting: %s", t.detail, extra=_fields(t.key))
             self._event(svc, "Warning", "TunnelDown", f"{t.detail}; restarting")
         else:
-            metrics.SSH_RESTARTS.inc()
             log.warning("tunnel failed: %s; retrying in %.1fs", t.detail, t.retry_in, extra=_fields(t.key))
             self._event(svc, "Warning", "TunnelFailed", t.detail)
             if t.failures % 3 == 0:
@@ -234,7 +232,6 @@ class Controller:
         message = "the edge has no working tunnel for this name although ssh runs; replacing the ssh child"
         log.warning(message, extra=_fields(key))
         self._event(self.watcher.get(key), "Warning", "TunnelStale", message)
-        metrics.SSH_RESTARTS.inc()
 
     # -- the periodic look at everything -----------------------------------------
 

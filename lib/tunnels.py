@@ -13,8 +13,8 @@ Shaped after Supervisor/supervisor's process.py:
   child, and children left behind by an earlier run of this controller.
 
 It never blocks for long and never raises on a child's behalf: the controller
-calls `poll()` from its loop and turns the returned transitions into Events,
-log lines and metrics. Spawning goes through `spawn` and time through `clock`
+calls `poll()` from its loop and turns the returned transitions into Events
+and log lines; the restart counter is kept here, where restarts happen. Spawning goes through `spawn` and time through `clock`
 so the state machine can be tested without processes.
 """
 
@@ -28,7 +28,7 @@ import time
 
 import psutil
 
-from lib import sshargs
+from lib import metrics, sshargs
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ class _Child:
     up: bool = False
     failures: int = 0            # consecutive exits before reaching "up"
     next_start: float = 0.0
-    restarts: int = 0
 
 
 def spawn_ssh(argv, log_path):
@@ -76,7 +75,6 @@ class Supervisor:
         self.stop_timeout = stop_timeout
         self.hang_check_every = hang_check_every
         self._next_hang_check = 0.0
-        self.restarts_total = 0
         self.children = {}
         os.makedirs(log_dir, mode=0o700, exist_ok=True)
 
@@ -104,8 +102,7 @@ class Supervisor:
         child = self.children.get(key)
         if child:
             self._stop([child])
-            self.restarts_total += 1
-            child.restarts += 1
+            metrics.SSH_RESTARTS.inc()
             self._start(key, child)
 
     def stop_all(self):
@@ -119,9 +116,6 @@ class Supervisor:
 
     def tunnels_up(self):
         return sum(1 for c in self.children.values() if c.up)
-
-    def pids(self):
-        return {key: c.proc.pid for key, c in self.children.items() if c.proc}
 
     # -- the loop ----------------------------------------------------------
 
@@ -147,8 +141,7 @@ class Supervisor:
                 transitions.append(Transition(key, "up", f"forwarding edge port {child.spec.local_port} "
                                                          f"to {child.spec.target_host}:{child.spec.target_port}"))
             if child.proc is None and now >= child.next_start:
-                self.restarts_total += 1
-                child.restarts += 1
+                metrics.SSH_RESTARTS.inc()
                 self._start(key, child)
         return transitions
 
