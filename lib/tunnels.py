@@ -14,8 +14,9 @@ Shaped after Supervisor/supervisor's process.py:
 
 It never blocks for long and never raises on a child's behalf: the controller
 calls `poll()` from its loop and turns the returned transitions into Events
-and log lines; the restart counter is kept here, where restarts happen. Spawning goes through `spawn` and time through `clock`
-so the state machine can be tested without processes.
+and log lines; the restart counter is kept here, where restarts happen.
+Spawning goes through `spawn` and time through `clock` so the state machine
+can be tested without processes.
 """
 
 import dataclasses
