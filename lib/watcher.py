@@ -14,7 +14,6 @@ queues keys; every decision is the controller's.
 
 import logging
 import threading
-import time
 
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
@@ -36,7 +35,6 @@ class ServiceWatcher(threading.Thread):
         self._lock = threading.Lock()
         self.synced = threading.Event()     # the first list is in the cache
         self.watching = False               # a watch stream is open right now
-        self.last_event = time.monotonic()  # for /healthz: the thread is alive
         self._stopping = threading.Event()
 
     def get(self, key):
@@ -85,7 +83,6 @@ class ServiceWatcher(threading.Thread):
         for key in list(fresh) + list(gone):
             self.queue.add(key)
         self.synced.set()
-        self.last_event = time.monotonic()
         log.info("listed %d Services", len(fresh), extra={"resource_version": rv, "deleted_meanwhile": len(gone)})
         return rv
 
@@ -93,7 +90,6 @@ class ServiceWatcher(threading.Thread):
         self.watching = True
         try:
             for kind, obj in self.kube.watch_services(rv):
-                self.last_event = time.monotonic()
                 rv = obj.get("metadata", {}).get("resourceVersion") or rv
                 if kind == "BOOKMARK":
                     continue
