@@ -246,7 +246,9 @@ def test_host_key_trusted_on_first_use_then_enforced(cluster, standins, make_con
     exposed(cluster, edge, "web")
     recorded = (c.state_dir / "known_hosts").read_text()
     assert edge.known_hosts_line().split()[2] in recorded
-    assert any("trusted on first use" in r.get("message", "") for r in c.log_records())
+    # The fingerprint is logged by the loop's 0.25 s tick, which may come after the first 200: wait for it.
+    wait_for("the fingerprint logged as trusted on first use",
+             lambda: any("trusted on first use" in r.get("message", "") for r in c.log_records()))
 
 
 def test_a_given_known_hosts_is_checked_strictly(cluster, standins, make_controller, edge, tmp_path):
