@@ -13,9 +13,10 @@ import signal
 import sys
 import threading
 
-from lib import config, health, kube, logs, mysocket, sshargs, sshkeys, tunnels
+from lib import config, health, identity, kube, logs, metrics, mysocket, sshargs, sshkeys, tunnels
 from lib.controller import Controller
-from lib.leader import LeaderElector
+from lib.leader import Fence, LeaderElector
+from lib.ownership import Ownership
 from lib.probe import Prober
 from lib.runner import Runner, Session
 from lib.sockets import Sockets
@@ -46,32 +47,47 @@ def main(argv=None):
         log.error("cannot prepare the state directory %s: %s", cfg.state_dir, e.strerror)
         return 2
 
-    api_client, source = kube.api_client()
-    log.info("talking to Kubernetes via %s", source)
-    k8s = kube.Kube(api_client, cfg.namespace)
-    api = mysocket.Client(cfg.api_url, cfg.email, cfg.password)
-    queue = WorkQueue()
-    watcher = ServiceWatcher(k8s, queue)
-    settings = sshargs.SshSettings(host=cfg.ssh_host, port=cfg.ssh_port, identity_file=key_path,
-                                   known_hosts_file=known_hosts, strict_host_keys=strict, binary=ssh)
-    supervisor = tunnels.Supervisor(settings, os.path.join(cfg.state_dir, "ssh-logs"))
-    controller = Controller(kube=k8s, sockets=Sockets(api, cfg.cluster_name), supervisor=supervisor,
-                            watcher=watcher, queue=queue, user_name=None, dry_run=cfg.dry_run)
-    leader = None
-    if cfg.leader_election:
-        leader = LeaderElector(k8s.rest, cfg.lease_namespace, cfg.lease_name)
-    prober = Prober(cfg.probe_url) if cfg.probe_url else None
-    runner = Runner(config=cfg, session=Session(api, public_key), controller=controller, watcher=watcher,
-                    supervisor=supervisor, queue=queue, known_hosts=known_hosts, leader=leader, prober=prober)
-
     stopping = threading.Event()
 
     def stop(*_):
         stopping.set()
         queue.wake()
 
+    queue = WorkQueue()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
+
+    api_client, source = kube.api_client()
+    log.info("talking to Kubernetes via %s", source)
+    k8s = kube.Kube(api_client, cfg.namespace)
+    try:
+        cluster = identity.resolve(k8s, cfg.cluster_name, stopping)
+    except identity.NoIdentity as e:
+        log.error("%s", e)
+        return 2
+    if cluster is None:
+        return 0
+    log.info("cluster identity %s (%s)", cluster, "--cluster-name" if cfg.cluster_name else "UID of kube-system",
+             extra={"cluster": cluster})
+    metrics.CLUSTER.labels(cluster).set(1)
+
+    api = mysocket.Client(cfg.api_url, cfg.email, cfg.password)
+    watcher = ServiceWatcher(k8s, queue)
+    settings = sshargs.SshSettings(host=cfg.ssh_host, port=cfg.ssh_port, identity_file=key_path,
+                                   known_hosts_file=known_hosts, strict_host_keys=strict, binary=ssh)
+    supervisor = tunnels.Supervisor(settings, os.path.join(cfg.state_dir, "ssh-logs"))
+    leader = None
+    if cfg.leader_election:
+        leader = LeaderElector(k8s.rest, cfg.lease_namespace, cfg.lease_name)
+    fence = Fence(leader)
+    ownership = Ownership(cluster, adopt_original=cfg.adopt_original_sockets)
+    controller = Controller(kube=k8s, sockets=Sockets(api, ownership, fence), supervisor=supervisor,
+                            watcher=watcher, queue=queue, user_name=None, home_namespace=cfg.lease_namespace,
+                            fence=fence, dry_run=cfg.dry_run)
+    prober = Prober(cfg.probe_url) if cfg.probe_url else None
+    runner = Runner(config=cfg, session=Session(api, public_key), controller=controller, watcher=watcher,
+                    supervisor=supervisor, queue=queue, known_hosts=known_hosts, leader=leader, prober=prober)
+
     if cfg.health_port:
         health.serve(cfg.health_port, runner)
     runner.run(stopping)

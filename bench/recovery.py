@@ -87,7 +87,7 @@ def edge_restart(env, results, runs):
 
 def controller_restart(env, results, runs):
     seconds, duplicates, parts = [], [], {"stop": [], "interpreter": [], "client_setup": [], "to_all": []}
-    prefix = f"k8s/{env.cluster}/{env.namespace}/"
+    prefix = f"mysocketd/{env.cluster}/{env.namespace}/"
     for _ in range(runs):
         wait_settled(env)
         t0 = time.monotonic()

@@ -200,7 +200,7 @@ def sockets(edge, account):
 
 def dnsnames(edge, account, cluster, namespace):
     """{service name: dnsname} of the controller's sockets in namespace."""
-    prefix = f"k8s/{cluster}/{namespace}/"
+    prefix = f"mysocketd/{cluster}/{namespace}/"
     return {s["name"][len(prefix):]: s["dnsname"] for s in sockets(edge, account) if s["name"].startswith(prefix)}
 
 

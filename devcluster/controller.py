@@ -86,8 +86,10 @@ class ControllerProcess:
         argv = [sys.executable, str(REPO_ROOT / "mysocketd.py"),
                 "--api-url", self.edge.api_url, "--ssh-host", self.edge.ssh_host,
                 "--ssh-port", str(self.edge.ssh_port), "--secret-dir", str(self.secret_dir),
-                "--state-dir", str(self.state_dir), "--cluster-name", self.cluster_name,
+                "--state-dir", str(self.state_dir),
                 "--health-port", str(self.health_port), "--log-level", self.log_level]
+        if self.cluster_name:                   # "" = the default identity, kube-system's UID
+            argv += ["--cluster-name", self.cluster_name]
         if self.namespace:
             argv += ["--namespace", self.namespace]
         return argv + self.extra_args

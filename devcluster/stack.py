@@ -62,3 +62,22 @@ def wait_for(what, fn, timeout=20.0, interval=0.1):
 def account_sockets(edge, account):
     token = edge.login(account.email, account.password)
     return edge.api("GET", "/connect", token=token).body
+
+
+def annotations(svc):
+    """A Service's annotations ({} for a missing Service)."""
+    return (svc or {}).get("metadata", {}).get("annotations") or {}
+
+
+def answered(edge, dnsname):
+    """The body of a 200 through the edge's HTTP front, else None."""
+    status, body = edge.get(dnsname)
+    return body if status == 200 else None
+
+
+def exposed(cluster, edge, name):
+    """Wait until the Service carries its dnsname and a pod answers there; return the dnsname."""
+    dnsname = wait_for(f"{name}'s dnsname annotation",
+                       lambda: annotations(cluster.get(name)).get("mysocket.io/dnsname"))
+    wait_for(f"a pod answering at {dnsname}", lambda: answered(edge, dnsname))
+    return dnsname

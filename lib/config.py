@@ -27,7 +27,8 @@ class Config:
     known_hosts: str            # path, or "" for trust on first use
     state_dir: str
     namespace: str              # "" = all namespaces
-    cluster_name: str
+    cluster_name: str           # "" = the UID of kube-system (lib/identity.py)
+    adopt_original_sockets: bool
     dry_run: bool
     log_format: str
     log_level: str
@@ -76,14 +77,20 @@ def parser():
                                   "else trust on first use)")
     _flag(p, "state-dir", "/run/mysocketd", "private writable directory: key copy, known_hosts, ssh logs")
     _flag(p, "namespace", "", "watch only this namespace (default: all)")
-    _flag(p, "cluster-name", "default", "name of this cluster, part of every socket name")
+    _flag(p, "cluster-name", "", "this cluster's identity in every socket name; default: the UID of the "
+                                 "kube-system namespace, which no other cluster shares. An override must be "
+                                 "unique among the clusters on the account")
+    _flag(p, "adopt-original-sockets", False, "migrating from the original controller: adopt its "
+                                              "'k8s <namespace>.<name>' sockets, and delete those whose Service "
+                                              "no longer exists. Only for the one cluster that migrates", bool)
     _flag(p, "dry-run", False, "log what would be done, change nothing", bool)
     _flag(p, "log-format", "json", "json or text")
     _flag(p, "log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
     _flag(p, "health-port", 8080, "port for /healthz, /readyz and /metrics (0 = off)", int)
     _flag(p, "resync-seconds", 300, "how often to re-check every Service against the API and clean up", int)
     _flag(p, "leader-election", False, "hold a Lease so that only one replica exposes Services", bool)
-    _flag(p, "lease-namespace", "mysocket", "namespace of the leader-election Lease")
+    _flag(p, "lease-namespace", "mysocket", "mysocketd's own namespace: the leader-election Lease and the "
+                                            "ConfigMap of inherited sockets")
     _flag(p, "lease-name", "mysocketd", "name of the leader-election Lease")
     _flag(p, "probe-url", "", "check every 10 s that each http tunnel carries traffic by fetching this URL "
                               "through the edge, e.g. https://{dnsname}/ (empty: off)")
@@ -104,6 +111,8 @@ def load(argv=None):
         raise ConfigError(f"no account e-mail: pass --email, set MYSOCKETD_EMAIL or mount {secret_dir}/email")
     if not password:
         raise ConfigError(f"no account password: set MYSOCKETD_PASSWORD or mount {secret_dir}/password")
+    if "/" in args.cluster_name:
+        raise ConfigError(f"--cluster-name must not contain '/' (it is part of a socket name): {args.cluster_name!r}")
     if args.log_format not in ("json", "text"):
         raise ConfigError(f"--log-format must be json or text, not {args.log_format!r}")
     return Config(
@@ -117,6 +126,7 @@ def load(argv=None):
         state_dir=args.state_dir,
         namespace=args.namespace,
         cluster_name=args.cluster_name,
+        adopt_original_sockets=args.adopt_original_sockets,
         dry_run=args.dry_run,
         log_format=args.log_format,
         log_level=args.log_level.upper(),

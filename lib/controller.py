@@ -9,6 +9,13 @@ cache of the remote truth, dropped whenever that truth is in doubt (a tunnel
 that keeps failing, a resync), which is what lets its own annotation writes
 come back through the watch as a no-op instead of a loop.
 
+Whose a socket is, `lib.ownership` decides, from the socket's own name; the
+ids on a Service only save a lookup. A Service whose recorded id leads to a
+socket that is not its own (a copy, a restore, an edit) gets a socket of its
+own and a Warning Event, and the other socket is never touched. Every remote
+change and every write to a Service first checks the leadership fence, so a
+leader that lost the apiserver stops changing things before a standby starts.
+
 Errors are per Service: a transient API error requeues that Service with its
 own backoff, a user's mistake becomes a Warning Event on it, and nothing one
 Service does stops the others.
@@ -19,9 +26,9 @@ import logging
 import time
 
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
 
-from lib import metrics, mysocket, services
+from lib import inheritance, kube, metrics, mysocket, services
+from lib.leader import Fence, Fenced
 from lib.services import DNSNAME, FINALIZER, SOCKET_ID, TUNNEL_ID, InvalidAnnotation
 from lib.sockets import differences, socket_fields
 from lib.sshargs import TunnelSpec
@@ -41,16 +48,42 @@ class Record:
 
 
 class Controller:
-    def __init__(self, *, kube, sockets, supervisor, watcher, queue, user_name, dry_run=False):
+    def __init__(self, *, kube, sockets, supervisor, watcher, queue, user_name, home_namespace="mysocket",
+                 fence=None, dry_run=False):
         self.kube = kube
         self.sockets = sockets
+        self.ownership = sockets.ownership
         self.supervisor = supervisor
         self.watcher = watcher
         self.queue = queue
         self.user_name = user_name
+        self.home_namespace = home_namespace    # where the inheritance ConfigMap lives (lib/inheritance.py)
+        self.fence = fence or Fence()
         self.dry_run = dry_run
         self.records = {}
         self.failures = {}      # key -> consecutive failed reconciles, for backoff
+        self._inherited_loaded = False
+
+    # -- leadership --------------------------------------------------------------
+
+    def take_lead(self):
+        """Just became the (confirmed) leader: forget every cached view of remote state and look again."""
+        self.sockets.invalidate()
+        self.records.clear()                    # the children keep running: ensure() of the same spec is a no-op
+        if not self._inherited_loaded:
+            self.fence.check()
+            self.ownership.inherited = inheritance.load_or_take(
+                self.kube, self.home_namespace, self.ownership.cluster,
+                [self.watcher.get(k) for k in self.watcher.keys()], self.sockets.snapshot())
+            self._inherited_loaded = True
+        for key in set(self.watcher.keys()) | set(self.supervisor.children):
+            self.queue.add(key)
+
+    def stand_down(self):
+        """Another replica leads: stop this one's children and forget, keeping the cache warm for a take-over."""
+        log.warning("not the leader (any more): stopping all ssh children")
+        self.supervisor.stop_all()
+        self.records.clear()
 
     # -- one Service -------------------------------------------------------------
 
@@ -61,7 +94,9 @@ class Controller:
             self.failures.pop(key, None)
         except mysocket.BadCredentials:
             raise                              # the session's problem, not this Service's
-        except (mysocket.ApiError, ApiException, HTTPError, OSError) as e:
+        except Fenced:
+            self.queue.add(key, 1.0)            # not this Service's fault: decided by the next confirmed leader
+        except (mysocket.ApiError, *kube.ERRORS) as e:
             self._retry_later(key, e)
         finally:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
@@ -107,7 +142,7 @@ class Controller:
                 return
             if FINALIZER not in (svc["metadata"].get("finalizers") or []):
                 # Before anything remote exists, so a deletion can never skip the clean-up.
-                svc = self.kube.patch_metadata(svc, add_finalizer=FINALIZER)
+                svc = self._patch(svc, add_finalizer=FINALIZER)
             record = self._ensure_remote(key, svc, exposure)
             if record is None:
                 return
@@ -120,33 +155,43 @@ class Controller:
         self._write_back(svc, record)
 
     def _ensure_remote(self, key, svc, exposure):
-        ns, name = key
         annotations = svc["metadata"].get("annotations") or {}
         protected = self._protected_credentials(svc, exposure)
         if protected is False:
             return None
-        fields = socket_fields(exposure, services.socket_name(self.sockets.cluster, ns, name), protected)
-        socket, how = self.sockets.find(ns, name, annotations.get(SOCKET_ID, ""))
+        fields = socket_fields(exposure, self.ownership.name_for(*key), protected)
+        found = self.sockets.find(key, annotations.get(SOCKET_ID, ""))
+        if found.foreign is not None:
+            self._not_ours(key, svc, found.foreign)
+        socket = found.socket
         if socket is not None and differences(socket, fields):
             changed = ", ".join(differences(socket, fields))
             self._event(svc, "Normal", "SocketReplaced", f"socket options changed ({changed}); the API cannot "
                         f"update a socket, so it is replaced and the DNS name {socket.get('dnsname')} changes")
-            self.sockets.delete(socket["socket_id"])
+            self.sockets.delete(socket)
             socket = None
         if socket is None:
             socket = self.sockets.create(fields)
             self._event(svc, "Normal", "SocketCreated", f"created socket {socket['socket_id']}: "
                         f"{socket.get('dnsname')}")
             log.info("created socket %s", socket.get("dnsname"), extra=_fields(key, socket["socket_id"]))
-        elif how != "id":
+        elif found.how != "id":
             self._event(svc, "Normal", "SocketAdopted", f"adopted socket {socket['socket_id']} "
-                        f"({socket.get('dnsname')}) found by its {how}")
-            log.info("adopted socket %s by %s", socket.get("dnsname"), how, extra=_fields(key, socket["socket_id"]))
+                        f"({socket.get('dnsname')}) found by its {found.how} name")
+            log.info("adopted socket %s by %s name", socket.get("dnsname"), found.how,
+                     extra=_fields(key, socket["socket_id"]))
         tunnels = socket.get("tunnels") or []
         tunnel = next((t for t in tunnels if t["tunnel_id"] == annotations.get(TUNNEL_ID)), None)
         tunnel = tunnel or (tunnels[0] if tunnels else self.sockets.add_tunnel(socket))
         return Record(svc["metadata"]["uid"], exposure, socket["socket_id"], tunnel["tunnel_id"],
                       socket.get("dnsname", ""), int(tunnel["local_port"]))
+
+    def _not_ours(self, key, svc, socket):
+        message = (f"{SOCKET_ID} points at socket {socket['socket_id']} ({socket.get('dnsname')}), which is not "
+                   f"this Service's (it is named {socket.get('name')!r}; this Service's would be "
+                   f"{self.ownership.name_for(*key)!r}): it is left alone, and this Service uses a socket of its own")
+        log.warning(message, extra=_fields(key, socket["socket_id"]))
+        self._event(svc, "Warning", "SocketNotOwned", message)
 
     def _protected_credentials(self, svc, exposure):
         """(username, password) from the named Secret; None if unprotected; False if unusable (requeued)."""
@@ -169,9 +214,14 @@ class Controller:
         wanted = {DNSNAME: record.dnsname, SOCKET_ID: record.socket_id, TUNNEL_ID: record.tunnel_id}
         changed = {k: v for k, v in wanted.items() if annotations.get(k) != v}
         if changed:
-            self.kube.patch_metadata(svc, annotations=changed)
+            self._patch(svc, annotations=changed)
         if record.exposure.load_balancer and _lb_hostname(svc) != record.dnsname:
+            self.fence.check()
             self.kube.set_load_balancer_hostname(svc, record.dnsname)
+
+    def _patch(self, svc, **changes):
+        self.fence.check()
+        return self.kube.patch_metadata(svc, **changes)
 
     # -- taking it away ----------------------------------------------------------
 
@@ -185,21 +235,23 @@ class Controller:
             self.records.pop(key, None)
             return
         if not retain:
-            socket, _ = self.sockets.find(*key, annotations.get(SOCKET_ID, ""))
-            while socket is not None:           # the recorded one, then any duplicate by name
-                self.sockets.delete(socket["socket_id"])
+            found = self.sockets.find(key, annotations.get(SOCKET_ID, ""))
+            while found.socket is not None:     # this Service's socket, then any duplicate of it
+                socket = found.socket
+                self.sockets.delete(socket)
                 self._event(svc, "Normal", "SocketDeleted", f"deleted socket {socket['socket_id']} "
                             f"({socket.get('dnsname')})")
                 log.info("deleted socket %s", socket.get("dnsname"), extra=_fields(key, socket["socket_id"]))
-                socket, _ = self.sockets.find(*key)
+                found = self.sockets.find(key)
         elif annotations.get(DNSNAME):
             self._event(svc, "Normal", "SocketRetained", f"stopped exposing; kept socket "
                         f"{annotations.get(SOCKET_ID)} and its name {annotations[DNSNAME]} ({services.RETAIN})")
-        if not deleting and _lb_hostname(svc):
+        if not deleting and _lb_hostname(svc) and services.of_our_class(svc):
+            self.fence.check()                  # another class's status is its controller's, never ours
             self.kube.set_load_balancer_hostname(svc, None)
         drop = {} if retain else {k: None for k in OURS if k in annotations}
         if drop or FINALIZER in (svc["metadata"].get("finalizers") or []):
-            self.kube.patch_metadata(svc, annotations=drop, remove_finalizer=FINALIZER)
+            self._patch(svc, annotations=drop, remove_finalizer=FINALIZER)
         self._forget(key)
 
     def _forget(self, key):
@@ -236,7 +288,7 @@ class Controller:
     # -- the periodic look at everything -----------------------------------------
 
     def resync(self):
-        """Re-read the account's sockets, requeue Services whose socket vanished, delete leftovers."""
+        """Re-read the account's sockets, requeue Services whose socket vanished, delete this cluster's leftovers."""
         self.sockets.invalidate()
         snapshot = self.sockets.snapshot()
         for key, record in list(self.records.items()):
@@ -245,23 +297,26 @@ class Controller:
                 log.warning("socket or tunnel disappeared from the API; recreating", extra=_fields(key))
                 del self.records[key]
                 self.queue.add(key)
-        for socket, ns, name in self.sockets.ours():
-            if self._leaked(socket, (ns, name)):
+        for socket, owner in self.sockets.owned():
+            if self._leftover(socket, owner):
                 log.info("%s leftover socket %s (%s)", "dry-run: would delete" if self.dry_run else "deleting",
-                         socket.get("name"), socket.get("dnsname"), extra=_fields((ns, name), socket["socket_id"]))
+                         socket.get("name"), socket.get("dnsname"), extra=_fields(owner.key, socket["socket_id"]))
                 if not self.dry_run:
-                    self.sockets.delete(socket["socket_id"])
+                    self.sockets.delete(socket)
 
-    def _leaked(self, socket, key):
+    def _leftover(self, socket, owner):
+        """Provably unwanted: its Service is gone, opted out, or uses another socket of this cluster."""
         scope = self.kube.namespace
-        if scope and key[0] != scope:
+        if scope and owner.namespace != scope:
             return False                        # another controller's namespace
-        svc = self.watcher.get(key)
+        svc = self.watcher.get(owner.key)
         if svc is None:
             return True
+        if owner.how == "original":
+            return False                        # the original controller's: only when no such Service exists
         if not services.opted_in(svc):
             return not services.retained(svc)
-        record = self.records.get(key)
+        record = self.records.get(owner.key)
         return record is not None and bool(record.socket_id) and record.socket_id != socket["socket_id"]
 
     # -- helpers -------------------------------------------------------------------
@@ -275,7 +330,8 @@ class Controller:
             delay = 0.2                         # changed or gone meanwhile: look again soon
         reason = error.__class__.__name__
         metrics.RECONCILE_ERRORS.labels(reason).inc()
-        log.warning("reconcile failed (%s); retrying in %.1fs", _short(error), delay, extra=_fields(key))
+        shown = error if isinstance(error, mysocket.ApiError) else kube.describe_error(error)
+        log.warning("reconcile failed (%s); retrying in %.1fs", shown, delay, extra=_fields(key))
         svc = self.watcher.get(key)
         if isinstance(error, mysocket.ApiError) and not isinstance(error, mysocket.Unavailable):
             self._event(svc, "Warning", "MysocketAPIError", str(error))
@@ -289,14 +345,6 @@ class Controller:
 def _lb_hostname(svc):
     ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     return ingress[0].get("hostname") if ingress else None
-
-
-def _short(error):
-    if isinstance(error, ApiException):
-        return f"Kubernetes API: HTTP {error.status} {error.reason}"
-    if isinstance(error, HTTPError):
-        return f"Kubernetes API unreachable: {error.__class__.__name__}"
-    return str(error)[:300]
 
 
 def _fields(key, socket_id=None):

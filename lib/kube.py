@@ -47,6 +47,19 @@ class Gone(Exception):
     """The watch's resourceVersion is too old: list again."""
 
 
+# What a call to the apiserver can raise: an answer (ApiException) or no answer at all.
+ERRORS = (ApiException, HTTPError, OSError)
+
+
+def describe_error(error):
+    """A short, secret-free description of an apiserver error for a log line."""
+    if isinstance(error, ApiException):
+        return f"Kubernetes API: HTTP {error.status} {error.reason}"
+    if isinstance(error, HTTPError):
+        return f"Kubernetes API unreachable: {error.__class__.__name__}"
+    return str(error)[:300]
+
+
 def api_client(kubeconfig=None):
     """KUBECONFIG or ~/.kube/config when present, else the in-cluster ServiceAccount."""
     from kubernetes import client, config
@@ -132,6 +145,32 @@ class Kube:
                 return None
             raise
         return {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (body.get("data") or {}).items()}
+
+    def namespace_uid(self, name):
+        """The UID of a namespace: kube-system's is the cluster's identity (see lib/identity.py)."""
+        return self.rest.json("GET", f"/api/v1/namespaces/{name}")["metadata"]["uid"]
+
+    def configmap(self, namespace, name):
+        """A ConfigMap's data, or None if it does not exist."""
+        try:
+            body = self.rest.json("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return body.get("data") or {}
+
+    def create_configmap(self, namespace, name, data):
+        """Create a ConfigMap; if another writer created it first, theirs is returned."""
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+                "data": data}
+        try:
+            return self.rest.json("POST", f"/api/v1/namespaces/{namespace}/configmaps", body=body,
+                                  query={"fieldManager": FIELD_MANAGER}).get("data") or {}
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        return self.configmap(namespace, name)
 
     # -- writing -----------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Leader election with a coordination.k8s.io Lease, so `replicas: 2` is safe.
+"""Leader election with a coordination.k8s.io Lease, and the fence that every write checks.
 
 The algorithm is client-go's: the holder renews `spec.renewTime` every
 `renew_every` seconds; another replica may take the Lease once it has seen
@@ -7,14 +7,23 @@ clocks are compared); writes carry the resourceVersion, so two candidates
 racing for an expired Lease cannot both win. On a clean stop the holder
 releases the Lease and the standby takes over within `retry_every`.
 
-One deliberate difference: a leader that cannot reach the apiserver keeps
-leading until it sees another holder, instead of stepping down when a renew
-deadline passes. Its ssh children keep the public names up through a
-control-plane outage or upgrade; a standby can only take over through the
-same apiserver, and if a partition lets it, the edge still refuses a second
-forward of a port that a live session holds ("port already bound"), so
-traffic keeps flowing through the old leader until it sees the new holder
-and stops its children.
+Leadership has three states, so the runner can decide per kind of work:
+
+- LEADING: the Lease was renewed less than `renew_deadline` ago (measured
+  from when the renewing request was sent). Only then may anything shared be
+  changed: sockets and tunnels created or deleted, Services written. The
+  deadline is shorter than the lease, so a leader that cannot renew stops
+  writing before any standby can take over, even if its renewing thread is
+  stuck: `state()` reads the clock, not a flag the thread would have to clear.
+- UNCONFIRMED: it led, the deadline passed (the apiserver is unreachable, the
+  process was frozen, or it let the Lease go), and no other holder has been
+  seen. Its ssh children keep the public names up through a control-plane
+  outage, but nothing shared is touched until a renew succeeds again.
+- STANDBY: another holder was seen (or it never led).
+
+A replica that is not fit to lead (its loop is stuck, it cannot log in) does
+not take the Lease, and a leader that becomes unfit releases it so that a
+standby can serve.
 """
 
 import datetime
@@ -29,32 +38,66 @@ from urllib3.exceptions import HTTPError
 
 log = logging.getLogger(__name__)
 
+LEADING, UNCONFIRMED, STANDBY = "leading", "unconfirmed", "standby"
+_NEVER = float("-inf")
+
+
+class Fenced(Exception):
+    """A write was refused because this replica's leadership is not confirmed."""
+
+
+class Fence:
+    """`check()` before every shared write; without an elector (a single replica) it is always open."""
+
+    def __init__(self, elector=None):
+        self.elector = elector
+
+    def is_open(self):
+        return self.elector is None or self.elector.state() == LEADING
+
+    def check(self):
+        if not self.is_open():
+            raise Fenced(f"not a confirmed leader ({self.elector.state()})")
+
 
 def _now_micro():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector(threading.Thread):
-    def __init__(self, rest, namespace, name, *, identity=None, lease_seconds=10, renew_every=2.0,
-                 retry_every=1.0, clock=time.monotonic):
+    def __init__(self, rest, namespace, name, *, identity=None, lease_seconds=10, renew_deadline=None,
+                 renew_every=2.0, retry_every=1.0, clock=time.monotonic, fit=lambda: True):
         super().__init__(name="leader-election", daemon=True)
+        renew_deadline = lease_seconds * 0.7 if renew_deadline is None else renew_deadline
+        if not renew_every < renew_deadline < lease_seconds:
+            raise ValueError("the renew deadline must be longer than the renew period and shorter than the lease")
         self.rest = rest                # lib.kube.Rest
         self.namespace = namespace
         self.lease_name = name
         self.identity = identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds = lease_seconds
+        self.renew_deadline = renew_deadline
         self.renew_every = renew_every
         self.retry_every = retry_every
         self.clock = clock
-        self._leading = threading.Event()
+        self.fit = fit                  # () -> bool: may this replica lead right now?
+        self._held = False              # led, and no other holder seen since
+        self._renewed_at = _NEVER       # clock() when the last successful renew was sent
         self._stopping = threading.Event()
-        self._observed = None          # (holder, renewTime) last seen
+        self._observed = None           # (holder, renewTime) last seen
         self._observed_at = 0.0
-        self._leader_seen = None       # for one log line per change of leader
+        self._leader_seen = None        # for one log line per change of leader
         self._release_on_stop = True
 
+    def state(self):
+        if not self._held:
+            return STANDBY
+        if self.clock() - self._renewed_at < self.renew_deadline:
+            return LEADING
+        return UNCONFIRMED
+
     def is_leader(self):
-        return self._leading.is_set()
+        return self.state() == LEADING
 
     def stop(self, release=True):
         self._release_on_stop = release
@@ -64,16 +107,21 @@ class LeaderElector(threading.Thread):
     def run(self):
         log.info("leader election: candidate %s for Lease %s/%s", self.identity, self.namespace, self.lease_name)
         while not self._stopping.is_set():
-            try:
-                self._try()
-            except (ApiException, HTTPError, OSError) as e:
-                if self.is_leader():
-                    log.warning("cannot renew the Lease (%s); still leading until another holder is seen",
-                                getattr(e, "status", None) or e.__class__.__name__)
-            self._stopping.wait(self.renew_every if self.is_leader() else self.retry_every)
-        if self.is_leader() and self._release_on_stop:
+            self.step()
+            self._stopping.wait(self.renew_every if self.state() == LEADING else self.retry_every)
+        if self._held and self._release_on_stop:
             self._release()
-        self._leading.clear()
+        self._held = False
+
+    def step(self):
+        """One look at the Lease: renew, acquire, release or stand by (a test drives this with a fake clock)."""
+        try:
+            self._try()
+        except (ApiException, HTTPError, OSError) as e:
+            if self._held:
+                log.warning("cannot renew the Lease (%s); %s", getattr(e, "status", None) or e.__class__.__name__,
+                            "still leading" if self.state() == LEADING else
+                            "not writing anything until it is renewed or another holder is seen")
 
     def _path(self, name=""):
         return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases" + (f"/{name}" if name else "")
@@ -85,16 +133,18 @@ class LeaderElector(threading.Thread):
         self.rest.json("PUT", self._path(self.lease_name), body=lease)
 
     def _try(self):
+        sent = self.clock()
+        fit = self.fit()
         try:
             lease = self._read()
         except ApiException as e:
-            if e.status != 404:
+            if e.status != 404 or not fit:
                 raise
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": self.lease_name, "namespace": self.namespace},
                     "spec": self._spec(transitions=0, acquired=_now_micro())}
             self.rest.json("POST", self._path(), body=body)
-            self._became(True)
+            self._renewed(sent)
             return
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
@@ -103,9 +153,14 @@ class LeaderElector(threading.Thread):
             self._observed, self._observed_at = record, self.clock()
         expired = self.clock() - self._observed_at >= (spec.get("leaseDurationSeconds") or self.lease_seconds)
         if holder and holder != self.identity and not expired:
-            self._became(False, holder)
+            self._other_holder(holder)
             return
         mine = holder == self.identity
+        if not fit:
+            if mine:
+                log.warning("not fit to lead (loop stuck or not logged in): releasing the Lease")
+                self._release(lease)
+            return
         lease["spec"] = self._spec(
             transitions=(spec.get("leaseTransitions") or 0) + (0 if mine else 1),
             acquired=spec.get("acquireTime") if mine and spec.get("acquireTime") else _now_micro())
@@ -115,31 +170,38 @@ class LeaderElector(threading.Thread):
             if e.status == 409:
                 return
             raise
-        self._became(True)
+        self._renewed(sent)
 
     def _spec(self, transitions, acquired):
         return {"holderIdentity": self.identity, "leaseDurationSeconds": self.lease_seconds,
                 "acquireTime": acquired, "renewTime": _now_micro(), "leaseTransitions": transitions}
 
-    def _became(self, leading, holder=None):
-        if leading and not self.is_leader():
-            log.info("became the leader", extra={"identity": self.identity})
-            self._leading.set()
-        elif not leading and self.is_leader():
-            log.warning("lost the Lease to %s", holder, extra={"identity": self.identity})
-            self._leading.clear()
-        if not leading and holder != self._leader_seen:
-            log.info("standing by; the leader is %s", holder, extra={"identity": self.identity})
-        self._leader_seen = self.identity if leading else holder
+    def _renewed(self, sent):
+        if not self._held or self.state() != LEADING:
+            log.info("became the leader" if not self._held else "leadership confirmed again",
+                     extra={"identity": self.identity})
+        self._held = True
+        self._renewed_at = sent
+        self._leader_seen = self.identity
 
-    def _release(self):
-        """Let the standby take over at once instead of after lease_seconds."""
+    def _other_holder(self, holder):
+        if self._held:
+            log.warning("lost the Lease to %s", holder, extra={"identity": self.identity})
+        self._held = False
+        self._renewed_at = _NEVER
+        if holder != self._leader_seen:
+            log.info("standing by; the leader is %s", holder, extra={"identity": self.identity})
+        self._leader_seen = holder
+
+    def _release(self, lease=None):
+        """Let a standby take over at once instead of after lease_seconds; writes stop before the request."""
+        self._renewed_at = _NEVER
         try:
-            lease = self._read()
+            lease = lease or self._read()
             if lease["spec"].get("holderIdentity") == self.identity:
                 lease["spec"].update(holderIdentity="", leaseDurationSeconds=1, renewTime=_now_micro())
                 self._write(lease)
                 log.info("released the Lease")
         except (ApiException, HTTPError, OSError) as e:
-            log.warning("could not release the Lease (%s); the standby takes over when it expires",
+            log.warning("could not release the Lease (%s); a standby takes over when it expires",
                         getattr(e, "status", None) or e.__class__.__name__)

@@ -18,4 +18,6 @@ RECONCILE_ERRORS = Counter("mysocketd_reconcile_errors_total", "reconciles that 
                            ["reason"])
 WATCH_RESTARTS = Counter("mysocketd_watch_restarts_total", "times the Service watch was started again",
                          ["reason"])
+CLUSTER = Gauge("mysocketd_cluster_info", "1, labelled with this cluster's identity (the <cluster> in socket "
+                "names)", ["cluster"])
 LEADER = Gauge("mysocketd_leader", "1 while this replica holds the lease (or runs without election)")

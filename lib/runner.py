@@ -1,4 +1,4 @@
-"""The controller's one loop: session, work queue, supervisor, resync.
+"""The controller's one loop: session, work queue, supervisor, sweep.
 
 One thread makes every decision, so nothing here needs a lock; the watch
 thread only fills the cache and the queue, the health thread only reads.
@@ -6,16 +6,24 @@ The loop never waits longer than a quarter of a second, so a dead ssh child
 is seen within that time; SIGTERM sets a flag and wakes the queue, so it is
 noticed at once.
 
+The ssh children are supervised on every turn, whatever else is wrong: not
+logged in, not the leader any more, the apiserver away. Decisions about
+shared things (sockets, Services) are taken only as a confirmed leader; on
+becoming one, every cached view of remote state is dropped first. The sweep
+of leftover sockets runs on its own schedule, however many Services wait in
+the queue for a retry.
+
 Bad credentials are not a crash: the loop stays up, /readyz says not ready,
 and the login is tried again with backoff (logged once per attempt), while the
-Services wait in the queue.
+Services wait in the queue and the replica gives up the Lease.
 """
 
 import logging
 import os
 import time
 
-from lib import metrics, mysocket, sshkeys
+from lib import kube, metrics, mysocket, sshkeys
+from lib.leader import LEADING, STANDBY, UNCONFIRMED, Fenced
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +72,10 @@ class Session:
 
 
 class Runner:
+    """The loop: supervise always; decide only as a confirmed leader (see lib/leader.py's three states)."""
+
+    STUCK_AFTER = 30.0          # a loop that has not turned for this long is not fit to lead
+
     def __init__(self, *, config, session, controller, watcher, supervisor, queue, known_hosts, leader=None,
                  prober=None):
         self.config = config
@@ -77,14 +89,19 @@ class Runner:
         self.prober = prober
         self.heartbeat = time.monotonic()
         self._next_tick = 0.0
-        self._next_resync = None
+        self._acting = False        # took the lead (caches dropped, inventory loaded) since it last led
+        self._next_sweep = None
         self._host_keys = set()
         self._known_hosts_size = -1
 
-    # -- for /healthz and /readyz ------------------------------------------------
+    # -- for /healthz, /readyz and the elector ------------------------------------
 
     def alive(self):
         return time.monotonic() - self.heartbeat < 120 and self.watcher.is_alive()
+
+    def fit_to_lead(self):
+        """Logged in and turning: a replica that is neither must not hold the Lease."""
+        return self.session.ok and time.monotonic() - self.heartbeat < self.STUCK_AFTER
 
     def readiness(self):
         """(ready, reason): logged in and watching; a standby replica is ready too."""
@@ -94,10 +111,13 @@ class Runner:
             return False, "Services not listed yet"
         if not self.watcher.watching:
             return False, "Service watch is not running"
-        return True, "leader" if self.leading() else "standby"
+        state = self.leadership()
+        if state == UNCONFIRMED:
+            return True, "leader, unconfirmed: not changing anything until the Lease is renewed"
+        return True, "leader" if state == LEADING else "standby"
 
-    def leading(self):
-        return self.leader is None or self.leader.is_leader()
+    def leadership(self):
+        return self.leader.state() if self.leader else LEADING
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -107,6 +127,7 @@ class Runner:
             log.info("ended %d ssh children left by an earlier run", ended)
         self.watcher.start()
         if self.leader:
+            self.leader.fit = self.fit_to_lead
             self.leader.start()
         try:
             while not stopping.is_set():
@@ -122,13 +143,26 @@ class Runner:
                 self.prober.close()
 
     def _step(self, stopping):
-        if not self.session.ensure() or not self.watcher.synced.is_set():
+        logged_in = self.session.ensure()
+        self._tick()                        # children are supervised whatever else is wrong
+        if not logged_in or not self.watcher.synced.is_set():
             stopping.wait(0.2)
             return
-        if not self.leading():
-            self._stand_by(stopping)
+        state = self.leadership()
+        metrics.LEADER.set(1 if state == LEADING else 0)
+        if state == STANDBY:
+            if self._acting or self.supervisor.children:
+                self.controller.stand_down()
+            self._acting = False
+            stopping.wait(0.5)
             return
-        metrics.LEADER.set(1)
+        if state == UNCONFIRMED:
+            self._acting = False            # when confirmed again, look at everything afresh
+            stopping.wait(0.25)
+            return
+        if not self._acting and not self._take_lead():
+            stopping.wait(1.0)
+            return
         self.controller.user_name = self.session.user_name
         key = self.queue.get(timeout=0.25)
         if key is not None:
@@ -137,19 +171,37 @@ class Runner:
             except mysocket.BadCredentials as e:
                 self.session.lost(e)
                 self.queue.add(key, 1.0)
-        self._tick()
+        self._sweep_if_due()
 
-    def _stand_by(self, stopping):
-        """Not the leader: run nothing, forget everything, keep the cache warm for a quick take-over."""
-        metrics.LEADER.set(0)
-        if self.supervisor.children or self.controller.records:
-            log.warning("not the leader (any more): stopping all ssh children")
-            self.supervisor.stop_all()
-            self.controller.records.clear()
-            self._next_resync = None
-            for key in self.watcher.keys():
-                self.queue.add(key)
-        stopping.wait(0.5)
+    def _take_lead(self):
+        try:
+            self.controller.take_lead()
+        except Fenced:
+            return False
+        except (mysocket.ApiError, *kube.ERRORS) as e:
+            log.warning("cannot take the lead yet (%s); trying again", e if isinstance(e, mysocket.ApiError)
+                        else kube.describe_error(e))
+            if isinstance(e, mysocket.BadCredentials):
+                self.session.lost(e)
+            return False
+        self._acting = True
+        self._next_sweep = time.monotonic()     # the first sweep now, whatever waits in the queue
+        return True
+
+    def _sweep_if_due(self):
+        now = time.monotonic()
+        if self._next_sweep is None or now < self._next_sweep or not self.watcher.watching:
+            return                          # a cache that is not being watched may be stale: no sweep
+        try:
+            self.controller.resync()
+            self._next_sweep = now + self.config.resync_seconds
+        except Fenced:
+            pass
+        except mysocket.BadCredentials as e:
+            self.session.lost(e)
+        except mysocket.ApiError as e:
+            log.warning("resync failed (%s); trying again in 30s", e)
+            self._next_sweep = now + 30
 
     def _tick(self):
         now = time.monotonic()
@@ -162,17 +214,6 @@ class Runner:
         if self.prober:
             self._probe()
         self._log_new_host_keys()
-        if self._next_resync is None and len(self.queue) == 0:
-            self._next_resync = now          # the first pass is done: clean up now
-        if self._next_resync is not None and now >= self._next_resync:
-            try:
-                self.controller.resync()
-                self._next_resync = now + self.config.resync_seconds
-            except mysocket.BadCredentials as e:
-                self.session.lost(e)
-            except mysocket.ApiError as e:
-                log.warning("resync failed (%s); trying again in 30s", e)
-                self._next_resync = now + 30
 
     def _probe(self):
         targets = {key: r.dnsname for key, r in self.controller.records.items()

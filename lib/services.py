@@ -64,29 +64,16 @@ def key_of(service):
     return meta["namespace"], meta["name"]
 
 
-def socket_name(cluster, namespace, name):
-    """The socket name carries the cluster so two clusters on one account never collide."""
-    return f"k8s/{cluster}/{namespace}/{name}"
-
-
-def legacy_socket_name(namespace, name):
-    """The name the original 194-line controller used; adopted so a migration keeps the DNS name."""
-    return f"k8s {namespace}.{name}"
-
-
-def parse_socket_name(cluster, socket_name_):
-    """(namespace, name) if the socket is one of this cluster's, else None."""
-    parts = socket_name_.split("/")
-    if len(parts) == 4 and parts[0] == "k8s" and parts[1] == cluster and parts[2] and parts[3]:
-        return parts[2], parts[3]
-    return None
-
-
 def opted_in(service):
     """True when the user asked for exposure, whether or not the rest is valid."""
     annotations = service["metadata"].get("annotations") or {}
     if annotations.get(ENABLED, "").strip().lower() == "true":
         return True
+    return of_our_class(service)
+
+
+def of_our_class(service):
+    """A LoadBalancer of class mysocket.io/tunnel: the only Services whose status.loadBalancer is ours to write."""
     spec = service.get("spec") or {}
     return spec.get("type") == "LoadBalancer" and spec.get("loadBalancerClass") == LOAD_BALANCER_CLASS
 
@@ -117,7 +104,7 @@ def desired_exposure(service):
         cloud_auth_domains=_list(annotations.get(CLOUD_AUTH_DOMAINS), CLOUD_AUTH_DOMAINS, _DOMAIN, "a domain name"),
         protected_secret=_secret_name(annotations.get(PROTECTED_SECRET)),
         retain=_bool(annotations.get(RETAIN), RETAIN),
-        load_balancer=spec.get("loadBalancerClass") == LOAD_BALANCER_CLASS,
+        load_balancer=of_our_class(service),
     )
 
 

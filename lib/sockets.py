@@ -2,22 +2,24 @@
 
 One `GET /connect` lists every socket with its tunnels. The controller keeps
 that answer as a snapshot, updates it with its own creates and deletes, and
-fetches it again at each resync or when a tunnel keeps failing. So a restart
-adopts 300 Services with one call instead of 300, and the periodic clean-up
-is the same call.
+fetches it again at each resync, when a tunnel keeps failing, and whenever it
+becomes the leader. So a restart adopts 300 Services with one call instead of
+300, and the periodic clean-up is the same call.
 
-A Service's socket is found, in order: by the id recorded on the Service; by
-this cluster's name for it; by the original controller's `k8s <ns>.<name>`
-(so a migration keeps the DNS name). Only when all three miss is one created.
-That order, with one reconcile at a time, is what makes "never duplicate"
-hold across restarts and crashes: a socket created just before a crash is
-found by name afterwards.
+A Service's socket is found, in order: by the id recorded on the Service, if
+the socket there is this Service's (`lib.ownership` decides); else by its
+owned name. Only when both miss is one created. That order, with one reconcile
+at a time, is what makes "never duplicate" hold across restarts and crashes: a
+socket created just before a crash is found by name afterwards. A recorded id
+that leads to someone else's socket is reported back (`Found.foreign`) and the
+socket is never touched.
 """
 
 import contextlib
+import dataclasses
 import logging
 
-from lib import mysocket, services
+from lib import mysocket
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,18 @@ def differences(socket, fields):
     return diff
 
 
+@dataclasses.dataclass
+class Found:
+    socket: dict = None         # this Service's socket, or None
+    how: str = ""               # "id", or the Owner's how ("name", "inherited", "original")
+    foreign: dict = None        # the socket a recorded id pointed at, when it is not this Service's
+
+
 class Sockets:
-    def __init__(self, api, cluster):
+    def __init__(self, api, ownership, fence=None):
         self.api = api
-        self.cluster = cluster
+        self.ownership = ownership
+        self.fence = fence          # lib.leader.Fence: every remote change checks it first
         self._by_id = None
 
     def invalidate(self):
@@ -61,30 +71,55 @@ class Sockets:
             self._by_id = {s["socket_id"]: s for s in self.api.sockets() or []}
         return self._by_id
 
-    def find(self, namespace, name, recorded_id=""):
-        """(socket, how) for a Service, or (None, None); how is "id", "name" or "legacy name"."""
+    def find(self, key, recorded_id=""):
+        """This Service's socket (by recorded id if that is really its own, else by name)."""
         sockets = self.snapshot()
-        if recorded_id and recorded_id in sockets:
-            return sockets[recorded_id], "id"
-        for how, wanted in (("name", services.socket_name(self.cluster, namespace, name)),
-                            ("legacy name", services.legacy_socket_name(namespace, name))):
-            matches = sorted((s for s in sockets.values() if s.get("name") == wanted),
-                             key=lambda s: s["socket_id"])
-            if matches:
-                return matches[0], how
-        return None, None
+        found = Found()
+        recorded = sockets.get(recorded_id) if recorded_id else None
+        if recorded is not None:
+            if self.ownership.is_for(recorded, key):
+                return Found(recorded, "id")
+            found.foreign = recorded
+        mine = sorted((s for s in sockets.values() if self.ownership.is_for(s, key)),
+                      key=lambda s: (_rank(self.ownership.owner(s).how), s["socket_id"]))
+        if mine:
+            found.socket, found.how = mine[0], self.ownership.owner(mine[0]).how
+        return found
+
+    def owned(self):
+        """(socket, Owner) for every socket on the account that is this cluster's."""
+        for socket in list(self.snapshot().values()):
+            owner = self.ownership.owner(socket)
+            if owner is not None:
+                yield socket, owner
 
     def create(self, fields):
+        self._check_fence()
         with self._in_doubt():
             socket = self.api.connect(fields)
         self.snapshot()[socket["socket_id"]] = socket
         return socket
 
     def add_tunnel(self, socket):
+        self._check_fence()
         with self._in_doubt():
             tunnel = self.api.create_tunnel(socket["socket_id"])
         socket.setdefault("tunnels", []).append(tunnel)
         return tunnel
+
+    def delete(self, socket):
+        """Delete one of this cluster's sockets; refuses anything else, whatever the caller thinks."""
+        if self.ownership.owner(socket) is None:
+            raise NotOurs(f"refusing to delete socket {socket.get('socket_id')} ({socket.get('name')!r}): "
+                          "it is not this cluster's")
+        self._check_fence()
+        self.api.delete_socket(socket["socket_id"])
+        if self._by_id is not None:
+            self._by_id.pop(socket["socket_id"], None)
+
+    def _check_fence(self):
+        if self.fence is not None:
+            self.fence.check()
 
     @contextlib.contextmanager
     def _in_doubt(self):
@@ -95,14 +130,11 @@ class Sockets:
             self.invalidate()
             raise
 
-    def delete(self, socket_id):
-        self.api.delete_socket(socket_id)
-        if self._by_id is not None:
-            self._by_id.pop(socket_id, None)
 
-    def ours(self):
-        """(socket, namespace, name) for every socket named as this cluster's."""
-        for socket in list(self.snapshot().values()):
-            owner = services.parse_socket_name(self.cluster, socket.get("name") or "")
-            if owner:
-                yield socket, owner[0], owner[1]
+class NotOurs(Exception):
+    """A bug guard: something asked to delete a socket that ownership does not give to this cluster."""
+
+
+def _rank(how):
+    """Prefer the oldest public name a user may already know: inherited, then the original's, then ours."""
+    return {"inherited": 0, "original": 1, "name": 2}.get(how, 3)

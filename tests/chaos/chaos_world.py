@@ -15,7 +15,8 @@ import statistics
 import time
 
 from devcluster.stack import Cluster, account_sockets, wait_for
-from lib.services import DNSNAME, FINALIZER, socket_name
+from lib.ownership import socket_name
+from lib.services import DNSNAME, FINALIZER
 
 RESULTS = []
 

@@ -8,11 +8,16 @@ see each other's Services or sockets.
 """
 
 import uuid
+from pathlib import Path
 
 import pytest
 
+from devcluster import ControlPlane
 from devcluster.controller import Account, ControllerProcess
+from devcluster.stack import Cluster
+from devcluster.standin import StandIns
 
+MANIFEST = Path(__file__).resolve().parents[2] / "yaml" / "mysocketd.yaml"
 
 
 @pytest.fixture
@@ -45,3 +50,16 @@ def make_controller(controller_kubeconfig, edge, account, namespace, tmp_path):
 def controller(make_controller):
     return make_controller()
 
+
+
+@pytest.fixture
+def other_cluster(namespace):
+    """A second, fresh control plane with the manifest applied: (Cluster on `namespace`, SA kubeconfig, StandIns).
+
+    Fresh per test, so its kube-system UID (the default identity) and its ConfigMaps are the test's own.
+    """
+    with ControlPlane() as cp:
+        cp.kubectl("apply", "-f", str(MANIFEST))
+        cp.kubectl("create", "namespace", namespace)
+        with StandIns(cp) as pods:
+            yield Cluster(cp, namespace), cp.service_account_kubeconfig("mysocket", "mysocketd"), pods

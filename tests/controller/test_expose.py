@@ -4,27 +4,10 @@ import signal
 
 import psutil
 
-from devcluster.stack import account_sockets, wait_for
+from devcluster.stack import account_sockets, annotations, answered, exposed, wait_for
 from lib.services import DNSNAME, FINALIZER, SOCKET_ID, TUNNEL_ID
 
 ENABLED = {"mysocket.io/enabled": "true"}
-
-
-def annotations(svc):
-    return (svc or {}).get("metadata", {}).get("annotations") or {}
-
-
-def answered(edge, dnsname):
-    """The body of a 200 through the edge's HTTP front, else None."""
-    status, body = edge.get(dnsname)
-    return body if status == 200 else None
-
-
-def exposed(cluster, edge, name):
-    """Wait until the Service carries its dnsname and a pod answers there; return the dnsname."""
-    dnsname = wait_for(f"{name}'s dnsname annotation", lambda: annotations(cluster.get(name)).get(DNSNAME))
-    wait_for(f"a pod answering at {dnsname}", lambda: answered(edge, dnsname))
-    return dnsname
 
 
 def served_by(edge, dnsname, requests=30):
@@ -42,7 +25,7 @@ def test_annotated_service_is_served_by_its_pods_through_the_edge(cluster, stand
     assert FINALIZER in svc["metadata"]["finalizers"]
     [remote] = account_sockets(edge, account)
     assert (remote["socket_id"], remote["dnsname"]) == (annotations(svc)[SOCKET_ID], dnsname)
-    assert remote["name"] == f"k8s/{controller.cluster_name}/{cluster.ns}/web"
+    assert remote["name"] == f"mysocketd/{controller.cluster_name}/{cluster.ns}/web"
     assert annotations(svc)[TUNNEL_ID] == remote["tunnels"][0]["tunnel_id"]
     reasons = wait_for("SocketCreated and TunnelUp Events",
                        lambda: {"SocketCreated", "TunnelUp"} <= {r for _, r, _ in cluster.events("web")})
@@ -155,27 +138,14 @@ def test_load_balancer_class_shows_the_public_name_as_external_ip(cluster, stand
     assert dnsname in table
 
 
-def test_migration_from_the_original_controller_keeps_the_dns_name(cluster, standins, make_controller, edge, account):
-    token = edge.login(account.email, account.password)
-    legacy = edge.api("POST", "/connect", {"name": f"k8s {cluster.ns}.web", "socket_type": "http"},
-                      token=token).body
-    cluster.service("web")
-    standins.for_service(cluster.ns, "web")
-    cluster.annotate("web", **ENABLED)
-    make_controller()
-    dnsname = exposed(cluster, edge, "web")
-    assert dnsname == legacy["dnsname"]
-    assert [s["socket_id"] for s in account_sockets(edge, account)] == [legacy["socket_id"]]
-    assert "SocketAdopted" in {r for _, r, _ in cluster.events("web")}
-
-
 def test_leftover_sockets_of_this_cluster_are_deleted(cluster, make_controller, edge, account):
     token = edge.login(account.email, account.password)
     c = make_controller(start=False)
-    names = {"mine": f"k8s/{c.cluster_name}/{cluster.ns}/ghost",
-             "other cluster": f"k8s/elsewhere/{cluster.ns}/ghost",
-             "other namespace": f"k8s/{c.cluster_name}/not-mine/ghost",
-             "legacy": f"k8s {cluster.ns}.ghost", "a user's": "my laptop"}
+    names = {"mine": f"mysocketd/{c.cluster_name}/{cluster.ns}/ghost",
+             "other cluster": f"mysocketd/elsewhere/{cluster.ns}/ghost",
+             "other namespace": f"mysocketd/{c.cluster_name}/not-mine/ghost",
+             "previous release, not inherited": f"k8s/{c.cluster_name}/{cluster.ns}/ghost",
+             "original controller": f"k8s {cluster.ns}.ghost", "a user's": "my laptop"}
     for name in names.values():
         assert edge.api("POST", "/connect", {"name": name}, token=token).status == 200
     c.start()

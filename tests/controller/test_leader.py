@@ -1,6 +1,5 @@
 """Leader election against the real apiserver, as the manifest's ServiceAccount."""
 
-import time
 import uuid
 
 import pytest
@@ -32,26 +31,24 @@ def elector(controller_kubeconfig):
 
 
 def test_one_leader_and_a_clean_hand_over(elector):
+    """Against the real apiserver (the timing rules are table-tested with a fake clock in tests/unit)."""
     a = elector("a")
     wait_for("a leads", a.is_leader, timeout=10)
     b = elector("b")
-    time.sleep(4)                                   # longer than the lease: a keeps renewing it
+    renewed = lambda: a.rest.json("GET", a._path(a.lease_name))["spec"]["renewTime"]   # noqa: E731
+    first = renewed()
+    wait_for("a renewing the Lease", lambda: renewed() != first, timeout=10)
     assert a.is_leader() and not b.is_leader()
-    started = time.monotonic()
     a.stop()                                        # releases the Lease
-    wait_for("b takes over", b.is_leader, timeout=5)
-    assert time.monotonic() - started < 2
+    wait_for("b takes over", b.is_leader, timeout=10)
 
 
 def test_a_dead_leader_is_replaced_after_the_lease_expires(elector):
     a = elector("a")
     wait_for("a leads", a.is_leader, timeout=10)
     b = elector("b")
-    time.sleep(1)
-    started = time.monotonic()
     a.stop(release=False)                           # as if the process died
-    wait_for("b takes over", b.is_leader, timeout=10)
-    assert 2.5 <= time.monotonic() - started < 6    # not before the 3 s lease could expire
+    wait_for("b takes over", b.is_leader, timeout=15)
 
 
 def test_two_replicas_expose_once_and_fail_over(cluster, standins, make_controller, edge, account):
@@ -69,8 +66,6 @@ def test_two_replicas_expose_once_and_fail_over(cluster, standins, make_controll
 
     first.kill()
     first.reap_orphans()                            # the node is gone, and its children with it
-    started = time.monotonic()
     wait_for("traffic through the second replica", lambda: edge.get(dnsname)[0] == 200, timeout=30)
-    print(f"failover after SIGKILL of the leader: {time.monotonic() - started:.1f}s")
     assert len(second.ssh_children()) == 1
     assert len(account_sockets(edge, account)) == 1

@@ -9,10 +9,11 @@ SA = "system:serviceaccount:mysocket:mysocketd"
 
 def test_cluster_role_is_the_documented_minimum(control_plane, controller_kubeconfig):
     role = json.loads(control_plane.kubectl("get", "clusterrole", "mysocketd", "-o", "json").stdout)
-    granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
-    assert granted == {("services", "list"), ("services", "watch"), ("services", "patch"),
-                       ("services/status", "patch"), ("events", "create"), ("events", "patch"),
-                       ("secrets", "get")}
+    granted = {(r, v, tuple(rule.get("resourceNames") or ()))
+               for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {("services", "list", ()), ("services", "watch", ()), ("services", "patch", ()),
+                       ("services/status", "patch", ()), ("events", "create", ()), ("events", "patch", ()),
+                       ("secrets", "get", ()), ("namespaces", "get", ("kube-system",))}
 
 
 @pytest.mark.parametrize("verb, resource, allowed", [
@@ -21,6 +22,9 @@ def test_cluster_role_is_the_documented_minimum(control_plane, controller_kubeco
     ("create", "events", "yes"), ("list", "pods", "no"),
     ("update", "leases.coordination.k8s.io -n mysocket", "yes"),
     ("update", "leases.coordination.k8s.io -n default", "no"),
+    ("get", "namespaces/kube-system", "yes"), ("get", "namespaces/default", "no"), ("list", "namespaces", "no"),
+    ("create", "configmaps -n mysocket", "yes"), ("update", "configmaps -n mysocket", "no"),
+    ("create", "configmaps -n default", "no"),
 ])
 def test_service_account_can_do_only_that(control_plane, controller_kubeconfig, verb, resource, allowed):
     args = ["auth", "can-i", verb, *resource.split(), f"--as={SA}"]

@@ -2,7 +2,6 @@
 
 import pytest
 
-from lib import services
 from lib.services import InvalidAnnotation, desired_exposure
 
 
@@ -96,11 +95,3 @@ def test_noise_is_quoted_short():
     with pytest.raises(InvalidAnnotation) as err:
         desired_exposure(svc({**ON, "mysocket.io/type": noise}))
     assert len(str(err.value)) < 200 and "(1000 characters)" in str(err.value)
-
-
-def test_socket_names_round_trip():
-    name = services.socket_name("prod", "demo", "web")
-    assert services.parse_socket_name("prod", name) == ("demo", "web")
-    assert services.parse_socket_name("staging", name) is None
-    assert services.parse_socket_name("prod", services.legacy_socket_name("demo", "web")) is None
-    assert services.parse_socket_name("prod", "k8s/prod/demo") is None

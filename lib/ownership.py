@@ -1,0 +1,102 @@
+"""Whose is this socket? The one module that answers it; every other module asks.
+
+A socket is this cluster's, and a given Service's, only if the socket itself
+says so. The API keeps no owner field, so the socket's name is the claim:
+`mysocketd/<cluster>/<namespace>/<service>`, where <cluster> is an identity no
+other cluster shares without someone configuring it (the UID of the
+`kube-system` namespace, or a readable `--cluster-name`). An id written on a
+Service is a cache that saves a lookup, never proof: a Service can be copied
+into another namespace, restored into another cluster, or edited by anyone
+who can write it. So a recorded id is followed only to a socket whose name
+claims that very Service.
+
+Two kinds of older sockets are recognised, each narrowly:
+
+- the previous release's `k8s/<cluster-name>/<namespace>/<service>`. Their
+  <cluster-name> was "default" unless configured, so the name alone cannot
+  tell two such clusters apart. They are *inherited* instead: the first time
+  this release leads in a cluster, it writes down (in a ConfigMap, see
+  `lib/inheritance.py`) the ids of the old sockets that Services of this
+  cluster recorded and whose names claim those same Services. Only those ids
+  are ever treated as this cluster's; a Service restored later with an old id
+  finds nothing to inherit.
+- the original controller's `k8s <namespace>.<service>`, which names no
+  cluster at all: adopted only with `--adopt-original-sockets`, for the one
+  cluster that migrates from it.
+
+Deleting follows the same rule: only a socket owned by this cluster, and only
+for a Service that is provably gone or opted out.
+"""
+
+import dataclasses
+
+PREFIX = "mysocketd"
+PREVIOUS_PREFIX = "k8s"            # the previous release: k8s/<cluster-name>/<ns>/<name>
+
+
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    """The Service a socket belongs to, and what makes it so ("name", "inherited" or "original")."""
+
+    namespace: str
+    name: str
+    how: str
+
+    @property
+    def key(self):
+        return self.namespace, self.name
+
+
+def socket_name(cluster, namespace, name):
+    return f"{PREFIX}/{cluster}/{namespace}/{name}"
+
+
+def original_socket_name(namespace, name):
+    """The name the original 194-line controller used."""
+    return f"k8s {namespace}.{name}"
+
+
+def previous_release_key(socket_name_):
+    """(namespace, name) claimed by a previous-release name `k8s/<any cluster>/<ns>/<name>`, else None."""
+    parts = socket_name_.split("/")
+    if len(parts) == 4 and parts[0] == PREVIOUS_PREFIX and all(parts[1:]):
+        return parts[2], parts[3]
+    return None
+
+
+class Ownership:
+    def __init__(self, cluster, *, inherited=None, adopt_original=False):
+        if not cluster or "/" in cluster:
+            raise ValueError(f"a cluster identity must be non-empty and have no '/': {cluster!r}")
+        self.cluster = cluster
+        self.inherited = dict(inherited or {})   # socket_id -> (namespace, name), from the inventory
+        self.adopt_original = adopt_original
+
+    def name_for(self, namespace, name):
+        return socket_name(self.cluster, namespace, name)
+
+    def owner(self, socket):
+        """The Owner of a socket if it is this cluster's, else None."""
+        name = socket.get("name") or ""
+        parts = name.split("/")
+        if len(parts) == 4 and parts[0] == PREFIX and parts[1] == self.cluster and parts[2] and parts[3]:
+            return Owner(parts[2], parts[3], "name")
+        claimed = self.inherited.get(socket.get("socket_id"))
+        if claimed is not None and previous_release_key(name) == tuple(claimed):
+            return Owner(claimed[0], claimed[1], "inherited")
+        if self.adopt_original and name.startswith("k8s ") and "." in name:
+            namespace, _, service = name[len("k8s "):].partition(".")
+            if namespace and service:
+                return Owner(namespace, service, "original")
+        return None
+
+    def is_for(self, socket, key):
+        """True only if the socket is this cluster's and belongs to the Service `key` (namespace, name)."""
+        owner = self.owner(socket)
+        return owner is not None and owner.key == tuple(key)
+
+    def describe(self, socket):
+        """Whose a foreign socket claims to be, in words for an Event."""
+        name = socket.get("name") or "(no name)"
+        return f"socket {socket.get('socket_id')} is named {name!r}, which does not claim this Service " \
+               f"of cluster {self.cluster}"
