@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from lib import config, health, identity, kube, logs, metrics, mysocket, sshargs, sshkeys, tunnels
+from lib import config, health, identity, kube, logs, metrics, mysocket, processes, sshargs, sshkeys, tunnels
 from lib.controller import Controller
 from lib.leader import Fence, LeaderElector
 from lib.ownership import Ownership
@@ -71,7 +71,9 @@ def main(argv=None):
              extra={"cluster": cluster})
     metrics.CLUSTER.labels(cluster).set(1)
 
-    api = mysocket.Client(cfg.api_url, cfg.email, cfg.password)
+    if not processes.become_subreaper():
+        log.warning("cannot become the subreaper of the backgrounded ssh children; watching them through /proc")
+    api = mysocket.Client(cfg.api_url, cfg.email, cfg.password, credentials=cfg.credentials)
     watcher = ServiceWatcher(k8s, queue)
     settings = sshargs.SshSettings(host=cfg.ssh_host, port=cfg.ssh_port, identity_file=key_path,
                                    known_hosts_file=known_hosts, strict_host_keys=strict, binary=ssh)

@@ -49,10 +49,13 @@ def resolve_ssh(name="ssh"):
     return path
 
 
-def ssh_argv(spec, settings):
+def ssh_argv(spec, settings, log_path=None):
+    """The argv of one tunnel. `-f` with ExitOnForwardFailure: the foreground process exits 0 only once
+    the edge accepted the forward (see lib/processes.py); `-E` keeps the background one's last words."""
     target = f"[{spec.target_host}]" if ":" in spec.target_host else spec.target_host
+    log = ["-E", log_path] if log_path else []
     return [
-        settings.binary, "-F", "none", "-N", "-T",
+        settings.binary, "-F", "none", "-f", "-N", "-T", *log,
         "-R", f"{spec.local_port}:{target}:{spec.target_port}",
         "-l", spec.user_name,
         "-p", str(settings.port),

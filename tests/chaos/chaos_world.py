@@ -10,6 +10,7 @@ printed at the end of the run (`make chaos` shows it) and to
 .cache/chaos/latest.json.
 """
 
+import inspect
 import json
 import statistics
 import time
@@ -17,8 +18,10 @@ import time
 from devcluster.stack import Cluster, account_sockets, wait_for
 from lib.ownership import socket_name
 from lib.services import DNSNAME, FINALIZER
+from lib.tunnels import Supervisor
 
 RESULTS = []
+STABLE_AFTER = inspect.signature(Supervisor).parameters["stable_after"].default
 
 
 def measure(what, fn, timeout=60.0, interval=0.02):
@@ -82,10 +85,20 @@ class World:
     def ssh_children(self):
         return [c for controller in self.controllers for c in controller.ssh_children()]
 
-    def wait_tunnels_up(self, timeout=30):
-        """Until every child is past its start-up window, so the next fault is one fault, not a flap."""
+    def wait_tunnels_up(self, timeout=30, stable=STABLE_AFTER + 0.5):
+        """Until every child has been up `stable` seconds in a row, so the next fault is one fault on a
+        steady state, not a flap (a child that dies sooner after coming up backs off: lib/tunnels.py)."""
         wanted = f"mysocketd_tunnels_up {float(len(self.exposed()))}"
-        wait_for("all tunnels up", lambda: any(wanted in c.metrics() for c in self.controllers), timeout=timeout)
+        since = [None]
+
+        def steady():
+            if not any(wanted in c.metrics() for c in self.controllers):
+                since[0] = None
+                return False
+            since[0] = since[0] or time.monotonic()
+            return time.monotonic() - since[0] >= stable
+
+        wait_for(f"all tunnels up for {stable}s", steady, timeout=timeout + stable)
 
     def counts(self):
         """(lost, duplicated, leaked) sockets of this world on the edge."""

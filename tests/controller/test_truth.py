@@ -1,0 +1,74 @@
+"""What mysocketd reports is what is true on the wire (issue 15)."""
+
+import socket
+import threading
+import uuid
+
+import pytest
+
+from devcluster.controller import Account, ControllerProcess
+from devcluster.stack import answered, exposed, wait_for
+from edge.testing import EdgeProcess
+
+ENABLED = {"mysocket.io/enabled": "true"}
+
+
+@pytest.fixture
+def silent_ssh_port():
+    """A port that accepts TCP connections and never says a word (a black-holed edge)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def accept():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def test_an_edge_that_accepts_and_never_answers_is_never_up(cluster, make_controller, silent_ssh_port):
+    c = make_controller(extra_args=["--ssh-port", str(silent_ssh_port)])
+    cluster.service("web", annotations=ENABLED)
+    failed = wait_for("a TunnelFailed Event", lambda: [m for _, r, m in cluster.events("web") if r == "TunnelFailed"],
+                      timeout=60)
+    assert "did not answer" in failed[0], failed           # ssh: Connection timed out during banner exchange
+    assert "TunnelUp" not in {r for _, r, _ in cluster.events("web")}
+    assert "mysocketd_tunnels_up 0.0" in c.metrics()
+
+
+def test_a_failing_login_stops_no_supervision_and_a_fixed_secret_is_used_at_once(
+        cluster, standins, controller_kubeconfig, namespace, tmp_path):
+    """Tokens last 4 s and the sweep calls the API every second, so a wrong password in the mounted
+    files bites within seconds."""
+    with EdgeProcess(tmp_path / "edge", admin=True, token_lifetime=4) as edge:
+        account = Account.register(edge, tmp_path / "account")
+        with ControllerProcess(tmp_path / "c", kubeconfig=controller_kubeconfig, edge=edge, account=account,
+                               namespace=namespace, cluster_name="cred" + uuid.uuid4().hex[:6],
+                               extra_args=["--resync-seconds", "1"]) as c:
+            cluster.service("web", annotations=ENABLED)
+            [pod] = standins.for_service(cluster.ns, "web")
+            dnsname = exposed(cluster, edge, "web")
+
+            (c.secret_dir / "password").write_text("not-the-password\n")      # a bad rotation of the Secret
+            wait_for("the next login refused", lambda: "refused the e-mail and password" in c.http("/readyz")[1],
+                     timeout=30)
+            [child] = c.ssh_children()
+            child.kill()
+            wait_for("a new child while the login still fails",
+                     lambda: [p for p in c.ssh_children() if p.pid != child.pid])
+            wait_for("traffic again", lambda: answered(edge, dnsname) == f"Server: {pod.name}\n")
+            assert c.http("/readyz")[0] == 503
+
+            wait_for("a backoff of 8 s", lambda: any("trying again in 8s" in r.get("message", "")
+                                                     for r in c.log_records()), timeout=30)
+            (c.secret_dir / "password").write_text(account.password + "\n")   # the Secret fixed
+            # Well before the 8 s backoff is over: the change itself is the reason to try again.
+            wait_for("logged in with the fixed Secret", lambda: c.http("/readyz")[0] == 200, timeout=6)
