@@ -5,6 +5,12 @@ three credentials also fall back to files in the mounted Secret, so the same
 binary runs from a terminal, from a Deployment with env vars, and from the
 manifest with its Secret volume. Precedence: flag, then env, then file.
 
+The e-mail and password may change while the controller runs: Kubernetes
+updates a mounted Secret by swapping a symlink, and a password is rotated
+now and then. So when they come from files, `Config.credentials()` reads the
+files again each time it is asked (at every login), instead of keeping what
+was there at start-up.
+
 `describe()` is the one place that decides what the log may show: the
 password is never printed, the key file only by path.
 """
@@ -38,6 +44,15 @@ class Config:
     lease_namespace: str
     lease_name: str
     probe_url: str              # "" = no traffic probe
+    email_file: str = ""        # where the e-mail was read, re-read at each login ("" = given by flag/env)
+    password_file: str = ""
+
+    def credentials(self):
+        """(email, password) as they are now: files are read again; a file that went missing keeps
+        the start-up value rather than logging in with nothing."""
+        email = (_read_secret_file(self.email_file) if self.email_file else "") or self.email
+        password = (_read_secret_file(self.password_file) if self.password_file else "") or self.password
+        return email, password
 
     def describe(self):
         """The effective configuration for the start-up log line, secrets masked."""
@@ -136,7 +151,17 @@ def load(argv=None):
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
         probe_url=args.probe_url,
+        email_file="" if args.email else os.path.join(secret_dir, "email"),
+        password_file="" if args.password else os.path.join(secret_dir, "password"),
     )
+
+
+def _read_secret_file(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _read_secret(secret_dir, name):

@@ -62,6 +62,7 @@ class Controller:
         self.dry_run = dry_run
         self.records = {}
         self.failures = {}      # key -> consecutive failed reconciles, for backoff
+        self.surprises = {}     # key -> the last unexpected error's signature, to log its traceback once
         self._inherited_loaded = False
 
     # -- leadership --------------------------------------------------------------
@@ -92,11 +93,15 @@ class Controller:
         try:
             self._reconcile(key, self.watcher.get(key))
             self.failures.pop(key, None)
+            self.surprises.pop(key, None)
         except mysocket.BadCredentials:
             raise                              # the session's problem, not this Service's
         except Fenced:
             self.queue.add(key, 1.0)            # not this Service's fault: decided by the next confirmed leader
         except (mysocket.ApiError, *kube.ERRORS) as e:
+            self._retry_later(key, e)
+        except Exception as e:  # noqa: BLE001 -- a bug or an odd answer: contained to this one Service
+            self._unexpected(key, e)
             self._retry_later(key, e)
         finally:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
@@ -258,6 +263,7 @@ class Controller:
         self.supervisor.remove(key)
         record = self.records.pop(key, None)
         self.failures.pop(key, None)
+        self.surprises.pop(key, None)
         if record:
             self.kube.forget_events(record.uid)
 
@@ -331,11 +337,21 @@ class Controller:
         reason = error.__class__.__name__
         metrics.RECONCILE_ERRORS.labels(reason).inc()
         shown = error if isinstance(error, mysocket.ApiError) else kube.describe_error(error)
-        log.warning("reconcile failed (%s); retrying in %.1fs", shown, delay, extra=_fields(key))
+        log.warning("reconcile failed (%s: %s); retrying in %.1fs", reason, shown, delay, extra=_fields(key))
         svc = self.watcher.get(key)
         if isinstance(error, mysocket.ApiError) and not isinstance(error, mysocket.Unavailable):
             self._event(svc, "Warning", "MysocketAPIError", str(error))
         self.queue.add(key, delay)
+
+    def _unexpected(self, key, error):
+        """Log the traceback the first time this error shows up for this Service, and tell the user."""
+        signature = f"{error.__class__.__name__}: {error}"[:200]
+        if self.surprises.get(key) != signature:
+            self.surprises[key] = signature
+            log.exception("unexpected error in reconcile: %s; the other Services carry on", signature,
+                          extra=_fields(key))
+        self._event(self.watcher.get(key), "Warning", "ReconcileError", f"unexpected error, retrying with "
+                    f"backoff (see the controller's log): {signature}")
 
     def _event(self, svc, kind, reason, message):
         if svc is not None and not self.dry_run:

@@ -6,6 +6,8 @@ what every caller would otherwise repeat:
 
 - the token: logged in lazily, renewed shortly before its `exp`, and once more
   on a 401 (the JWT payload is read, not verified: the server verifies it);
+  the e-mail and password are asked of `credentials` at every login, so a
+  rotated password in the mounted Secret is used without a restart;
 - a few quick retries for 5xx, 429 (honouring a short Retry-After) and
   timeouts, after which `Unavailable` tells the controller to requeue that one
   Service with its own backoff instead of blocking every other Service. Calls
@@ -65,10 +67,11 @@ def jwt_claims(token):
 
 class Client:
     def __init__(self, api_url, email, password, *, timeout=(5, 10), attempts=3, max_retry_after=5.0,
-                 sleep=time.sleep, clock=time.time):
+                 sleep=time.sleep, clock=time.time, credentials=None):
         self.api_url = api_url.rstrip("/") + "/"
         self.email = email
         self._password = password
+        self.credentials = credentials      # () -> (email, password), asked at every login
         self.timeout = timeout
         self.attempts = attempts
         self.max_retry_after = max_retry_after
@@ -83,6 +86,8 @@ class Client:
     # -- the calls -----------------------------------------------------------
 
     def login(self):
+        if self.credentials is not None:
+            self.email, self._password = self.credentials()
         body = self._request("login", "POST", "login", {"email": self.email, "password": self._password},
                              auth=False)
         token = body.get("token") if isinstance(body, dict) else None

@@ -41,12 +41,14 @@ class Session:
         self.failures = 0
         self.next_try = 0.0
         self.problem = "not logged in yet"
+        self._tried = None              # hash of the credentials of the last attempt (never the values)
 
     def ensure(self):
         if self.ok:
             return True
-        if self.clock() < self.next_try:
+        if self.clock() < self.next_try and not self._credentials_changed():
             return False
+        self._tried = self._current_credentials()
         try:
             user_id = self.api.login()
             user = self.api.user() or {}
@@ -60,6 +62,14 @@ class Session:
         self.ok, self.failures, self.problem = True, 0, ""
         log.info("logged in to the Mysocket API", extra={"email": self.api.email, "user_name": self.user_name})
         return True
+
+    def _current_credentials(self):
+        reader = getattr(self.api, "credentials", None)
+        return hash(reader()) if reader else None
+
+    def _credentials_changed(self):
+        """A fixed Secret is tried at once, not after the rest of a backoff of up to five minutes."""
+        return self._tried is not None and self._current_credentials() != self._tried
 
     def lost(self, error):
         self.ok = False
@@ -93,6 +103,7 @@ class Runner:
         self._next_sweep = None
         self._host_keys = set()
         self._known_hosts_size = -1
+        self._last_surprise = None
 
     # -- for /healthz, /readyz and the elector ------------------------------------
 
@@ -132,7 +143,11 @@ class Runner:
         try:
             while not stopping.is_set():
                 self.heartbeat = time.monotonic()
-                self._step(stopping)
+                try:
+                    self._step(stopping)
+                except Exception as e:  # noqa: BLE001 -- a bug must not end every public name
+                    self._surprise(e)
+                    stopping.wait(1.0)
         finally:
             log.info("stopping: ending %d ssh children; nothing remote is deleted", len(self.supervisor.children))
             self.watcher.stop()
@@ -173,6 +188,16 @@ class Runner:
                 self.queue.add(key, 1.0)
         self._sweep_if_due()
 
+    def _surprise(self, error):
+        """An error no module expected: its traceback once per kind, then one line each time."""
+        signature = f"{error.__class__.__name__}: {error}"[:200]
+        if signature != self._last_surprise:
+            self._last_surprise = signature
+            log.exception("unexpected error in the loop: %s; carrying on", signature)
+        else:
+            log.error("unexpected error in the loop again: %s", signature)
+        metrics.RECONCILE_ERRORS.labels("unexpected").inc()
+
     def _take_lead(self):
         try:
             self.controller.take_lead()
@@ -202,20 +227,29 @@ class Runner:
         except mysocket.ApiError as e:
             log.warning("resync failed (%s); trying again in 30s", e)
             self._next_sweep = now + 30
+        except Exception as e:  # noqa: BLE001 -- contained: the sweep tries again later, the rest goes on
+            self._surprise(e)
+            self._next_sweep = now + 30
 
     def _tick(self):
         now = time.monotonic()
         if now < self._next_tick:
             return
         self._next_tick = now + 0.25
+        for stage in (self._supervise, self._probe, self._log_new_host_keys):
+            try:
+                stage()
+            except Exception as e:  # noqa: BLE001 -- one stage's surprise must not stop the others
+                self._surprise(e)
+
+    def _supervise(self):
         for transition in self.supervisor.poll():
             self.controller.on_transition(transition)
         metrics.TUNNELS_UP.set(self.supervisor.tunnels_up())
-        if self.prober:
-            self._probe()
-        self._log_new_host_keys()
 
     def _probe(self):
+        if not self.prober:
+            return
         targets = {key: r.dnsname for key, r in self.controller.records.items()
                    if self.supervisor.is_up(key) and r.exposure.socket_type == "http"
                    and not r.exposure.protected_secret}

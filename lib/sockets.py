@@ -19,8 +19,6 @@ import contextlib
 import dataclasses
 import logging
 
-from lib import mysocket
-
 log = logging.getLogger(__name__)
 
 
@@ -97,13 +95,14 @@ class Sockets:
         self._check_fence()
         with self._in_doubt():
             socket = self.api.connect(fields)
-        self.snapshot()[socket["socket_id"]] = socket
+            self.snapshot()[socket["socket_id"]] = socket
         return socket
 
     def add_tunnel(self, socket):
         self._check_fence()
         with self._in_doubt():
             tunnel = self.api.create_tunnel(socket["socket_id"])
+            tunnel["local_port"] = int(tunnel["local_port"])
         socket.setdefault("tunnels", []).append(tunnel)
         return tunnel
 
@@ -123,10 +122,11 @@ class Sockets:
 
     @contextlib.contextmanager
     def _in_doubt(self):
-        """A create that timed out or failed may still have happened: list again before the next try."""
+        """A create that timed out, failed or was answered oddly may still have happened: list again
+        before the next try, so it is found by name instead of created twice."""
         try:
             yield
-        except mysocket.ApiError:
+        except Exception:
             self.invalidate()
             raise
 
