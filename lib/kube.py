@@ -115,9 +115,12 @@ class Kube:
     def watch_services(self, resource_version, timeout_seconds=240, idle_timeout=90):
         """Yield (type, Service dict) from resource_version until the server ends the watch.
 
-        BOOKMARK events are yielded too: they only advance the resourceVersion.
-        The read timeout (idle_timeout) ends a stream that went silent without
-        closing, which the server's bookmarks would otherwise have interrupted.
+        BOOKMARK events are yielded too: they only advance the resourceVersion
+        (the apiserver sends one only when its resourceVersion moved past the
+        watch's, so a healthy stream on a quiet cluster can say nothing until
+        timeout_seconds). The read timeout (idle_timeout) ends a stream that
+        said nothing for that long, whether quiet or silently dropped on the
+        way: urllib3's ReadTimeoutError, which the caller treats as routine.
         """
         query = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
                  "timeoutSeconds": str(timeout_seconds)}
