@@ -10,12 +10,21 @@ Host keys: with a known_hosts file from the operator, ssh checks strictly.
 Without one, the first key the edge shows is recorded (trust on first use)
 in the state directory and enforced from then on; its fingerprint is logged
 so an operator can compare it with the edge's.
+
+Files in the state directory are created exclusively (O_EXCL|O_NOFOLLOW),
+never through a name someone else prepared, and an existing known_hosts must
+be our own regular file.
 """
 
 import base64
+import contextlib
 import hashlib
 import os
+import secrets
+import stat
 import subprocess
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 
 
 class KeyProblem(RuntimeError):
@@ -36,10 +45,16 @@ def install_private_key(source, state_dir):
         raise KeyProblem(f"the private key file {source} is empty")
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     path = os.path.join(state_dir, "id_mysocket")
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data if data.endswith(b"\n") else data + b"\n")
-    os.replace(path + ".tmp", path)
+    tmp = f"{path}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, _CREATE, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data if data.endswith(b"\n") else data + b"\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     result = subprocess.run(["ssh-keygen", "-y", "-P", "", "-f", path], capture_output=True, text=True,
                             timeout=10, check=False)
     if result.returncode != 0:
@@ -60,9 +75,26 @@ def prepare_known_hosts(given, state_dir):
             raise KeyProblem(f"--known-hosts {given} does not exist")
         return given, True
     path = os.path.join(state_dir, "known_hosts")
-    if not os.path.exists(path):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    try:
+        os.close(os.open(path, _CREATE, 0o600))
+    except FileExistsError:
+        _own_file(path)                 # kept from an earlier run of this pod: the key trusted then
     return path, False
+
+
+def _own_file(path):
+    """An existing file we are about to trust: a regular file of ours, closed to others."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise KeyProblem(f"{path} is a symbolic link: the trust-on-first-use known_hosts must be a file of "
+                         "mysocketd's own; remove it")
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyProblem(f"{path} is not a regular file; remove it")
+    if st.st_uid != os.geteuid():
+        raise KeyProblem(f"{path} is owned by uid {st.st_uid}, not by this process (uid {os.geteuid()}): "
+                         "it may hold a host key someone else chose; remove it")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o600)
 
 
 def fingerprints(known_hosts_path):

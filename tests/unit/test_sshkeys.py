@@ -50,3 +50,55 @@ def test_tofu_file_is_created_private(tmp_path):
     given = tmp_path / "given"
     given.write_text("")
     assert sshkeys.prepare_known_hosts(str(given), str(tmp_path)) == (str(given), True)
+
+
+# -- what an attacker who can write the state directory could plant --------------------------------
+
+def test_a_planted_tmp_symlink_is_not_followed(tmp_path):
+    """The key is written to a fresh file of its own, never through a name someone prepared."""
+    src = keygen(tmp_path / "key")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    target = tmp_path / "elsewhere"
+    (state / "id_mysocket.tmp").symlink_to(target)
+    path, _ = sshkeys.install_private_key(str(src), str(state))
+    assert not target.exists()
+    assert not os.path.islink(path) and stat.S_IMODE(os.lstat(path).st_mode) == 0o600
+    assert open(path).read() == src.read_text()
+    assert sorted(os.listdir(state)) == ["id_mysocket", "id_mysocket.tmp"]     # no temporary file left behind
+
+
+@pytest.mark.parametrize("plant", ["dangling", "to a file"])
+def test_a_known_hosts_symlink_is_refused(tmp_path, plant):
+    """Trust on first use must record into our own file, not into one someone pointed us at."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    target = tmp_path / "their_known_hosts"
+    if plant == "to a file":
+        target.write_text("")
+    (state / "known_hosts").symlink_to(target)
+    with pytest.raises(sshkeys.KeyProblem, match="known_hosts is a symbolic link"):
+        sshkeys.prepare_known_hosts("", str(state))
+    assert target.exists() == (plant == "to a file")
+    if target.exists():
+        assert target.read_text() == ""
+
+
+def test_an_existing_known_hosts_of_our_own_is_kept(tmp_path):
+    """After a container restart the emptyDir still holds the key trusted on first use."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "known_hosts").write_text("[edge]:22 ssh-ed25519 AAAA\n")
+    os.chmod(state / "known_hosts", 0o666)
+    path, strict = sshkeys.prepare_known_hosts("", str(state))
+    assert not strict and open(path).read() == "[edge]:22 ssh-ed25519 AAAA\n"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_known_hosts_of_another_user_is_refused(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "known_hosts").write_text("")
+    os.chown(state / "known_hosts", 12345, 12345)
+    with pytest.raises(sshkeys.KeyProblem, match="owned by uid 12345"):
+        sshkeys.prepare_known_hosts("", str(state))
