@@ -11,9 +11,14 @@ Without one, the first key the edge shows is recorded (trust on first use)
 in the state directory and enforced from then on; its fingerprint is logged
 so an operator can compare it with the edge's.
 
-Files in the state directory are created exclusively (O_EXCL|O_NOFOLLOW),
-never through a name someone else prepared, and an existing known_hosts must
-be our own regular file.
+Whoever can replace a file in the state directory can swap the key copy or
+the TOFU known_hosts, so the directory must be ours (tightened to 0700), or
+root's and closed, or root's with the sticky bit: the manifest's emptyDir
+with `medium: Memory` is a tmpfs, which the kubelet leaves root-owned, mode
+3777 with an fsGroup, and there nobody else can rename or delete what we
+create. Files are created exclusively (O_EXCL|O_NOFOLLOW), never through a
+name someone else prepared, and an existing known_hosts must be our own
+regular file.
 """
 
 import base64
@@ -31,6 +36,38 @@ class KeyProblem(RuntimeError):
     """The private key cannot be used; the message says why and what to do."""
 
 
+class StateDirUnsafe(KeyProblem):
+    """Someone else could replace what the state directory holds; the message says how to fix it."""
+
+
+def judge_state_dir(owner, mode, euid):
+    """None if safe as it is, "tighten" if ours but open to others, else why it is unsafe.
+
+    Pure, so the rules are table-tested without other users on the machine.
+    """
+    if owner == euid:
+        return "tighten" if mode & 0o077 else None
+    if owner != 0:
+        return (f"is owned by uid {owner}, not by this process (uid {euid}): its owner could replace the key "
+                f"copy or known_hosts; use a directory of uid {euid} with mode 0700")
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        return (f"is writable by others without the sticky bit (mode {stat.S_IMODE(mode):04o}): they could "
+                f"replace the key copy or known_hosts; use a directory of uid {euid} with mode 0700, or an "
+                "emptyDir with medium: Memory (a tmpfs, sticky)")
+    return None
+
+
+def secure_state_dir(state_dir):
+    """Create the state directory if needed; tighten it if it is ours; StateDirUnsafe if others can swap files in it."""
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    st = os.stat(state_dir)
+    verdict = judge_state_dir(st.st_uid, st.st_mode, os.geteuid())
+    if verdict == "tighten":
+        os.chmod(state_dir, 0o700)
+    elif verdict:
+        raise StateDirUnsafe(f"the state directory {state_dir} {verdict}")
+
+
 def install_private_key(source, state_dir):
     """Copy the key to <state_dir>/id_mysocket (0600); return (path, public key line)."""
     try:
@@ -43,7 +80,7 @@ def install_private_key(source, state_dir):
         raise KeyProblem(f"cannot read the private key {source}: {e.strerror}") from None
     if not data.strip():
         raise KeyProblem(f"the private key file {source} is empty")
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    secure_state_dir(state_dir)
     path = os.path.join(state_dir, "id_mysocket")
     tmp = f"{path}.{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, _CREATE, 0o600)
@@ -74,6 +111,7 @@ def prepare_known_hosts(given, state_dir):
         if not os.path.isfile(given):
             raise KeyProblem(f"--known-hosts {given} does not exist")
         return given, True
+    secure_state_dir(state_dir)
     path = os.path.join(state_dir, "known_hosts")
     try:
         os.close(os.open(path, _CREATE, 0o600))
