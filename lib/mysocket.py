@@ -6,11 +6,14 @@ what every caller would otherwise repeat:
 
 - the token: logged in lazily, renewed shortly before its `exp`, and once more
   on a 401 (the JWT payload is read, not verified: the server verifies it);
-- a few quick retries for 5xx, 429 (honouring a short Retry-After) and
-  timeouts, after which `Unavailable` tells the controller to requeue that one
-  Service with its own backoff instead of blocking every other Service. Calls
-  that create something are never retried here: after a timeout the socket
-  may exist, and only the caller can look for it (by name) before trying again;
+- a few quick retries for 5xx, 429 and timeouts, after which `Unavailable`
+  tells the controller to requeue that one Service with its own backoff
+  instead of blocking every other Service. A Retry-After (seconds or a date)
+  up to `max_retry_after` is slept here; a longer one is handed to the caller
+  at once as `Unavailable.retry_after`, since asking sooner than the server
+  said only spends its rate limit again. Calls that create something are
+  retried only after a 429 (the server did nothing): after a timeout or a 5xx
+  the socket may exist, and only the caller can look for it (by name);
 - errors a user can act on: `BadCredentials`, `NotFound`, and an `ApiError`
   that says so when the URL answers with HTML instead of JSON;
 - a count of every call by name and status for /metrics.
@@ -19,8 +22,10 @@ The password is sent in one POST body and never logged.
 """
 
 import base64
+import email.utils
 import json
 import logging
+import math
 import time
 
 import requests
@@ -155,11 +160,12 @@ class Client:
                     continue
                 if resp.status_code != 429 and resp.status_code < 500:
                     return self._answer(call, resp)
-                error = Unavailable(call, resp.status_code, _message(resp), _retry_after(resp))
+                error = Unavailable(call, resp.status_code, _message(resp), _retry_after(resp, self.clock()))
             if attempt >= self.attempts or (not retry and error.status != 429):   # a 429 was not done
                 raise error
-            hint = error.retry_after if error.retry_after is not None else 0.2 * 2 ** (attempt - 1)
-            self.sleep(min(hint, self.max_retry_after))
+            if error.retry_after is not None and error.retry_after > self.max_retry_after:
+                raise error                     # the caller waits that long for this one Service
+            self.sleep(error.retry_after if error.retry_after is not None else 0.2 * 2 ** (attempt - 1))
 
     def _answer(self, call, resp):
         if resp.status_code == 401:
@@ -190,8 +196,14 @@ def _message(resp):
     return resp.reason or "error"
 
 
-def _retry_after(resp):
+def _retry_after(resp, now):
+    """Retry-After in seconds from now (delta-seconds or an HTTP date); None if absent or nonsense."""
+    value = resp.headers.get("Retry-After", "").strip()
     try:
-        return float(resp.headers["Retry-After"])
-    except (KeyError, ValueError):
-        return None
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None

@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import threading
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -171,6 +172,31 @@ def test_reads_retry_transient_answers(api, client, sleeps, answers, requests, s
     assert len(api.calls("GET", "connect")) == requests
     assert sleeps == slept
     assert len(api.calls("POST", "login")) == 1
+
+
+def test_a_retry_after_longer_than_the_cap_is_handed_to_the_caller(api, client, sleeps):
+    """The server said when to come back; asking sooner only spends the rate limit again. The
+    controller requeues that one Service for error.retry_after instead."""
+    api.answer("GET", "connect", (429, {"error_message": "slow down"}, {"Retry-After": "30"}), (200, SOCKETS))
+    with pytest.raises(mysocket.Unavailable) as raised:
+        client.sockets()
+    assert raised.value.retry_after == 30.0 and raised.value.status == 429
+    assert len(api.calls("GET", "connect")) == 1 and sleeps == []
+
+
+def test_a_retry_after_date_is_honoured(api, client, sleeps, clock):
+    api.answer("GET", "connect", (429, {}, {"Retry-After": formatdate(clock.now + 3, usegmt=True)}),
+               (200, SOCKETS))
+    assert client.sockets() == SOCKETS
+    assert sleeps == [3.0]
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "inf", "soon", ""])
+def test_a_nonsense_retry_after_is_ignored(api, client, sleeps, value):
+    """A negative or NaN Retry-After made the client pass it to time.sleep, which raises ValueError."""
+    api.answer("GET", "connect", (429, {}, {"Retry-After": value}), (200, SOCKETS))
+    assert client.sockets() == SOCKETS
+    assert sleeps == [0.2]
 
 
 @pytest.mark.parametrize("create", [
