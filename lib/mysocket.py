@@ -60,12 +60,21 @@ class Unavailable(ApiError):
 
 
 def jwt_claims(token):
-    """The JWT payload, unverified: the client only needs user_id and exp."""
+    """The JWT payload, unverified: the client only needs user_id and exp (a finite number, if present)."""
     try:
         payload = token.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError) as e:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (AttributeError, IndexError, ValueError) as e:
         raise ApiError("login", None, f"the token is not a JWT ({e.__class__.__name__})") from None
+    if not isinstance(claims, dict):
+        raise ApiError("login", None, "the token is not a JWT (its payload is not an object)")
+    exp = claims.get("exp", 0)
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not math.isfinite(exp):
+        raise ApiError("login", None, "the token's exp is not a time")
+    return claims
+
+
+MIN_TOKEN_USE = 30.0       # seconds a token is used before the next login, whatever its exp says
 
 
 class Client:
@@ -98,7 +107,10 @@ class Client:
         now = self.clock()
         lifetime = max(0.0, float(claims.get("exp", now + 3600)) - now)
         self._token = token
-        self._renew_at = now + lifetime - min(60.0, lifetime * 0.2)
+        # At least MIN_TOKEN_USE between logins: with the server's clock behind ours, exp looks past
+        # and every call would log in first (the edge rate-limits logins); a token that really
+        # expired is answered 401, which logs in again anyway.
+        self._renew_at = now + max(MIN_TOKEN_USE, lifetime - min(60.0, lifetime * 0.2))
         return self.user_id
 
     def user(self):

@@ -287,6 +287,40 @@ def test_a_token_without_exp_is_renewed_within_an_hour(api, client, clock):
     assert len(api.calls("POST", "login")) == 2
 
 
+def test_a_token_that_looks_expired_is_not_a_login_per_call(api, client, clock):
+    """The server's clock behind ours: exp is already past here. Logging in before every call would
+    run into the edge's login rate limit; a token that really expired is answered 401 anyway."""
+    api.answer("POST", "login", (200, {"token": jwt(user_id=USER_ID, exp=NOW - 100)}))
+    api.answer("GET", "connect", (200, SOCKETS))
+    client.sockets()
+    client.sockets()
+    assert len(api.calls("POST", "login")) == 1
+    clock.now = NOW + mysocket.MIN_TOKEN_USE
+    client.sockets()
+    assert len(api.calls("POST", "login")) == 2
+
+
+@pytest.mark.parametrize("token", [
+    "not-a-jwt",
+    "a.!!!.c",
+    raw_jwt("[1, 2]"),
+    raw_jwt("7"),
+    jwt(user_id=USER_ID, exp="tomorrow"),
+    jwt(user_id=USER_ID, exp=None),
+    raw_jwt(f'{{"user_id": "{USER_ID}", "exp": 1e999}}'),
+    42,
+    None,
+], ids=["no-dots", "bad-base64", "payload-list", "payload-number", "exp-text", "exp-null", "exp-huge", "number",
+        "null"])
+def test_a_token_that_is_not_a_usable_jwt_is_an_api_error(api, client, token):
+    """Not a KeyError, AttributeError or TypeError escaping from the login."""
+    api.answer("POST", "login", (200, {"token": token}))
+    with pytest.raises(mysocket.ApiError) as raised:
+        client.sockets()
+    assert type(raised.value) is mysocket.ApiError and raised.value.call == "login"
+    assert api.calls("GET", "connect") == []
+
+
 # -- answers a user can act on -----------------------------------------------------------------------
 
 def test_404_is_not_found_with_the_api_message(api, client):
