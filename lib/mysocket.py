@@ -15,7 +15,9 @@ what every caller would otherwise repeat:
   retried only after a 429 (the server did nothing): after a timeout or a 5xx
   the socket may exist, and only the caller can look for it (by name);
 - errors a user can act on: `BadCredentials`, `NotFound`, and an `ApiError`
-  that says so when the URL answers with HTML instead of JSON;
+  that says so when the URL answers with a page instead of JSON. A 404 page is
+  not the API saying "no such socket", so a delete never reports a socket gone
+  because --api-url points at a website;
 - a count of every call by name and status for /metrics.
 
 The password is sent in one POST body and never logged.
@@ -180,6 +182,8 @@ class Client:
             self.sleep(error.retry_after if error.retry_after is not None else 0.2 * 2 ** (attempt - 1))
 
     def _answer(self, call, resp):
+        if resp.status_code >= 400 and _is_page(resp):
+            raise ApiError(call, resp.status_code, self._not_the_api(resp))
         if resp.status_code == 401:
             if call == "login":
                 raise BadCredentials(call, 401, f"the API refused the e-mail and password for {self.email}")
@@ -193,9 +197,22 @@ class Client:
         try:
             return resp.json()
         except ValueError:
-            kind = resp.headers.get("Content-Type", "no content type")
-            raise ApiError(call, resp.status_code, f"expected JSON from {self.api_url}, got {kind}: "
-                                                   "is --api-url the Mysocket API?") from None
+            raise ApiError(call, resp.status_code, self._not_the_api(resp)) from None
+
+    def _not_the_api(self, resp):
+        kind = resp.headers.get("Content-Type", "no content type")
+        return f"expected JSON from {self.api_url}, got {kind}: is --api-url the Mysocket API?"
+
+
+def _is_page(resp):
+    """An answer with a body that is not JSON: a web page or a proxy's, not the API's."""
+    if not resp.content:
+        return False
+    try:
+        resp.json()
+    except ValueError:
+        return True
+    return False
 
 
 def _message(resp):

@@ -343,3 +343,33 @@ def test_deleting_is_idempotent(api, client, delete, answer, result):
     api.answer("DELETE", "socket/s1/tunnel/t1", answer)
     assert delete(client) is result
     assert len(api.calls("DELETE")) == 1
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: c.sockets(),
+    lambda c: c.socket("s1"),
+    lambda c: c.delete_socket("s1"),
+], ids=["list", "get", "delete"])
+@pytest.mark.parametrize("status", [200, 404])
+def test_an_html_answer_asks_whether_the_url_is_the_api(api, client, call, status):
+    """A web page, even a 404 one, is not the API saying "no such socket": a delete must not
+    report a socket gone because --api-url points at a website."""
+    page = "<!doctype html><html><body>Welcome to nginx!</body></html>"
+    api.answer("GET", "connect", (status, page))
+    api.answer("GET", "socket/s1", (status, page))
+    api.answer("DELETE", "socket/s1", (status, page))
+    with pytest.raises(mysocket.ApiError, match=r"is --api-url the Mysocket API\?") as raised:
+        call(client)
+    assert type(raised.value) is mysocket.ApiError
+
+
+def test_an_html_login_page_asks_whether_the_url_is_the_api(api, client):
+    api.answer("POST", "login", (404, "<html>Not Found</html>"))
+    with pytest.raises(mysocket.ApiError, match=r"is --api-url the Mysocket API\?"):
+        client.login()
+
+
+def test_an_error_without_a_json_body_keeps_its_meaning(api, client):
+    """An empty 404 (no page at all) is still the API's answer."""
+    api.answer("DELETE", "socket/s1", (404, None))
+    assert client.delete_socket("s1") is False
