@@ -130,7 +130,7 @@ def test_a_broken_stream_resumes_from_the_newest_resource_version(cluster, relay
     """Not from where that stream began: that would deliver again every change the broken stream
     already delivered (a reconcile each), or a needless relist once that version is too old."""
     path, relay = relayed_kubeconfig
-    watcher, kube, keys = start_watcher(path, watch_timeout=60)
+    watcher, kube, keys = start_watcher(path, watch_timeout=60, idle_timeout=60)
     created = cluster.service("changed")
     wait_for("the change seen", lambda: watcher.get((cluster.ns, "changed")))
     assert len(kube.watch_from) == 1                        # still the first stream
@@ -140,6 +140,8 @@ def test_a_broken_stream_resumes_from_the_newest_resource_version(cluster, relay
     wait_for("a second watch", lambda: len(kube.watch_from) >= 2 and watcher.watching)
     assert int(kube.watch_from[-1]) >= rv_of(created)
     assert keys.since(queued) == [] and kube.lists == 1
+    watcher.stop()
+    relay.cut()                                             # end the 60 s stream now, not at teardown
 
 
 def test_bookmarks_advance_the_resource_version_without_events(cluster, control_plane, start_watcher, request):
