@@ -13,7 +13,10 @@ merges as a set, so the controller never overwrites another writer's
 annotations or finalizers, and a patch of a Service that no longer exists is
 a 404 rather than the re-creation a server-side apply would attempt. Every
 patch carries the Service's uid, so a Service deleted and re-created under the
-same name is never written with the old one's state (the API answers 409).
+same name is never written with the old one's state. The apiserver refuses
+such a patch with 422 Invalid ("metadata.uid: field is immutable"), not 409;
+it is raised as ChangedMeanwhile, a 409, so that every caller sees one
+"changed meanwhile, look again" answer.
 
 The watch is done by hand (see `watch_services`) so that 410 Gone, a dropped
 stream and a silent one are all visible to the caller, which lists again; the
@@ -32,7 +35,7 @@ import queue
 import socket as pysocket
 import threading
 
-from kubernetes.client.exceptions import ApiException
+from kubernetes.client.exceptions import ApiException, ConflictException
 from kubernetes.watch.watch import iter_resp_lines
 from urllib3.exceptions import HTTPError
 
@@ -45,6 +48,15 @@ log = logging.getLogger(__name__)
 
 class Gone(Exception):
     """The watch's resourceVersion is too old: list again."""
+
+
+class ChangedMeanwhile(ConflictException):
+    """A 409: the Service written was deleted and re-created under its name since it was read."""
+
+    def __init__(self, service):
+        meta = service["metadata"]
+        super().__init__(status=409, reason=f"Conflict: Service {meta['namespace']}/{meta['name']} was deleted and "
+                                            f"re-created meanwhile (uid {meta['uid']} is gone)")
 
 
 # What a call to the apiserver can raise: an answer (ApiException) or no answer at all.
@@ -115,9 +127,12 @@ class Kube:
     def watch_services(self, resource_version, timeout_seconds=240, idle_timeout=90):
         """Yield (type, Service dict) from resource_version until the server ends the watch.
 
-        BOOKMARK events are yielded too: they only advance the resourceVersion.
-        The read timeout (idle_timeout) ends a stream that went silent without
-        closing, which the server's bookmarks would otherwise have interrupted.
+        BOOKMARK events are yielded too: they only advance the resourceVersion
+        (the apiserver sends one only when its resourceVersion moved past the
+        watch's, so a healthy stream on a quiet cluster can say nothing until
+        timeout_seconds). The read timeout (idle_timeout) ends a stream that
+        said nothing for that long, whether quiet or silently dropped on the
+        way: urllib3's ReadTimeoutError, which the caller treats as routine.
         """
         query = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
                  "timeoutSeconds": str(timeout_seconds)}
@@ -183,21 +198,39 @@ class Kube:
             meta["finalizers"] = [add_finalizer]
         if remove_finalizer:
             meta["$deleteFromPrimitiveList/finalizers"] = [remove_finalizer]
-        return self.rest.json("PATCH", _service_path(service), body={"metadata": meta}, content_type=SMP,
-                              query={"fieldManager": FIELD_MANAGER})
+        return self._patch(service, "", {"metadata": meta}, SMP)
 
     def set_load_balancer_hostname(self, service, hostname):
         """status.loadBalancer.ingress, so `kubectl get svc` shows the public name under EXTERNAL-IP."""
         ingress = [{"hostname": hostname}] if hostname else None
         body = {"metadata": {"uid": service["metadata"]["uid"]}, "status": {"loadBalancer": {"ingress": ingress}}}
-        self.rest.json("PATCH", _service_path(service) + "/status", body=body, content_type=MERGE,
-                       query={"fieldManager": FIELD_MANAGER})
+        self._patch(service, "/status", body, MERGE)
+
+    def _patch(self, service, subresource, body, content_type):
+        try:
+            return self.rest.json("PATCH", _service_path(service) + subresource, body=body,
+                                  content_type=content_type, query={"fieldManager": FIELD_MANAGER})
+        except ApiException as e:
+            if _stale_uid(e):
+                raise ChangedMeanwhile(service) from None
+            raise
 
     def event(self, service, kind, reason, message):
         self.events.post(service, kind, reason, message)
 
     def forget_events(self, uid):
         self.events.forget(uid)
+
+
+def _stale_uid(error):
+    """True for the apiserver's answer to a patch whose metadata.uid is not the object's."""
+    if error.status != 422:
+        return False
+    try:
+        causes = json.loads(error.body or "{}").get("details", {}).get("causes") or []
+    except (ValueError, AttributeError):
+        return False
+    return any(isinstance(c, dict) and c.get("field") == "metadata.uid" for c in causes)
 
 
 def _service_path(service):

@@ -8,21 +8,28 @@ what every caller would otherwise repeat:
   on a 401 (the JWT payload is read, not verified: the server verifies it);
   the e-mail and password are asked of `credentials` at every login, so a
   rotated password in the mounted Secret is used without a restart;
-- a few quick retries for 5xx, 429 (honouring a short Retry-After) and
-  timeouts, after which `Unavailable` tells the controller to requeue that one
-  Service with its own backoff instead of blocking every other Service. Calls
-  that create something are never retried here: after a timeout the socket
-  may exist, and only the caller can look for it (by name) before trying again;
+- a few quick retries for 5xx, 429 and timeouts, after which `Unavailable`
+  tells the controller to requeue that one Service with its own backoff
+  instead of blocking every other Service. A Retry-After (seconds or a date)
+  up to `max_retry_after` is slept here; a longer one is handed to the caller
+  at once as `Unavailable.retry_after`, since asking sooner than the server
+  said only spends its rate limit again. Calls that create something are
+  retried only after a 429 (the server did nothing): after a timeout or a 5xx
+  the socket may exist, and only the caller can look for it (by name);
 - errors a user can act on: `BadCredentials`, `NotFound`, and an `ApiError`
-  that says so when the URL answers with HTML instead of JSON;
+  that says so when the URL answers with a page instead of JSON. A 404 page is
+  not the API saying "no such socket", so a delete never reports a socket gone
+  because --api-url points at a website;
 - a count of every call by name and status for /metrics.
 
 The password is sent in one POST body and never logged.
 """
 
 import base64
+import email.utils
 import json
 import logging
+import math
 import time
 
 import requests
@@ -57,12 +64,21 @@ class Unavailable(ApiError):
 
 
 def jwt_claims(token):
-    """The JWT payload, unverified: the client only needs user_id and exp."""
+    """The JWT payload, unverified: the client only needs user_id and exp (a finite number, if present)."""
     try:
         payload = token.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError) as e:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (AttributeError, IndexError, ValueError) as e:
         raise ApiError("login", None, f"the token is not a JWT ({e.__class__.__name__})") from None
+    if not isinstance(claims, dict):
+        raise ApiError("login", None, "the token is not a JWT (its payload is not an object)")
+    exp = claims.get("exp", 0)
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not math.isfinite(exp):
+        raise ApiError("login", None, "the token's exp is not a time")
+    return claims
+
+
+MIN_TOKEN_USE = 30.0       # seconds a token is used before the next login, whatever its exp says
 
 
 class Client:
@@ -98,7 +114,10 @@ class Client:
         now = self.clock()
         lifetime = max(0.0, float(claims.get("exp", now + 3600)) - now)
         self._token = token
-        self._renew_at = now + lifetime - min(60.0, lifetime * 0.2)
+        # At least MIN_TOKEN_USE between logins: with the server's clock behind ours, exp looks past
+        # and every call would log in first (the edge rate-limits logins); a token that really
+        # expired is answered 401, which logs in again anyway.
+        self._renew_at = now + max(MIN_TOKEN_USE, lifetime - min(60.0, lifetime * 0.2))
         return self.user_id
 
     def user(self):
@@ -160,13 +179,16 @@ class Client:
                     continue
                 if resp.status_code != 429 and resp.status_code < 500:
                     return self._answer(call, resp)
-                error = Unavailable(call, resp.status_code, _message(resp), _retry_after(resp))
+                error = Unavailable(call, resp.status_code, _message(resp), _retry_after(resp, self.clock()))
             if attempt >= self.attempts or (not retry and error.status != 429):   # a 429 was not done
                 raise error
-            hint = error.retry_after if error.retry_after is not None else 0.2 * 2 ** (attempt - 1)
-            self.sleep(min(hint, self.max_retry_after))
+            if error.retry_after is not None and error.retry_after > self.max_retry_after:
+                raise error                     # the caller waits that long for this one Service
+            self.sleep(error.retry_after if error.retry_after is not None else 0.2 * 2 ** (attempt - 1))
 
     def _answer(self, call, resp):
+        if resp.status_code >= 400 and _is_page(resp):
+            raise ApiError(call, resp.status_code, self._not_the_api(resp))
         if resp.status_code == 401:
             if call == "login":
                 raise BadCredentials(call, 401, f"the API refused the e-mail and password for {self.email}")
@@ -180,9 +202,22 @@ class Client:
         try:
             return resp.json()
         except ValueError:
-            kind = resp.headers.get("Content-Type", "no content type")
-            raise ApiError(call, resp.status_code, f"expected JSON from {self.api_url}, got {kind}: "
-                                                   "is --api-url the Mysocket API?") from None
+            raise ApiError(call, resp.status_code, self._not_the_api(resp)) from None
+
+    def _not_the_api(self, resp):
+        kind = resp.headers.get("Content-Type", "no content type")
+        return f"expected JSON from {self.api_url}, got {kind}: is --api-url the Mysocket API?"
+
+
+def _is_page(resp):
+    """An answer with a body that is not JSON: a web page or a proxy's, not the API's."""
+    if not resp.content:
+        return False
+    try:
+        resp.json()
+    except ValueError:
+        return True
+    return False
 
 
 def _message(resp):
@@ -195,8 +230,14 @@ def _message(resp):
     return resp.reason or "error"
 
 
-def _retry_after(resp):
+def _retry_after(resp, now):
+    """Retry-After in seconds from now (delta-seconds or an HTTP date); None if absent or nonsense."""
+    value = resp.headers.get("Retry-After", "").strip()
     try:
-        return float(resp.headers["Retry-After"])
-    except (KeyError, ValueError):
-        return None
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None

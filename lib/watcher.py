@@ -3,9 +3,16 @@
 As in kopf's clients/watching.py: a list gives the full state and a
 resourceVersion; the watch continues from there. 410 Gone, a stream the server
 ended, a silent stream cut by the read timeout, and a refused connection are
-all normal: the watch resumes from the last resourceVersion it saw, or lists
-again when that is gone. After a relist, Services missing from the new list
-are reported as deleted, so a controller that was away (or frozen) catches up.
+all normal: the watch resumes from the newest resourceVersion it saw (from an
+event or a bookmark, even on a stream that then broke), or lists again when
+that is gone. After a relist, Services missing from the new list are reported
+as deleted, so a controller that was away (or frozen) catches up.
+
+A silent stream is routine, not a failure: the apiserver sends a bookmark only
+when its resourceVersion moved past the watch's, so on a quiet cluster a
+healthy stream says nothing until the server ends it. The idle timeout (the
+read timeout) is also the only way out of a flow that a middlebox dropped
+without closing. Either way the watch resumes at once, without backoff.
 
 The cache holds the newest dict of every Service in scope; the controller
 reads it and never lists on its own. This thread only writes the cache and
@@ -16,7 +23,7 @@ import logging
 import threading
 
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from lib import metrics
 from lib.kube import Gone
@@ -26,15 +33,18 @@ log = logging.getLogger(__name__)
 
 
 class ServiceWatcher(threading.Thread):
-    def __init__(self, kube, queue, *, backoff_cap=5.0):
+    def __init__(self, kube, queue, *, backoff_cap=5.0, idle_timeout=90.0, watch_timeout=240):
         super().__init__(name="service-watch", daemon=True)
         self.kube = kube
         self.queue = queue
         self.backoff_cap = backoff_cap
+        self.idle_timeout = idle_timeout        # seconds without a byte before a stream counts as dead
+        self.watch_timeout = watch_timeout      # the server ends each watch after this many seconds
         self.cache = {}
         self._lock = threading.Lock()
         self.synced = threading.Event()     # the first list is in the cache
         self.watching = False               # a watch stream is open right now
+        self.resource_version = None        # the newest one seen; None: list again
         self._stopping = threading.Event()
 
     def get(self, key):
@@ -50,29 +60,32 @@ class ServiceWatcher(threading.Thread):
 
     def run(self):
         failures = 0
-        rv = None
         while not self._stopping.is_set():
             try:
-                if rv is None:
-                    rv = self._relist()
-                rv = self._watch(rv)
+                if self.resource_version is None:
+                    self._relist()
+                self._watch()
                 failures = 0
             except Gone:
-                log.info("watch resourceVersion expired (410 Gone); listing again")
-                metrics.WATCH_RESTARTS.labels("gone").inc()
-                rv = None
+                self._gone()
             except (ApiException, HTTPError, OSError, ValueError) as e:
                 self.watching = False
+                status = getattr(e, "status", None)
+                if status == 410:               # Gone as the HTTP answer rather than as an ERROR event
+                    self._gone()
+                    continue
                 failures += 1
                 delay = min(self.backoff_cap, 0.5 * 2 ** (failures - 1))
-                status = getattr(e, "status", None)
                 reason = f"HTTP {status}" if status else e.__class__.__name__
                 # Once per backoff step, never in a hot loop.
                 log.warning("Service watch failed (%s); retrying in %.1fs", reason, delay)
                 metrics.WATCH_RESTARTS.labels("error").inc()
-                if status == 410:
-                    rv = None
                 self._stopping.wait(delay)
+
+    def _gone(self):
+        log.info("watch resourceVersion expired (410 Gone); listing again")
+        metrics.WATCH_RESTARTS.labels("gone").inc()
+        self.resource_version = None
 
     def _relist(self):
         items, rv = self.kube.list_services()
@@ -80,29 +93,33 @@ class ServiceWatcher(threading.Thread):
         with self._lock:
             gone = set(self.cache) - set(fresh)
             self.cache = fresh
+        self.resource_version = rv
         for key in list(fresh) + list(gone):
             self.queue.add(key)
         self.synced.set()
         log.info("listed %d Services", len(fresh), extra={"resource_version": rv, "deleted_meanwhile": len(gone)})
-        return rv
 
-    def _watch(self, rv):
+    def _watch(self):
         self.watching = True
         try:
-            for kind, obj in self.kube.watch_services(rv):
-                rv = obj.get("metadata", {}).get("resourceVersion") or rv
-                if kind == "BOOKMARK":
-                    continue
-                key = key_of(obj)
-                with self._lock:
-                    if kind == "DELETED":
-                        self.cache.pop(key, None)
-                    else:
-                        self.cache[key] = obj
-                self.queue.add(key)
+            for kind, obj in self.kube.watch_services(self.resource_version, timeout_seconds=self.watch_timeout,
+                                                      idle_timeout=self.idle_timeout):
+                if kind != "BOOKMARK":
+                    key = key_of(obj)
+                    with self._lock:
+                        if kind == "DELETED":
+                            self.cache.pop(key, None)
+                        else:
+                            self.cache[key] = obj
+                    self.queue.add(key)
+                self.resource_version = obj.get("metadata", {}).get("resourceVersion") or self.resource_version
                 if self._stopping.is_set():
                     break
+        except ReadTimeoutError:
+            log.info("the Service watch was silent for %gs; resuming", self.idle_timeout,
+                     extra={"resource_version": self.resource_version})
+            metrics.WATCH_RESTARTS.labels("idle").inc()
+            return
         finally:
             self.watching = False
         metrics.WATCH_RESTARTS.labels("timeout").inc()
-        return rv
