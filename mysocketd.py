@@ -40,6 +40,8 @@ def main(argv=None):
         os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
         key_path, public_key = sshkeys.install_private_key(cfg.private_key, cfg.state_dir)
         known_hosts, strict = sshkeys.prepare_known_hosts(cfg.known_hosts, cfg.state_dir)
+        # ssh writes its logs there itself (-E) and follows symlinks: the directory must be ours alone.
+        sshkeys.secure_state_dir(os.path.join(cfg.state_dir, "ssh-logs"))
     except (sshargs.SshMissing, sshkeys.KeyProblem) as e:
         log.error("%s", e)
         return 2

@@ -81,7 +81,9 @@ def api_client(kubeconfig=None):
     except (config.ConfigException, FileNotFoundError, TypeError):
         config.load_incluster_config()
         source = "in-cluster ServiceAccount"
-    return client.ApiClient(), source
+    configuration = client.Configuration.get_default_copy()
+    configuration.retries = 0       # one attempt per backoff step of ours, not four with urllib3's warnings
+    return client.ApiClient(configuration), source
 
 
 class Rest:

@@ -60,6 +60,9 @@ def judge_state_dir(owner, mode, euid):
 def secure_state_dir(state_dir):
     """Create the state directory if needed; tighten it if it is ours; StateDirUnsafe if others can swap files in it."""
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    if os.path.islink(state_dir):
+        raise StateDirUnsafe(f"the state directory {state_dir} is a symbolic link: whoever made it chooses "
+                             "where the key copy, known_hosts and the ssh logs go; use a real directory")
     st = os.stat(state_dir)
     verdict = judge_state_dir(st.st_uid, st.st_mode, os.geteuid())
     if verdict == "tighten":

@@ -164,3 +164,19 @@ def test_mysocketd_exits_2_with_one_line_on_an_unsafe_state_dir(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(errors) == 1 and f"state directory {state} is owned by uid 12345" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_planted_ssh_logs_directory_is_refused(tmp_path):
+    """ssh writes its logs itself (-E) and follows symlinks: ssh-logs must be ours, and a real directory."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "ssh-logs").symlink_to(elsewhere)
+    with pytest.raises(sshkeys.StateDirUnsafe, match="is a symbolic link"):
+        sshkeys.secure_state_dir(str(state / "ssh-logs"))
+    planted = tmp_path / "state2" / "ssh-logs"
+    planted.mkdir(parents=True)
+    os.chown(planted, 12345, 12345)
+    with pytest.raises(sshkeys.StateDirUnsafe, match="owned by uid 12345"):
+        sshkeys.secure_state_dir(str(planted))
