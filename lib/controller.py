@@ -22,6 +22,7 @@ Service does stops the others.
 """
 
 import dataclasses
+import json
 import logging
 import time
 
@@ -29,12 +30,12 @@ from kubernetes.client.exceptions import ApiException
 
 from lib import inheritance, kube, metrics, mysocket, services
 from lib.leader import Fence, Fenced
-from lib.services import DNSNAME, FINALIZER, SOCKET_ID, TUNNEL_ID, InvalidAnnotation
+from lib.services import DNSNAME, FINALIZER, LAST_VALID, SOCKET_ID, TUNNEL_ID, InvalidAnnotation
 from lib.sockets import differences, socket_fields
 from lib.sshargs import TunnelSpec
 
 log = logging.getLogger(__name__)
-OURS = (DNSNAME, SOCKET_ID, TUNNEL_ID)
+OURS = (DNSNAME, SOCKET_ID, TUNNEL_ID, LAST_VALID)
 
 
 @dataclasses.dataclass
@@ -122,12 +123,16 @@ class Controller:
                 self._forget(key)
             return
         try:
-            exposure = services.desired_exposure(svc)
+            exposure, valid = services.desired_exposure(svc), True
         except InvalidAnnotation as e:
-            # Keep whatever already runs: a typo must not take a working tunnel down.
+            # A typo must not take a working public name down: serve the last valid options, resolved
+            # against the Service as it is now; or nothing, when those no longer fit it.
             self._event(svc, "Warning", "InvalidAnnotation", str(e))
             log.warning("invalid annotation: %s", e, extra=_fields(key))
-            return
+            exposure, valid = (services.last_valid_exposure(svc) if e.keeps_tunnel else None), False
+            if exposure is None:
+                self._stop_forwarding(key, svc, e)
+                return
         if exposure is None:
             annotated = any((meta.get("annotations") or {}).get(a) for a in OURS)
             if has_finalizer or (annotated and not services.retained(svc)):
@@ -135,9 +140,19 @@ class Controller:
             else:
                 self._forget(key)
             return
-        self._expose(key, svc, exposure)
+        self._expose(key, svc, exposure, valid)
 
-    def _expose(self, key, svc, exposure):
+    def _stop_forwarding(self, key, svc, error):
+        """Nothing valid to forward to: stop the child, keep the socket and the name, say so once."""
+        if key in self.supervisor.children:
+            dnsname = (svc["metadata"].get("annotations") or {}).get(DNSNAME, "")
+            self._event(svc, "Warning", "TunnelStopped", f"not forwarding {dnsname} any more ({error.reason}); "
+                        "the socket and its name are kept")
+            log.warning("stopped forwarding: %s", error, extra=_fields(key))
+        self.supervisor.remove(key)
+        self.records.pop(key, None)
+
+    def _expose(self, key, svc, exposure, valid=True):
         record = self.records.get(key)
         if record is None or record.exposure != exposure:
             if self.dry_run:
@@ -157,7 +172,7 @@ class Controller:
         # The child first: the public name works ~10 ms sooner, and the write-back cannot fail it.
         self.supervisor.ensure(key, TunnelSpec(record.local_port, exposure.cluster_ip, exposure.port,
                                                self.user_name))
-        self._write_back(svc, record)
+        self._write_back(svc, record, valid)
 
     def _ensure_remote(self, key, svc, exposure):
         annotations = svc["metadata"].get("annotations") or {}
@@ -214,9 +229,11 @@ class Controller:
             return False
         return data["username"], data["password"]
 
-    def _write_back(self, svc, record):
+    def _write_back(self, svc, record, valid):
         annotations = svc["metadata"].get("annotations") or {}
         wanted = {DNSNAME: record.dnsname, SOCKET_ID: record.socket_id, TUNNEL_ID: record.tunnel_id}
+        if valid:       # what a later typo falls back to, across restarts and failovers
+            wanted[LAST_VALID] = json.dumps(services.options_of(svc), sort_keys=True, separators=(",", ":"))
         changed = {k: v for k, v in wanted.items() if annotations.get(k) != v}
         if changed:
             self._patch(svc, annotations=changed)
@@ -318,6 +335,8 @@ class Controller:
         svc = self.watcher.get(owner.key)
         if svc is None:
             return True
+        if services.enabled_is_invalid(svc):
+            return False                        # in doubt until the user says "true" or "false"
         if owner.how == "original":
             return False                        # the original controller's: only when no such Service exists
         if not services.opted_in(svc):

@@ -8,9 +8,17 @@ everything remote happens in the controller, after validation said yes.
 A bad value raises `InvalidAnnotation` naming the annotation and the reason in
 words a user can act on; the controller turns it into a Warning Event on that
 Service and carries on with the others.
+
+A typo in an option must not take a working public name down, so the options
+that were last valid are written on the Service (`mysocket.io/last-valid`) and
+`last_valid_exposure` resolves them against the Service as it is *now*: its
+current ClusterIP and ports, never an address it has released. Two mistakes
+keep nothing: an `enabled` value that is neither "true" nor "false" (only
+"true" exposes), and a Service with no ClusterIP (there is nothing to forward to).
 """
 
 import dataclasses
+import json
 import re
 
 PREFIX = "mysocket.io/"
@@ -25,6 +33,7 @@ RETAIN = PREFIX + "retain"
 DNSNAME = PREFIX + "dnsname"
 SOCKET_ID = PREFIX + "socket-id"
 TUNNEL_ID = PREFIX + "tunnel-id"
+LAST_VALID = PREFIX + "last-valid"
 FINALIZER = PREFIX + "cleanup"
 LOAD_BALANCER_CLASS = "mysocket.io/tunnel"
 
@@ -34,13 +43,20 @@ _DOMAIN = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 
-class InvalidAnnotation(ValueError):
-    """A user-fixable problem with one Service; the message says what to change."""
+OPTIONS = (PORT, TYPE, CLOUD_AUTH_EMAILS, CLOUD_AUTH_DOMAINS, PROTECTED_SECRET, RETAIN)
 
-    def __init__(self, annotation, reason):
+
+class InvalidAnnotation(ValueError):
+    """A user-fixable problem with one Service; the message says what to change.
+
+    `keeps_tunnel`: whether the last valid options may go on serving meanwhile.
+    """
+
+    def __init__(self, annotation, reason, keeps_tunnel=True):
         super().__init__(f"{annotation}: {reason}")
         self.annotation = annotation
         self.reason = reason
+        self.keeps_tunnel = keeps_tunnel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +104,9 @@ def desired_exposure(service):
     annotations = service["metadata"].get("annotations") or {}
     spec = service.get("spec") or {}
     enabled = annotations.get(ENABLED)
-    if enabled is not None and enabled.strip().lower() not in ("true", "false"):
-        raise InvalidAnnotation(ENABLED, f'must be "true" or "false", not {_show(enabled)}')
+    if enabled_is_invalid(service):
+        raise InvalidAnnotation(ENABLED, f'must be "true" or "false", not {_show(enabled)}; until it is, the '
+                                         "Service is not exposed (its socket and name are kept)", keeps_tunnel=False)
     if not opted_in(service):
         return None
 
@@ -108,15 +125,44 @@ def desired_exposure(service):
     )
 
 
+def enabled_is_invalid(service):
+    """An `enabled` value that is neither "true" nor "false": in doubt, so neither exposed nor cleaned up."""
+    value = (service["metadata"].get("annotations") or {}).get(ENABLED)
+    return value is not None and value.strip().lower() not in ("true", "false")
+
+
+def options_of(service):
+    """The user's option annotations as they are (what LAST_VALID records once they proved valid)."""
+    annotations = service["metadata"].get("annotations") or {}
+    return {k: annotations[k] for k in OPTIONS if k in annotations}
+
+
+def last_valid_exposure(service):
+    """The Exposure of the last valid options, resolved against the Service as it is now; None if there
+    are none, or if they no longer fit it (its ClusterIP or port is gone)."""
+    try:
+        recorded = json.loads((service["metadata"].get("annotations") or {}).get(LAST_VALID) or "null")
+    except ValueError:
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    annotations = {k: v for k, v in (service["metadata"].get("annotations") or {}).items() if k not in OPTIONS}
+    annotations.update({k: v for k, v in recorded.items() if k in OPTIONS and isinstance(v, str)})
+    try:
+        return desired_exposure({**service, "metadata": {**service["metadata"], "annotations": annotations}})
+    except InvalidAnnotation:
+        return None
+
+
 def _cluster_ip(spec):
     kind = spec.get("type", "ClusterIP")
     if kind == "ExternalName":
         raise InvalidAnnotation(ENABLED, "an ExternalName Service has no ClusterIP to forward to; "
-                                         "expose a Service that selects pods")
+                                         "expose a Service that selects pods", keeps_tunnel=False)
     ip = spec.get("clusterIP")
     if not ip or ip == "None":
         raise InvalidAnnotation(ENABLED, "a headless Service (clusterIP: None) has no ClusterIP to forward to; "
-                                         "expose a Service with a ClusterIP")
+                                         "expose a Service with a ClusterIP", keeps_tunnel=False)
     return ip
 
 

@@ -1,5 +1,6 @@
 """What mysocketd reports is what is true on the wire (issue 15)."""
 
+import json
 import socket
 import threading
 import uuid
@@ -7,7 +8,7 @@ import uuid
 import pytest
 
 from devcluster.controller import Account, ControllerProcess
-from devcluster.stack import answered, exposed, wait_for
+from devcluster.stack import account_sockets, answered, exposed, wait_for
 from edge.testing import EdgeProcess
 
 ENABLED = {"mysocket.io/enabled": "true"}
@@ -72,3 +73,62 @@ def test_a_failing_login_stops_no_supervision_and_a_fixed_secret_is_used_at_once
             (c.secret_dir / "password").write_text(account.password + "\n")   # the Secret fixed
             # Well before the 8 s backoff is over: the change itself is the reason to try again.
             wait_for("logged in with the fixed Secret", lambda: c.http("/readyz")[0] == 200, timeout=6)
+
+
+def test_a_kept_tunnel_never_serves_the_service_that_gets_its_old_clusterip(cluster, standins, controller, edge):
+    cluster.service("web", annotations=ENABLED)
+    [web_pod] = standins.for_service(cluster.ns, "web")
+    dnsname = exposed(cluster, edge, "web")
+    old_ip = cluster.get("web")["spec"]["clusterIP"]
+
+    cluster.annotate("web", **{"mysocket.io/type": "htp"})          # a typo: the last valid options go on
+    wait_for("the InvalidAnnotation Warning", lambda: "InvalidAnnotation" in {r for _, r, _ in cluster.events("web")})
+    assert answered(edge, dnsname) == f"Server: {web_pod.name}\n"
+    # Then web lets its ClusterIP go, and another Service is given it.
+    cluster.kubectl("patch", "service", "web", "--type=merge", "-p", json.dumps(
+        {"spec": {"type": "ExternalName", "externalName": "example.com", "clusterIP": None, "clusterIPs": None}}))
+    standins.stop(web_pod)
+    cluster.service("other", clusterIP=old_ip)
+    [other_pod] = standins.for_service(cluster.ns, "other")
+    wait_for("the TunnelStopped Warning", lambda: "TunnelStopped" in {r for _, r, _ in cluster.events("web")})
+    answers = [edge.get(dnsname) for _ in range(10)]
+    assert all(status == 502 for status, _ in answers), answers
+    assert not any(other_pod.name in body for _, body in answers)
+
+
+def test_only_true_exposes_and_an_unknown_value_deletes_nothing(cluster, standins, make_controller, edge, account):
+    c = make_controller(extra_args=["--resync-seconds", "1"])
+    cluster.service("web", annotations=ENABLED)
+    standins.for_service(cluster.ns, "web")
+    dnsname = exposed(cluster, edge, "web")
+    [socket] = account_sockets(edge, account)
+
+    cluster.annotate("web", **{"mysocket.io/enabled": "no"})
+    wait_for("the name no longer served", lambda: edge.get(dnsname)[0] == 502)
+    message = [m for t, r, m in cluster.events("web") if (t, r) == ("Warning", "InvalidAnnotation")]
+    assert message and 'must be "true" or "false"' in message[0]
+    sweeps = _calls(c, "list_sockets")
+    wait_for("three more sweeps", lambda: _calls(c, "list_sockets") >= sweeps + 3)
+    assert [s["socket_id"] for s in account_sockets(edge, account)] == [socket["socket_id"]]
+    assert c.ssh_children() == []
+
+    cluster.annotate("web", **{"mysocket.io/enabled": "true"})
+    assert exposed(cluster, edge, "web") == dnsname                  # the same name again
+
+
+def test_the_last_valid_options_survive_a_restart(cluster, standins, make_controller, edge):
+    first = make_controller()
+    cluster.service("web", ports=((8000, "http"), (9090, "admin")), annotations={**ENABLED, "mysocket.io/port": "admin"})
+    standins.for_service(cluster.ns, "web", port=8000)
+    [admin] = standins.for_service(cluster.ns, "web", port=9090)
+    dnsname = exposed(cluster, edge, "web")
+    cluster.annotate("web", **{"mysocket.io/port": "grpc"})
+    wait_for("the InvalidAnnotation Warning", lambda: "InvalidAnnotation" in {r for _, r, _ in cluster.events("web")})
+    assert first.stop() == 0
+    make_controller(cluster_name=first.cluster_name)
+    wait_for("served again on the last valid port", lambda: answered(edge, dnsname) == f"Server: {admin.name}\n")
+
+
+def _calls(controller, call):
+    return sum(float(line.rsplit(" ", 1)[1]) for line in controller.metrics().splitlines()
+               if line.startswith(f'mysocketd_api_requests_total{{call="{call}"'))

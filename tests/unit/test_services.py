@@ -2,7 +2,7 @@
 
 import pytest
 
-from lib.services import InvalidAnnotation, desired_exposure
+from lib.services import InvalidAnnotation, desired_exposure, enabled_is_invalid, last_valid_exposure
 
 
 def svc(annotations=None, ports=None, **spec):
@@ -95,3 +95,46 @@ def test_noise_is_quoted_short():
     with pytest.raises(InvalidAnnotation) as err:
         desired_exposure(svc({**ON, "mysocket.io/type": noise}))
     assert len(str(err.value)) < 200 and "(1000 characters)" in str(err.value)
+
+
+LAST = "mysocket.io/last-valid"
+
+
+@pytest.mark.parametrize("annotations, spec, port, ip", [
+    # a typo in the port: the last valid port, on the Service's current ClusterIP
+    ({**ON, "mysocket.io/port": "grpc", LAST: '{"mysocket.io/port":"metrics"}'}, {}, 9090, "10.96.0.10"),
+    ({**ON, "mysocket.io/port": "grpc", LAST: '{"mysocket.io/port":"metrics"}'}, {"clusterIP": "10.96.7.7"},
+     9090, "10.96.7.7"),
+    # the last valid port is gone from the Service: nothing fits
+    ({**ON, "mysocket.io/port": "grpc", LAST: '{"mysocket.io/port":"admin"}'}, {}, None, None),
+    # the Service released its ClusterIP: nothing to forward to
+    ({**ON, "mysocket.io/type": "htp", LAST: "{}"}, {"type": "ExternalName", "clusterIP": None}, None, None),
+    ({**ON, "mysocket.io/type": "htp", LAST: "{}"}, {"clusterIP": "None"}, None, None),
+    # nothing recorded, or garbage recorded
+    ({**ON, "mysocket.io/type": "htp"}, {}, None, None),
+    ({**ON, "mysocket.io/type": "htp", LAST: "not json"}, {}, None, None),
+    ({**ON, "mysocket.io/type": "htp", LAST: '["x"]'}, {}, None, None),
+])
+def test_last_valid_options_are_resolved_against_the_service_as_it_is_now(annotations, spec, port, ip):
+    e = last_valid_exposure(svc(annotations, **spec))
+    assert (e.port, e.cluster_ip) == (port, ip) if port else e is None
+
+
+@pytest.mark.parametrize("value, invalid", [("true", False), (" FALSE ", False), ("no", True), ("yes", True),
+                                            ("", True), ("1", True), (None, False)])
+def test_only_true_or_false_is_an_enabled_value(value, invalid):
+    annotations = {} if value is None else {"mysocket.io/enabled": value}
+    assert enabled_is_invalid(svc(annotations)) is invalid
+    if invalid:
+        with pytest.raises(InvalidAnnotation) as raised:
+            desired_exposure(svc(annotations))
+        assert raised.value.keeps_tunnel is False and "not exposed" in str(raised.value)
+
+
+def test_a_typo_in_an_option_may_keep_the_tunnel_but_a_missing_clusterip_may_not():
+    with pytest.raises(InvalidAnnotation) as raised:
+        desired_exposure(svc({**ON, "mysocket.io/port": "grpc"}))
+    assert raised.value.keeps_tunnel is True
+    with pytest.raises(InvalidAnnotation) as raised:
+        desired_exposure(svc(ON, type="ExternalName", clusterIP=None))
+    assert raised.value.keeps_tunnel is False
