@@ -18,6 +18,7 @@ from lib.controller import Controller
 from lib.leader import Fence, LeaderElector
 from lib.ownership import Ownership
 from lib.probe import Prober
+from lib.remote import Remote
 from lib.runner import Runner, Session
 from lib.sockets import Sockets
 from lib.watcher import ServiceWatcher
@@ -85,7 +86,8 @@ def main(argv=None):
         leader = LeaderElector(k8s.rest, cfg.lease_namespace, cfg.lease_name)
     fence = Fence(leader)
     ownership = Ownership(cluster, adopt_original=cfg.adopt_original_sockets)
-    controller = Controller(kube=k8s, sockets=Sockets(api, ownership, fence), supervisor=supervisor,
+    sockets = Sockets(api, ownership, fence, Remote())
+    controller = Controller(kube=k8s, sockets=sockets, supervisor=supervisor,
                             watcher=watcher, queue=queue, user_name=None, home_namespace=cfg.lease_namespace,
                             fence=fence, dry_run=cfg.dry_run)
     prober = Prober(cfg.probe_url) if cfg.probe_url else None

@@ -30,12 +30,14 @@ from kubernetes.client.exceptions import ApiException
 
 from lib import inheritance, kube, metrics, mysocket, services
 from lib.leader import Fence, Fenced
+from lib.remote import Pending
 from lib.services import DNSNAME, FINALIZER, LAST_VALID, SOCKET_ID, TUNNEL_ID, InvalidAnnotation
 from lib.sockets import differences, socket_fields
 from lib.sshargs import TunnelSpec
 
 log = logging.getLogger(__name__)
 OURS = (DNSNAME, SOCKET_ID, TUNNEL_ID, LAST_VALID)
+SWEEP = ("", "(sweep)")             # the key the sweep's own remote calls are made under
 
 
 @dataclasses.dataclass
@@ -53,6 +55,7 @@ class Controller:
                  fence=None, dry_run=False):
         self.kube = kube
         self.sockets = sockets
+        self.remote = sockets.remote
         self.ownership = sockets.ownership
         self.supervisor = supervisor
         self.watcher = watcher
@@ -71,6 +74,7 @@ class Controller:
     def take_lead(self):
         """Just became the (confirmed) leader: forget every cached view of remote state and look again."""
         self.sockets.invalidate()
+        self.remote.forget()
         self.records.clear()                    # the children keep running: ensure() of the same spec is a no-op
         if not self._inherited_loaded:
             self.fence.check()
@@ -86,17 +90,22 @@ class Controller:
         log.warning("not the leader (any more): stopping all ssh children")
         self.supervisor.stop_all()
         self.records.clear()
+        self.remote.forget()
 
     # -- one Service -------------------------------------------------------------
 
     def reconcile(self, key):
         started = time.monotonic()
+        self.remote.begin(key)
         try:
             self._reconcile(key, self.watcher.get(key))
             self.failures.pop(key, None)
             self.surprises.pop(key, None)
+            self.remote.done_with(key)
         except mysocket.BadCredentials:
             raise                              # the session's problem, not this Service's
+        except Pending:
+            pass                                # a slow call: queued again when it ends (lib/remote.py)
         except Fenced:
             self.queue.add(key, 1.0)            # not this Service's fault: decided by the next confirmed leader
         except (mysocket.ApiError, *kube.ERRORS) as e:
@@ -218,7 +227,8 @@ class Controller:
         if not exposure.protected_secret:
             return None
         ns = svc["metadata"]["namespace"]
-        data = self.kube.secret(ns, exposure.protected_secret)
+        data = self.remote.call(f"secret {exposure.protected_secret}", self.kube.secret, ns,
+                                exposure.protected_secret)
         missing = "not found" if data is None else (
             "needs the keys username and password" if not (data.get("username") and data.get("password"))
             else "")
@@ -238,12 +248,16 @@ class Controller:
         if changed:
             self._patch(svc, annotations=changed)
         if record.exposure.load_balancer and _lb_hostname(svc) != record.dnsname:
-            self.fence.check()
-            self.kube.set_load_balancer_hostname(svc, record.dnsname)
+            self._set_lb_hostname(svc, record.dnsname)
 
     def _patch(self, svc, **changes):
         self.fence.check()
-        return self.kube.patch_metadata(svc, **changes)
+        ident = "patch " + json.dumps(changes, sort_keys=True)
+        return self.remote.call(ident, self.kube.patch_metadata, svc, **changes)
+
+    def _set_lb_hostname(self, svc, hostname):
+        self.fence.check()
+        self.remote.call(f"status {hostname}", self.kube.set_load_balancer_hostname, svc, hostname)
 
     # -- taking it away ----------------------------------------------------------
 
@@ -269,8 +283,7 @@ class Controller:
             self._event(svc, "Normal", "SocketRetained", f"stopped exposing; kept socket "
                         f"{annotations.get(SOCKET_ID)} and its name {annotations[DNSNAME]} ({services.RETAIN})")
         if not deleting and _lb_hostname(svc) and services.of_our_class(svc):
-            self.fence.check()                  # another class's status is its controller's, never ours
-            self.kube.set_load_balancer_hostname(svc, None)
+            self._set_lb_hostname(svc, None)    # only our class: another class's status is its controller's
         drop = {} if retain else {k: None for k in OURS if k in annotations}
         if drop or FINALIZER in (svc["metadata"].get("finalizers") or []):
             self._patch(svc, annotations=drop, remove_finalizer=FINALIZER)
@@ -312,6 +325,7 @@ class Controller:
 
     def resync(self):
         """Re-read the account's sockets, requeue Services whose socket vanished, delete this cluster's leftovers."""
+        self.remote.begin(SWEEP)
         self.sockets.invalidate()
         snapshot = self.sockets.snapshot()
         for key, record in list(self.records.items()):

@@ -23,7 +23,9 @@ import os
 import time
 
 from lib import kube, metrics, mysocket, sshkeys
+from lib.controller import SWEEP
 from lib.leader import LEADING, STANDBY, UNCONFIRMED, Fenced
+from lib.remote import Pending
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,7 @@ class Runner:
                 self.leader.stop()          # after the children: the next leader's forwards find the ports free
             if self.prober:
                 self.prober.close()
+            self.controller.remote.close()
 
     def _step(self, stopping):
         logged_in = self.session.ensure()
@@ -180,6 +183,8 @@ class Runner:
             return
         self.controller.user_name = self.session.user_name
         key = self.queue.get(timeout=0.25)
+        if key is not None and self.controller.remote.busy(key):
+            key = None                      # a call of its own still runs: queued again when it ends
         if key is not None:
             try:
                 self.controller.reconcile(key)
@@ -220,8 +225,8 @@ class Runner:
         try:
             self.controller.resync()
             self._next_sweep = now + self.config.resync_seconds
-        except Fenced:
-            pass
+        except (Fenced, Pending):
+            pass                            # Pending: the sweep is due again when its call ends
         except mysocket.BadCredentials as e:
             self.session.lost(e)
         except mysocket.ApiError as e:
@@ -243,6 +248,11 @@ class Runner:
                 self._surprise(e)
 
     def _supervise(self):
+        for key in self.controller.remote.collect():
+            if key == SWEEP:
+                self._next_sweep = time.monotonic()
+            else:
+                self.queue.add(key)
         for transition in self.supervisor.poll():
             self.controller.on_transition(transition)
         metrics.TUNNELS_UP.set(self.supervisor.tunnels_up())

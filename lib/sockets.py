@@ -19,6 +19,8 @@ import contextlib
 import dataclasses
 import logging
 
+from lib.remote import Direct, Pending
+
 log = logging.getLogger(__name__)
 
 
@@ -55,10 +57,11 @@ class Found:
 
 
 class Sockets:
-    def __init__(self, api, ownership, fence=None):
+    def __init__(self, api, ownership, fence=None, remote=None):
         self.api = api
         self.ownership = ownership
         self.fence = fence          # lib.leader.Fence: every remote change checks it first
+        self.remote = remote or Direct()    # lib.remote: a slow call holds up only its own Service
         self._by_id = None
 
     def invalidate(self):
@@ -94,14 +97,14 @@ class Sockets:
     def create(self, fields):
         self._check_fence()
         with self._in_doubt():
-            socket = self.api.connect(fields)
+            socket = self.remote.call("connect", self.api.connect, fields)
             self.snapshot()[socket["socket_id"]] = socket
         return socket
 
     def add_tunnel(self, socket):
         self._check_fence()
         with self._in_doubt():
-            tunnel = self.api.create_tunnel(socket["socket_id"])
+            tunnel = self.remote.call(f"tunnel {socket['socket_id']}", self.api.create_tunnel, socket["socket_id"])
             tunnel["local_port"] = int(tunnel["local_port"])
         socket.setdefault("tunnels", []).append(tunnel)
         return tunnel
@@ -112,7 +115,7 @@ class Sockets:
             raise NotOurs(f"refusing to delete socket {socket.get('socket_id')} ({socket.get('name')!r}): "
                           "it is not this cluster's")
         self._check_fence()
-        self.api.delete_socket(socket["socket_id"])
+        self.remote.call(f"delete {socket['socket_id']}", self.api.delete_socket, socket["socket_id"])
         if self._by_id is not None:
             self._by_id.pop(socket["socket_id"], None)
 
@@ -126,6 +129,8 @@ class Sockets:
         before the next try, so it is found by name instead of created twice."""
         try:
             yield
+        except Pending:
+            raise                   # still running: its outcome is kept, nothing is in doubt yet
         except Exception:
             self.invalidate()
             raise

@@ -1,0 +1,109 @@
+"""Remote calls that never hold the decision loop for long.
+
+One thread decides, one Service at a time, with no locks; but a call to the
+Mysocket API or the apiserver can hang for its whole timeout (10 s and more),
+and while it hangs every other Service would wait. So each call made on a
+Service's behalf runs on a small thread pool, and its reconcile waits for it
+at most `budget` seconds in all. A call still running after that raises
+`Pending`: that reconcile ends there, the loop goes on with other Services,
+and when the call finishes its outcome is kept and the Service is queued
+again. Reconciles are idempotent, so the next run makes the same call, gets
+the kept outcome at once (nothing is sent twice), and carries on from there.
+
+Only the loop thread ever touches the kept outcomes, the caches and the
+supervisor: a worker thread runs the call and nothing else. While a Service
+has a call running it is not reconciled again ("one decision at a time per
+Service" holds); `busy(key)` says so.
+"""
+
+import concurrent.futures
+import time
+
+
+class Pending(Exception):
+    """The call is still running; this Service is queued again when it ends."""
+
+
+class Remote:
+    def __init__(self, *, workers=8, budget=0.5, clock=time.monotonic):
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remote")
+        self.budget = budget
+        self.clock = clock
+        self._key = None
+        self._deadline = 0.0
+        self._running = {}          # (key, ident) -> (generation, Future)
+        self._done = {}             # (key, ident) -> Future that ended, kept for the next run of key
+        self._generation = 0        # forget() of everything: outcomes of older calls are dropped
+
+    def begin(self, key):
+        """A reconcile of `key` starts: its calls share one budget."""
+        self._key = key
+        self._deadline = self.clock() + self.budget
+
+    def call(self, ident, fn, *args, **kwargs):
+        """fn(*args, **kwargs), or its kept outcome; Pending if it is still running after the budget.
+
+        `ident` names the call among this Service's calls (same ident = same call on a re-run).
+        """
+        slot = (self._key, ident)
+        future = self._done.pop(slot, None)
+        if future is None:
+            if slot in self._running:
+                raise Pending(ident)
+            future = self.pool.submit(fn, *args, **kwargs)
+            try:
+                future.exception(timeout=max(0.0, self._deadline - self.clock()))
+            except concurrent.futures.TimeoutError:
+                self._running[slot] = (self._generation, future)
+                raise Pending(ident) from None
+        return future.result()
+
+    def busy(self, key):
+        return any(k == key for k, _ in self._running)
+
+    def collect(self):
+        """Keep the outcomes of calls that ended; return the keys to queue again."""
+        ended = [slot for slot, (_, future) in self._running.items() if future.done()]
+        for slot in ended:
+            generation, future = self._running.pop(slot)
+            if generation == self._generation:
+                self._done[slot] = future
+        return {key for key, _ in ended}
+
+    def done_with(self, key):
+        """A reconcile of key finished: outcomes it did not ask for again are stale."""
+        for slot in [s for s in self._done if s[0] == key]:
+            del self._done[slot]
+
+    def forget(self):
+        """Drop every kept outcome, and those of calls still running: a new leader looks again instead."""
+        self._done.clear()
+        self._generation += 1
+
+    def close(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Direct:
+    """The same interface with no threads: the call is made there and then (tests, one-off tools)."""
+
+    def begin(self, key):
+        pass
+
+    def call(self, ident, fn, *args, **kwargs):
+        return fn(*args, **kwargs)
+
+    def busy(self, key):
+        return False
+
+    def collect(self):
+        return set()
+
+    def done_with(self, key):
+        pass
+
+    def forget(self):
+        pass
+
+    def close(self):
+        pass

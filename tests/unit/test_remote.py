@@ -1,0 +1,98 @@
+"""lib.remote: a slow call holds up only its own Service, and is never sent twice."""
+
+import threading
+
+import pytest
+
+from devcluster.stack import wait_for
+from lib.remote import Pending, Remote
+
+
+class Call:
+    """A remote call that blocks until released, counting how often it was really made."""
+
+    def __init__(self, answer="created"):
+        self.answer = answer
+        self.release = threading.Event()
+        self.made = 0
+
+    def __call__(self, *args):
+        self.made += 1
+        self.release.wait(10)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.fixture
+def remote():
+    r = Remote(workers=4, budget=0.05)
+    yield r
+    r.close()
+
+
+def test_a_fast_call_is_answered_at_once(remote):
+    call = Call()
+    call.release.set()
+    remote.begin("a")
+    assert remote.call("connect", call) == "created" and call.made == 1
+    assert not remote.busy("a")
+
+
+def test_a_slow_call_is_pending_then_its_outcome_is_kept_for_the_next_run(remote):
+    slow = Call()
+    remote.begin("a")
+    with pytest.raises(Pending):
+        remote.call("connect", slow)
+    assert remote.busy("a") and not remote.busy("b")
+    remote.begin("a")
+    with pytest.raises(Pending):
+        remote.call("connect", slow)                # still running: not sent a second time
+    fast = Call()
+    fast.release.set()
+    remote.begin("b")
+    assert remote.call("connect", fast) == "created"   # another Service is not held up
+    slow.release.set()
+    assert wait_for("the slow call to end", remote.collect) == {"a"}
+    remote.begin("a")
+    assert remote.call("connect", slow) == "created"
+    assert slow.made == 1
+    assert not remote.busy("a")
+
+
+def test_a_failed_slow_call_raises_on_the_next_run(remote):
+    slow = Call(answer=OSError("boom"))
+    remote.begin("a")
+    with pytest.raises(Pending):
+        remote.call("delete", slow)
+    slow.release.set()
+    wait_for("the slow call to end", remote.collect)
+    remote.begin("a")
+    with pytest.raises(OSError, match="boom"):
+        remote.call("delete", slow)
+
+
+def test_one_budget_per_reconcile(remote):
+    first, second = Call(), Call()
+    remote.begin("a")
+    with pytest.raises(Pending):
+        remote.call("one", first)
+    with pytest.raises(Pending):
+        remote.call("two", second)                 # the budget is spent: not waited for again
+    first.release.set()
+    second.release.set()
+
+
+def test_outcomes_from_before_a_change_of_leader_are_dropped(remote):
+    slow = Call()
+    remote.begin("a")
+    with pytest.raises(Pending):
+        remote.call("connect", slow)
+    remote.forget()
+    slow.release.set()
+    assert wait_for("the slow call to end", remote.collect) == {"a"}
+    remote.begin("a")
+    again = Call()
+    with pytest.raises(Pending):
+        remote.call("connect", again)              # asked afresh, not answered from the old leader's call
+    again.release.set()
