@@ -6,6 +6,9 @@ edge's view of an account. Each reads like the sentence in a test it serves.
 
 import json
 import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Cluster:
@@ -34,6 +37,17 @@ class Cluster:
         """annotate(name, **{"mysocket.io/port": "9090"}); a value None removes the annotation."""
         args = [f"{k}-" if v is None else f"{k}={v}" for k, v in annotations.items()]
         self.kubectl("annotate", "--overwrite", "service", name, *args)
+
+    def protected_secret(self, name, username, password, opt_in=True):
+        """A Secret for mysocket.io/protected-secret, readable by mysocketd as the README says."""
+        rbac = (REPO_ROOT / "yaml" / "optional" / "protected-secret-rbac.yaml").read_text()
+        rbac = rbac.replace("web-namespace", self.ns)
+        self.cp.kubectl("apply", "-f", "-", input=rbac)
+        labels = {"mysocket.io/protected-secret": "true"} if opt_in else {}
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": self.ns, "labels": labels},
+                "stringData": {"username": username, "password": password}}
+        self.cp.kubectl("apply", "-f", "-", input=json.dumps(body))
 
     def delete(self, name, wait=False):
         self.kubectl("delete", "service", name, f"--wait={'true' if wait else 'false'}")

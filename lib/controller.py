@@ -188,7 +188,7 @@ class Controller:
         protected = self._protected_credentials(svc, exposure)
         if protected is False:
             return None
-        fields = socket_fields(exposure, self.ownership.name_for(*key), protected)
+        fields = socket_fields(exposure, self.ownership.name_for(*key), protected[:2] if protected else None)
         found = self.sockets.find(key, annotations.get(SOCKET_ID, ""))
         if found.foreign is not None:
             self._not_ours(key, svc, found.foreign)
@@ -223,21 +223,36 @@ class Controller:
         self._event(svc, "Warning", "SocketNotOwned", message)
 
     def _protected_credentials(self, svc, exposure):
-        """(username, password) from the named Secret; None if unprotected; False if unusable (requeued)."""
+        """(username, password, version) from the named Secret; None if unprotected; False if unusable.
+
+        The Secret must opt in (label mysocket.io/protected-secret: "true", set by whoever may write
+        Secrets): otherwise anyone who may annotate a Service could have any Secret of its namespace
+        with username/password keys (a database's, say) sent to the edge, whose 401 would then answer
+        guesses about it. Unusable is a Warning and a look again in 30 s; never an unprotected socket.
+        """
         if not exposure.protected_secret:
             return None
-        ns = svc["metadata"]["namespace"]
-        data = self.remote.call(f"secret {exposure.protected_secret}", self.kube.secret, ns,
-                                exposure.protected_secret)
-        missing = "not found" if data is None else (
-            "needs the keys username and password" if not (data.get("username") and data.get("password"))
-            else "")
-        if missing:
-            self._event(svc, "Warning", "InvalidAnnotation", f"{services.PROTECTED_SECRET}: Secret "
-                        f"{exposure.protected_secret!r} in namespace {ns} {missing}")
+        ns, name = svc["metadata"]["namespace"], exposure.protected_secret
+        try:
+            secret = self.remote.call(f"secret {name}", self.kube.secret, ns, name)
+        except ApiException as e:
+            if e.status != 403:
+                raise
+            secret, problem = None, ("cannot be read by mysocketd: grant it `get` on Secrets in this namespace "
+                                     "(yaml/optional/protected-secret-rbac.yaml)")
+        else:
+            data = (secret or {}).get("data") or {}
+            problem = "not found" if secret is None else (
+                f'does not opt in: label it {services.PROTECTED_SECRET}="true" to let mysocketd use it'
+                if (secret["labels"].get(services.PROTECTED_SECRET) or "").lower() != "true" else
+                "needs the keys username and password" if not (data.get("username") and data.get("password"))
+                else "")
+        if problem:
+            self._event(svc, "Warning", "InvalidAnnotation", f"{services.PROTECTED_SECRET}: Secret {name!r} in "
+                        f"namespace {ns} {problem}")
             self.queue.add((ns, svc["metadata"]["name"]), 30.0)
             return False
-        return data["username"], data["password"]
+        return secret["data"]["username"], secret["data"]["password"], secret["version"]
 
     def _write_back(self, svc, record, valid):
         annotations = svc["metadata"].get("annotations") or {}

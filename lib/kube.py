@@ -154,14 +154,21 @@ class Kube:
             resp.release_conn()
 
     def secret(self, namespace, name):
-        """The Secret's data, decoded; None if it does not exist."""
+        """{"data" (decoded), "labels", "version"} of a Secret; None if it does not exist.
+
+        `version` (uid/resourceVersion) changes with every write, so a rotated password is noticed
+        without keeping the password itself anywhere but in memory.
+        """
         try:
             body = self.rest.json("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
-        return {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (body.get("data") or {}).items()}
+        meta = body.get("metadata") or {}
+        return {"data": {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (body.get("data") or {}).items()},
+                "labels": meta.get("labels") or {},
+                "version": f"{meta.get('uid')}/{meta.get('resourceVersion')}"}
 
     def namespace_uid(self, name):
         """The UID of a namespace: kube-system's is the cluster's identity (see lib/identity.py)."""

@@ -132,8 +132,7 @@ def test_an_api_that_answers_html_is_named(make_controller, tmp_path):
 
 
 def test_no_secret_reaches_the_log_at_any_level(cluster, standins, make_controller, edge, account, control_plane):
-    control_plane.kubectl("create", "secret", "generic", "web-auth", "-n", cluster.ns,
-                          "--from-literal=username=alice", "--from-literal=password=protected-pass-42")
+    cluster.protected_secret("web-auth", "alice", "protected-pass-42")
     c = make_controller(log_level="DEBUG")
     cluster.service("web", annotations={**ENABLED, "mysocket.io/protected-secret": "web-auth"})
     standins.for_service(cluster.ns, "web")

@@ -171,9 +171,8 @@ def test_retained_socket_keeps_its_name_across_unexpose(cluster, standins, contr
     assert len(account_sockets(edge, account)) == 1
 
 
-def test_protected_socket_asks_for_the_secret_credentials(cluster, standins, controller, edge, control_plane):
-    control_plane.kubectl("create", "secret", "generic", "web-auth", "-n", cluster.ns,
-                          "--from-literal=username=alice", "--from-literal=password=wonderland")
+def test_protected_socket_asks_for_the_secret_credentials(cluster, standins, controller, edge):
+    cluster.protected_secret("web-auth", "alice", "wonderland")
     cluster.service("web", annotations={**ENABLED, "mysocket.io/protected-secret": "web-auth"})
     standins.for_service(cluster.ns, "web")
     dnsname = wait_for("dnsname", lambda: annotations(cluster.get("web")).get(DNSNAME))

@@ -1,8 +1,11 @@
 """The manifest's ClusterRole is exactly what the controller needs (every other test runs under it)."""
 
 import json
+from pathlib import Path
 
 import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SA = "system:serviceaccount:mysocket:mysocketd"
 
@@ -13,12 +16,12 @@ def test_cluster_role_is_the_documented_minimum(control_plane, controller_kubeco
                for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
     assert granted == {("services", "list", ()), ("services", "watch", ()), ("services", "patch", ()),
                        ("services/status", "patch", ()), ("events", "create", ()), ("events", "patch", ()),
-                       ("secrets", "get", ()), ("namespaces", "get", ("kube-system",))}
+                       ("namespaces", "get", ("kube-system",))}
 
 
 @pytest.mark.parametrize("verb, resource, allowed", [
     ("list", "services", "yes"), ("patch", "services", "yes"), ("delete", "services", "no"),
-    ("create", "services", "no"), ("list", "secrets", "no"), ("get", "secrets", "yes"),
+    ("create", "services", "no"), ("list", "secrets", "no"), ("get", "secrets", "no"),
     ("create", "events", "yes"), ("list", "pods", "no"),
     ("update", "leases.coordination.k8s.io -n mysocket", "yes"),
     ("update", "leases.coordination.k8s.io -n default", "no"),
@@ -32,3 +35,13 @@ def test_service_account_can_do_only_that(control_plane, controller_kubeconfig, 
         args.append("--all-namespaces")
     result = control_plane.kubectl(*args, check=False)
     assert result.stdout.strip() == allowed, (args, result.stdout, result.stderr)
+
+
+def test_protected_secrets_are_readable_only_where_granted(control_plane, controller_kubeconfig, namespace):
+    """yaml/optional/protected-secret-rbac.yaml opens one namespace's Secrets (get only), and no other's."""
+    rbac = (REPO_ROOT / "yaml" / "optional" / "protected-secret-rbac.yaml").read_text()
+    rbac = rbac.replace("web-namespace", namespace)
+    control_plane.kubectl("apply", "-f", "-", input=rbac)
+    can = lambda verb, ns: control_plane.kubectl("auth", "can-i", verb, "secrets", "-n", ns, f"--as={SA}",  # noqa: E731
+                                                 check=False).stdout.strip()
+    assert (can("get", namespace), can("list", namespace), can("get", "default")) == ("yes", "no", "no")

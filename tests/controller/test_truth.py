@@ -132,3 +132,23 @@ def test_the_last_valid_options_survive_a_restart(cluster, standins, make_contro
 def _calls(controller, call):
     return sum(float(line.rsplit(" ", 1)[1]) for line in controller.metrics().splitlines()
                if line.startswith(f'mysocketd_api_requests_total{{call="{call}"'))
+
+
+@pytest.mark.parametrize("case", ["no opt-in label", "no RBAC in the namespace"])
+def test_a_secret_is_used_only_if_it_opts_in_and_mysocketd_may_read_it(cluster, standins, controller, edge, account,
+                                                                        control_plane, case):
+    if case == "no opt-in label":                   # a database's credentials, say
+        cluster.protected_secret("db", "admin", "s3cret-db-password", opt_in=False)
+        words = 'does not opt in: label it mysocket.io/protected-secret="true"'
+    else:
+        control_plane.kubectl("create", "secret", "generic", "db", "-n", cluster.ns,
+                              "--from-literal=username=admin", "--from-literal=password=s3cret-db-password")
+        control_plane.kubectl("label", "secret", "db", "-n", cluster.ns, "mysocket.io/protected-secret=true")
+        words = "cannot be read by mysocketd: grant it `get` on Secrets in this namespace"
+    cluster.service("web", annotations={**ENABLED, "mysocket.io/protected-secret": "db"})
+    standins.for_service(cluster.ns, "web")
+    message = wait_for("the Warning", lambda: [m for t, r, m in cluster.events("web")
+                                                if (t, r) == ("Warning", "InvalidAnnotation")])
+    assert words in message[0], message
+    assert account_sockets(edge, account) == []       # never exposed unprotected, never sent to the edge
+    assert "s3cret-db-password" not in controller.log_text()
