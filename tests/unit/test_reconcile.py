@@ -1,0 +1,234 @@
+"""The reconcile's decisions with fake collaborators, counting every remote call (as client-go's
+leaderelection_test.go counts API calls): each case fails on a wrong call or a wrong number of them."""
+
+import copy
+import itertools
+
+import pytest
+
+from lib.controller import Controller
+from lib.leader import Fenced
+from lib.ownership import Ownership, socket_name
+from lib.services import DNSNAME, FINALIZER, LAST_VALID, SOCKET_ID, TUNNEL_ID
+from lib.sockets import Sockets
+from lib.workqueue import WorkQueue
+
+CLUSTER = "c1"
+KEY = ("demo", "web")
+
+
+class FakeApi:
+    """The Mysocket API: an account's sockets in memory, every call recorded."""
+
+    def __init__(self, sockets=()):
+        self.sockets_by_id = {s["socket_id"]: s for s in sockets}
+        self.calls = []
+        self.ids = itertools.count(1)
+
+    def sockets(self):
+        self.calls.append("list")
+        return copy.deepcopy(list(self.sockets_by_id.values()))
+
+    def connect(self, fields):
+        self.calls.append("connect")
+        n = next(self.ids)
+        socket = {**fields, "socket_id": f"s{n}", "dnsname": f"name-{n}.edge",
+                  "tunnels": [{"tunnel_id": f"t{n}", "local_port": 10000 + n}]}
+        self.sockets_by_id[socket["socket_id"]] = socket
+        return copy.deepcopy(socket)
+
+    def create_tunnel(self, socket_id):
+        self.calls.append("create_tunnel")
+        return {"tunnel_id": "t-extra", "local_port": 19999}
+
+    def delete_socket(self, socket_id):
+        self.calls.append(f"delete {socket_id}")
+        return self.sockets_by_id.pop(socket_id, None) is not None
+
+    def remote_calls(self):
+        return [c for c in self.calls if c != "list"]
+
+
+class FakeKube:
+    """The apiserver as the controller writes it; patched Services go back into the watcher."""
+
+    namespace = "demo"
+
+    def __init__(self, watcher):
+        self.watcher = watcher
+        self.calls = []
+        self.events = []
+
+    def patch_metadata(self, svc, annotations=None, add_finalizer=None, remove_finalizer=None):
+        self.calls.append(("patch", tuple(sorted(annotations or {})), add_finalizer, remove_finalizer))
+        new = copy.deepcopy(self.watcher.get(KEY))
+        meta = new["metadata"]
+        for k, v in (annotations or {}).items():
+            if v is None:
+                meta.setdefault("annotations", {}).pop(k, None)
+            else:
+                meta.setdefault("annotations", {})[k] = v
+        finalizers = set(meta.get("finalizers") or [])
+        finalizers |= {add_finalizer} if add_finalizer else set()
+        finalizers -= {remove_finalizer} if remove_finalizer else set()
+        meta["finalizers"] = sorted(finalizers)
+        self.watcher.cache[KEY] = new
+        return new
+
+    def set_load_balancer_hostname(self, svc, hostname):
+        self.calls.append(("status", hostname))
+
+    def secret(self, namespace, name):
+        self.calls.append(("secret", name))
+        return None
+
+    def event(self, svc, kind, reason, message):
+        self.events.append((kind, reason))
+
+    def forget_events(self, uid):
+        pass
+
+
+class FakeWatcher:
+    def __init__(self):
+        self.cache = {}
+
+    def get(self, key):
+        return self.cache.get(key)
+
+    def keys(self):
+        return list(self.cache)
+
+
+class FakeSupervisor:
+    def __init__(self):
+        self.children = {}
+        self.calls = []
+
+    def ensure(self, key, spec):
+        if self.children.get(key) != spec:
+            self.calls.append(("ensure", spec.local_port, spec.target_port))
+        self.children[key] = spec
+
+    def remove(self, key):
+        if self.children.pop(key, None):
+            self.calls.append(("remove",))
+
+    def stop_all(self):
+        self.children.clear()
+
+
+class Fence:
+    def __init__(self):
+        self.open = True
+
+    def check(self):
+        if not self.open:
+            raise Fenced("not leading")
+
+
+def service(annotations=None, finalizers=()):
+    return {"metadata": {"namespace": "demo", "name": "web", "uid": "u1", "annotations": dict(annotations or {}),
+                         "finalizers": list(finalizers)},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10",
+                     "ports": [{"name": "http", "port": 8000, "protocol": "TCP"}]}}
+
+
+@pytest.fixture
+def world():
+    class World:
+        def make(self, sockets=(), svc=None):
+            self.api = FakeApi(sockets)
+            self.watcher = FakeWatcher()
+            if svc is not None:
+                self.watcher.cache[KEY] = svc
+            self.kube = FakeKube(self.watcher)
+            self.supervisor = FakeSupervisor()
+            self.fence = Fence()
+            self.queue = WorkQueue()
+            self.controller = Controller(kube=self.kube, sockets=Sockets(self.api, Ownership(CLUSTER), self.fence),
+                                         supervisor=self.supervisor, watcher=self.watcher, queue=self.queue,
+                                         user_name="u", fence=self.fence)
+            return self.controller
+
+        def calls(self):
+            return self.api.remote_calls() + self.kube.calls + self.supervisor.calls
+
+        def reset(self):
+            self.api.calls.clear()
+            self.kube.calls.clear()
+            self.supervisor.calls.clear()
+
+    return World()
+
+
+ON = {"mysocket.io/enabled": "true"}
+
+
+def test_a_new_service_is_one_create_two_patches_one_child_and_a_second_run_makes_no_call(world):
+    c = world.make(svc=service(ON))
+    c.reconcile(KEY)
+    assert world.api.calls == ["list", "connect"]
+    assert world.kube.calls == [("patch", (), FINALIZER, None),
+                                ("patch", (DNSNAME, LAST_VALID, SOCKET_ID, TUNNEL_ID), None, None)]
+    assert world.supervisor.calls == [("ensure", 10001, 8000)]
+    world.reset()
+    c.reconcile(KEY)
+    assert world.calls() == [] and world.api.calls == []
+
+
+def test_a_restart_adopts_by_the_recorded_id_with_one_list_and_nothing_else(world):
+    mine = {"socket_id": "s9", "name": socket_name(CLUSTER, "demo", "web"), "dnsname": "kept.edge",
+            "socket_type": "http", "tunnels": [{"tunnel_id": "t9", "local_port": 10009}]}
+    recorded = {**ON, DNSNAME: "kept.edge", SOCKET_ID: "s9", TUNNEL_ID: "t9", LAST_VALID: "{}"}
+    c = world.make(sockets=[mine], svc=service(recorded, finalizers=[FINALIZER]))
+    c.reconcile(KEY)
+    assert world.api.calls == ["list"] and world.kube.calls == []
+    assert world.supervisor.calls == [("ensure", 10009, 8000)]
+
+
+def test_a_recorded_id_of_another_services_socket_is_never_touched(world):
+    theirs = {"socket_id": "s7", "name": socket_name(CLUSTER, "other", "web"), "dnsname": "theirs.edge",
+              "socket_type": "http", "tunnels": [{"tunnel_id": "t7", "local_port": 10007}]}
+    copied = {**ON, DNSNAME: "theirs.edge", SOCKET_ID: "s7", TUNNEL_ID: "t7"}
+    c = world.make(sockets=[theirs], svc=service(copied, finalizers=[FINALIZER]))
+    c.reconcile(KEY)
+    assert world.api.calls == ["list", "connect"]                    # a socket of its own; nothing deleted
+    assert ("Warning", "SocketNotOwned") in world.kube.events
+    assert c.records[KEY].socket_id == "s1"
+    world.reset()
+    del c.watcher.cache[KEY]["metadata"]["annotations"]["mysocket.io/enabled"]
+    c.reconcile(KEY)                                                 # un-exposing deletes its own only
+    assert world.api.calls == ["delete s1"]
+    assert list(world.api.sockets_by_id) == ["s7"]
+
+
+def test_a_fenced_leader_makes_no_call_and_asks_again_later(world):
+    c = world.make(svc=service(ON))
+    world.fence.open = False
+    c.reconcile(KEY)
+    assert world.calls() == [] and len(world.queue) == 1
+
+
+def test_taking_the_annotation_away_deletes_its_socket_and_lets_go(world):
+    c = world.make(svc=service(ON))
+    c.reconcile(KEY)
+    world.reset()
+    del c.watcher.cache[KEY]["metadata"]["annotations"]["mysocket.io/enabled"]
+    c.reconcile(KEY)
+    assert world.api.calls == ["delete s1"] and world.api.sockets_by_id == {}
+    assert world.kube.calls == [("patch", (DNSNAME, LAST_VALID, SOCKET_ID, TUNNEL_ID), None, FINALIZER)]
+    assert world.supervisor.calls == [("remove",)]
+    world.reset()
+    c.reconcile(KEY)
+    assert world.calls() == [] and world.api.calls == []
+
+
+def test_the_sweep_deletes_only_this_clusters_sockets_of_gone_services(world):
+    gone = {"socket_id": "g", "name": socket_name(CLUSTER, "demo", "gone"), "tunnels": []}
+    other_cluster = {"socket_id": "o", "name": socket_name("c2", "demo", "gone"), "tunnels": []}
+    other_namespace = {"socket_id": "n", "name": socket_name(CLUSTER, "elsewhere", "gone"), "tunnels": []}
+    laptop = {"socket_id": "l", "name": "my laptop", "tunnels": []}
+    c = world.make(sockets=[gone, other_cluster, other_namespace, laptop], svc=service(ON))
+    c.resync()
+    assert world.api.calls == ["list", "delete g"]
