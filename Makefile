@@ -22,9 +22,11 @@ TESTS ?= tests/
 # network. The PID namespace makes the kernel kill every process the tests
 # started once the command ends, however it ends (even SIGKILL); `sh` stays
 # PID 1 -- the trailing `exit` stops it from exec'ing the command -- so that
-# orphans are reaped instead of lingering as zombies. Needs root.
+# orphans are reaped instead of lingering as zombies. Then the cgroups of any
+# real node (devcluster.nodecluster) whose owner died without its clean-up are
+# removed: cgroups are the host's, processes are not. Needs root.
 IN_NETNS := unshare --net --pid --fork --kill-child --mount-proc -- \
-	sh -c 'ip link set lo up && "$$@"; exit $$?' in-netns
+	sh -c 'ip link set lo up && "$$@"; rc=$$?; $(PY) -m devcluster.cgroups; exit $$rc' in-netns
 
 .PHONY: test build binaries images cluster venv demo bench chaos
 
