@@ -146,6 +146,13 @@ def join(procs_files) -> None:
             os.close(fd)
 
 
+def own_trees() -> list[str]:
+    """The names of the trees this PID namespace owns (or owned) right now, in any hierarchy."""
+    prefix = _owner_prefix()
+    return sorted({p.name for h in hierarchies() if (h / PARENT).is_dir()
+                   for p in (h / PARENT).iterdir() if p.name.startswith(prefix)})
+
+
 def _owner_prefix() -> str:
     """Trees are named after the PID namespace of their owner, `make test`'s or the demo's."""
     return f"{os.stat('/proc/self/ns/pid').st_ino}-"

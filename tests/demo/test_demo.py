@@ -27,8 +27,8 @@ def leftovers(markers):
 
 
 def node_cgroups():
-    """The cgroup trees of real nodes that exist right now (any hierarchy)."""
-    return sorted({p.name for h in cgroups.hierarchies() for p in (h / cgroups.PARENT).glob("*")})
+    """The cgroup trees of this test run's nodes that exist right now (other runs may have theirs)."""
+    return cgroups.own_trees()
 
 
 @pytest.fixture(scope="module")
