@@ -22,6 +22,7 @@ Why it is shaped this way:
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,19 @@ CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 
 class NodeError(RuntimeError):
     """The node did not come up (the message carries the log that says why)."""
+
+
+# What the node needs from Debian, by path, and the package that brings it.
+PREREQUISITES = {RUNC: "runc", f"{CNI_BIN_DIR}/bridge": "containernetworking-plugins",
+                 "/usr/sbin/iptables": "iptables", "/usr/bin/nsenter": "util-linux"}
+
+
+def check_prerequisites() -> None:
+    """One line naming what to install, before anything is started."""
+    missing = sorted({package for path, package in PREREQUISITES.items() if not os.access(path, os.X_OK)})
+    if missing:
+        raise NodeError(f"the local node needs {', '.join(missing)}: apt-get install {' '.join(missing)} "
+                        "(.ci/run installs everything the tests need)")
 
 
 @dataclass(frozen=True)

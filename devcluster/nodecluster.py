@@ -39,7 +39,7 @@ from .images import NodeImages
 from .machine import NodeMachine
 from .names import random_suffix
 from .netns import assert_private_netns
-from .node import Node
+from .node import Node, check_prerequisites
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class NodeCluster:
 
     def start(self) -> "NodeCluster":
         assert_private_netns()
+        check_prerequisites()
         if self._finalizer is not None:
             raise RuntimeError("a NodeCluster can be started once; make a new one")
         self.images = self.images or NodeImages.load()

@@ -126,3 +126,13 @@ def test_the_cgroups_of_a_killed_run_are_removed(tmp_path):
         assert not any(d.exists() for d in dirs)
     finally:
         cgroups.remove_stale(min_age=0)
+
+
+def test_a_missing_prerequisite_is_named_in_one_line(monkeypatch, tmp_path):
+    from devcluster import node
+    monkeypatch.setattr(node, "PREREQUISITES", {**node.PREREQUISITES, str(tmp_path / "runc"): "runc"})
+    with pytest.raises(node.NodeError) as failure:
+        NodeCluster(workdir=tmp_path / "cluster").start()
+    assert str(failure.value) == ("the local node needs runc: apt-get install runc "
+                                  "(.ci/run installs everything the tests need)")
+    assert not (tmp_path / "cluster").exists() and cgroups.own_trees() == []
