@@ -188,6 +188,7 @@ class Node:
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
             "clientConnection": {"kubeconfig": str(self._kubeconfig("system:kube-proxy"))},
             "hostnameOverride": self.name, "mode": "iptables", "clusterCIDR": POD_CIDR,
+            "nodePortAddresses": ["primary"],
             "healthzBindAddress": "127.0.0.1:10256", "metricsBindAddress": "127.0.0.1:10249",
             "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
         }
@@ -207,7 +208,7 @@ def _cni_config() -> dict:
 
 # Only what differs from containerd's defaults, plus the paths, so nothing is read from the host.
 CONTAINERD_CONFIG = """\
-version = 3
+version = 4
 root = "/var/lib/containerd"
 state = "/run/containerd"
 temp = "/run/containerd/tmp"
