@@ -166,6 +166,14 @@ class Demo:
         wait_for(f"{url} to answer", lambda: self.edge.get(name)[0] == 200, timeout=WAIT_SECONDS, interval=0.2)
         self.say(f"    {url} answers")
         self.result.update(dnsname=name, url=url)
+        # A Ready pod gets traffic once the EndpointSlice, then kube-proxy's rules, have it:
+        # a second or two after the rollout. Wait for each pod's first answer before the table.
+        seen, tries = set(), []
+        wait_for(f"all {len(self.result['pods'])} pods to answer", lambda: tries.append(1) or seen.add(
+            self.edge.get(name)[1].strip().removeprefix("Server: ")) or seen >= set(self.result["pods"]),
+            timeout=WAIT_SECONDS, interval=0.05)
+        self.say(f"    all {len(seen)} pods have answered through it ({len(tries)} requests): "
+                 "kube-proxy has their endpoints")
         self.say(f"    $ kubectl logs -n mysocket -l {MYSOCKETD_PODS} --prefix | grep {SERVICE}")
         logs = self.cp.kubectl("logs", "-n", "mysocket", "-l", MYSOCKETD_PODS, "--prefix", "--tail=-1").stdout
         self.show("\n".join([line for line in logs.splitlines() if SERVICE in line][-6:]), indent="      ")

@@ -17,8 +17,10 @@ Why it is shaped this way:
   pip behind an intercepting proxy (at /dev/host-ca-certificates.crt, named
   by the Dockerfile's `ARG PIP_CERT`: mounted over Debian's own bundle it
   would break ca-certificates' postinst). Its storage (and network config) lives
-  in .cache/podman, so nothing lands in /var/lib/containers or /etc/cni and the
-  layer cache survives.
+  in .cache/podman, so the layer cache survives and no image lands in
+  /var/lib/containers or config in /etc/cni; only containers/image's blob-info
+  cache (a 128 KB bolt file) is written to /var/lib/containers/cache by
+  `podman save`, a fixed path for root that no flag moves.
 - The three images are saved into one docker-archive (the base layer once),
   .cache/images/node-images-<key>.tar with a .json naming the references;
   <key> hashes every input (base recipe, Containerfiles, the Dockerfile's

@@ -134,6 +134,13 @@ def test_the_image_ships_bytecode_for_everything_it_imports(installed):
 def test_the_public_name_serves_the_real_pods(installed, demo_app):
     pods = pod_names(workloads.pods(installed.cp, "demo-app", "app=demo-app"))
     assert len(pods) == 3
+    # A Ready pod gets traffic once the EndpointSlice and then kube-proxy's rules have it (a
+    # second or two after the rollout): until then, wait for each pod's first answer.
+    seen = set()
+    wait_for("every pod to answer through the public name",
+             lambda: seen.add(installed.edge.get(demo_app)[1].strip().removeprefix("Server: ")) or seen >= set(pods),
+             timeout=60, interval=0.05)
+    assert seen == set(pods)
     answers = [installed.edge.get(demo_app) for _ in range(60)]
     assert {status for status, _ in answers} == {200}
     # kube-proxy picks a pod at random per connection: all three answer (one missing: p = 3e-11).
@@ -182,6 +189,20 @@ def test_deleting_a_namespace_with_an_exposed_service_completes(installed, node_
     assert gone.returncode != 0 and "NotFound" in gone.stderr
     sockets = account_sockets(installed.edge, installed.account)
     assert [s for s in sockets if s.get("dnsname") == name] == []
+
+
+def readyz(installed, pod):
+    """/readyz as seen from inside the pod, over IPv6 loopback (the server listens dual-stack)."""
+    script = "import urllib.request; print(urllib.request.urlopen('http://[::1]:8080/readyz').read().decode())"
+    return installed.cp.kubectl("exec", "-n", "mysocket", pod, "-c", "mysocketd", "--",
+                                "python", "-c", script).stdout.strip()
+
+
+def test_the_two_replicas_elect_one_leader(installed):
+    leader = wait_for("a leader", lambda: leader_pod(installed), timeout=60)
+    answers = {pod: readyz(installed, pod) for pod in pod_names(installed.mysocketd_pods())}
+    assert sorted(answers.values()) == ["leader", "standby"], answers
+    assert answers[leader] == "leader"
 
 
 def test_deleting_the_leader_pod_replaces_it_and_it_exits_0_leaving_nothing(installed, demo_app):
