@@ -3,7 +3,8 @@
 #   make test      the whole suite, inside private namespaces (see IN_NETNS);
 #                  a subset: make test TESTS=tests/devcluster PYTEST_ARGS=-x
 #   make cluster   a control plane in the foreground on host loopback; prints KUBECONFIG=...
-#   make build     the control-plane binaries (devcluster/build.sh; cached, no-op when present)
+#   make build     the binaries (devcluster/build.sh) and the node's images (devcluster/images.py);
+#                  both cached: a second run does nothing
 #   make venv      .venv with requirements-dev.txt (re-run only when requirements change)
 #   make demo      the blog's demo end to end on one machine (devcluster/demo.py)
 #   make chaos     the chaos suite alone, with its recovery table (tests/chaos)
@@ -21,17 +22,25 @@ TESTS ?= tests/
 # network. The PID namespace makes the kernel kill every process the tests
 # started once the command ends, however it ends (even SIGKILL); `sh` stays
 # PID 1 -- the trailing `exit` stops it from exec'ing the command -- so that
-# orphans are reaped instead of lingering as zombies. Needs root.
+# orphans are reaped instead of lingering as zombies. Then the cgroups of any
+# real node (devcluster.nodecluster) whose owner died without its clean-up are
+# removed: cgroups are the host's, processes are not. Needs root.
 IN_NETNS := unshare --net --pid --fork --kill-child --mount-proc -- \
-	sh -c 'ip link set lo up && "$$@"; exit $$?' in-netns
+	sh -c 'ip link set lo up && "$$@"; rc=$$?; $(PY) -m devcluster.cgroups; exit $$rc' in-netns
 
-.PHONY: test build cluster venv demo bench chaos
+.PHONY: test build binaries images cluster venv demo bench chaos
 
 test: venv build
 	$(IN_NETNS) $(PY) -m pytest -ra --timeout=300 $(PYTEST_ARGS) $(TESTS)
 
-build:
+build: binaries images
+
+binaries:
 	devcluster/build.sh
+
+# Images for the local node, from Debian packages (debootstrap) and the Dockerfile, built by podman.
+images: venv
+	$(PY) -m devcluster.images
 
 cluster: venv build
 	$(PY) -m devcluster

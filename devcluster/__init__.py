@@ -1,4 +1,4 @@
-"""A local Kubernetes control plane (etcd + kube-apiserver) for tests, demo and benchmarks.
+"""A local Kubernetes control plane (etcd + kube-apiserver), and a real node, for tests, demo and benchmarks.
 
     from devcluster import ControlPlane
     with ControlPlane() as cp:
@@ -7,8 +7,10 @@
 See controlplane.py (the processes and flags), netns.py (the private network
 namespace the tests run in), standin.py (processes playing pods; import it as
 devcluster.standin -- it is not re-exported here so that `python -m
-devcluster.standin` runs without a double import) and build.sh (how the
-binaries are built and cached).
+devcluster.standin` runs without a double import), build.sh (how the binaries
+are built and cached), and for a real node nodecluster.py (machine.py: its
+namespaces; cgroups.py; node.py: containerd, kubelet, kube-proxy; images.py:
+what it runs; workloads.py: yaml/ applied to it).
 """
 
 from .binaries import ETCD_VERSION, K8S_VERSION, BinaryMissing

@@ -1,11 +1,12 @@
-"""Where the control-plane binaries live, and what to do when they are missing.
+"""Where the built binaries live, and what to do when they are missing.
 
-devcluster/build.sh compiles kube-apiserver, kubectl and etcd from the Go module
-proxy into .cache/k8s/<version>/ (gitignored; a cold build takes 10-20 minutes),
-so nothing here downloads or builds: it only finds the files and, when one is
-missing, says in one sentence how to get it. The version pins live in
-devcluster/versions.env, which build.sh reads too; both honour the same
-environment overrides (K8S_VERSION, ETCD_VERSION, K8S_CACHE).
+devcluster/build.sh compiles the Kubernetes binaries and etcd from the Go module
+proxy into .cache/k8s/<version>/ and containerd into .cache/containerd/<version>/
+(gitignored; a cold build takes 10-20 minutes), so nothing here downloads or
+builds: it only finds the files and, when one is missing, says in one sentence
+how to get it. The version pins live in devcluster/versions.env, which build.sh
+reads too; both honour the same environment overrides (K8S_VERSION,
+ETCD_VERSION, CONTAINERD_VERSION, K8S_CACHE, CONTAINERD_CACHE).
 """
 
 import os
@@ -21,6 +22,7 @@ def _pins() -> dict:
 
 K8S_VERSION = os.environ.get("K8S_VERSION") or _pins()["K8S_VERSION"]
 ETCD_VERSION = os.environ.get("ETCD_VERSION") or _pins()["ETCD_VERSION"]
+CONTAINERD_VERSION = os.environ.get("CONTAINERD_VERSION") or _pins()["CONTAINERD_VERSION"]
 
 
 class BinaryMissing(RuntimeError):
@@ -33,8 +35,17 @@ def cache_dir() -> Path:
 
 
 def binary(name: str) -> Path:
-    """Absolute path of a built binary (kube-apiserver, kubectl or etcd)."""
-    path = cache_dir() / name
+    """Absolute path of a built Kubernetes binary or etcd."""
+    return _built(cache_dir() / name)
+
+
+def containerd_binary(name: str) -> Path:
+    """Absolute path of containerd, containerd-shim-runc-v2 or ctr."""
+    base = os.environ.get("CONTAINERD_CACHE") or REPO_ROOT / ".cache" / "containerd"
+    return _built(Path(base) / CONTAINERD_VERSION / name)
+
+
+def _built(path: Path) -> Path:
     if not os.access(path, os.X_OK):
         raise BinaryMissing(
             f"{path} is missing: run `make build` (devcluster/build.sh) first"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Build the control-plane binaries the tests and the demo run: kube-apiserver,
-# kubectl and etcd, from the Go module proxy at pinned versions, into
-# .cache/k8s/<version>/. A second run with the binaries present does nothing.
+# Build the binaries the tests and the demo run, from the Go module proxy at
+# pinned versions: the control plane (kube-apiserver, kubectl, etcd,
+# kube-controller-manager, kube-scheduler) and the node (kubelet, kube-proxy)
+# into .cache/k8s/<k8s version>/, containerd 2.x (containerd, its runc shim,
+# ctr) into .cache/containerd/<version>/. A second run with the binaries
+# present does nothing; a run that finds some of them builds only the others.
 #
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod points every
 # k8s.io/* staging module at ./staging/..., and a dependency's replace lines
@@ -14,16 +17,20 @@
 # only when complete, so an interrupted build never leaves a half binary.
 set -euo pipefail
 
-# Pins from devcluster/versions.env; K8S_VERSION / ETCD_VERSION in the environment override them.
+# Pins from devcluster/versions.env; the same names in the environment override them.
 while IFS='=' read -r name value; do
-  case $name in K8S_VERSION|ETCD_VERSION) [ -n "${!name:-}" ] || declare "$name=$value" ;; esac
+  case $name in K8S_VERSION|ETCD_VERSION|CONTAINERD_VERSION) [ -n "${!name:-}" ] || declare "$name=$value" ;; esac
 done <"$(dirname "$0")/versions.env"
 GO_MIN_MINOR=26                        # k8s v1.37 go.mod says go 1.26.0
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${K8S_CACHE:-$root/.cache/k8s}/$K8S_VERSION
-bins=(kube-apiserver kubectl etcd)
+ctr_out=${CONTAINERD_CACHE:-$root/.cache/containerd}/$CONTAINERD_VERSION
+k8s_bins=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
+ctr_bins=(containerd containerd-shim-runc-v2 ctr)
 
-have_all() { for b in "${bins[@]}"; do [ -x "$out/$b" ] || return 1; done; }
+# missing DIR NAME...: print the names that are not executables in DIR.
+missing() { local dir=$1 b; shift; for b in "$@"; do [ -x "$dir/$b" ] || echo "$b"; done; }
+have_all() { [ -z "$(missing "$out" "${k8s_bins[@]}" etcd)$(missing "$ctr_out" "${ctr_bins[@]}")" ]; }
 if have_all; then exit 0; fi
 
 die() { echo "devcluster/build.sh: $*" >&2; exit 1; }
@@ -46,11 +53,6 @@ case $status in
   *) die "the Go module proxy at $proxy answered HTTP $status: retry later, or set GOPROXY to another mirror" ;;
 esac
 
-mkdir -p "$out"
-exec 9>"$out/.build.lock"
-flock 9                                # another build may have finished meanwhile
-if have_all; then exit 0; fi
-
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
@@ -62,16 +64,16 @@ quiet() {
   local what=$1; shift
   "$@" >"$work/step.log" 2>&1 || { cat "$work/step.log" >&2; die "$what failed (output above)"; }
 }
-# build_to NAME PACKAGE LDFLAGS: go build into a temp name, then rename into place.
-build_to() {
-  quiet "go build $1" go build -trimpath -ldflags "$3" -o "$out/.$1.partial" "$2"
-  mv -f "$out/.$1.partial" "$out/$1"
+# build_to_dir DIR NAME PACKAGE LDFLAGS: go build into a temp name, then rename into place.
+build_to_dir() {
+  quiet "go build $2" go build -trimpath -ldflags "$4" -o "$1/.$2.partial" "$3"
+  mv -f "$1/.$2.partial" "$1/$2"
 }
 
-echo "building kube-apiserver and kubectl $K8S_VERSION (cold: 10-20 minutes)" >&2
-mkdir -p "$work/k8s"
-(
-  cd "$work/k8s"
+# build_k8s NAME...: the named cmd/ binaries of k8s.io/kubernetes.
+build_k8s() {
+  echo "building $* $K8S_VERSION (cold: 10-20 minutes for all six)" >&2
+  mkdir -p "$work/k8s" && cd "$work/k8s"
   curl -fsS -m 60 "$proxy/k8s.io/kubernetes/@v/$K8S_VERSION.mod" >upstream.mod ||
     die "cannot download k8s.io/kubernetes $K8S_VERSION go.mod from $proxy"
   {
@@ -81,21 +83,51 @@ mkdir -p "$work/k8s"
     grep -oE '^\s*k8s\.io/[a-z0-9/-]+ v0\.0\.0$' upstream.mod | awk '{print $1}' |
       sort -u | while read -r m; do echo "replace $m => $m v0.$minor"; done
   } >go.mod
-  quiet "go get k8s.io/kubernetes $K8S_VERSION" \
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION"
-  ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
-  build_to kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$ldflags"
-  build_to kubectl k8s.io/kubernetes/cmd/kubectl "$ldflags"
-)
+  # shellcheck disable=SC2046  # one argument per binary
+  quiet "go get k8s.io/kubernetes $K8S_VERSION" go get $(printf "k8s.io/kubernetes/cmd/%s@$K8S_VERSION " "$@")
+  local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+  for b in "$@"; do timed build_to_dir "$out" "$b" "k8s.io/kubernetes/cmd/$b" "$ldflags"; done
+}
 
-echo "building etcd $ETCD_VERSION" >&2
-mkdir -p "$work/etcd"
-(
-  cd "$work/etcd"
+build_etcd() {
+  echo "building etcd $ETCD_VERSION" >&2
+  mkdir -p "$work/etcd" && cd "$work/etcd"
   printf 'module mysocketd.local/etcdbuild\ngo 1.%s.0\nrequire go.etcd.io/etcd/server/v3 %s\n' \
     "$GO_MIN_MINOR" "$ETCD_VERSION" >go.mod
   quiet "go get etcd $ETCD_VERSION" go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-  build_to etcd go.etcd.io/etcd/server/v3 "-s -w"
-)
-have_all || die "build finished but a binary is missing under $out"
-echo "control-plane binaries ready in $out ($((SECONDS - started))s)" >&2
+  timed build_to_dir "$out" etcd go.etcd.io/etcd/server/v3 "-s -w"
+}
+
+# build_containerd NAME...: containerd's own Makefile builds these with CGO off
+# too (the btrfs snapshotter, its only cgo part, drops out); runc is Debian's.
+build_containerd() {
+  echo "building $* $CONTAINERD_VERSION (cold: about 2 minutes)" >&2
+  mkdir -p "$work/containerd" && cd "$work/containerd"
+  printf 'module mysocketd.local/containerdbuild\ngo 1.%s.0\nrequire github.com/containerd/containerd/v2 %s\n' \
+    "$GO_MIN_MINOR" "$CONTAINERD_VERSION" >go.mod
+  # shellcheck disable=SC2046
+  quiet "go get containerd $CONTAINERD_VERSION" \
+    go get $(printf "github.com/containerd/containerd/v2/cmd/%s@$CONTAINERD_VERSION " "$@")
+  local ldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
+  for b in "$@"; do timed build_to_dir "$ctr_out" "$b" "github.com/containerd/containerd/v2/cmd/$b" "$ldflags"; done
+}
+
+# timed CMD...: run a build_to_dir step and say how long it took (CI logs keep the figures).
+timed() { local t=$SECONDS; "$@"; echo "  $3: $((SECONDS - t))s" >&2; }
+
+# Each cache dir has its own lock: another build (another worktree sharing
+# .cache) may be filling it; once the lock is ours, build only what is still missing.
+mkdir -p "$out" "$ctr_out"
+(
+  flock 8
+  mapfile -t todo < <(missing "$out" "${k8s_bins[@]}")
+  [ "${#todo[@]}" -eq 0 ] || build_k8s "${todo[@]}"
+  [ -z "$(missing "$out" etcd)" ] || build_etcd
+) 8>"$out/.build.lock"
+(
+  flock 9
+  mapfile -t todo < <(missing "$ctr_out" "${ctr_bins[@]}")
+  [ "${#todo[@]}" -eq 0 ] || build_containerd "${todo[@]}"
+) 9>"$ctr_out/.build.lock"
+have_all || die "build finished but a binary is missing under $out or $ctr_out"
+echo "binaries ready in $out and $ctr_out ($((SECONDS - started))s)" >&2

@@ -13,7 +13,15 @@ admin token in group system:masters, the ServiceAccount admission plugin off
 (nobody creates the default ServiceAccount), the endpoint reconciler off
 (127.0.0.1 is not a valid Endpoints address) and etcd without fsync.
 
-Ports are picked free on 127.0.0.1 at start. stop_apiserver()/start_apiserver()
+With `node=NodeAccess(...)` it is the control plane of a real node instead
+(devcluster.nodecluster): the apiserver binds and advertises the node's
+uplink address (pods reach it through the `kubernetes` Service, so the
+endpoint reconciler is on), the ServiceAccount admission plugin mounts
+tokens into pods, the Node authorizer serves the kubelet, and
+kube-controller-manager (only the controllers a node needs) and
+kube-scheduler run next to it.
+
+Ports are picked free on 127.0.0.1 (or the node address) at start. stop_apiserver()/start_apiserver()
 restart only the apiserver on the same port with the same certs and tokens, so
 clients' kubeconfigs stay valid across a simulated outage. Processes are
 stopped by stop(), by the context manager, by a weakref finalizer and at
@@ -31,6 +39,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -42,6 +51,27 @@ log = logging.getLogger(__name__)
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+# What a single node needs: pods from Deployments, a default ServiceAccount and the CA ConfigMap
+# in every namespace (the projected token volume wants both), EndpointSlices, the not-ready taint
+# lifted, namespaces that finish deleting, owners' garbage collected, the aggregated roles.
+NODE_CONTROLLERS = ("deployment-controller", "replicaset-controller", "endpointslice-controller",
+                    "serviceaccount-controller", "root-ca-certificate-publisher-controller",
+                    "namespace-controller", "garbage-collector-controller", "node-lifecycle-controller",
+                    "pod-garbage-collector-controller", "clusterrole-aggregation-controller")
+
+
+@dataclass(frozen=True)
+class NodeAccess:
+    """How a real node reaches this control plane."""
+
+    address: str        # the apiserver binds and advertises it (the node's uplink, on this side)
+    node_name: str      # the kubelet's identity: system:node:<node_name>
+
+    def users(self) -> dict:
+        """Component identities with a token each; the apiserver's bootstrap RBAC (and the Node
+        authorizer for the kubelet) gives each exactly its role."""
+        return {f"system:node:{self.node_name}": ["system:nodes"], "system:kube-proxy": [],
+                "system:kube-controller-manager": [], "system:kube-scheduler": []}
 
 
 class ControlPlaneError(RuntimeError):
@@ -59,8 +89,10 @@ class ControlPlane:
     """etcd + kube-apiserver in a private work dir; use as a context manager."""
 
     def __init__(self, workdir: Optional[Path] = None, ready_timeout: float = 60.0,
-                 keep_workdir: bool = False):
+                 keep_workdir: bool = False, node: Optional[NodeAccess] = None):
         self.ready_timeout = ready_timeout
+        self.node = node
+        self.address = node.address if node else "127.0.0.1"
         self._requested_workdir = Path(workdir) if workdir else None
         self._remove_workdir = workdir is None and not keep_workdir
         self._children: list[Child] = []
@@ -91,13 +123,17 @@ class ControlPlane:
 
     def _start(self) -> None:
         started = time.monotonic()
-        self.pki = pki.create(self.workdir / "pki")
+        if self.node:
+            self.pki = pki.create(self.workdir / "pki", [self.node.address], self.node.users())
+        else:
+            self.pki = pki.create(self.workdir / "pki")
         self._https = urllib.request.build_opener(
             urllib.request.ProxyHandler({}),   # loopback only: ignore proxies from the env
             urllib.request.HTTPSHandler(
                 context=ssl.create_default_context(cafile=str(self.pki.ca_cert))))
-        etcd_port, peer_port, api_port = _free_ports(3)
-        self.server = f"https://127.0.0.1:{api_port}"
+        etcd_port, peer_port = _free_ports(2)
+        [api_port] = _free_ports(1, self.address)
+        self.server = f"https://{self.address}:{api_port}"
         self._etcd_url = f"http://127.0.0.1:{etcd_port}"
         self._etcd = Child("etcd", self._etcd_argv(etcd_port, peer_port), self.workdir / "etcd.log")
         self._apiserver = Child("kube-apiserver", self._apiserver_argv(etcd_port, api_port),
@@ -108,6 +144,8 @@ class ControlPlane:
         self._etcd.start()
         self._wait_ready(self._etcd, self._etcd_ready)
         self.start_apiserver()
+        if self.node:
+            self._start_controllers()
         log.info("control plane ready at %s in %.1fs; kubeconfig %s",
                  self.server, time.monotonic() - started, self.kubeconfig)
 
@@ -141,6 +179,29 @@ class ControlPlane:
     def pids(self) -> dict[str, Optional[int]]:
         """Pids of the running processes by binary name (None when not running)."""
         return {c.name: (c.pid if c.running() else None) for c in self._children}
+
+    def component_kubeconfig(self, user: str) -> Path:
+        """Kubeconfig of a component identity of NodeAccess.users() (node mode only)."""
+        name = user.replace(":", "-")
+        return kubeconfig.write(self.workdir / f"{name}.kubeconfig", self.server, self.pki.ca_cert,
+                                user, self.pki.tokens[user])
+
+    def _start_controllers(self) -> None:
+        """kube-controller-manager and kube-scheduler; neither serves anything (--secure-port=0)
+        and neither elects a leader: there is one of each."""
+        kcm = [str(binary("kube-controller-manager")),
+               f"--kubeconfig={self.component_kubeconfig('system:kube-controller-manager')}",
+               f"--controllers={','.join(NODE_CONTROLLERS)}",
+               "--use-service-account-credentials=true",   # each controller as its own ServiceAccount
+               f"--root-ca-file={self.pki.ca_cert}",       # the kube-root-ca.crt ConfigMap
+               "--leader-elect=false", "--secure-port=0", "--v=1"]
+        scheduler = [str(binary("kube-scheduler")),
+                     f"--kubeconfig={self.component_kubeconfig('system:kube-scheduler')}",
+                     "--leader-elect=false", "--secure-port=0", "--v=1"]
+        for name, argv in (("kube-controller-manager", kcm), ("kube-scheduler", scheduler)):
+            child = Child(name, argv, self.workdir / f"{name}.log")
+            self._children.append(child)
+            child.start()
 
     # --- clients ---------------------------------------------------------
 
@@ -197,23 +258,37 @@ class ControlPlane:
         return [
             str(binary("kube-apiserver")),
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
             f"--secure-port={port}",
             f"--tls-cert-file={p.serving_cert}",
             f"--tls-private-key-file={p.serving_key}",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             f"--token-auth-file={p.token_file}",
-            "--authorization-mode=RBAC",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={p.sa_public_key}",
             f"--service-account-signing-key-file={p.sa_private_key}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-            "--disable-admission-plugins=ServiceAccount",
-            "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
             "--profiling=false",
+            *(self._node_flags() if self.node else self._no_node_flags()),
         ]
+
+    def _node_flags(self) -> list[str]:
+        return [
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={self.pki.kubelet_client_cert}",
+            f"--kubelet-client-key={self.pki.kubelet_client_key}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+
+    @staticmethod
+    def _no_node_flags() -> list[str]:
+        # No kubelet: nobody would create the default ServiceAccount the admission plugin
+        # insists on, and 127.0.0.1 is not a valid endpoint for the `kubernetes` Service.
+        return ["--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount",
+                "--endpoint-reconciler-type=none"]
 
     # --- readiness -------------------------------------------------------
 
@@ -256,13 +331,13 @@ class ControlPlane:
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct ports that were free on 127.0.0.1 a moment ago."""
+def _free_ports(count: int, address: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports that were free on `address` a moment ago."""
     sockets = []
     try:
         for _ in range(count):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
+            s.bind((address, 0))
             sockets.append(s)
         return [s.getsockname()[1] for s in sockets]
     finally:

@@ -1,26 +1,26 @@
-"""`make demo`: the blog's demo -- apply, annotate, read the logs, curl the URL -- on one machine.
+"""`make demo`: the blog's demo -- apply, annotate, read the logs, curl the URL -- on a real node.
 
     python -m devcluster.demo          (inside a private network namespace; `make demo` does that)
 
 Why it is shaped this way:
 - One code path for the user and for CI: `run(out)` does every step, prints
   the story to `out` and returns what a test checks (per-pod counts, the
-  dnsname, the `kubectl get svc` table); `main()` only adds logging and an
-  exit code. tests/demo/ calls `run()` itself.
-- The controller runs "as the Deployment would": with a TokenRequest
-  kubeconfig of the manifest's ServiceAccount (so the manifest's RBAC is what
-  the demo proves), its secret dir filled from the Secret read back from the
-  cluster (the demo plays kubelet: it reads the Deployment's secret volume and
-  writes the Secret's keys as files) and the cluster name from the
-  Deployment's env. Credentials reach kubectl as files, never as argv.
-- There is no kubelet, so the demo Deployment's pods are stand-in processes
-  bound to the Service's ClusterIP (devcluster.standin); the output says so.
+  dnsname, the tables kubectl printed, the pods' exit codes); `main()` only
+  adds logging and an exit code. tests/demo/ calls `run()` itself.
+- Everything runs as on a cluster: a node (devcluster.nodecluster) runs the
+  manifest's Deployment from the image built from the Dockerfile, under Pod
+  Security `restricted`, with its ServiceAccount, the kubelet's probes, and
+  the demo app's three pods behind kube-proxy. The manifest is applied as
+  shipped but for the edits the README asks of a user, which the demo prints
+  (devcluster.workloads). Credentials reach kubectl as files, never as argv.
+- The edge listens on every address of the private namespace: the node's
+  pods reach it over the node's uplink, curl on this side as <name>.edge.localhost.
 - Every wait is bounded; any failure names its step, shows the tail of the
-  log that explains it, and everything started is torn down in a fixed order
-  (controller SIGTERM, stand-ins, edge, control plane) whatever happened.
+  logs that explain it, and the teardown always runs: mysocketd's Deployment
+  is deleted first (its pods get SIGTERM and their exit codes are shown), then
+  the edge and the cluster.
 """
 
-import base64
 import collections
 import json
 import logging
@@ -35,19 +35,17 @@ from pathlib import Path
 
 from edge.testing import EdgeProcess, ssh_keygen
 
-from .binaries import REPO_ROOT
-from .controller import ControllerProcess
-from .controlplane import ControlPlane
-from .names import random_suffix
-from .netns import NotInPrivateNetns, add_cluster_ip, assert_private_netns
+from . import workloads
+from .netns import NotInPrivateNetns, assert_private_netns
+from .nodecluster import NodeCluster
 from .stack import wait_for
-from .standin import StandIns
 
 STEPS = 9
 NAMESPACE, SERVICE = "demo-app", "demo-app"
 REQUESTS = 60
-WAIT_SECONDS = 60.0
+WAIT_SECONDS = 120.0
 DNSNAME = "mysocket.io/dnsname"
+MYSOCKETD_PODS = "app.kubernetes.io/name=mysocketd"
 SVC_COLUMNS = ("NAME:.metadata.name,TYPE:.spec.type,CLUSTER-IP:.spec.clusterIP,PORT:.spec.ports[0].port,"
                r"PUBLIC-NAME:.metadata.annotations.mysocket\.io/dnsname")
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
@@ -57,36 +55,19 @@ class DemoFailed(RuntimeError):
     """A step failed; the message names it (details were already printed)."""
 
 
-class MountedSecret:
-    """A Secret's data as kubelet would mount it: one file per key.
-
-    ControllerProcess calls write_secret_dir() on its `account`, so this
-    stands where an Account would, without the demo knowing the values.
-    """
-
-    def __init__(self, secret, mode=0o440):
-        self.files = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
-        self.mode = mode
-
-    def write_secret_dir(self, path):
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        for key, value in self.files.items():
-            target = path / key
-            target.write_bytes(value)
-            os.chmod(target, self.mode)
-        return path
-
-
 class Demo:
     """The nine steps and the teardown; one instance per run."""
 
     def __init__(self, out, workdir):
         self.out = out
         self.workdir = Path(workdir)
-        self.cp = self.edge = self.controller = self.standins = None
+        self.cluster = self.edge = None
         self.account_dir = self.workdir / "account"
         self.result = {"workdir": str(self.workdir)}
+
+    @property
+    def cp(self):
+        return self.cluster.cp
 
     # -- output --------------------------------------------------------------
 
@@ -106,14 +87,21 @@ class Demo:
     # -- the steps -------------------------------------------------------------
 
     def start_components(self):
-        self.cp = ControlPlane(workdir=self.workdir / "controlplane")
-        self.cp.start()
-        self.say(f"    kube-apiserver {self.cp.server} (etcd + apiserver, RBAC on; no kubelet, no scheduler)")
+        self.cluster = NodeCluster(workdir=self.workdir / "cluster")
+        self.cluster.start()
+        t = self.cluster.timeline
+        self.say(f"    kube-apiserver {self.cp.server}, with kube-controller-manager and kube-scheduler "
+                 f"({t['control_plane']:.1f}s)")
+        self.say(f"    node {self.cluster.node_name}: containerd, images imported ({t['images']:.1f}s), "
+                 f"kubelet, kube-proxy; Ready at {t['node_ready']:.1f}s")
+        self.say("    $ kubectl get nodes -o wide")
+        self.kubectl("get", "nodes", "-o", "wide")
         self.edge = EdgeProcess(self.workdir / "edge", admin=False)
+        self.edge.host = "0.0.0.0"        # this private namespace only: lo here, the uplink for pods
         self.edge.start()
-        self.say(f"    edge: API {self.edge.api_url}  SSH {self.edge.ssh_host}:{self.edge.ssh_port}  "
-                 f"HTTP 127.0.0.1:{self.edge.http_port}")
-        self.standins = StandIns(self.cp, log_dir=self.workdir / "pods")
+        self.pod_edge = workloads.EdgeAddress.of(self.edge, self.cluster.uplink)
+        self.say(f"    edge: API {self.pod_edge.api_url}  SSH {self.cluster.uplink}:{self.edge.ssh_port}  "
+                 f"HTTP *:{self.edge.http_port}")
 
     def register_account(self):
         account = self.account_dir
@@ -126,64 +114,46 @@ class Demo:
         user = self.edge.register(email, password, public_key, name="Demo")
         self.say(f"    {email} (user_name {user['user_name']}); fresh key pair {account / 'id_ed25519'}")
 
-    def apply_manifest(self):
-        self.say("    $ kubectl apply -f yaml/mysocketd.yaml")
-        self.kubectl("apply", "-f", str(REPO_ROOT / "yaml" / "mysocketd.yaml"))
+    def create_secret(self):
+        self.say("    $ kubectl create namespace mysocket")
+        self.kubectl("create", "namespace", "mysocket")
+        self.say("    $ kubectl label namespace mysocket pod-security.kubernetes.io/enforce=restricted")
+        self.kubectl("label", "namespace", "mysocket", "pod-security.kubernetes.io/enforce=restricted")
         a = self.account_dir
         from_files = [f"--from-file=email={a / 'email'}", f"--from-file=password={a / 'password'}",
                       f"--from-file=privatekey={a / 'id_ed25519'}"]
         self.say("    $ kubectl create secret generic mysocketd -n mysocket \\")
-        for flag in from_files:
-            self.say(f"        {flag} \\")
-        self.say("        --dry-run=client -o yaml | kubectl apply -f -")
-        manifest = self.cp.kubectl("create", "secret", "generic", "mysocketd", "-n", "mysocket", *from_files,
-                                   "--dry-run=client", "-o", "yaml").stdout
-        self.kubectl("apply", "-f", "-", input=manifest)
+        self.say("        " + " \\\n        ".join(from_files))
+        self.kubectl("create", "secret", "generic", "mysocketd", "-n", "mysocket", *from_files)
 
-    def start_controller(self):
-        deployment = json.loads(self.cp.kubectl("get", "deployment", "mysocketd", "-n", "mysocket",
-                                                "-o", "json").stdout)
-        pod = deployment["spec"]["template"]["spec"]
-        volume = next(v for v in pod["volumes"] if v.get("secret"))
-        container = pod["containers"][0]
-        mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == volume["name"])
-        env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
-        secret_name = volume["secret"]["secretName"]
-        secret = json.loads(self.cp.kubectl("get", "secret", secret_name, "-n", "mysocket",
-                                            "-o", "json").stdout)
-        mounted = MountedSecret(secret, volume["secret"].get("defaultMode", 0o644))
-        kubeconfig = self.cp.service_account_kubeconfig("mysocket", pod["serviceAccountName"])
-        self.controller = ControllerProcess(
-            self.workdir / "mysocketd", kubeconfig=kubeconfig, edge=self.edge, account=mounted,
-            namespace="", cluster_name=env.get("MYSOCKETD_CLUSTER_NAME", "default"),
-            extra_args=["--log-format", "text"], log_level="INFO")
-        self.say(f"    identity: ServiceAccount mysocket/{pod['serviceAccountName']} (TokenRequest kubeconfig)")
-        self.say(f"    the demo plays kubelet: Secret mysocket/{secret_name} (keys {', '.join(sorted(mounted.files))})"
-                 f" written to {self.controller.secret_dir} (in the pod: {mount})")
-        self.say(f"    $ {' '.join(_shown_argv(self.controller.argv()))}")
-        self.controller.start(timeout=WAIT_SECONDS)
-        self.say(f"    mysocketd is ready (pid {self.controller.proc.pid}); log {self.controller.log_path}")
+    def apply_manifest(self):
+        edits = workloads.Edits()
+        manifest = workloads.mysocketd_manifest(self.cluster.images.mysocketd, self.pod_edge, edits)
+        self.say("    $ kubectl apply -f yaml/mysocketd.yaml    # as shipped, but:")
+        for line in edits.lines:
+            self.say(f"    #   {line}")
+        self.kubectl("apply", "-f", "-", input=manifest)
+        self.say("    $ kubectl rollout status -n mysocket deployment/mysocketd")
+        self.show(workloads.rollout(self.cp, "mysocket", "mysocketd", WAIT_SECONDS))
+        self.say("    $ kubectl get pods -n mysocket -o wide")
+        self.kubectl("get", "pods", "-n", "mysocket", "-o", "wide")
 
     def apply_demo_app(self):
-        self.say("    $ kubectl apply -f yaml/demo-deploy.yaml -f yaml/demo-service.yaml")
-        self.kubectl("apply", "-f", str(REPO_ROOT / "yaml" / "demo-deploy.yaml"),
-                     "-f", str(REPO_ROOT / "yaml" / "demo-service.yaml"))
+        edits = workloads.Edits()
+        manifest = workloads.demo_app_manifest(self.cluster.images.demo_app, edits)
+        self.say("    $ kubectl apply -f yaml/demo-deploy.yaml -f yaml/demo-service.yaml    # but:")
+        for line in edits.lines:
+            self.say(f"    #   {line}")
+        self.kubectl("apply", "-f", "-", input=manifest)
+        self.say(f"    $ kubectl rollout status -n {NAMESPACE} deployment/{SERVICE}")
+        self.show(workloads.rollout(self.cp, NAMESPACE, SERVICE, WAIT_SECONDS))
 
-    def start_pods(self):
-        deployment = json.loads(self.cp.kubectl("get", "deployment", SERVICE, "-n", NAMESPACE,
-                                                "-o", "json").stdout)
-        replicas = deployment["spec"].get("replicas", 1)
-        spec = json.loads(self.cp.kubectl("get", "service", SERVICE, "-n", NAMESPACE, "-o", "json").stdout)["spec"]
-        ip, port = spec["clusterIP"], spec["ports"][0]["port"]
-        self.say(f"    the local control plane has no kubelet, so {replicas} stand-in processes play the "
-                 f"Deployment's {replicas} pods,")
-        self.say(f"    each bound to the Service's ClusterIP {ip}:{port} (on lo of this private network namespace)")
-        add_cluster_ip(ip)
-        template_hash = random_suffix(10)
-        for _ in range(replicas):
-            pod = self.standins.start(f"{SERVICE}-{template_hash}-{random_suffix()}", ip, port)
-            self.say(f"    stand-in pod {pod.name} (pid {pod.child.pid})")
-        self.result["pods"] = [p.name for p in self.standins.pods]
+    def show_all(self):
+        self.say(f"    $ kubectl get all -n {NAMESPACE}")
+        self.result["all_table"] = self.kubectl("get", "all", "-n", NAMESPACE).stdout
+        pods = workloads.pods(self.cp, NAMESPACE, f"app={SERVICE}")
+        self.result["pods"] = sorted(p["metadata"]["name"] for p in pods)
+        self.result["pod_phases"] = {p["metadata"]["name"]: p["status"].get("phase") for p in pods}
 
     def wait_exposed(self):
         def dnsname():
@@ -196,18 +166,17 @@ class Demo:
         wait_for(f"{url} to answer", lambda: self.edge.get(name)[0] == 200, timeout=WAIT_SECONDS, interval=0.2)
         self.say(f"    {url} answers")
         self.result.update(dnsname=name, url=url)
-        # The "tunnel up" line comes once the ssh child has stayed up a moment; show it if it comes soon.
-        try:
-            wait_for("the tunnel up line", lambda: any("tunnel up" in line for line in self.service_log_lines()),
-                     timeout=15, interval=0.2)
-        except AssertionError:
-            pass
-        self.say("    mysocketd's log about this Service:")
-        self.show("\n".join(self.service_log_lines()[-6:]), indent="      ")
-
-    def service_log_lines(self):
-        return [line for line in self.controller.log_text().splitlines()
-                if f"namespace={NAMESPACE}" in line and f"service={SERVICE}" in line]
+        # A Ready pod gets traffic once the EndpointSlice, then kube-proxy's rules, have it:
+        # a second or two after the rollout. Wait for each pod's first answer before the table.
+        seen, tries = set(), []
+        wait_for(f"all {len(self.result['pods'])} pods to answer", lambda: tries.append(1) or seen.add(
+            self.edge.get(name)[1].strip().removeprefix("Server: ")) or seen >= set(self.result["pods"]),
+            timeout=WAIT_SECONDS, interval=0.05)
+        self.say(f"    all {len(seen)} pods have answered through it ({len(tries)} requests): "
+                 "kube-proxy has their endpoints")
+        self.say(f"    $ kubectl logs -n mysocket -l {MYSOCKETD_PODS} --prefix | grep {SERVICE}")
+        logs = self.cp.kubectl("logs", "-n", "mysocket", "-l", MYSOCKETD_PODS, "--prefix", "--tail=-1").stdout
+        self.show("\n".join([line for line in logs.splitlines() if SERVICE in line][-6:]), indent="      ")
 
     def curl_table(self):
         url = self.result["url"]
@@ -238,43 +207,46 @@ class Demo:
                                                 f"custom-columns={SVC_COLUMNS}").stdout
 
     STEP_LIST = (
-        ("starting the control plane (etcd + kube-apiserver) and the edge", start_components, ("cp", "edge")),
+        ("starting a control plane and a node (containerd, kubelet, kube-proxy), and the edge",
+         start_components, ("cluster", "edge")),
         ("registering a demo account on the edge", register_account, ("edge",)),
-        ("applying yaml/mysocketd.yaml as admin and putting the account into Secret mysocket/mysocketd",
-         apply_manifest, ("cp",)),
-        ("running mysocketd as the Deployment would", start_controller, ("controller", "cp")),
+        ("creating the namespace (Pod Security: restricted) and the Secret from files", create_secret, ("cluster",)),
+        ("applying yaml/mysocketd.yaml: the Deployment runs on the node", apply_manifest, ("cluster", "mysocketd")),
         ("applying yaml/demo-deploy.yaml and yaml/demo-service.yaml (annotated mysocket.io/enabled)",
-         apply_demo_app, ("cp",)),
-        ("starting stand-in pods for the demo Deployment", start_pods, ("pods",)),
-        ("waiting for the public name and the URL to answer", wait_exposed, ("controller", "edge")),
-        (f"curling the public URL {REQUESTS} times through the edge", curl_table, ("edge", "controller")),
-        ("kubectl get svc: the public name on the Service", show_service, ("cp",)),
+         apply_demo_app, ("cluster",)),
+        (f"kubectl get all -n {NAMESPACE}: three pods running", show_all, ("cluster",)),
+        ("waiting for the public name and the URL to answer", wait_exposed, ("mysocketd", "edge")),
+        (f"curling the public URL {REQUESTS} times through the edge", curl_table, ("edge", "mysocketd")),
+        ("kubectl get svc: the public name on the Service", show_service, ("cluster",)),
     )
 
     # -- failure and teardown ----------------------------------------------------
 
     def log_tails(self, which):
         tails = []
-        if "cp" in which and self.cp is not None and self.cp.workdir is not None:
-            tails.append(("control plane", self.cp.log_tails(15)))
+        if "cluster" in which and self.cluster is not None and self.cluster.workdir is not None:
+            tails.append(("control plane and node", self.cluster.log_tails(15)))
         if "edge" in which and self.edge is not None:
             tails.append((f"edge ({self.edge.log_path})", self.edge.log_tail(20)))
-        if "controller" in which and self.controller is not None:
-            tails.append((f"mysocketd ({self.controller.log_path})", self.controller.log_tail(25)))
-        if "pods" in which and self.standins is not None:
-            tails += [(f"stand-in {p.name}", p.child.log_tail(10)) for p in self.standins.pods]
+        if "mysocketd" in which and self.cluster is not None and self.cluster.cp is not None:
+            result = self.cp.kubectl("logs", "-n", "mysocket", "-l", MYSOCKETD_PODS, "--prefix", "--tail=25",
+                                     check=False)
+            events = self.cp.kubectl("get", "events", "-n", "mysocket", check=False)
+            tails.append(("mysocketd pods (kubectl logs)", result.stdout + result.stderr))
+            tails.append(("events in mysocket", events.stdout))
         return tails
 
     def teardown(self):
-        """Stop everything in a fixed order; return mysocketd's exit code (None if it never ran)."""
-        self.say("==> tearing down: mysocketd (SIGTERM), stand-in pods, edge, control plane")
-        code = self._stopping("mysocketd", self._stop_controller)
-        for what, part in (("stand-ins", self.standins), ("edge", self.edge), ("control plane", self.cp)):
+        """Stop everything in a fixed order; return mysocketd's pods' exit codes ({} if none ran)."""
+        self.say("==> tearing down: mysocketd (kubectl delete: SIGTERM to its pods), edge, cluster")
+        codes = self._stopping("mysocketd", self._delete_mysocketd) or {}
+        for what, part in (("edge", self.edge), ("cluster", self.cluster)):
             if part is not None:
                 self._stopping(what, part.stop)
-        if code is not None:
-            self.say(f"    mysocketd exited with code {code} after SIGTERM")
-        return code
+        for pod, code in sorted(codes.items()):
+            self.say(f"    mysocketd pod {pod} exited with code {code} after SIGTERM")
+        self.result["exit_codes"] = codes
+        return codes
 
     def _stopping(self, what, stop):
         try:
@@ -283,17 +255,21 @@ class Demo:
             self.say(f"    could not stop {what}: {e}")
             return None
 
-    def _stop_controller(self):
-        if self.controller is None or self.controller.proc is None:
-            return None
-        code = self.controller.stop()
-        self.controller.reap_orphans()
-        return code
+    def _delete_mysocketd(self):
+        if self.cluster is None or self.cluster.node is None:
+            return {}
+        pods = [p["metadata"]["name"] for p in workloads.pods(self.cp, "mysocket", MYSOCKETD_PODS)]
+        if not pods:
+            return {}
+        with workloads.PodExits(self.cp, "mysocket", MYSOCKETD_PODS) as exits:
+            self.cp.kubectl("delete", "deployment", "mysocketd", "-n", "mysocket", "--wait=true", timeout=90)
+            wait_for("the mysocketd pods to be gone", lambda: all(exits.deleted(p) for p in pods), timeout=60)
+            return {p: exits.terminated(p).get("mysocketd", {}).get("exitCode") for p in pods}
 
 
 def run(out=sys.stdout, workdir=None):
-    """Run the demo; print the story to `out`; return a dict with at least
-    dnsname, url, pods, counts (pod name -> answers) and svc_table.
+    """Run the demo; print the story to `out`; return a dict with at least dnsname, url, pods,
+    counts (pod name -> answers), all_table, svc_table and exit_codes (pod -> code).
     Raises DemoFailed (after printing why and tearing down) on any failure."""
     assert_private_netns()
     own_dir = workdir is None
@@ -303,18 +279,17 @@ def run(out=sys.stdout, workdir=None):
     try:
         failure = _run_steps(demo)
     finally:
-        code = demo.teardown()
-    if failure is None and code != 0:
-        failure = f"mysocketd exited with code {code} on SIGTERM (expected 0)"
+        codes = demo.teardown()
+    if failure is None and (not codes or any(code != 0 for code in codes.values())):
+        failure = f"mysocketd's pods did not all exit with code 0 on SIGTERM: {codes}"
         demo.say(f"==> FAILED: {failure}")
-        for name, tail in demo.log_tails(("controller",)):
-            demo.show(tail, indent="  ")
     if failure is not None:
         demo.say(f"    files and logs kept in {demo.workdir}")
         raise DemoFailed(failure)
     if own_dir:
         shutil.rmtree(demo.workdir, ignore_errors=True)
-    demo.say(f"==> done in {time.monotonic() - started:.0f}s: {demo.result['dnsname']} served by "
+    demo.result["seconds"] = time.monotonic() - started
+    demo.say(f"==> done in {demo.result['seconds']:.0f}s: {demo.result['dnsname']} served by "
              f"{len(demo.result['counts'])} pods")
     return demo.result
 
@@ -333,11 +308,6 @@ def _run_steps(demo):
                 demo.show(tail or "(empty)", indent="  ")
             return failure
     return None
-
-
-def _shown_argv(argv):
-    """The controller's argv as a user would type it (relative script, no interpreter path)."""
-    return ["python", "mysocketd.py", *argv[2:]]
 
 
 def _first_lines(error, lines=6):

@@ -6,29 +6,44 @@ everything the tests start can listen on 127.0.0.1 and on Service ClusterIPs
 that isolation call assert_private_netns(), which fails loudly -- a silent skip
 would count as a pass -- and says how to run them properly.
 
-Interfaces are read with if_nameindex() (netlink, per network namespace), not
-from /sys/class/net, which shows the namespace of whoever mounted sysfs.
+What matters is that nothing here can reach off the machine, not that `lo` is
+alone: a real node (devcluster.machine) adds a veth to its own nested
+namespace. So the guard accepts `lo` (up), veths and bridges, and refuses any
+other kind of link (a NIC, a tunnel) and any default route.
+
+Links and routes are read through netlink (`ip -json`), per network namespace,
+not from /sys/class/net, which shows the namespace of whoever mounted sysfs.
 """
 
 import ipaddress
 import json
-import socket
 import subprocess
 
 HOW_TO_RUN = "run it through `make test` (pytest inside `unshare --net` with only lo up)"
+VIRTUAL_KINDS = {"veth", "bridge"}      # what devcluster itself adds (a node's uplink)
 
 
 class NotInPrivateNetns(RuntimeError):
-    """The process is not in a loopback-only network namespace."""
+    """The process is not in a private network namespace with no route off the machine."""
 
 
 def assert_private_netns() -> None:
-    """Raise NotInPrivateNetns unless the only interface is `lo` and it is up."""
-    names = sorted(name for _, name in socket.if_nameindex())
-    if names != ["lo"]:
+    """Raise NotInPrivateNetns unless `lo` is up, every other link is a veth or a bridge,
+    and there is no default route."""
+    links = _ip_json("-details", "link", "show")
+    others = sorted(f"{link['ifname']} ({link.get('linkinfo', {}).get('info_kind') or 'a device'})"
+                    for link in links if link["ifname"] != "lo"
+                    and link.get("linkinfo", {}).get("info_kind") not in VIRTUAL_KINDS)
+    if others:
         raise NotInPrivateNetns(
-            f"this test needs a private network namespace, but interfaces {names} "
+            f"this test needs a private network namespace, but interfaces {others} "
             f"are visible: {HOW_TO_RUN}")
+    defaults = [r for family in ("-4", "-6") for r in _ip_json(family, "route", "show")
+                if r.get("dst") == "default"]
+    if defaults:
+        via = ", ".join(f"{r.get('gateway', '?')} dev {r.get('dev', '?')}" for r in defaults)
+        raise NotInPrivateNetns(
+            f"this network namespace has a default route (via {via}), a route off the machine: {HOW_TO_RUN}")
     if "UP" not in _link_flags("lo"):
         raise NotInPrivateNetns(f"lo is down in this network namespace: {HOW_TO_RUN}")
 

@@ -7,13 +7,19 @@ clients (Python's ssl, hence the kubernetes client) want a real CA in the trust
 store. EC P-256 keys keep generation in the milliseconds. The admin logs in with
 a static bearer token (kube-apiserver --token-auth-file) whose user is in group
 system:masters; the token string is kept off every log and repr.
+
+A control plane for a real node also gets one token per component identity
+(the kubelet as system:node:<name>, kube-proxy, kube-controller-manager and
+kube-scheduler, each bound by the apiserver's built-in RBAC or Node
+authorizer), the node's address among the serving IPs, and a client
+certificate the apiserver presents to the kubelet (which trusts the same CA).
 """
 
 import datetime
 import ipaddress
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -28,6 +34,8 @@ ADMIN_GROUP = "system:masters"
 SERVING_DNS_NAMES = ["localhost", "kubernetes", "kubernetes.default",
                      "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
 SERVING_IPS = ["127.0.0.1", "10.96.0.1"]
+# What the apiserver shows a kubelet (logs, exec): the kubelet trusts the CA and lets this client in.
+KUBELET_CLIENT = ("kube-apiserver-kubelet-client", "system:masters")
 VALIDITY = datetime.timedelta(days=7)
 
 
@@ -42,17 +50,26 @@ class Pki:
     sa_private_key: Path
     token_file: Path
     admin_token: str = field(repr=False)
+    tokens: dict = field(default_factory=dict, repr=False)   # component user -> token
+    kubelet_client_cert: Path = None
+    kubelet_client_key: Path = None
 
 
-def create(directory: Path) -> Pki:
-    """Write a fresh CA, serving cert, service-account key pair and token file."""
+def create(directory: Path, serving_ips=(), users=None) -> Pki:
+    """Write a fresh CA, serving cert, service-account key pair and token file.
+
+    serving_ips: more IPs for the serving cert (a node's view of the apiserver);
+    users: {user: [groups]} of components that get a token of their own; with
+    them comes the client certificate the apiserver shows kubelets."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _ca_certificate(ca_key)
     serving_key = ec.generate_private_key(ec.SECP256R1())
-    serving_cert = _serving_certificate(serving_key, ca_key, ca_cert)
+    serving_cert = _serving_certificate(serving_key, ca_key, ca_cert, [*SERVING_IPS, *serving_ips])
     sa_key = ec.generate_private_key(ec.SECP256R1())
     token = secrets.token_urlsafe(32)
+    users = users or {}
+    tokens = {user: secrets.token_urlsafe(32) for user in users}
 
     pki = Pki(
         ca_cert=directory / "ca.crt",
@@ -62,6 +79,7 @@ def create(directory: Path) -> Pki:
         sa_private_key=directory / "sa.key",
         token_file=directory / "tokens.csv",
         admin_token=token,
+        tokens=tokens,
     )
     _write(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
     _write(pki.serving_cert, serving_cert.public_bytes(serialization.Encoding.PEM))
@@ -70,7 +88,16 @@ def create(directory: Path) -> Pki:
     _write(pki.sa_public_key, sa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     # token,user,uid,"group1,group2" -- the format of --token-auth-file.
-    _write(pki.token_file, f'{token},{ADMIN_USER},{ADMIN_USER},"{ADMIN_GROUP}"\n'.encode())
+    lines = [f'{token},{ADMIN_USER},{ADMIN_USER},"{ADMIN_GROUP}"']
+    lines += [f'{tokens[user]},{user},{user},"{",".join(groups)}"' for user, groups in users.items()]
+    _write(pki.token_file, ("\n".join(lines) + "\n").encode())
+    if users:
+        client_key = ec.generate_private_key(ec.SECP256R1())
+        client_cert = _client_certificate(client_key, ca_key, ca_cert, KUBELET_CLIENT)
+        pki = replace(pki, kubelet_client_cert=directory / "apiserver-kubelet-client.crt",
+                      kubelet_client_key=directory / "apiserver-kubelet-client.key")
+        _write(pki.kubelet_client_cert, client_cert.public_bytes(serialization.Encoding.PEM))
+        _write(pki.kubelet_client_key, _private_pem(client_key))
     return pki
 
 
@@ -86,10 +113,10 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
     )
 
 
-def _serving_certificate(key, ca_key, ca_cert: x509.Certificate) -> x509.Certificate:
+def _serving_certificate(key, ca_key, ca_cert: x509.Certificate, ips) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
     sans = [x509.DNSName(n) for n in SERVING_DNS_NAMES]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVING_IPS]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in dict.fromkeys(ips)]
     return (
         _builder(name, ca_cert.subject, key.public_key())
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -97,6 +124,21 @@ def _serving_certificate(key, ca_key, ca_cert: x509.Certificate) -> x509.Certifi
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def _client_certificate(key, ca_key, ca_cert: x509.Certificate, subject: tuple) -> x509.Certificate:
+    common_name, organization = subject
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
+        _builder(name, ca_cert.subject, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())

@@ -36,10 +36,11 @@ _live_lock = threading.Lock()
 class Child:
     """One long-running child process with a log file."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path):
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, preexec_fn=None):
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
+        self.preexec_fn = preexec_fn        # e.g. join a node's cgroup (devcluster.cgroups.join)
         self._popen: Optional[subprocess.Popen] = None
         self._stopped = False
 
@@ -62,6 +63,7 @@ class Child:
         return subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL, stdout=logfile,
             stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+            preexec_fn=self.preexec_fn,
         )
 
     def running(self) -> bool:

@@ -1,0 +1,326 @@
+"""The images the local node runs, built here from Debian packages (no registry is reachable).
+
+    python -m devcluster.images          (what `make images` runs; `make build` too)
+
+Why it is shaped this way:
+- The base is made, not pulled: `debootstrap --variant=minbase bookworm` from
+  the Debian mirror, slimmed the way the official debian:bookworm-slim is (no
+  docs, man pages, locales or apt lists), imported into podman as
+  localhost/debian:bookworm-slim. Everything above it comes from Debian
+  packages and the pinned requirements, so CI rebuilds it honestly.
+- mysocketd is built from the project's Dockerfile as it is; podman's `--from`
+  points its `FROM debian:bookworm-slim` at that base. The demo app and the
+  pod sandbox ("pause") image are two small Containerfiles in containerfiles/.
+- podman runs with runc (crun fails on this kernel's hybrid cgroups), rlimits
+  within the machine's hard limits, the host network for apt and pip (a
+  build is a client, it listens nowhere) and the host's CA bundle mounted for
+  pip behind an intercepting proxy (at /dev/host-ca-certificates.crt, named
+  by the Dockerfile's `ARG PIP_CERT`: mounted over Debian's own bundle it
+  would break ca-certificates' postinst). Its storage (and network config) lives
+  in .cache/podman, so the layer cache survives and no image lands in
+  /var/lib/containers or config in /etc/cni; only containers/image's blob-info
+  cache (a 128 KB bolt file) is written to /var/lib/containers/cache by
+  `podman save`, a fixed path for root that no flag moves.
+- The three images are saved into one docker-archive (the base layer once),
+  .cache/images/node-images-<key>.tar with a .json naming the references;
+  <key> hashes every input (base recipe, Containerfiles, the Dockerfile's
+  context), so a second build does nothing and a change to lib/ makes a new
+  archive. The node imports the archive into its containerd at start.
+- One lock serialises builds from every worktree sharing .cache.
+"""
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .binaries import REPO_ROOT
+
+CACHE = Path(os.environ.get("IMAGES_CACHE") or REPO_ROOT / ".cache" / "images")
+# Resolved: worktrees share .cache through a symlink, and podman records the path it was first given.
+PODMAN_STATE = (REPO_ROOT / ".cache" / "podman").resolve()
+CONTAINERFILES = Path(__file__).with_name("containerfiles")
+DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
+SUITE = "bookworm"
+BASE_REF = f"localhost/debian:{SUITE}-slim"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+BUILD_CA_BUNDLE = "/dev/host-ca-certificates.crt"   # /dev is a tmpfs in a RUN: no trace in a layer
+ARCHIVES_KEPT = 3
+
+# What debian:bookworm-slim does to a minbase system (debuerreotype's slimify):
+# dpkg never installs these paths, and they are removed from what is there.
+SLIM_DPKG_CFG = """\
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+"""
+APT_CLEAN_CFG = """\
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";
+Acquire::Languages "none";
+"""
+# Removed from the debootstrap root: what slim leaves out, the download cache, logs, and the
+# device nodes debootstrap makes (a container gets its /dev from the runtime).
+SLIM_REMOVE = ("usr/share/doc/*/*", "usr/share/man/*", "usr/share/groff/*", "usr/share/info/*",
+               "usr/share/lintian/*", "usr/share/linda/*", "usr/share/locale/*",
+               "var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*",
+               "var/log/*", "tmp/*", "dev/*")
+SOURCES = f"""\
+Types: deb
+URIs: {DEBIAN_MIRROR}
+Suites: {SUITE} {SUITE}-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: {DEBIAN_MIRROR}-security
+Suites: {SUITE}-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+"""
+
+
+class ImageBuildError(RuntimeError):
+    """A prerequisite is missing or a build step failed (the message says which)."""
+
+
+@dataclass(frozen=True)
+class NodeImages:
+    """The archive the node imports and the references inside it."""
+
+    archive: Path
+    mysocketd: str
+    demo_app: str
+    pause: str
+
+    @classmethod
+    def load(cls, key=None) -> "NodeImages":
+        """The images for the current sources; ImageBuildError if not built yet."""
+        key = key or images_key()
+        manifest = CACHE / f"node-images-{key}.json"
+        if not manifest.exists():
+            raise ImageBuildError(f"{manifest} is missing: run `make build` (python -m devcluster.images) first")
+        refs = json.loads(manifest.read_text())
+        return cls(archive=CACHE / f"node-images-{key}.tar", **refs)
+
+
+# --- keys -------------------------------------------------------------------
+
+def dockerfile_context_files() -> list[Path]:
+    """The files `podman build .` sends for the Dockerfile, from .dockerignore's allowlist.
+
+    .dockerignore starts with `*` and re-includes paths with `!`; the other
+    lines exclude (e.g. lib/__pycache__). Compiled files never count."""
+    lines = [line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    if not lines or lines[0] != "*":
+        raise ImageBuildError(".dockerignore must start with `*` and list what the image needs with `!path`")
+    included = [line[1:].rstrip("/") for line in lines[1:] if line.startswith("!")]
+    excluded = {line.rstrip("/") for line in lines[1:] if not line.startswith("!")}
+    files = []
+    for entry in included:
+        path = REPO_ROOT / entry
+        candidates = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for p in candidates:
+            rel = p.relative_to(REPO_ROOT)
+            if p.suffix == ".pyc" or any(str(rel).startswith(e) for e in excluded):
+                continue
+            files.append(p)
+    return sorted(set(files))
+
+
+def _digest(parts) -> str:
+    h = hashlib.sha256()
+    for name, data in parts:
+        h.update(f"{name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def base_key() -> str:
+    return _digest([("suite", SUITE.encode()), ("mirror", DEBIAN_MIRROR.encode()),
+                    ("dpkg", SLIM_DPKG_CFG.encode()), ("apt", APT_CLEAN_CFG.encode()),
+                    ("remove", "\n".join(SLIM_REMOVE).encode()),
+                    ("sources", SOURCES.encode())])[:16]
+
+
+def images_key() -> str:
+    """One hash of every input of the three images (this file too: it holds the build flags)."""
+    files = [REPO_ROOT / "Dockerfile", REPO_ROOT / ".dockerignore", *dockerfile_context_files(),
+             *sorted(CONTAINERFILES.glob("*.Containerfile")), Path(__file__)]
+    parts = [("base", base_key().encode())]
+    parts += [(str(f.relative_to(REPO_ROOT)), f.read_bytes()) for f in files]
+    return _digest(parts)[:16]
+
+
+# --- building ---------------------------------------------------------------
+
+class Builder:
+    """The steps, with podman pointed at the project's own storage."""
+
+    def __init__(self, log=sys.stderr):
+        self.log = log
+        self.state = PODMAN_STATE
+
+    def say(self, text):
+        print(text, file=self.log, flush=True)
+
+    def podman(self, *args, **kwargs):
+        argv = ["podman", "--root", str(self.state / "root"), "--runroot", str(self.state / "run"),
+                "--tmpdir", str(self.state / "tmp"), "--network-config-dir", str(self.state / "networks"),
+                "--runtime", "runc", "--cgroup-manager", "cgroupfs",
+                "--events-backend", "none", "--storage-driver", "overlay", *args]
+        return _run(argv, **kwargs)
+
+    def build(self, tag, containerfile, context, from_ref=None):
+        argv = ["build", "--pull=never", "--network=host", "--ulimit", "nofile=20000:20000",
+                "--ulimit", "nproc=4096:4096", "--layers", "-f", str(containerfile), "-t", tag]
+        if HOST_CA_BUNDLE.exists():
+            argv += ["-v", f"{HOST_CA_BUNDLE}:{BUILD_CA_BUNDLE}:ro", "--build-arg", f"PIP_CERT={BUILD_CA_BUNDLE}"]
+        if from_ref:
+            argv += ["--from", from_ref]
+        self.podman(*argv, str(context), timeout=1800)
+
+    def has_image(self, ref):
+        return self.podman("image", "exists", ref, check=False).returncode == 0
+
+    def base(self):
+        """localhost/debian:bookworm-slim from debootstrap, unless this recipe's is there."""
+        key = base_key()
+        label = self.podman("image", "inspect", "--format", "{{index .Labels \"devcluster.base-key\"}}",
+                            BASE_REF, check=False)
+        if label.returncode == 0 and label.stdout.strip() == key:
+            return
+        self.say(f"making {BASE_REF} with debootstrap from {DEBIAN_MIRROR} (cold: 1-2 minutes)")
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(dir=CACHE, prefix="rootfs-") as tmp:
+            rootfs = Path(tmp) / "rootfs"
+            _run(["debootstrap", "--variant=minbase", SUITE, str(rootfs), DEBIAN_MIRROR], timeout=1800)
+            _slim(rootfs)
+            tar = subprocess.Popen(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-c", "."],
+                                   stdout=subprocess.PIPE)
+            try:
+                self.podman("import", "--change", 'CMD ["bash"]', "--change", f"LABEL devcluster.base-key={key}",
+                            "-", BASE_REF, stdin=tar.stdout, timeout=600)
+            finally:
+                tar.stdout.close()
+                if tar.wait(60) != 0:
+                    raise ImageBuildError("tar of the debootstrap root failed")
+        self.say(f"  {BASE_REF}: {time.monotonic() - started:.0f}s")
+
+    def all(self):
+        key = images_key()
+        archive, manifest = CACHE / f"node-images-{key}.tar", CACHE / f"node-images-{key}.json"
+        if manifest.exists() and archive.exists():
+            return NodeImages.load(key)
+        refs = {"mysocketd": f"localhost/mysocketd:dev-{key[:10]}",
+                "demo_app": f"localhost/demo-app:dev-{key[:10]}",
+                "pause": f"localhost/pause:dev-{key[:10]}"}
+        self.base()
+        with tempfile.TemporaryDirectory(dir=CACHE, prefix="ctx-") as empty:
+            for name, ref, containerfile, context, from_ref in (
+                    ("mysocketd", refs["mysocketd"], REPO_ROOT / "Dockerfile", REPO_ROOT, BASE_REF),
+                    ("demo app", refs["demo_app"], CONTAINERFILES / "demo-app.Containerfile", empty, None),
+                    ("pause", refs["pause"], CONTAINERFILES / "pause.Containerfile", empty, None)):
+                started = time.monotonic()
+                self.build(ref, containerfile, context, from_ref)
+                self.say(f"  {ref}: {time.monotonic() - started:.0f}s")
+        partial = archive.with_suffix(".tar.partial")
+        partial.unlink(missing_ok=True)
+        self.podman("save", "--format", "docker-archive", "--multi-image-archive", "-o", str(partial),
+                    *refs.values(), timeout=600)
+        partial.rename(archive)
+        manifest.write_text(json.dumps(refs, indent=2) + "\n")
+        self.say(f"node images in {archive} ({archive.stat().st_size / 1e6:.0f} MB)")
+        self._prune(keep={key})
+        return NodeImages.load(key)
+
+    def _prune(self, keep):
+        """Keep the newest few archives (other worktrees may want theirs) and drop older tags."""
+        manifests = sorted(CACHE.glob("node-images-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in manifests[ARCHIVES_KEPT:]:
+            key = old.stem.removeprefix("node-images-")
+            if key in keep:
+                continue
+            refs = json.loads(old.read_text()).values()
+            self.podman("rmi", "--ignore", *refs, check=False)
+            old.unlink(missing_ok=True)
+            old.with_suffix(".tar").unlink(missing_ok=True)
+
+
+def _slim(rootfs: Path) -> None:
+    (rootfs / "etc/dpkg/dpkg.cfg.d/slim").write_text(SLIM_DPKG_CFG)
+    (rootfs / "etc/apt/apt.conf.d/slim").write_text(APT_CLEAN_CFG)
+    (rootfs / "etc/apt/sources.list").unlink(missing_ok=True)
+    (rootfs / "etc/apt/sources.list.d/debian.sources").write_text(SOURCES)
+    for pattern in SLIM_REMOVE:
+        for path in rootfs.glob(pattern):
+            if path.name in ("copyright", "locale.alias") or path.name == "partial":
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def _run(argv, check=True, timeout=600, stdin=None):
+    """Run a build step; its output is kept and shown only when it fails."""
+    result = subprocess.run(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise ImageBuildError(f"{' '.join(argv[:1] + argv[-3:])} failed (exit {result.returncode}):\n"
+                              f"{(result.stdout + result.stderr)[-4000:]}")
+    return result
+
+
+def check_prerequisites() -> None:
+    missing = [tool for tool in ("podman", "runc", "debootstrap", "tar") if shutil.which(tool) is None]
+    if missing:
+        raise ImageBuildError(f"{', '.join(missing)} missing: apt-get install podman runc debootstrap "
+                              "(see .ci/run), then run again")
+    if os.geteuid() != 0:
+        raise ImageBuildError("building the node images needs root (debootstrap, podman's storage)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devcluster.images", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--print", action="store_true", help="print the archive and references, build nothing")
+    args = parser.parse_args(argv)
+    try:
+        if args.print:
+            print(json.dumps(NodeImages.load().__dict__, default=str, indent=2))
+            return 0
+        key = images_key()
+        if (CACHE / f"node-images-{key}.json").exists() and (CACHE / f"node-images-{key}.tar").exists():
+            return 0
+        check_prerequisites()
+        CACHE.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        with open(CACHE / ".build.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            images = Builder().all()
+        print(f"node images ready: {images.archive.name} ({time.monotonic() - started:.0f}s)", file=sys.stderr)
+    except ImageBuildError as e:
+        print(f"devcluster.images: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
