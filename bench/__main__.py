@@ -25,11 +25,11 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import dataplane, expose, multiplex, recovery, scale
+from bench import dataplane, expose, multiplex, recovery, scale, sidebyside
 from bench.stack import BenchStack, Deadline
 from bench.stats import Results, machine
 
-GROUPS = ("expose", "recovery", "scale", "dataplane", "multiplex")
+GROUPS = ("expose", "recovery", "scale", "dataplane", "multiplex", "sidebyside")
 OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 GRACE = 90      # seconds past the budget before the watchdog interrupts a group that overran
 
@@ -130,6 +130,9 @@ def _run_groups(stack, groups, results, deadline, runs, failed):
         step("data plane", lambda: dataplane.run(stack, results, deadline), 30)
     if "multiplex" in groups:
         step("multiplexing", lambda: multiplex.run(stack, results, deadline), 20)
+    if "sidebyside" in groups:
+        seconds = 10 if deadline.left() > 500 else 3
+        step("side by side: edge, C floor, peer", lambda: sidebyside.run(results, seconds=seconds), 150)
 
 
 if __name__ == "__main__":
