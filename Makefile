@@ -4,6 +4,7 @@
 #                  a subset: make test TESTS=tests/devcluster PYTEST_ARGS=-x
 #   make cluster   a control plane in the foreground on host loopback; prints KUBECONFIG=...
 #   make build     the control-plane binaries (devcluster/build.sh; cached, no-op when present)
+#                  and the edge's Go data plane (edge/binary.py; cached by source hash)
 #   make venv      .venv with requirements-dev.txt (re-run only when requirements change)
 #   make demo      the blog's demo end to end on one machine (devcluster/demo.py)
 #   make chaos     the chaos suite alone, with its recovery table (tests/chaos)
@@ -25,13 +26,17 @@ TESTS ?= tests/
 IN_NETNS := unshare --net --pid --fork --kill-child --mount-proc -- \
 	sh -c 'ip link set lo up && "$$@"; exit $$?' in-netns
 
-.PHONY: test build cluster venv demo bench chaos
+.PHONY: test build dataplane cluster venv mysocketctl demo bench chaos
 
-test: venv build
+test: venv build mysocketctl
 	$(IN_NETNS) $(PY) -m pytest -ra --timeout=300 $(PYTEST_ARGS) $(TESTS)
 
-build:
+build: dataplane
 	devcluster/build.sh
+
+# The edge's data plane (Go, edge/dataplane/) into .cache/edge/; a second run does nothing.
+dataplane:
+	$(PYTHON) -m edge.binary
 
 cluster: venv build
 	$(PY) -m devcluster
@@ -40,6 +45,7 @@ demo: venv build
 	$(IN_NETNS) $(PY) -m devcluster.demo
 
 bench: venv build
+	bench/build_peer.sh
 	$(IN_NETNS) $(PY) -m bench
 
 # The chaos suite alone (make test runs it too), with its recovery table.
@@ -47,6 +53,15 @@ chaos: venv build
 	$(IN_NETNS) $(PY) -m pytest -ra --timeout=600 $(PYTEST_ARGS) tests/chaos/
 
 venv: $(VENV)/.requirements-installed
+
+# The historical CLI, unmodified, in a venv of its own (its pins clash with ours):
+# tests/edge/test_mysocketctl.py proves the edge still speaks its contract.
+mysocketctl: .venv-mysocketctl/.installed
+
+.venv-mysocketctl/.installed:
+	$(PYTHON) -m venv .venv-mysocketctl
+	.venv-mysocketctl/bin/pip install --quiet --disable-pip-version-check mysocketctl==0.15
+	touch $@
 
 $(VENV)/.requirements-installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)

@@ -9,8 +9,10 @@ Every system serves the same nginx backend through the same OpenSSH client
   edge   this repository's edge (python -m edge), its HTTP and HTTPS fronts
   floor  Debian's OpenSSH sshd holding the forward, Debian's HAProxy in front
          routing by Host (and terminating TLS for the https rows): proven C parts
-  peer   sish (an SSH tunnel server in Go, from the Go module proxy) when a
-         binary is found in .cache/peer/ (bench/build_peer.sh builds it)
+  peer   the same sshd with Caddy (Go, built from the Go module proxy into
+         .cache/peer/ by bench/build_peer.sh, not committed) routing by Host
+         instead of HAProxy; sish, the SSH tunnel server in Go, is not on
+         the module proxy (403), so Caddy is the Go peer
 
 Rows: keep-alive at 1 and 16 connections, a new connection per request
 (`Connection: close`) at 1 and 16, and bulk (one 64 MiB file at a time, MB/s);
@@ -127,8 +129,14 @@ http {{
     return port
 
 
-def wrk(url, host, connections, seconds, keepalive, path="/index.html", insecure=True):
-    argv = ["wrk", "-t", "1" if connections == 1 else "2", "-c", str(connections),
+def wrk(url, host, connections, seconds, keepalive, path="/index.html"):
+    """One wrk run. wrk resolves the URL's name (so TLS carries it as SNI) in a
+    mount namespace of its own whose /etc/hosts maps it to 127.0.0.1."""
+    hosts = Path(tempfile.mkdtemp(prefix="wrk-hosts-")) / "hosts"
+    hosts.write_text("127.0.0.1 localhost {}\n".format(host))
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts),
+            "wrk", "-t", "1" if connections == 1 else "2", "-c", str(connections),
             "-d", "{}s".format(seconds), "--latency", "-H", "Host: " + host]
     if not keepalive:
         argv += ["-H", "Connection: close"]
@@ -173,17 +181,16 @@ def _edge_extra_args():
     return ()
 
 
-@contextlib.contextmanager
-def floor_system(workdir, backend_port, procs):
-    """OpenSSH sshd holding the forward, HAProxy routing by Host in front of it."""
-    fdir = workdir / "floor"
+def start_sshd_forward(workdir, backend_port, procs, name):
+    """sshd holding one `ssh -R` forward to the backend; the forwarded port."""
+    fdir = workdir / name
     fdir.mkdir()
     Path("/run/sshd").mkdir(exist_ok=True)   # sshd's privilege-separation directory
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(fdir / "host")],
                    check=True, timeout=30)
     pub = ssh_keygen(fdir / "client")
     (fdir / "authorized_keys").write_text(pub + "\n")
-    ssh_port, fwd_port, http_port, https_port = (free_port() for _ in range(4))
+    ssh_port, fwd_port = free_port(), free_port()
     (fdir / "sshd_config").write_text("\n".join([
         "Port {}".format(ssh_port), "ListenAddress 127.0.0.1",
         "HostKey {}".format(fdir / "host"), "PidFile none", "UsePAM no",
@@ -191,12 +198,12 @@ def floor_system(workdir, backend_port, procs):
         "PermitRootLogin prohibit-password", "PasswordAuthentication no",
         "KbdInteractiveAuthentication no", "AllowTcpForwarding remote",
         "GatewayPorts no", "X11Forwarding no", "PrintMotd no", ""]))
-    procs.start("floor-sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(fdir / "sshd_config")])
+    procs.start(name + "-sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(fdir / "sshd_config")])
     wait_port(ssh_port)
     user = os.environ.get("USER") or "root"
     (fdir / "known_hosts").write_text("[127.0.0.1]:{} {}".format(
         ssh_port, (fdir / "host.pub").read_text()))
-    procs.start("floor-ssh", [
+    procs.start(name + "-ssh", [
         "ssh", "-F", "/dev/null", "-i", str(fdir / "client"), "-o", "IdentitiesOnly=yes",
         "-o", "BatchMode=yes", "-o", "UserKnownHostsFile={}".format(fdir / "known_hosts"),
         "-o", "StrictHostKeyChecking=yes", "-o", "ExitOnForwardFailure=yes",
@@ -204,6 +211,14 @@ def floor_system(workdir, backend_port, procs):
         "-R", "127.0.0.1:{}:127.0.0.1:{}".format(fwd_port, backend_port),
         "127.0.0.1", "sleep 100000"])
     wait_port(fwd_port)
+    return fdir, fwd_port
+
+
+@contextlib.contextmanager
+def floor_system(workdir, backend_port, procs):
+    """OpenSSH sshd holding the forward, HAProxy routing by Host in front of it."""
+    fdir, fwd_port = start_sshd_forward(workdir, backend_port, procs, "floor")
+    http_port, https_port = free_port(), free_port()
     _, _, pem = self_signed(fdir)
     (fdir / "haproxy.cfg").write_text("""
 global
@@ -226,12 +241,42 @@ backend tunnel
 backend none
   http-request return status 404
 """.format(http=http_port, https=https_port, pem=pem, host=HOST, fwd=fwd_port))
-    procs.start("floor-haproxy", ["haproxy", "-db", "-f", str(fdir / "haproxy.cfg")])
+    proc = procs.start("floor-haproxy", ["haproxy", "-db", "-f", str(fdir / "haproxy.cfg")])
     wait_port(http_port)
-    yield {"http": http_port, "https": https_port, "host": HOST, "pids": []}
+    yield {"http": http_port, "https": https_port, "host": HOST, "pids": [proc.pid]}
 
 
-SYSTEMS = {"edge": edge_system, "floor": floor_system}
+PEER_BIN = ROOT / ".cache" / "peer" / "caddy"
+
+
+@contextlib.contextmanager
+def peer_system(workdir, backend_port, procs):
+    """The same sshd forward with Caddy (Go) routing by Host and terminating TLS."""
+    fdir, fwd_port = start_sshd_forward(workdir, backend_port, procs, "peer")
+    http_port, https_port = free_port(), free_port()
+    crt, key, _ = self_signed(fdir)
+    (fdir / "Caddyfile").write_text("""{{
+  admin off
+  auto_https off
+  persist_config off
+}}
+http://{host}:{http} {{
+  reverse_proxy 127.0.0.1:{fwd}
+}}
+https://{host}:{https} {{
+  tls {crt} {key}
+  reverse_proxy 127.0.0.1:{fwd}
+}}
+""".format(host=HOST, http=http_port, https=https_port, crt=crt, key=key, fwd=fwd_port))
+    env = dict(os.environ, HOME=str(fdir), XDG_DATA_HOME=str(fdir), XDG_CONFIG_HOME=str(fdir))
+    proc = procs.start("peer-caddy", [str(PEER_BIN), "run", "--config", str(fdir / "Caddyfile"),
+                                      "--adapter", "caddyfile"], env=env)
+    wait_port(http_port)
+    wait_port(https_port)
+    yield {"http": http_port, "https": https_port, "host": HOST, "pids": [proc.pid]}
+
+
+SYSTEMS = {"edge": edge_system, "floor": floor_system, "peer": peer_system}
 
 
 def measure(system, seconds, runs):
@@ -241,7 +286,7 @@ def measure(system, seconds, runs):
         port = system[scheme]
         if not port:
             continue
-        url = "{}://127.0.0.1:{}".format(scheme, port)
+        url = "{}://{}:{}".format(scheme, system["host"], port)
         for name, conns, keepalive in ROWS:
             rs = [wrk(url, system["host"], conns, seconds, keepalive) for _ in range(runs)]
             out["{}.{}".format(scheme, name)] = _median(rs)
@@ -295,6 +340,10 @@ def run(results, seconds=10, runs=3, only=None, workdir=None):
         backend_port = start_nginx(procs, work)
         for name, system in SYSTEMS.items():
             if only and name not in only:
+                continue
+            if name == "peer" and not PEER_BIN.exists():
+                results.note("peer (Caddy) skipped: no {} (bench/build_peer.sh builds it)".format(
+                    PEER_BIN))
                 continue
             sub = Procs(work)
             try:
