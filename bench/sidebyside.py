@@ -181,6 +181,31 @@ def _edge_extra_args():
     return ()
 
 
+BEFORE = {"dir": None}   # set by --before: a checkout of an older edge to compare with
+
+
+@contextlib.contextmanager
+def before_system(workdir, backend_port, procs):
+    """An older edge (its own checkout's edge/testing.py runs it), plain HTTP only."""
+    import importlib.util
+    path = Path(BEFORE["dir"]) / "edge" / "testing.py"
+    spec = importlib.util.spec_from_file_location("edge_before_testing", path)
+    old = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(old)
+    with old.EdgeProcess(workdir / "before", admin=True, log_level="WARNING") as edge:
+        pub = ssh_keygen(workdir / "before_key")
+        user = edge.register("bench@example.com", "bench-pw", pub)
+        token = edge.login("bench@example.com", "bench-pw")
+        sock = edge.api("POST", "/connect", {"name": "bench"}, token=token).body
+        port = sock["tunnels"][0]["local_port"]
+        procs.start("before-ssh", edge.ssh_argv(workdir / "before_key", user["user_name"],
+                                                options=["-N", "-R", "{}:127.0.0.1:{}".format(
+                                                    port, backend_port)]))
+        edge.wait_forward(port)
+        yield {"http": edge.http_port, "https": None, "host": sock["dnsname"],
+               "pids": [edge.pid]}
+
+
 def start_sshd_forward(workdir, backend_port, procs, name):
     """sshd holding one `ssh -R` forward to the backend; the forwarded port."""
     fdir = workdir / name
@@ -276,7 +301,8 @@ https://{host}:{https} {{
     yield {"http": http_port, "https": https_port, "host": HOST, "pids": [proc.pid]}
 
 
-SYSTEMS = {"edge": edge_system, "floor": floor_system, "peer": peer_system}
+SYSTEMS = {"before": before_system, "edge": edge_system, "floor": floor_system,
+           "peer": peer_system}
 
 
 def measure(system, seconds, runs):
@@ -326,6 +352,15 @@ def table(figures):
             cells.append("{:>24}".format("{:.0f} {} p99 {:.1f}{}".format(
                 value, unit, f["p99"], ratio)))
         lines.append("{:<18}".format(row) + "".join(cells))
+    lines.append("TLS keeps this share of plain HTTP (https / http):")
+    for row in [r[0] for r in ROWS] + ["bulk"]:
+        cells = []
+        for n in names:
+            plain, tls = figures[n].get("http." + row), figures[n].get("https." + row)
+            key = "mbps" if row == "bulk" else "rps"
+            share = "{:.2f}".format(tls[key] / plain[key]) if plain and tls and plain[key] else "-"
+            cells.append("{:>24}".format(share))
+        lines.append("{:<18}".format("  " + row) + "".join(cells))
     return "\n".join(lines)
 
 
@@ -340,6 +375,8 @@ def run(results, seconds=10, runs=3, only=None, workdir=None):
         backend_port = start_nginx(procs, work)
         for name, system in SYSTEMS.items():
             if only and name not in only:
+                continue
+            if name == "before" and not BEFORE["dir"]:
                 continue
             if name == "peer" and not PEER_BIN.exists():
                 results.note("peer (Caddy) skipped: no {} (bench/build_peer.sh builds it)".format(
@@ -373,8 +410,11 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--only", default="", help="comma-separated systems: edge,floor,peer")
+    p.add_argument("--only", default="", help="comma-separated systems: before,edge,floor,peer")
+    p.add_argument("--before", default="", help="a checkout of an older edge to measure too "
+                   "(e.g. `git archive 3ea5892 | tar -x -C /tmp/before`)")
     a = p.parse_args(argv)
+    BEFORE["dir"] = a.before or None
     run(Results(), a.seconds, a.runs, [x for x in a.only.split(",") if x] or None)
     return 0
 

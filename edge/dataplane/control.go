@@ -7,6 +7,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 )
 
 type Control struct {
@@ -33,6 +34,9 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 
 func (c *Control) Handler() http.Handler {
 	mux := http.NewServeMux()
+	// CPU and heap profiles for `make bench` and operators (the control socket is 0600).
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.Handle("GET /debug/pprof/heap", pprof.Handler("heap"))
 	mux.HandleFunc("PUT /state", func(w http.ResponseWriter, r *http.Request) {
 		var in StateIn
 		if !readJSON(w, r, &in) {

@@ -112,7 +112,7 @@ func NewFront(state *StateHolder, reg *Registry, apiName, apiUpstream string, ac
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:       f.rewrite,
 		Transport:     transport,
-		FlushInterval: -1,
+		FlushInterval: 0, // streamed (chunked, unknown-length) answers are still flushed at once
 		ErrorHandler:  f.proxyError,
 		BufferPool:    newBufferPool(),
 	}

@@ -106,7 +106,8 @@ func (s *SSHServer) handle(c net.Conn) {
 	snap := s.state.Get()
 	user := snap.UsersByName[conn.User()]
 	sess := &Session{ID: s.nextID.Add(1), Conn: conn, UserID: conn.Permissions.Extensions["user_id"],
-		UserName: conn.User(), Peer: c.RemoteAddr().String(), done: make(chan struct{})}
+		UserName: conn.User(), Peer: c.RemoteAddr().String(), done: make(chan struct{}),
+		suspectAfter: s.interval}
 	defer close(sess.done)
 	if user == nil || !s.admit(sess, snap.Limits.SessionsPerAccount) {
 		logf("SSH session refused: user=%s peer=%s: too many sessions for this account (quota %d)",
@@ -141,7 +142,9 @@ func (s *SSHServer) admit(sess *Session, quota int) bool {
 	return true
 }
 
-// keepalive closes the session when the client stops answering.
+// keepalive closes the session when the client stops answering. A keepalive
+// unanswered for one interval already makes the session suspect: new requests
+// go to other tunnels first (see Registry.Candidates) while it may still recover.
 func (s *SSHServer) keepalive(sess *Session) {
 	var lastAnswer atomic.Int64
 	lastAnswer.Store(time.Now().UnixNano())
@@ -163,9 +166,11 @@ func (s *SSHServer) keepalive(sess *Session) {
 			continue // the last one is still unanswered
 		}
 		go func() {
+			sess.pendingSince.Store(time.Now().UnixNano())
 			_, _, err := sess.Conn.SendRequest("keepalive@openssh.com", true, nil)
 			inFlight.Store(false)
 			if err == nil {
+				sess.pendingSince.Store(0)
 				lastAnswer.Store(time.Now().UnixNano())
 			}
 		}()

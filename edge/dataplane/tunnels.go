@@ -47,6 +47,15 @@ type Session struct {
 	UserName string
 	Peer     string
 	done     chan struct{}
+
+	pendingSince atomic.Int64 // when the unanswered keepalive was sent; 0: none
+	suspectAfter time.Duration
+}
+
+// Suspect: a keepalive has been unanswered for longer than suspectAfter.
+func (s *Session) Suspect(now time.Time) bool {
+	p := s.pendingSince.Load()
+	return p != 0 && now.Sub(time.Unix(0, p)) > s.suspectAfter
 }
 
 type Forward struct {
@@ -227,7 +236,11 @@ func (r *Registry) Candidates(sock *Socket) []*Forward {
 	return append(ordered, aside...)
 }
 
+// isAside: failed repeatedly, or its session stopped answering keepalives.
 func (f *Forward) isAside(now time.Time) bool {
+	if f.Session.Suspect(now) {
+		return true
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return now.Before(f.asideUntil)

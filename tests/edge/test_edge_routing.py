@@ -269,3 +269,24 @@ def test_only_when_every_tunnel_fails_the_visitor_gets_the_edges_502(edge, accou
     status, marker, body = answer(edge, sock["dnsname"])
     assert (status, marker) == (502, "no-tunnel")
     assert "could not reach its target" in body
+
+
+def test_a_keepalive_visitor_pinned_to_a_tunnel_that_freezes_moves_on(edge, account, ssh,
+                                                                       recorder):
+    """The visitor's connection keeps its upstream channel; when that tunnel's
+    session freezes, its next request is served by the other tunnel."""
+    sock, ports = two_tunnels(edge, account)
+    first = start_forward(edge, account, ssh, ports[0], recorder("first").port)
+    conn = http.client.HTTPConnection(edge.host, edge.http_port, timeout=30)
+    try:
+        conn.request("GET", "/a", headers={"Host": sock["dnsname"]})
+        assert conn.getresponse().read() == b"first /a\n"
+        start_forward(edge, account, ssh, ports[1], recorder("second").port)
+        first.send_signal(signal.SIGSTOP)
+        for path in ("/b", "/c"):
+            conn.request("GET", path, headers={"Host": sock["dnsname"]})
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (200, "second {}\n".format(path).encode())
+    finally:
+        first.send_signal(signal.SIGCONT)
+        conn.close()
