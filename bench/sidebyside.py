@@ -364,8 +364,11 @@ def table(figures):
     return "\n".join(lines)
 
 
-def run(results, seconds=10, runs=3, only=None, workdir=None):
-    """Measure every system in one run; add figures to results (bench.stats.Results)."""
+def run(results, seconds=10, runs=3, only=None, workdir=None, before=None):
+    """Measure every system in one run; add figures to results (bench.stats.Results).
+
+    before: a checkout of an older edge to measure as well (BENCH_EDGE_BEFORE)."""
+    BEFORE["dir"] = before or BEFORE["dir"]
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     work = Path(workdir or tempfile.mkdtemp(prefix="sidebyside-"))
@@ -414,8 +417,8 @@ def main(argv=None):
     p.add_argument("--before", default="", help="a checkout of an older edge to measure too "
                    "(e.g. `git archive 3ea5892 | tar -x -C /tmp/before`)")
     a = p.parse_args(argv)
-    BEFORE["dir"] = a.before or None
-    run(Results(), a.seconds, a.runs, [x for x in a.only.split(",") if x] or None)
+    run(Results(), a.seconds, a.runs, [x for x in a.only.split(",") if x] or None,
+        before=a.before or None)
     return 0
 
 
