@@ -25,11 +25,11 @@ def main(argv=None) -> int:
     logging.getLogger(__name__).info(
         "config: api_port=%s ssh_port=%s http_port=%s listen=%s domain=%s data_dir=%s "
         "token_lifetime=%s tcp_ports=%s-%s tunnel_server=%s admin=%s https_port=%s "
-        "registration=%s tls=%s",
+        "registration=%s tls=%s api_listen=%s",
         config.api_port, config.ssh_port, config.http_port, config.listen, config.domain,
         config.data_dir, config.token_lifetime, config.tcp_ports.first,
         config.tcp_ports.last, config.tunnel_server, config.admin, config.https_port,
-        config.registration, config.tls_source)
+        config.registration, config.tls_source, config.api_listen)
     try:
         asyncio.run(run(config))
     except (OSError, DataPlaneError, NoBinary) as exc:

@@ -40,6 +40,7 @@ class EdgeConfig:
     https_port: int
     domain: str
     api_name: str
+    api_listen: str
     data_dir: Path
     listen: str
     token_lifetime: float
@@ -108,6 +109,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "to let the OS choose", type=_range)
     add("--tunnel-server", "", "SSH host name put in tunnels' tunnel_server (default: the "
         "--listen address, or --domain when listening on a wildcard address)")
+    add("--api-listen", "", "address of the plain-HTTP API port (default: --listen when "
+        "that is a loopback address, else 127.0.0.1: on a public address the API answers "
+        "on TLS only, as --api-name on the HTTPS port)")
     add("--api-name", "", "public name of the REST API on the HTTPS port (default: "
         "api.<domain>)")
     add("--local-ports", "10000-65535", "tunnel local_port numbers handed out (a range A-B)",
@@ -212,6 +216,7 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
     return EdgeConfig(
         api_port=a.api_port, ssh_port=a.ssh_port, http_port=a.http_port,
         https_port=a.https_port, api_name=(a.api_name or "api." + domain).lower(),
+        api_listen=a.api_listen or (a.listen if _loopback(a.listen) else "127.0.0.1"),
         local_ports=a.local_ports, registration=registration, invite_tokens=invite_tokens,
         limits=limits, plane_args=plane_args, tls_source=tls_source,
         domain=domain, data_dir=a.data_dir, listen=a.listen,

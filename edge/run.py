@@ -75,11 +75,11 @@ async def run(config: EdgeConfig) -> None:
                    faults=Faults(config.faults) if config.admin else None)
     runner = web.AppRunner(make_app(deps), handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, config.listen, config.api_port)
+    site = web.TCPSite(runner, config.api_listen, config.api_port)
     await site.start()
     api_addr = _addr(runner.addresses[0])
     plane.options.api_upstream = "127.0.0.1:{}".format(runner.addresses[0][1]) \
-        if config.listen in ("0.0.0.0", "::", "") else api_addr
+        if config.api_listen in ("0.0.0.0", "::", "") else api_addr
     try:
         await plane.start()
     except BaseException:

@@ -1,5 +1,6 @@
 """TLS on every public name: internal CA, a given wildcard, ACME (pebble), SNI passthrough, the API."""
 
+import http.client
 import json
 import socket
 import ssl
@@ -71,7 +72,7 @@ def test_internal_ca_by_default_for_http_and_https_sockets(edge, served):
     assert (status, body) == (200, "web /x\n")
     assert edge.get(web["dnsname"], "/y") == (200, "web /y\n")          # and plain HTTP
     assert https_get(edge, secure["dnsname"], edge.ca_cert)[::2] == (200, "secure /\n")
-    conn = __import__("http.client").client.HTTPConnection(edge.host, edge.http_port, timeout=10)
+    conn = http.client.HTTPConnection(edge.host, edge.http_port, timeout=10)
     conn.request("GET", "/p?q=1", headers={"Host": secure["dnsname"]})
     resp = conn.getresponse()                    # https sockets: HTTPS only
     assert resp.status == 308 and resp.getheader("Mysocket-Edge") == "https-redirect"
@@ -91,12 +92,10 @@ def test_tls_socket_is_passed_through_by_sni_untouched(edge, account, ssh, tmp_p
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(str(cert), str(key))
     listener = socket.create_server(("127.0.0.1", 0))
-    seen = []
 
     def serve():          # the app terminates TLS itself: edge bytes pass untouched
         conn, _ = listener.accept()
         with server_ctx.wrap_socket(conn, server_side=True) as tls:
-            seen.append(tls.server_hostname if hasattr(tls, "server_hostname") else None)
             data = tls.recv(1024)
             tls.sendall(b"app says: " + data)
 

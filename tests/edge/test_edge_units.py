@@ -163,6 +163,13 @@ def test_rate_limiter_refills_and_reports_retry_after():
     assert RateLimiter(capacity=0, period=60).retry_after("x") is None   # 0 = no limit
 
 
+def test_plain_api_stays_on_loopback_when_the_edge_listens_publicly():
+    assert parse_args([], {}).api_listen == "127.0.0.1"
+    assert parse_args(["--listen", "::1"], {}).api_listen == "::1"
+    assert parse_args(["--listen", "0.0.0.0"], {}).api_listen == "127.0.0.1"
+    assert parse_args(["--listen", "0.0.0.0", "--api-listen", "0.0.0.0"], {}).api_listen == "0.0.0.0"
+
+
 def test_registration_is_closed_by_default_on_a_public_listener(tmp_path):
     assert parse_args([], {}).registration == "open"                       # 127.0.0.1
     assert parse_args(["--listen", "0.0.0.0"], {}).registration == "closed"
