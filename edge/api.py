@@ -259,7 +259,8 @@ class Api:
             await self._deps.tcp_front.close(tcp_port)
             return web.json_response(self._socket_json(existing, user, await self._live_ports()))
         try:
-            self._store.add_socket(sock, [str(uuid.uuid4())] if with_tunnel else [])
+            self._store.add_socket(sock, [str(uuid.uuid4())] if with_tunnel else [],
+                                   schema.tunnel_owner({"owner": body.get("tunnel_owner")}))
         except NoFreeLocalPort:
             await self._deps.tcp_front.close(tcp_port)
             raise ApiError(503, "no free local_port left on this edge") from None

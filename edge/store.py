@@ -164,8 +164,8 @@ class Store:
         return self._db.execute("SELECT 1 FROM sockets WHERE dnsname = ?",
                                 (dnsname,)).fetchone() is not None
 
-    def add_socket(self, sock: Socket, tunnel_ids: list) -> list:
-        """Insert a socket and its first tunnels in one transaction."""
+    def add_socket(self, sock: Socket, tunnel_ids: list, owner: str = "") -> list:
+        """Insert a socket and its first tunnels (all of `owner`) in one transaction."""
         with self._tx():
             self._db.execute(
                 "INSERT INTO sockets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -175,7 +175,7 @@ class Store:
                  int(sock.cloud_authentication_enabled),
                  json.dumps(sock.allowed_addresses),
                  json.dumps(sock.allowed_domains), time.time()))
-            return [self._insert_tunnel(sock.socket_id, tid) for tid in tunnel_ids]
+            return [self._insert_tunnel(sock.socket_id, tid, owner) for tid in tunnel_ids]
 
     def _sockets(self, where: str, args: tuple) -> list:
         rows = self._db.execute(

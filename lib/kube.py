@@ -240,6 +240,14 @@ class Kube:
                 raise ChangedMeanwhile(service) from None
             raise
 
+    def set_condition(self, service, kind, ok, reason, message):
+        """One condition of status.conditions (strategic merge by type: others' conditions stay)."""
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        condition = {"type": kind, "status": "True" if ok else "False", "reason": reason,
+                     "message": message[:1024], "lastTransitionTime": now}
+        body = {"metadata": {"uid": service["metadata"]["uid"]}, "status": {"conditions": [condition]}}
+        self._patch(service, "/status", body, SMP)
+
     def event(self, service, kind, reason, message):
         self.events.post(service, kind, reason, message)
 

@@ -89,3 +89,10 @@ def test_another_accounts_socket_cannot_be_changed_or_deleted(edge, account, new
     base = f"/socket/{sock['socket_id']}"
     assert edge.api("PATCH", base, {"protected_socket": False}, token=other.token).status == 404
     assert edge.api("DELETE", base + "?unless_used_by_others=x", token=other.token).status == 404
+
+
+def test_connect_tags_the_tunnel_it_makes(edge, account):
+    sock = edge.api("POST", "/connect", {"name": "web", "tunnel_owner": "cluster-a/ns/web/r1"}, token=account.token).body
+    assert [(t["owner"], t["connected"]) for t in sock["tunnels"]] == [("cluster-a/ns/web/r1", False)]
+    plain = edge.api("POST", "/connect", {"name": "old-client"}, token=account.token).body
+    assert plain["tunnels"][0]["owner"] == ""
