@@ -13,15 +13,16 @@ import signal
 import sys
 import threading
 
-from lib import config, health, identity, kube, logs, metrics, mysocket, processes, sshargs, sshkeys, tunnels
+from lib import config, health, identity, kube, logs, metrics, mysocket, processes, replicas, sshargs, sshkeys, tunnels
 from lib.controller import Controller
 from lib.leader import Fence, LeaderElector
 from lib.ownership import Ownership
 from lib.probe import Prober
 from lib.remote import Remote
 from lib.runner import Runner, Session
+from lib.serving import Serving
 from lib.sockets import Sockets
-from lib.watcher import ServiceWatcher
+from lib.watcher import EndpointSliceWatcher, ServiceWatcher
 from lib.workqueue import WorkQueue
 
 log = logging.getLogger("mysocketd")
@@ -87,12 +88,21 @@ def main(argv=None):
     fence = Fence(leader)
     ownership = Ownership(cluster, adopt_original=cfg.adopt_original_sockets)
     sockets = Sockets(api, ownership, fence, Remote())
-    controller = Controller(kube=k8s, sockets=sockets, supervisor=supervisor,
-                            watcher=watcher, queue=queue, user_name=None, home_namespace=cfg.lease_namespace,
-                            fence=fence, dry_run=cfg.dry_run)
+    # Every replica serves every exposed Service through its own tunnel (lib/serving.py), proves it is
+    # alive with a Lease of its own (lib/replicas.py), and withdraws where no endpoint is ready.
+    replica = replicas.replica_name(cfg.state_dir)
+    lease = None if cfg.dry_run else replicas.ReplicaLease(k8s.rest, cfg.lease_namespace, cluster, replica)
+    endpoints = EndpointSliceWatcher(k8s, queue)
+    serving = Serving(sockets=sockets, supervisor=supervisor, cluster=cluster, replica=replica,
+                      endpoints=endpoints, lease=lease)
+    log.info("replica %s", replica, extra={"replica": replica})
+    controller = Controller(kube=k8s, sockets=sockets, supervisor=supervisor, watcher=watcher, queue=queue,
+                            user_name=None, serving=serving, liveness=replicas.Liveness(k8s.rest, cfg.lease_namespace),
+                            home_namespace=cfg.lease_namespace, fence=fence, dry_run=cfg.dry_run)
     prober = Prober(cfg.probe_url) if cfg.probe_url else None
     runner = Runner(config=cfg, session=Session(api, public_key), controller=controller, watcher=watcher,
-                    supervisor=supervisor, queue=queue, known_hosts=known_hosts, leader=leader, prober=prober)
+                    supervisor=supervisor, queue=queue, known_hosts=known_hosts, leader=leader, prober=prober,
+                    companions=[c for c in (endpoints, lease) if c is not None])
 
     if cfg.health_port:
         health.serve(cfg.health_port, runner)

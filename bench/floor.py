@@ -38,7 +38,7 @@ class Floor:
         sock = resp.body
         spec = sshargs.TunnelSpec(int(sock["tunnels"][0]["local_port"]), "127.0.0.1", self.port,
                                   self.account.user["user_name"])
-        ssh = spawn(sshargs.ssh_argv(spec, self.settings), self.log_path)
+        ssh = spawn(sshargs.ssh_argv(spec, self.settings, foreground=True), self.log_path)
         try:
             t1 = probe.wait_answer(self.edge.http_port, sock["dnsname"], 20, expect="floor")
         finally:

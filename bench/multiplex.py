@@ -44,7 +44,7 @@ class Carrier:
         self.procs = []
 
     def _argv(self, specs, extra=()):
-        argv = sshargs.ssh_argv(specs[0], self.settings)
+        argv = sshargs.ssh_argv(specs[0], self.settings, foreground=True)
         more = [a for s in specs[1:] for a in ("-R", f"{s.local_port}:{s.target_host}:{s.target_port}")]
         return argv[:-1] + more + list(extra) + argv[-1:]
 

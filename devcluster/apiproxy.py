@@ -86,6 +86,6 @@ class ApiProxy:
 
 
 def creating(suffix):
-    """A hold predicate: the create (POST /connect) of a socket whose name ends with suffix."""
-    return lambda method, path, body: method == "POST" and path == "/connect" and \
+    """A hold predicate: the create (POST /socket, or /connect) of a socket whose name ends with suffix."""
+    return lambda method, path, body: method == "POST" and path in ("/socket", "/connect") and \
         str((body or {}).get("name", "")).endswith(suffix)

@@ -143,6 +143,18 @@ class ControllerProcess:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
+    def signal_pod(self, sig):
+        """`sig` to the controller and every ssh child of it at once: its pod's node froze (SIGSTOP),
+        thawed (SIGCONT) or died (SIGKILL)."""
+        pids = [self.proc.pid] + [c.pid for c in self.ssh_children()]
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if sig == signal.SIGKILL:
+            self.proc.wait(10)
+
     def kill(self):
         """SIGKILL, as a crash: its ssh children are left behind, as they would be."""
         self.ssh_children()

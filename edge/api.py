@@ -121,11 +121,21 @@ class Api:
         self._policy = deps.policy
 
     # -- helpers ----------------------------------------------------------
-    def _tunnel_json(self, tunnel: Tunnel) -> dict:
-        return {"tunnel_id": tunnel.tunnel_id, "local_port": tunnel.local_port,
-                "tunnel_server": self._deps.tunnel_server}
+    def _tunnel_json(self, tunnel: Tunnel, live: Optional[set] = None) -> dict:
+        out = {"tunnel_id": tunnel.tunnel_id, "local_port": tunnel.local_port,
+               "tunnel_server": self._deps.tunnel_server, "owner": tunnel.owner}
+        if live is not None:
+            out["connected"] = tunnel.local_port in live
+        return out
 
-    def _socket_json(self, sock: Socket, user: User) -> dict:
+    async def _live_ports(self) -> Optional[set]:
+        """local_ports an SSH session forwards right now; None if the data plane cannot say."""
+        try:
+            return {t["local_port"] for t in await self._plane.tunnels()}
+        except DataPlaneError:
+            return None
+
+    def _socket_json(self, sock: Socket, user: User, live: Optional[set] = None) -> dict:
         ports = {"http": [80, 443], "https": [80, 443], "tls": [443]}.get(
             sock.socket_type, [sock.tcp_port])
         return {
@@ -137,7 +147,7 @@ class Api:
             "cloud_authentication_email_allowed_addressses": list(sock.allowed_addresses),
             "cloud_authentication_email_allowed_domains": list(sock.allowed_domains),
             "user_name": user.user_name,
-            "tunnels": [self._tunnel_json(t) for t in self._store.tunnels_of(sock.socket_id)],
+            "tunnels": [self._tunnel_json(t, live) for t in self._store.tunnels_of(sock.socket_id)],
         }
 
     def _user(self, request: web.Request) -> User:
@@ -201,8 +211,9 @@ class Api:
     # -- sockets ----------------------------------------------------------
     async def get_connect(self, request):
         user = self._user(request)
+        live = await self._live_ports()
         return web.json_response(
-            [self._socket_json(s, user) for s in self._store.sockets_of(user.user_id)])
+            [self._socket_json(s, user, live) for s in self._store.sockets_of(user.user_id)])
 
     async def post_connect(self, request):
         return await self._create_socket(request, with_tunnel=True)
@@ -212,7 +223,13 @@ class Api:
 
     async def _create_socket(self, request, with_tunnel: bool):
         user = self._user(request)
-        fields = schema.new_socket(await self._body(request))
+        body = await self._body(request)
+        fields = schema.new_socket(body)
+        unique = not with_tunnel and schema.unique_name(body)
+        if unique:
+            existing = self._named(user, fields)
+            if existing is not None:
+                return web.json_response(self._socket_json(existing, user, await self._live_ports()))
         self._policy.socket_allowed(self._store.count_sockets_of_user(user.user_id))
         if with_tunnel:
             self._check_tunnel_quota(user)
@@ -235,8 +252,15 @@ class Api:
             cloud_authentication_enabled=fields.cloud_authentication_enabled,
             allowed_addresses=list(fields.allowed_addresses),
             allowed_domains=list(fields.allowed_domains))
+        existing = self._named(user, fields) if unique else None
+        if existing is not None:
+            # Another request made it while this one waited (hashing, a tcp port): theirs it is.
+            # Nothing was awaited between that check and this one, so two never both insert.
+            await self._deps.tcp_front.close(tcp_port)
+            return web.json_response(self._socket_json(existing, user, await self._live_ports()))
         try:
-            self._store.add_socket(sock, [str(uuid.uuid4())] if with_tunnel else [])
+            self._store.add_socket(sock, [str(uuid.uuid4())] if with_tunnel else [],
+                                   schema.tunnel_owner({"owner": body.get("tunnel_owner")}))
         except NoFreeLocalPort:
             await self._deps.tcp_front.close(tcp_port)
             raise ApiError(503, "no free local_port left on this edge") from None
@@ -246,15 +270,47 @@ class Api:
         await self._plane.push()
         log.info("socket created: %s type=%s user=%s", sock.dnsname, sock.socket_type,
                  user.user_name)
-        return web.json_response(self._socket_json(sock, user))
+        return web.json_response(self._socket_json(sock, user, live=set()))   # nothing forwards it yet
+
+    def _named(self, user: User, fields) -> Optional[Socket]:
+        """The account's socket with this name (unique_name), or None; 409 if its options differ."""
+        sock = self._store.socket_by_name(user.user_id, fields.name)
+        if sock is None:
+            return None
+        if (sock.socket_type, sock.protected_socket, sock.protected_username,
+                sock.cloud_authentication_enabled) != (
+                fields.socket_type, fields.protected_socket, fields.protected_username,
+                fields.cloud_authentication_enabled):
+            raise ApiError(409, "a socket named {!r} exists already with other options".format(fields.name))
+        return sock
 
     async def get_socket(self, request):
         user = self._user(request)
-        return web.json_response(self._socket_json(self._owned_socket(request, user), user))
+        live = await self._live_ports()
+        return web.json_response(self._socket_json(self._owned_socket(request, user), user, live))
+
+    async def patch_socket(self, request):
+        """Change a socket's basic auth in place (a rotated password keeps the name)."""
+        user = self._user(request)
+        sock = self._owned_socket(request, user)
+        protected, username, password = schema.protection(await self._body(request))
+        password_hash = await self._policy.hash(hash_password, password) if protected else ""
+        sock = self._owned_socket(request, user)          # still there after the await?
+        self._store.set_protection(sock.socket_id, protected, username, password_hash)
+        await self._plane.push()
+        log.info("socket protection changed: %s user=%s", sock.dnsname, user.user_name)
+        sock = self._owned_socket(request, user)
+        return web.json_response(self._socket_json(sock, user, await self._live_ports()))
 
     async def delete_socket(self, request):
         user = self._user(request)
         sock = self._owned_socket(request, user)
+        keep_for = request.query.get("unless_used_by_others")
+        if keep_for is not None:
+            others = [t for t in self._store.tunnels_of(sock.socket_id)
+                      if not (t.owner and t.owner.startswith(keep_for))]
+            if others:
+                raise ApiError(409, "the socket has {} tunnel(s) of other owners".format(len(others)))
         self._store.delete_socket(sock.socket_id)
         await self._plane.push()
         await self._deps.tcp_front.close(sock.tcp_port)
@@ -270,21 +326,22 @@ class Api:
     async def get_tunnels(self, request):
         user = self._user(request)
         sock = self._owned_socket(request, user)
+        live = await self._live_ports()
         return web.json_response(
-            [self._tunnel_json(t) for t in self._store.tunnels_of(sock.socket_id)])
+            [self._tunnel_json(t, live) for t in self._store.tunnels_of(sock.socket_id)])
 
     async def post_tunnel(self, request):
         user = self._user(request)
         sock = self._owned_socket(request, user)
-        await self._body(request, empty_ok=True)   # the contract sends {}; nothing in it
+        owner = schema.tunnel_owner(await self._body(request, empty_ok=True))  # the contract sends {}
         self._check_tunnel_quota(user)
         try:
-            tunnel = self._store.add_tunnel(sock.socket_id, str(uuid.uuid4()))
+            tunnel = self._store.add_tunnel(sock.socket_id, str(uuid.uuid4()), owner)
         except NoFreeLocalPort:
             raise ApiError(503, "no free local_port left on this edge") from None
         await self._plane.push()
         log.info("tunnel created: %s local_port=%d", sock.dnsname, tunnel.local_port)
-        return web.json_response(self._tunnel_json(tunnel))
+        return web.json_response(self._tunnel_json(tunnel, live=set()))       # nothing forwards it yet
 
     def _owned_tunnel(self, request) -> Tunnel:
         user = self._user(request)
@@ -295,7 +352,8 @@ class Api:
         return tunnel
 
     async def get_tunnel(self, request):
-        return web.json_response(self._tunnel_json(self._owned_tunnel(request)))
+        tunnel = self._owned_tunnel(request)
+        return web.json_response(self._tunnel_json(tunnel, await self._live_ports()))
 
     async def delete_tunnel(self, request):
         tunnel = self._owned_tunnel(request)
@@ -319,6 +377,7 @@ def make_app(deps: ApiDeps) -> web.Application:
     app.router.add_post("/socket", api.post_socket)
     app.router.add_get("/socket/{socket_id}", api.get_socket)
     app.router.add_delete("/socket/{socket_id}", api.delete_socket)
+    app.router.add_patch("/socket/{socket_id}", api.patch_socket)
     app.router.add_get("/socket/{socket_id}/tunnel", api.get_tunnels)
     app.router.add_post("/socket/{socket_id}/tunnel", api.post_tunnel)
     app.router.add_get("/socket/{socket_id}/tunnel/{tunnel_id}", api.get_tunnel)

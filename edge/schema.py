@@ -140,3 +140,21 @@ def new_socket(body: dict) -> NewSocket:
         sock.protected_password = ""
     return sock
 
+
+
+def tunnel_owner(body: dict) -> str:
+    """The optional `owner` of POST /socket/{id}/tunnel (an addition to the contract)."""
+    return _text(body, "owner", required=False)
+
+
+def unique_name(body: dict) -> bool:
+    """The optional `unique_name` of POST /socket: one socket per name for this account."""
+    return _flag(body, "unique_name")
+
+
+def protection(body: dict) -> tuple:
+    """(protected_socket, protected_username, protected_password) of PATCH /socket/{id}: the
+    same rules as on create, so a rotated password can be set without a new socket (and name)."""
+    fields = new_socket({k: body.get(k) for k in ("protected_socket", "protected_username",
+                                                  "protected_password")})
+    return fields.protected_socket, fields.protected_username, fields.protected_password

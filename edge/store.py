@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS tunnels (
     tunnel_id TEXT PRIMARY KEY,
     socket_id TEXT NOT NULL REFERENCES sockets(socket_id) ON DELETE CASCADE,
     local_port INTEGER NOT NULL UNIQUE,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS tunnels_socket ON tunnels(socket_id);
 CREATE TABLE IF NOT EXISTS released (local_port INTEGER PRIMARY KEY, at REAL NOT NULL);
@@ -90,6 +91,7 @@ class Tunnel:
     tunnel_id: str
     socket_id: str
     local_port: int
+    owner: str = ""             # optional, the client's word for whose tunnel it is (edge/README.md)
 
 
 @dataclass
@@ -120,6 +122,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(tunnels)")}
+        if "owner" not in columns:      # a database from before tunnel owners
+            self._db.execute("ALTER TABLE tunnels ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self._db.close()
@@ -159,8 +164,8 @@ class Store:
         return self._db.execute("SELECT 1 FROM sockets WHERE dnsname = ?",
                                 (dnsname,)).fetchone() is not None
 
-    def add_socket(self, sock: Socket, tunnel_ids: list) -> list:
-        """Insert a socket and its first tunnels in one transaction."""
+    def add_socket(self, sock: Socket, tunnel_ids: list, owner: str = "") -> list:
+        """Insert a socket and its first tunnels (all of `owner`) in one transaction."""
         with self._tx():
             self._db.execute(
                 "INSERT INTO sockets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -170,7 +175,7 @@ class Store:
                  int(sock.cloud_authentication_enabled),
                  json.dumps(sock.allowed_addresses),
                  json.dumps(sock.allowed_domains), time.time()))
-            return [self._insert_tunnel(sock.socket_id, tid) for tid in tunnel_ids]
+            return [self._insert_tunnel(sock.socket_id, tid, owner) for tid in tunnel_ids]
 
     def _sockets(self, where: str, args: tuple) -> list:
         rows = self._db.execute(
@@ -185,6 +190,17 @@ class Store:
 
     def sockets_of(self, user_id: str) -> list:
         return self._sockets("user_id = ?", (user_id,))
+
+    def socket_by_name(self, user_id: str, name: str) -> Optional[Socket]:
+        """The account's oldest socket with exactly this name (for unique_name creates)."""
+        found = self._sockets("user_id = ? AND name = ?", (user_id, name))
+        return found[0] if found else None
+
+    def set_protection(self, socket_id: str, protected: bool, username: str, password_hash: str) -> None:
+        with self._tx():
+            self._db.execute("UPDATE sockets SET protected_socket = ?, protected_username = ?, "
+                             "protected_password_hash = ? WHERE socket_id = ?",
+                             (int(protected), username, password_hash, socket_id))
 
     def socket_by_dnsname(self, dnsname: str) -> Optional[Socket]:
         found = self._sockets("dnsname = ?", (dnsname,))
@@ -234,14 +250,14 @@ class Store:
         self._db.execute("DELETE FROM released WHERE local_port = ?", (row[0],))
         return row[0]
 
-    def _insert_tunnel(self, socket_id: str, tunnel_id: str) -> Tunnel:
+    def _insert_tunnel(self, socket_id: str, tunnel_id: str, owner: str = "") -> Tunnel:
         port = self._free_port()
         now = time.time()
-        self._db.execute("INSERT INTO tunnels VALUES (?,?,?,?)",
-                         (tunnel_id, socket_id, port, now))
+        self._db.execute("INSERT INTO tunnels (tunnel_id, socket_id, local_port, created, owner) "
+                         "VALUES (?,?,?,?,?)", (tunnel_id, socket_id, port, now, owner))
         self._db.execute("INSERT INTO creations SELECT user_id, ? FROM sockets "
                          "WHERE socket_id = ?", (now, socket_id))
-        return Tunnel(tunnel_id, socket_id, port)
+        return Tunnel(tunnel_id, socket_id, port, owner)
 
     def tunnels_created_since(self, user_id: str, since: float) -> int:
         self._db.execute("DELETE FROM creations WHERE at < ?", (time.time() - 86400,))
@@ -257,19 +273,19 @@ class Store:
         return self._db.execute("SELECT COUNT(*) FROM sockets WHERE user_id = ?",
                                 (user_id,)).fetchone()[0]
 
-    def add_tunnel(self, socket_id: str, tunnel_id: str) -> Tunnel:
+    def add_tunnel(self, socket_id: str, tunnel_id: str, owner: str = "") -> Tunnel:
         with self._tx():
-            return self._insert_tunnel(socket_id, tunnel_id)
+            return self._insert_tunnel(socket_id, tunnel_id, owner)
 
     def tunnels_of(self, socket_id: str) -> list:
         rows = self._db.execute(
-            "SELECT tunnel_id, socket_id, local_port FROM tunnels "
+            "SELECT tunnel_id, socket_id, local_port, owner FROM tunnels "
             "WHERE socket_id = ? ORDER BY local_port", (socket_id,)).fetchall()
         return [Tunnel(**dict(r)) for r in rows]
 
     def tunnel(self, socket_id: str, tunnel_id: str) -> Optional[Tunnel]:
         row = self._db.execute(
-            "SELECT tunnel_id, socket_id, local_port FROM tunnels "
+            "SELECT tunnel_id, socket_id, local_port, owner FROM tunnels "
             "WHERE socket_id = ? AND tunnel_id = ?", (socket_id, tunnel_id)).fetchone()
         return Tunnel(**dict(row)) if row else None
 

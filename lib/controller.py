@@ -1,58 +1,61 @@
-"""Reconcile one Service: make the socket, the tunnel and the ssh child match what it asks for.
+"""Reconcile one Service: make its socket, this replica's tunnel and ssh child match what it asks for.
+
+Two roles, decided per reconcile by the leadership fence:
+
+- every replica (lib/serving.py) serves every exposed Service through a
+  tunnel of its own on the Service's socket: active-active, so losing a pod
+  costs no failed request. A replica that does not lead follows the socket the
+  leader recorded on the Service (`mysocket.io/socket-id`), once ownership
+  says it is that Service's;
+- the leader alone creates, replaces and deletes sockets, writes Services
+  (finalizer, annotations, status), and sweeps (lib/sweep.py). Every one of
+  those writes checks the fence first, so a leader that lost the apiserver
+  stops before a standby starts.
 
 `reconcile(key)` is idempotent: run twice, the second run changes nothing and
-makes no remote call. What the controller created lives on the Service
-(annotations `mysocket.io/socket-id`, `tunnel-id`, `dnsname`, and the
-finalizer `mysocket.io/cleanup`), so a restarted controller adopts instead of
-creating again. In memory it keeps only a `Record` per exposed Service: a
-cache of the remote truth, dropped whenever that truth is in doubt (a tunnel
-that keeps failing, a resync), which is what lets its own annotation writes
-come back through the watch as a no-op instead of a loop.
+makes no remote call. What the leader created lives on the Service, so a
+restarted controller adopts instead of creating again. In memory each replica
+keeps only a `Record` per Service it serves: a cache of the remote truth,
+dropped whenever that truth is in doubt.
 
 Whose a socket is, `lib.ownership` decides, from the socket's own name; the
 ids on a Service only save a lookup. A Service whose recorded id leads to a
 socket that is not its own (a copy, a restore, an edit) gets a socket of its
-own and a Warning Event, and the other socket is never touched. Every remote
-change and every write to a Service first checks the leadership fence, so a
-leader that lost the apiserver stops changing things before a standby starts.
+own and a Warning Event, and the other socket is never touched. A Service with
+`mysocket.io/pool` shares its pool's socket with other clusters: it joins with
+its own tunnels and leaves without taking the name from the others.
 
 Errors are per Service: a transient API error requeues that Service with its
 own backoff, a user's mistake becomes a Warning Event on it, and nothing one
 Service does stops the others.
 """
 
-import dataclasses
 import json
 import logging
 import time
 
 from kubernetes.client.exceptions import ApiException
 
-from lib import inheritance, kube, metrics, mysocket, services
+from lib import inheritance, kube, metrics, mysocket, protected, services
 from lib.leader import Fence, Fenced
+from lib.ownership import pool_socket_name
 from lib.remote import Pending
-from lib.services import DNSNAME, FINALIZER, LAST_VALID, SOCKET_ID, TUNNEL_ID, InvalidAnnotation
+from lib.serving import Record, Serving
+from lib.services import DNSNAME, FINALIZER, LAST_VALID, SERVED_BY, SOCKET_ID, TUNNEL_ID, InvalidAnnotation
 from lib.sockets import differences, socket_fields
-from lib.sshargs import TunnelSpec
+from lib.sweep import Sweep
 
 log = logging.getLogger(__name__)
-OURS = (DNSNAME, SOCKET_ID, TUNNEL_ID, LAST_VALID)
+OURS = (DNSNAME, SOCKET_ID, TUNNEL_ID, LAST_VALID, SERVED_BY)
 SWEEP = ("", "(sweep)")             # the key the sweep's own remote calls are made under
+SERVING_CONDITION = "mysocket.io/Serving"
 
-
-@dataclasses.dataclass
-class Record:
-    uid: str
-    exposure: services.Exposure
-    socket_id: str
-    tunnel_id: str
-    dnsname: str
-    local_port: int
+__all__ = ["Controller", "Record", "SWEEP"]
 
 
 class Controller:
-    def __init__(self, *, kube, sockets, supervisor, watcher, queue, user_name, home_namespace="mysocket",
-                 fence=None, dry_run=False):
+    def __init__(self, *, kube, sockets, supervisor, watcher, queue, user_name, serving=None, liveness=None,
+                 home_namespace="mysocket", fence=None, dry_run=False):
         self.kube = kube
         self.sockets = sockets
         self.remote = sockets.remote
@@ -61,13 +64,18 @@ class Controller:
         self.watcher = watcher
         self.queue = queue
         self.user_name = user_name
+        self.serving = serving or Serving(sockets=sockets, supervisor=supervisor, cluster=self.ownership.cluster,
+                                          replica="single")
         self.home_namespace = home_namespace    # where the inheritance ConfigMap lives (lib/inheritance.py)
         self.fence = fence or Fence()
         self.dry_run = dry_run
         self.records = {}
         self.failures = {}      # key -> consecutive failed reconciles, for backoff
         self.surprises = {}     # key -> the last unexpected error's signature, to log its traceback once
+        self.secret_versions = {}   # key -> the protected Secret's version the edge has (rotation)
+        self.recheck = set()        # keys whose Secret the next reconcile reads again (the sweep asks)
         self._inherited_loaded = False
+        self.sweep = Sweep(self, liveness)
 
     # -- leadership --------------------------------------------------------------
 
@@ -76,21 +84,34 @@ class Controller:
         self.sockets.invalidate()
         self.remote.forget()
         self.records.clear()                    # the children keep running: ensure() of the same spec is a no-op
-        if not self._inherited_loaded:
-            self.fence.check()
-            self.ownership.inherited = inheritance.load_or_take(
-                self.kube, self.home_namespace, self.ownership.cluster,
-                [self.watcher.get(k) for k in self.watcher.keys()], self.sockets.snapshot())
-            self._inherited_loaded = True
+        self.secret_versions.clear()
+        if self.sweep.liveness is not None:
+            self.sweep.liveness.forget()        # no history: nothing is stale before a whole lease was watched
+        self._load_inheritance(write=True)
         for key in set(self.watcher.keys()) | set(self.supervisor.children):
             self.queue.add(key)
 
     def stand_down(self):
-        """Another replica leads: stop this one's children and forget, keeping the cache warm for a take-over."""
-        log.warning("not the leader (any more): stopping all ssh children")
-        self.supervisor.stop_all()
-        self.records.clear()
+        """Another replica leads: this one keeps serving (its own tunnels) and forgets what it decided."""
+        log.info("not the leader (any more): serving as a follower")
         self.remote.forget()
+
+    def _load_inheritance(self, write):
+        """The previous release's sockets this cluster inherits: taken by the leader, read by the others."""
+        if self._inherited_loaded:
+            return True
+        if write:
+            self.fence.check()
+            self.ownership.inherited = inheritance.load_or_take(
+                self.kube, self.home_namespace, self.ownership.cluster,
+                [self.watcher.get(k) for k in self.watcher.keys()], self.sockets.snapshot())
+        else:
+            inherited = inheritance.load(self.kube, self.home_namespace, self.ownership.cluster)
+            if inherited is None:
+                return False                    # the leader has not taken the inventory yet
+            self.ownership.inherited = inherited
+        self._inherited_loaded = True
+        return True
 
     # -- one Service -------------------------------------------------------------
 
@@ -118,6 +139,7 @@ class Controller:
             metrics.EXPOSED_SERVICES.set(len(self.records))
 
     def _reconcile(self, key, svc):
+        leading = self.fence.is_open()
         record = self.records.get(key)
         if svc is None or (record and record.uid != svc["metadata"]["uid"]):
             self._forget(key)               # deleted (its finalizer, if any, was handled before)
@@ -126,34 +148,59 @@ class Controller:
         meta = svc["metadata"]
         has_finalizer = FINALIZER in (meta.get("finalizers") or [])
         if meta.get("deletionTimestamp"):
-            if has_finalizer:
+            if leading and has_finalizer:
                 self._teardown(key, svc, deleting=True)
             else:
-                self._forget(key)
+                self._forget(key)           # the leader deletes the socket, and this replica's tunnel with it
             return
         try:
             exposure, valid = services.desired_exposure(svc), True
         except InvalidAnnotation as e:
             # A typo must not take a working public name down: serve the last valid options, resolved
             # against the Service as it is now; or nothing, when those no longer fit it.
-            self._event(svc, "Warning", "InvalidAnnotation", str(e))
+            if leading:
+                self._event(svc, "Warning", "InvalidAnnotation", str(e))
             log.warning("invalid annotation: %s", e, extra=_fields(key))
             exposure, valid = (services.last_valid_exposure(svc) if e.keeps_tunnel else None), False
             if exposure is None:
-                self._stop_forwarding(key, svc, e)
+                self._stop_forwarding(key, svc, e, leading)
                 return
         if exposure is None:
             annotated = any((meta.get("annotations") or {}).get(a) for a in OURS)
-            if has_finalizer or (annotated and not services.retained(svc)):
+            if leading and (has_finalizer or (annotated and not services.retained(svc))):
                 self._teardown(key, svc, deleting=False)
             else:
-                self._forget(key)
+                self.serving.stop(key, self.records.pop(key, None), drop_tunnel=True)
             return
-        self._expose(key, svc, exposure, valid)
+        if self.dry_run:
+            if record is None or record.exposure != exposure:
+                log.info("dry-run: would expose %s:%d as a %s socket", exposure.cluster_ip, exposure.port,
+                         exposure.socket_type, extra=_fields(key))
+                self.records[key] = Record(meta["uid"], exposure, "", "", "", 0)
+            return
+        recheck = key in self.recheck
+        self.recheck.discard(key)
+        if record is None or record.exposure != exposure or (leading and (recheck or key not in self.secret_versions)):
+            if leading and FINALIZER not in (meta.get("finalizers") or []):
+                # Before anything remote exists, so a deletion can never skip the clean-up.
+                svc = self._patch(svc, add_finalizer=FINALIZER)
+            socket = self._ensure_socket(key, svc, exposure) if leading else self._follow(key, svc, exposure)
+            if socket is None:
+                return
+            record = self.serving.record(key, svc, exposure, socket)
+            if record is None:
+                self.queue.add(key, 0.5)        # this replica's Lease first, then its tunnel
+                return
+            self.records[key] = record
+        # The child first: the public name works ~10 ms sooner, and the write-back cannot fail it.
+        if self.serving.apply(key, record, self.user_name) and leading:
+            self._say_serving(svc, record)
+        if leading:
+            self._write_back(svc, record, valid)
 
-    def _stop_forwarding(self, key, svc, error):
+    def _stop_forwarding(self, key, svc, error, leading):
         """Nothing valid to forward to: stop the child, keep the socket and the name, say so once."""
-        if key in self.supervisor.children:
+        if key in self.supervisor.children and leading:
             dnsname = (svc["metadata"].get("annotations") or {}).get(DNSNAME, "")
             self._event(svc, "Warning", "TunnelStopped", f"not forwarding {dnsname} any more ({error.reason}); "
                         "the socket and its name are kept")
@@ -161,59 +208,59 @@ class Controller:
         self.supervisor.remove(key)
         self.records.pop(key, None)
 
-    def _expose(self, key, svc, exposure, valid=True):
-        record = self.records.get(key)
-        if record is None or record.exposure != exposure:
-            if self.dry_run:
-                log.info("dry-run: would expose %s:%d as a %s socket", exposure.cluster_ip, exposure.port,
-                         exposure.socket_type, extra=_fields(key))
-                self.records[key] = Record(svc["metadata"]["uid"], exposure, "", "", "", 0)
-                return
-            if FINALIZER not in (svc["metadata"].get("finalizers") or []):
-                # Before anything remote exists, so a deletion can never skip the clean-up.
-                svc = self._patch(svc, add_finalizer=FINALIZER)
-            record = self._ensure_remote(key, svc, exposure)
-            if record is None:
-                return
-            self.records[key] = record
-        if self.dry_run:
-            return
-        # The child first: the public name works ~10 ms sooner, and the write-back cannot fail it.
-        self.supervisor.ensure(key, TunnelSpec(record.local_port, exposure.cluster_ip, exposure.port,
-                                               self.user_name))
-        self._write_back(svc, record, valid)
+    def _follow(self, key, svc, exposure):
+        """Not the leader: the socket the leader recorded on the Service, if it is really that Service's."""
+        recorded = ((svc["metadata"].get("annotations") or {}).get(SOCKET_ID) or "").strip()
+        if not recorded:
+            return None                         # the leader has not made it yet; its write queues us again
+        socket = self.sockets.snapshot().get(recorded)
+        if socket is None:
+            self.sockets.invalidate()           # made after this replica's last look
+            self.queue.add(key, 1.0)
+            return None
+        if exposure.pool:
+            return socket if socket.get("name") == pool_socket_name(exposure.pool) else None
+        if not self.ownership.is_for(socket, key):
+            self._load_inheritance(write=False)     # an inherited socket is known once the ConfigMap is read
+        return socket if self.ownership.is_for(socket, key) else None
 
-    def _ensure_remote(self, key, svc, exposure):
+    def _ensure_socket(self, key, svc, exposure):
         annotations = svc["metadata"].get("annotations") or {}
         protected = self._protected_credentials(svc, exposure)
         if protected is False:
             return None
         fields = socket_fields(exposure, self.ownership.name_for(*key), protected[:2] if protected else None)
-        found = self.sockets.find(key, annotations.get(SOCKET_ID, ""))
+        found = self.sockets.find(key, annotations.get(SOCKET_ID, ""), pool=exposure.pool)
         if found.foreign is not None:
             self._not_ours(key, svc, found.foreign)
         socket = found.socket
         if socket is not None and differences(socket, fields):
             changed = ", ".join(differences(socket, fields))
+            if exposure.pool:
+                self._event(svc, "Warning", "PoolMismatch", f"pool {exposure.pool}'s socket has other options "
+                            f"({changed}) than this Service asks for; every member must ask for the same")
+                return None
             self._event(svc, "Normal", "SocketReplaced", f"socket options changed ({changed}); the API cannot "
                         f"update a socket, so it is replaced and the DNS name {socket.get('dnsname')} changes")
             self.sockets.delete(socket)
             socket = None
         if socket is None:
-            socket = self.sockets.create(fields)
+            socket = self.sockets.create(fields, self.serving.owner(key).tag, pool=exposure.pool)
             self._event(svc, "Normal", "SocketCreated", f"created socket {socket['socket_id']}: "
-                        f"{socket.get('dnsname')}")
+                        f"{socket.get('dnsname')}" + (f" (pool {exposure.pool})" if exposure.pool else ""))
             log.info("created socket %s", socket.get("dnsname"), extra=_fields(key, socket["socket_id"]))
         elif found.how != "id":
             self._event(svc, "Normal", "SocketAdopted", f"adopted socket {socket['socket_id']} "
                         f"({socket.get('dnsname')}) found by its {found.how} name")
             log.info("adopted socket %s by %s name", socket.get("dnsname"), found.how,
                      extra=_fields(key, socket["socket_id"]))
-        tunnels = socket.get("tunnels") or []
-        tunnel = next((t for t in tunnels if t["tunnel_id"] == annotations.get(TUNNEL_ID)), None)
-        tunnel = tunnel or (tunnels[0] if tunnels else self.sockets.add_tunnel(socket))
-        return Record(svc["metadata"]["uid"], exposure, socket["socket_id"], tunnel["tunnel_id"],
-                      socket.get("dnsname", ""), int(tunnel["local_port"]))
+        elif protected and self.secret_versions.get(key) != protected[2]:
+            # Rotated (or not known since this leader started): the edge gets the Secret's credentials
+            # in place, so the name stays.
+            self.sockets.update_protection(socket, fields)
+            log.info("gave the edge the protected Secret's current credentials", extra=_fields(key))
+        self.secret_versions[key] = protected[2] if protected else ""
+        return socket
 
     def _not_ours(self, key, svc, socket):
         message = (f"{SOCKET_ID} points at socket {socket['socket_id']} ({socket.get('dnsname')}), which is not "
@@ -223,47 +270,40 @@ class Controller:
         self._event(svc, "Warning", "SocketNotOwned", message)
 
     def _protected_credentials(self, svc, exposure):
-        """(username, password, version) from the named Secret; None if unprotected; False if unusable.
-
-        The Secret must opt in (label mysocket.io/protected-secret: "true", set by whoever may write
-        Secrets): otherwise anyone who may annotate a Service could have any Secret of its namespace
-        with username/password keys (a database's, say) sent to the edge, whose 401 would then answer
-        guesses about it. Unusable is a Warning and a look again in 30 s; never an unprotected socket.
-        """
+        """(username, password, version) for a protected Service; None if unprotected; False if unusable."""
         if not exposure.protected_secret:
             return None
-        ns, name = svc["metadata"]["namespace"], exposure.protected_secret
         try:
-            secret = self.remote.call(f"secret {name}", self.kube.secret, ns, name)
-        except ApiException as e:
-            if e.status != 403:
-                raise
-            secret, problem = None, ("cannot be read by mysocketd: grant it `get` on Secrets in this namespace "
-                                     "(yaml/optional/protected-secret-rbac.yaml)")
-        else:
-            data = (secret or {}).get("data") or {}
-            problem = "not found" if secret is None else (
-                f'does not opt in: label it {services.PROTECTED_SECRET}="true" to let mysocketd use it'
-                if (secret["labels"].get(services.PROTECTED_SECRET) or "").lower() != "true" else
-                "needs the keys username and password" if not (data.get("username") and data.get("password"))
-                else "")
-        if problem:
-            self._event(svc, "Warning", "InvalidAnnotation", f"{services.PROTECTED_SECRET}: Secret {name!r} in "
-                        f"namespace {ns} {problem}")
-            self.queue.add((ns, svc["metadata"]["name"]), 30.0)
+            return protected.credentials(self.remote, self.kube, svc, exposure.protected_secret)
+        except protected.Unusable as e:
+            self._event(svc, "Warning", "InvalidAnnotation", str(e))
+            self.queue.add(services.key_of(svc), 30.0)
             return False
-        return secret["data"]["username"], secret["data"]["password"], secret["version"]
 
     def _write_back(self, svc, record, valid):
         annotations = svc["metadata"].get("annotations") or {}
-        wanted = {DNSNAME: record.dnsname, SOCKET_ID: record.socket_id, TUNNEL_ID: record.tunnel_id}
+        wanted = {DNSNAME: record.dnsname, SOCKET_ID: record.socket_id}
         if valid:       # what a later typo falls back to, across restarts and failovers
             wanted[LAST_VALID] = json.dumps(services.options_of(svc), sort_keys=True, separators=(",", ":"))
         changed = {k: v for k, v in wanted.items() if annotations.get(k) != v}
+        if TUNNEL_ID in annotations:
+            changed[TUNNEL_ID] = None       # one tunnel per replica now: the previous release's single id misleads
         if changed:
             self._patch(svc, annotations=changed)
         if record.exposure.load_balancer and _lb_hostname(svc) != record.dnsname:
             self._set_lb_hostname(svc, record.dnsname)
+
+    def _say_serving(self, svc, record):
+        """The leader tells the user when this cluster stops or starts taking traffic for the name."""
+        if record.withdrawn:
+            reason, message = "NoReadyEndpoints", (f"no ready endpoint: this cluster's tunnels take no traffic "
+                                                   f"for {record.dnsname} until one is ready")
+        else:
+            reason, message = "Serving", f"a ready endpoint: this cluster's tunnels serve {record.dnsname} again"
+        self._event(svc, "Warning" if record.withdrawn else "Normal", reason, message)
+        self.fence.check()
+        self.remote.call(f"condition {reason}", self.kube.set_condition, svc, SERVING_CONDITION,
+                         not record.withdrawn, reason, message)
 
     def _patch(self, svc, **changes):
         self.fence.check()
@@ -277,15 +317,18 @@ class Controller:
     # -- taking it away ----------------------------------------------------------
 
     def _teardown(self, key, svc, deleting):
-        """Stop the child, delete the socket unless retained, then let go of the Service."""
+        """Stop the child, delete the socket unless retained (or leave its pool), then let go of the Service."""
         annotations = svc["metadata"].get("annotations") or {}
         retain = services.retained(svc) and not deleting
-        self.supervisor.remove(key)
+        pool = (annotations.get(services.POOL) or "").strip()
+        record = self.records.pop(key, None)
+        self.serving.stop(key, record, drop_tunnel=retain)
         if self.dry_run:
             log.info("dry-run: would stop exposing%s", " (socket retained)" if retain else "", extra=_fields(key))
-            self.records.pop(key, None)
             return
-        if not retain:
+        if pool and not retain:
+            self._leave_pool(key, svc, pool, annotations.get(SOCKET_ID, ""))
+        elif not retain:
             found = self.sockets.find(key, annotations.get(SOCKET_ID, ""))
             while found.socket is not None:     # this Service's socket, then any duplicate of it
                 socket = found.socket
@@ -304,11 +347,44 @@ class Controller:
             self._patch(svc, annotations=drop, remove_finalizer=FINALIZER)
         self._forget(key)
 
+    def _leave_pool(self, key, svc, pool, recorded):
+        """This Service's tunnels (every replica's) go; the socket goes only if no other member is left."""
+        found = self.sockets.find(key, recorded, pool=pool)
+        if found.socket is None:
+            return
+        socket = found.socket
+        mine = f"{self.ownership.cluster}/{key[0]}/{key[1]}/"    # every replica's tunnel for this Service
+        for tunnel in [t for t in socket.get("tunnels") or [] if (t.get("owner") or "").startswith(mine)]:
+            self.sockets.delete_tunnel(socket, tunnel)
+        if any(self.pool_member(k, pool) for k in self.watcher.keys() if k != key):
+            return                              # another Service of this cluster still serves the pool
+        if self.sockets.leave_pool(socket, self.member_prefix()):
+            self._event(svc, "Normal", "SocketDeleted", f"left pool {pool}, its last member: deleted socket "
+                        f"{socket['socket_id']} ({socket.get('dnsname')})")
+        else:
+            self._event(svc, "Normal", "PoolLeft", f"left pool {pool}; other clusters still serve "
+                        f"{socket.get('dnsname')}, so its socket stays")
+
+    def pool_member(self, key, pool):
+        svc = self.watcher.get(key)
+        if svc is None or svc["metadata"].get("deletionTimestamp") or not services.opted_in(svc):
+            return False
+        return ((svc["metadata"].get("annotations") or {}).get(services.POOL) or "").strip() == pool
+
+    def member_prefix(self):
+        """The tag prefix of every tunnel this controller answers for: its cluster, or its namespace of it."""
+        scope = self.kube.namespace
+        return f"{self.ownership.cluster}/{scope}/" if scope else f"{self.ownership.cluster}/"
+
+    def patch_served_by(self, svc, said):
+        self._patch(svc, annotations={SERVED_BY: said})
+
     def _forget(self, key):
         self.supervisor.remove(key)
         record = self.records.pop(key, None)
         self.failures.pop(key, None)
         self.surprises.pop(key, None)
+        self.secret_versions.pop(key, None)
         if record:
             self.kube.forget_events(record.uid)
 
@@ -339,39 +415,9 @@ class Controller:
     # -- the periodic look at everything -----------------------------------------
 
     def resync(self):
-        """Re-read the account's sockets, requeue Services whose socket vanished, delete this cluster's leftovers."""
+        """The leader's sweep (lib/sweep.py), run with this controller's view."""
         self.remote.begin(SWEEP)
-        self.sockets.invalidate()
-        snapshot = self.sockets.snapshot()
-        for key, record in list(self.records.items()):
-            socket = snapshot.get(record.socket_id)
-            if socket is None or all(t["tunnel_id"] != record.tunnel_id for t in socket.get("tunnels") or []):
-                log.warning("socket or tunnel disappeared from the API; recreating", extra=_fields(key))
-                del self.records[key]
-                self.queue.add(key)
-        for socket, owner in self.sockets.owned():
-            if self._leftover(socket, owner):
-                log.info("%s leftover socket %s (%s)", "dry-run: would delete" if self.dry_run else "deleting",
-                         socket.get("name"), socket.get("dnsname"), extra=_fields(owner.key, socket["socket_id"]))
-                if not self.dry_run:
-                    self.sockets.delete(socket)
-
-    def _leftover(self, socket, owner):
-        """Provably unwanted: its Service is gone, opted out, or uses another socket of this cluster."""
-        scope = self.kube.namespace
-        if scope and owner.namespace != scope:
-            return False                        # another controller's namespace
-        svc = self.watcher.get(owner.key)
-        if svc is None:
-            return True
-        if services.enabled_is_invalid(svc):
-            return False                        # in doubt until the user says "true" or "false"
-        if owner.how == "original":
-            return False                        # the original controller's: only when no such Service exists
-        if not services.opted_in(svc):
-            return not services.retained(svc)
-        record = self.records.get(owner.key)
-        return record is not None and bool(record.socket_id) and record.socket_id != socket["socket_id"]
+        self.sweep.run()
 
     # -- helpers -------------------------------------------------------------------
 

@@ -109,8 +109,17 @@ class Rest:
         return json.loads(self.call(method, path, **kwargs).data)
 
 
+SERVICES = ("/api/v1", "services")
+ENDPOINT_SLICES = ("/apis/discovery.k8s.io/v1", "endpointslices")
+
+
+def _collection_path(kind, namespace):
+    prefix, plural = kind
+    return f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+
+
 def _services_path(namespace):
-    return f"/api/v1/namespaces/{namespace}/services" if namespace else "/api/v1/services"
+    return _collection_path(SERVICES, namespace)
 
 
 class Kube:
@@ -122,12 +131,18 @@ class Kube:
     # -- reading -----------------------------------------------------------
 
     def list_services(self):
-        """All Services in scope and the list's resourceVersion to watch from."""
-        body = self.rest.json("GET", _services_path(self.namespace), timeout=(5, 60))
-        return body["items"], body["metadata"]["resourceVersion"]
+        return self.list(SERVICES)
 
     def watch_services(self, resource_version, timeout_seconds=240, idle_timeout=90):
-        """Yield (type, Service dict) from resource_version until the server ends the watch.
+        return self.watch(SERVICES, resource_version, timeout_seconds, idle_timeout)
+
+    def list(self, kind):
+        """All objects of a kind (SERVICES, ENDPOINT_SLICES) in scope, and the resourceVersion to watch from."""
+        body = self.rest.json("GET", _collection_path(kind, self.namespace), timeout=(5, 60))
+        return body["items"], body["metadata"]["resourceVersion"]
+
+    def watch(self, kind, resource_version, timeout_seconds=240, idle_timeout=90):
+        """Yield (type, object dict) from resource_version until the server ends the watch.
 
         BOOKMARK events are yielded too: they only advance the resourceVersion
         (the apiserver sends one only when its resourceVersion moved past the
@@ -138,7 +153,8 @@ class Kube:
         """
         query = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
                  "timeoutSeconds": str(timeout_seconds)}
-        resp = self.rest.call("GET", _services_path(self.namespace), query=query, timeout=(5, idle_timeout))
+        resp = self.rest.call("GET", _collection_path(kind, self.namespace), query=query,
+                              timeout=(5, idle_timeout))
         try:
             for line in iter_resp_lines(resp):
                 if not line:
@@ -223,6 +239,14 @@ class Kube:
             if _stale_uid(e):
                 raise ChangedMeanwhile(service) from None
             raise
+
+    def set_condition(self, service, kind, ok, reason, message):
+        """One condition of status.conditions (strategic merge by type: others' conditions stay)."""
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        condition = {"type": kind, "status": "True" if ok else "False", "reason": reason,
+                     "message": message[:1024], "lastTransitionTime": now}
+        body = {"metadata": {"uid": service["metadata"]["uid"]}, "status": {"conditions": [condition]}}
+        self._patch(service, "/status", body, SMP)
 
     def event(self, service, kind, reason, message):
         self.events.post(service, kind, reason, message)

@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import time
+import urllib.parse
 
 import requests
 
@@ -53,6 +54,10 @@ class BadCredentials(ApiError):
 
 class NotFound(ApiError):
     pass
+
+
+class Conflict(ApiError):
+    """409: the edge refused because of what is there (a pool still in use, a name with other options)."""
 
 
 class Unavailable(ApiError):
@@ -134,11 +139,24 @@ class Client:
     def socket(self, socket_id):
         return self._request("get_socket", "GET", f"socket/{socket_id}")
 
-    def delete_socket(self, socket_id):
-        return self._delete("delete_socket", f"socket/{socket_id}")
+    def create_socket(self, fields):
+        """A new socket without tunnels (each replica adds its own); `unique_name` in fields: the
+        account's socket of that name if there is one (an edge addition, edge/README.md)."""
+        return self._request("create_socket", "POST", "socket", fields, retry=False)
 
-    def create_tunnel(self, socket_id):
-        return self._request("create_tunnel", "POST", f"socket/{socket_id}/tunnel", {}, retry=False)
+    def update_socket(self, socket_id, fields):
+        """Change a socket's basic auth in place (an edge addition, edge/README.md)."""
+        return self._request("update_socket", "PATCH", f"socket/{socket_id}", fields)
+
+    def delete_socket(self, socket_id, unless_used_by_others=None):
+        """Delete; with a prefix, only if every tunnel's owner starts with it (else Conflict)."""
+        query = f"?unless_used_by_others={urllib.parse.quote(unless_used_by_others, safe='')}" \
+            if unless_used_by_others is not None else ""
+        return self._delete("delete_socket", f"socket/{socket_id}{query}")
+
+    def create_tunnel(self, socket_id, owner=None):
+        body = {"owner": owner} if owner else {}
+        return self._request("create_tunnel", "POST", f"socket/{socket_id}/tunnel", body, retry=False)
 
     def delete_tunnel(self, socket_id, tunnel_id):
         return self._delete("delete_tunnel", f"socket/{socket_id}/tunnel/{tunnel_id}")
@@ -195,6 +213,8 @@ class Client:
             raise BadCredentials(call, 401, "the API refused a fresh token")
         if resp.status_code == 404:
             raise NotFound(call, 404, _message(resp))
+        if resp.status_code == 409:
+            raise Conflict(call, 409, _message(resp))
         if resp.status_code >= 400:
             raise ApiError(call, resp.status_code, _message(resp))
         if resp.status_code == 204 or not resp.content:

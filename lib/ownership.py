@@ -26,11 +26,18 @@ Two kinds of older sockets are recognised, each narrowly:
 
 Deleting follows the same rule: only a socket owned by this cluster, and only
 for a Service that is provably gone or opted out.
+
+A pool's socket (`mysocketd-pool/<pool>`, `mysocket.io/pool`) is shared by the
+clusters of one account that serve the same name; it is never "this cluster's"
+here. Each member has its own tunnels on it, tagged with their owner, and a
+member that leaves deletes the socket only through the edge's sparing delete
+(gone only if no tunnel of another owner is left).
 """
 
 import dataclasses
 
 PREFIX = "mysocketd"
+POOL_PREFIX = "mysocketd-pool"      # mysocketd-pool/<pool>: one socket per account and pool, shared
 PREVIOUS_PREFIX = "k8s"            # the previous release: k8s/<cluster-name>/<ns>/<name>
 
 
@@ -49,6 +56,18 @@ class Owner:
 
 def socket_name(cluster, namespace, name):
     return f"{PREFIX}/{cluster}/{namespace}/{name}"
+
+
+def pool_socket_name(pool):
+    """A pool's socket is nobody's alone: clusters join it (a tunnel each) and leave it (the last one
+    deletes it, through the edge's sparing delete), so its name carries no cluster."""
+    return f"{POOL_PREFIX}/{pool}"
+
+
+def pool_of(socket):
+    """The pool a socket serves, or "" for any other socket."""
+    parts = (socket.get("name") or "").split("/")
+    return parts[1] if len(parts) == 2 and parts[0] == POOL_PREFIX and parts[1] else ""
 
 
 def original_socket_name(namespace, name):

@@ -1,14 +1,19 @@
 """Does each tunnel still carry traffic? Ask the edge's public side.
 
-A dead ssh child is seen at once (Popen.poll), a dead connection within the
+A dead ssh child is seen at once (its exit), a dead connection within the
 keepalive window (ServerAliveInterval x ServerAliveCountMax). What neither
 sees is a child that is alive but no longer forwards: frozen, wedged, or
 holding a session the edge has already given up on. So, when --probe-url is
 set, every up tunnel of an unprotected http socket is fetched through the
-public edge now and then; when the edge answers that it has no tunnel for the
-name (502, 503, 504) or cannot be reached, twice in a row, the child is
-replaced. Any other answer, even the app's own 404 or 500, proves the path
-edge -> ssh -> Service works.
+public edge now and then; only when the edge itself answers that it has no
+tunnel for the name (the header `Mysocket-Edge: no-tunnel`, which the edge
+puts on its own answers and never on the app's) twice in a row is the child
+replaced.
+
+Anything else proves nothing against the tunnel: the app's own 502 or 503 is
+the path edge -> ssh -> Service working, and an error of the probe's own (DNS,
+egress blocked, TLS, a timeout) is "unknown", which neither counts as a
+failure nor resets the count.
 
 Requests run on a small thread pool so a slow edge never stalls the
 controller's loop; the loop collects the answers on its next turn.
@@ -21,19 +26,28 @@ import time
 import requests
 
 log = logging.getLogger(__name__)
-NO_TUNNEL = (502, 503, 504)
+EDGE_HEADER = "Mysocket-Edge"
 
 
 def probe_once(url_template, dnsname, timeout):
-    """True if the answer came through the tunnel, False if the edge says it has none."""
+    """True: the answer came through; False: the edge says it has no tunnel; None: unknown."""
     url = url_template.replace("{dnsname}", dnsname)
     headers = {} if "{dnsname}" in url_template else {"Host": dnsname}
     try:
         resp = requests.get(url, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
         resp.close()
     except requests.RequestException:
+        return None
+    return verdict(resp.status_code, resp.headers.get(EDGE_HEADER))
+
+
+def verdict(status, edge_reason):
+    """What one answer says about the tunnel (pure, table-tested)."""
+    if edge_reason is None:
+        return True                 # the app answered, whatever it said: the path works
+    if edge_reason.strip().lower() == "no-tunnel":
         return False
-    return resp.status_code not in NO_TUNNEL
+    return None                     # the edge's other answers (auth, limits, ...) say nothing about it
 
 
 class Prober:
@@ -60,7 +74,10 @@ class Prober:
             if not future.done():
                 continue
             del self._pending[key]
-            if future.result():
+            result = future.result()
+            if result is None:
+                continue                    # unknown: neither a failure nor a success
+            if result:
                 self._failures.pop(key, None)
                 continue
             n = self._failures[key] = self._failures.get(key, 0) + 1

@@ -24,7 +24,7 @@ import time
 
 from lib import kube, metrics, mysocket, sshkeys
 from lib.controller import SWEEP
-from lib.leader import LEADING, STANDBY, UNCONFIRMED, Fenced
+from lib.leader import LEADING, UNCONFIRMED, Fenced
 from lib.remote import Pending
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class Runner:
     STUCK_AFTER = 30.0          # a loop that has not turned for this long is not fit to lead
 
     def __init__(self, *, config, session, controller, watcher, supervisor, queue, known_hosts, leader=None,
-                 prober=None):
+                 prober=None, companions=()):
         self.config = config
         self.session = session
         self.controller = controller
@@ -99,7 +99,8 @@ class Runner:
         self.known_hosts = known_hosts
         self.leader = leader
         self.prober = prober
-        self.heartbeat = time.monotonic()
+        self.companions = list(companions)  # threads that run beside the loop: the EndpointSlice watch, the
+        self.heartbeat = time.monotonic()   # replica's Lease (each has start() and stop())
         self._next_tick = 0.0
         self._acting = False        # took the lead (caches dropped, inventory loaded) since it last led
         self._next_sweep = None
@@ -126,7 +127,7 @@ class Runner:
             return False, "Service watch is not running"
         state = self.leadership()
         if state == UNCONFIRMED:
-            return True, "leader, unconfirmed: not changing anything until the Lease is renewed"
+            return True, "leader, unconfirmed: serving, but not changing anything until the Lease is renewed"
         return True, "leader" if state == LEADING else "standby"
 
     def leadership(self):
@@ -139,6 +140,8 @@ class Runner:
         if ended:
             log.info("ended %d ssh children left by an earlier run", ended)
         self.watcher.start()
+        for companion in self.companions:
+            companion.start()
         if self.leader:
             self.leader.fit = self.fit_to_lead
             self.leader.start()
@@ -154,8 +157,10 @@ class Runner:
             log.info("stopping: ending %d ssh children; nothing remote is deleted", len(self.supervisor.children))
             self.watcher.stop()
             self.supervisor.stop_all()
+            for companion in self.companions:
+                companion.stop()            # the replica's Lease goes: the leader may remove its tunnels at once
             if self.leader:
-                self.leader.stop()          # after the children: the next leader's forwards find the ports free
+                self.leader.stop()
             if self.prober:
                 self.prober.close()
             self.controller.remote.close()
@@ -168,19 +173,14 @@ class Runner:
             return
         state = self.leadership()
         metrics.LEADER.set(1 if state == LEADING else 0)
-        if state == STANDBY:
-            if self._acting or self.supervisor.children:
-                self.controller.stand_down()
-            self._acting = False
-            stopping.wait(0.5)
-            return
-        if state == UNCONFIRMED:
-            self._acting = False            # when confirmed again, look at everything afresh
-            stopping.wait(0.25)
-            return
-        if not self._acting and not self._take_lead():
+        if state == LEADING and not self._acting and not self._take_lead():
             stopping.wait(1.0)
             return
+        if state != LEADING and self._acting:
+            self.controller.stand_down()    # it keeps serving as a follower; its next lead looks afresh
+            self._acting = False
+        # Leader or not, every replica serves every exposed Service (its own tunnels): the controller asks
+        # the fence, per Service, whether it may also create, delete and write.
         self.controller.user_name = self.session.user_name
         key = self.queue.get(timeout=0.25)
         if key is not None and self.controller.remote.busy(key):
@@ -191,7 +191,8 @@ class Runner:
             except mysocket.BadCredentials as e:
                 self.session.lost(e)
                 self.queue.add(key, 1.0)
-        self._sweep_if_due()
+        if state == LEADING:
+            self._sweep_if_due()
 
     def _surprise(self, error):
         """An error no module expected: its traceback once per kind, then one line each time."""

@@ -29,8 +29,10 @@ CLOUD_AUTH_EMAILS = PREFIX + "cloud-auth-emails"
 CLOUD_AUTH_DOMAINS = PREFIX + "cloud-auth-domains"
 PROTECTED_SECRET = PREFIX + "protected-secret"
 RETAIN = PREFIX + "retain"
+POOL = PREFIX + "pool"
 # Written by the controller.
 DNSNAME = PREFIX + "dnsname"
+SERVED_BY = PREFIX + "served-by"
 SOCKET_ID = PREFIX + "socket-id"
 TUNNEL_ID = PREFIX + "tunnel-id"
 LAST_VALID = PREFIX + "last-valid"
@@ -43,7 +45,7 @@ _DOMAIN = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 
-OPTIONS = (PORT, TYPE, CLOUD_AUTH_EMAILS, CLOUD_AUTH_DOMAINS, PROTECTED_SECRET, RETAIN)
+OPTIONS = (PORT, TYPE, CLOUD_AUTH_EMAILS, CLOUD_AUTH_DOMAINS, PROTECTED_SECRET, RETAIN, POOL)
 
 
 class InvalidAnnotation(ValueError):
@@ -73,6 +75,7 @@ class Exposure:
     protected_secret: str = ""
     retain: bool = False
     load_balancer: bool = False
+    pool: str = ""              # a name several clusters serve together (one socket per account and pool)
 
 
 def key_of(service):
@@ -122,6 +125,7 @@ def desired_exposure(service):
         protected_secret=_secret_name(annotations.get(PROTECTED_SECRET)),
         retain=_bool(annotations.get(RETAIN), RETAIN),
         load_balancer=of_our_class(service),
+        pool=_pool(annotations.get(POOL)),
     )
 
 
@@ -211,6 +215,19 @@ def _secret_name(value):
     value = value.strip()
     if not _DNS_SUBDOMAIN.match(value):
         raise InvalidAnnotation(PROTECTED_SECRET, f"{_show(value)} is not a valid Secret name")
+    return value
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _pool(value):
+    if value is None or not value.strip():
+        return ""
+    value = value.strip()
+    if not _DNS_LABEL.match(value):
+        raise InvalidAnnotation(POOL, f"{_show(value)} is not a pool name (lower-case letters, digits and '-', "
+                                      "at most 63)")
     return value
 
 

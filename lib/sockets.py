@@ -19,6 +19,8 @@ import contextlib
 import dataclasses
 import logging
 
+from lib import mysocket
+from lib.ownership import pool_of, pool_socket_name
 from lib.remote import Direct, Pending
 
 log = logging.getLogger(__name__)
@@ -72,11 +74,23 @@ class Sockets:
             self._by_id = {s["socket_id"]: s for s in self.api.sockets() or []}
         return self._by_id
 
-    def find(self, key, recorded_id=""):
-        """This Service's socket (by recorded id if that is really its own, else by name)."""
+    def find(self, key, recorded_id="", pool=""):
+        """This Service's socket (by recorded id if that is really its own, else by name).
+
+        For a pool member, the pool's socket: the one named for the pool, whoever made it.
+        """
         sockets = self.snapshot()
         found = Found()
         recorded = sockets.get(recorded_id) if recorded_id else None
+        if pool:
+            named = sorted((s for s in sockets.values() if s.get("name") == pool_socket_name(pool)),
+                           key=lambda s: s["socket_id"])
+            if recorded is not None and recorded in named:
+                return Found(recorded, "id")
+            found.foreign = recorded if recorded is not None and recorded not in named else None
+            if named:
+                found.socket, found.how = named[0], "pool"
+            return found
         if recorded is not None:
             if self.ownership.is_for(recorded, key):
                 return Found(recorded, "id")
@@ -94,20 +108,66 @@ class Sockets:
             if owner is not None:
                 yield socket, owner
 
-    def create(self, fields):
+    def pools(self):
+        """(socket, pool) for every pool socket on the account (shared: see lib/ownership.py)."""
+        for socket in list(self.snapshot().values()):
+            if pool_of(socket):
+                yield socket, pool_of(socket)
+
+    def create(self, fields, owner, pool=""):
+        """A new socket with this replica's tunnel (tagged `owner`) in one call; the other replicas add
+        theirs. For a pool, the edge's one socket per name (unique_name: two clusters joining at the
+        same moment end with one socket), and this replica's tunnel is added like any other's."""
         self._check_fence()
         with self._in_doubt():
-            socket = self.remote.call("connect", self.api.connect, fields)
+            if pool:
+                fields = {**fields, "name": pool_socket_name(pool), "unique_name": True}
+                socket = self.remote.call("create", self.api.create_socket, fields)
+            else:
+                socket = self.remote.call("create", self.api.connect, {**fields, "tunnel_owner": owner})
+            socket.setdefault("tunnels", [])
             self.snapshot()[socket["socket_id"]] = socket
         return socket
 
-    def add_tunnel(self, socket):
-        self._check_fence()
+    def add_tunnel(self, socket, owner):
+        """This replica's own tunnel on a socket (no leadership needed: it is this replica's)."""
         with self._in_doubt():
-            tunnel = self.remote.call(f"tunnel {socket['socket_id']}", self.api.create_tunnel, socket["socket_id"])
+            tunnel = self.remote.call(f"tunnel {socket['socket_id']}", self.api.create_tunnel, socket["socket_id"],
+                                      owner)
             tunnel["local_port"] = int(tunnel["local_port"])
         socket.setdefault("tunnels", []).append(tunnel)
         return tunnel
+
+    def delete_tunnel(self, socket, tunnel):
+        """Delete a tunnel this cluster owns (its tag says so); refuses anything else."""
+        if not (tunnel.get("owner") or "").startswith(self.ownership.cluster + "/") and \
+                self.ownership.owner(socket) is None:
+            raise NotOurs(f"refusing to delete tunnel {tunnel.get('tunnel_id')}: neither it nor its socket is "
+                          "this cluster's")
+        self.remote.call(f"delete tunnel {tunnel['tunnel_id']}", self.api.delete_tunnel, socket["socket_id"],
+                         tunnel["tunnel_id"])
+        socket["tunnels"] = [t for t in socket.get("tunnels") or [] if t["tunnel_id"] != tunnel["tunnel_id"]]
+
+    def update_protection(self, socket, fields):
+        """New basic-auth credentials in place, so a rotated Secret keeps the name."""
+        self._check_fence()
+        body = {k: fields[k] for k in ("protected_socket", "protected_username", "protected_password")}
+        updated = self.remote.call(f"protect {socket['socket_id']}", self.api.update_socket, socket["socket_id"],
+                                   body)
+        socket.update({k: v for k, v in (updated or {}).items() if k != "tunnels"})
+
+    def leave_pool(self, socket, prefix):
+        """Delete a pool's socket if every tunnel on it is tagged with `prefix` (this cluster's, or this
+        namespace's of it); False when others still serve it."""
+        self._check_fence()
+        try:
+            self.remote.call(f"leave {socket['socket_id']}", self.api.delete_socket, socket["socket_id"],
+                             prefix)
+        except mysocket.Conflict:
+            return False
+        if self._by_id is not None:
+            self._by_id.pop(socket["socket_id"], None)
+        return True
 
     def delete(self, socket):
         """Delete one of this cluster's sockets; refuses anything else, whatever the caller thinks."""

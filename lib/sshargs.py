@@ -49,13 +49,15 @@ def resolve_ssh(name="ssh"):
     return path
 
 
-def ssh_argv(spec, settings, log_path=None):
+def ssh_argv(spec, settings, log_path=None, foreground=False):
     """The argv of one tunnel. `-f` with ExitOnForwardFailure: the foreground process exits 0 only once
-    the edge accepted the forward (see lib/processes.py); `-E` keeps the background one's last words."""
+    the edge accepted the forward (see lib/processes.py); `-E` keeps the background one's last words.
+    `foreground`: a plain `ssh -N` that stays the process it was started as (the benchmarks' floor)."""
     target = f"[{spec.target_host}]" if ":" in spec.target_host else spec.target_host
-    log = ["-E", log_path] if log_path else []
+    mode = [] if foreground else ["-f"]
+    log = ["-E", log_path] if log_path and not foreground else []
     return [
-        settings.binary, "-F", "none", "-f", "-N", "-T", *log,
+        settings.binary, "-F", "none", *mode, "-N", "-T", *log,
         "-R", f"{spec.local_port}:{target}:{spec.target_port}",
         "-l", spec.user_name,
         "-p", str(settings.port),

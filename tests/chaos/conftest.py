@@ -55,8 +55,10 @@ def pytest_terminal_summary(terminalreporter):
     tr = terminalreporter
     tr.section("chaos: recovery after each fault")
     width = max(len(r["fault"]) for r in RESULTS)
-    tr.write_line(f"{'fault':{width}} {'runs':>4} {'median':>8} {'worst':>8} {'lost':>5} {'dup':>4} {'leak':>5}")
+    tr.write_line(f"{'fault':{width}} {'runs':>4} {'median':>8} {'worst':>8} {'lost':>5} {'dup':>4} {'leak':>5} "
+                  f"{'requests':>8} {'failed':>6}")
     for r in RESULTS:
         tr.write_line(f"{r['fault']:{width}} {r['runs']:>4} {r['median_s']:>7.2f}s {r['worst_s']:>7.2f}s "
-                      f"{r['lost']:>5} {r['duplicated']:>4} {r['leaked']:>5}")
+                      f"{r['lost']:>5} {r['duplicated']:>4} {r['leaked']:>5} "
+                      f"{r.get('requests', '-'):>8} {r.get('failed', '-'):>6}")
     tr.write_line(f"(also in {out / 'latest.json'}; reproduce with `make chaos`)")

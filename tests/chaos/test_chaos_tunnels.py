@@ -19,12 +19,11 @@ def twenty(world):
 
 
 def child_of(world, name):
-    """The ssh child forwarding to this Service's tunnel port."""
+    """The ssh child forwarding to this Service's tunnel port (the world's one replica's own tunnel)."""
     svc = world.services()[name]
-    tunnel_id = svc["metadata"]["annotations"]["mysocket.io/tunnel-id"]
     socket_id = svc["metadata"]["annotations"]["mysocket.io/socket-id"]
     [sock] = [s for s in account_sockets(world.edge, world.account) if s["socket_id"] == socket_id]
-    port = [t["local_port"] for t in sock["tunnels"] if t["tunnel_id"] == tunnel_id][0]
+    [port] = [t["local_port"] for t in sock["tunnels"]]
     [child] = [c for c in world.controller.ssh_children() if any(a.startswith(f"{port}:") for a in c.cmdline())]
     return child
 

@@ -26,7 +26,10 @@ def test_annotated_service_is_served_by_its_pods_through_the_edge(cluster, stand
     [remote] = account_sockets(edge, account)
     assert (remote["socket_id"], remote["dnsname"]) == (annotations(svc)[SOCKET_ID], dnsname)
     assert remote["name"] == f"mysocketd/{controller.cluster_name}/{cluster.ns}/web"
-    assert annotations(svc)[TUNNEL_ID] == remote["tunnels"][0]["tunnel_id"]
+    # One tunnel, this replica's own, tagged with its owner (lib/replicas.TunnelOwner).
+    [tunnel] = remote["tunnels"]
+    assert tunnel["owner"].startswith(f"{controller.cluster_name}/{cluster.ns}/web/") and tunnel["connected"]
+    assert TUNNEL_ID not in annotations(svc)
     reasons = wait_for("SocketCreated and TunnelUp Events",
                        lambda: {"SocketCreated", "TunnelUp"} <= {r for _, r, _ in cluster.events("web")})
     assert reasons

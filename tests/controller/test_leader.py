@@ -51,7 +51,8 @@ def test_a_dead_leader_is_replaced_after_the_lease_expires(elector):
     wait_for("b takes over", b.is_leader, timeout=15)
 
 
-def test_two_replicas_expose_once_and_fail_over(cluster, standins, make_controller, edge, account):
+def test_two_replicas_serve_one_socket_each_through_its_own_tunnel(cluster, standins, make_controller, edge,
+                                                                     account):
     lease = ["--leader-election", "--lease-name", "mysocketd-" + uuid.uuid4().hex[:6]]
     first = make_controller(extra_args=lease)
     wait_for("first leads", lambda: "leader" == first.http("/readyz")[1].strip())
@@ -62,10 +63,15 @@ def test_two_replicas_expose_once_and_fail_over(cluster, standins, make_controll
     standins.for_service(cluster.ns, "web")
     dnsname = wait_for("dnsname", lambda: cluster.get("web")["metadata"]["annotations"].get("mysocket.io/dnsname"))
     wait_for("traffic", lambda: edge.get(dnsname)[0] == 200)
-    assert len(first.ssh_children()) == 1 and second.ssh_children() == []
+    # Active-active: one socket (made by the leader), one tunnel per replica, both connected.
+    [socket] = wait_for("both replicas' tunnels connected", lambda: (lambda s: s if len(s) == 1 and len(
+        [t for t in s[0]["tunnels"] if t["connected"]]) == 2 else None)(account_sockets(edge, account)))
+    assert len({t["owner"] for t in socket["tunnels"]}) == 2
+    assert len(first.ssh_children()) == 1 and len(second.ssh_children()) == 1
 
     first.kill()
     first.reap_orphans()                            # the node is gone, and its children with it
-    wait_for("traffic through the second replica", lambda: edge.get(dnsname)[0] == 200, timeout=30)
+    assert edge.get(dnsname)[0] == 200              # served by the second replica's tunnel at once
+    wait_for("the second replica leading", lambda: "leader" == second.http("/readyz")[1].strip(), timeout=30)
     assert len(second.ssh_children()) == 1
     assert len(account_sockets(edge, account)) == 1

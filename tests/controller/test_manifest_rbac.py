@@ -16,7 +16,8 @@ def test_cluster_role_is_the_documented_minimum(control_plane, controller_kubeco
                for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
     assert granted == {("services", "list", ()), ("services", "watch", ()), ("services", "patch", ()),
                        ("services/status", "patch", ()), ("events", "create", ()), ("events", "patch", ()),
-                       ("namespaces", "get", ("kube-system",))}
+                       ("namespaces", "get", ("kube-system",)),
+                       ("endpointslices", "list", ()), ("endpointslices", "watch", ())}
 
 
 @pytest.mark.parametrize("verb, resource, allowed", [
@@ -25,6 +26,8 @@ def test_cluster_role_is_the_documented_minimum(control_plane, controller_kubeco
     ("create", "events", "yes"), ("list", "pods", "no"),
     ("update", "leases.coordination.k8s.io -n mysocket", "yes"),
     ("update", "leases.coordination.k8s.io -n default", "no"),
+    ("list", "leases.coordination.k8s.io -n mysocket", "yes"), ("delete", "leases.coordination.k8s.io -n mysocket", "yes"),
+    ("watch", "endpointslices.discovery.k8s.io", "yes"), ("create", "endpointslices.discovery.k8s.io", "no"),
     ("get", "namespaces/kube-system", "yes"), ("get", "namespaces/default", "no"), ("list", "namespaces", "no"),
     ("create", "configmaps -n mysocket", "yes"), ("update", "configmaps -n mysocket", "no"),
     ("create", "configmaps -n default", "no"),

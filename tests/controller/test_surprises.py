@@ -12,7 +12,7 @@ ENABLED = {"mysocket.io/enabled": "true"}
 def odd_api(edge):
     """The edge's API with `socket_id` dropped from the answer to creating `.../odd`."""
     def drop_socket_id(method, path, body, answer):
-        if method == "POST" and path == "/connect" and body["name"].endswith("/odd"):
+        if creating("/odd")(method, path, body):
             answer.pop("socket_id", None)
         return answer
 

@@ -1,5 +1,6 @@
 """What mysocketd reports is what is true on the wire (issue 15)."""
 
+import http.server
 import json
 import socket
 import threading
@@ -8,6 +9,7 @@ import uuid
 import pytest
 
 from devcluster.controller import Account, ControllerProcess
+from devcluster.netns import add_cluster_ip
 from devcluster.stack import account_sockets, answered, exposed, wait_for
 from edge.testing import EdgeProcess
 
@@ -152,3 +154,31 @@ def test_a_secret_is_used_only_if_it_opts_in_and_mysocketd_may_read_it(cluster, 
     assert words in message[0], message
     assert account_sockets(edge, account) == []       # never exposed unprotected, never sent to the edge
     assert "s3cret-db-password" not in controller.log_text()
+
+
+def test_the_apps_own_502_never_replaces_a_working_tunnel(cluster, make_controller, edge):
+    c = make_controller(extra_args=["--probe-url", f"http://{edge.host}:{edge.http_port}/"])
+    svc = cluster.service("web", annotations=ENABLED)
+    ip, probes = svc["spec"]["clusterIP"], []
+
+    class BadGateway(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            probes.append(self.headers.get("User-Agent", ""))
+            self.send_response(502)                       # the app's own, with no Mysocket-Edge header
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    add_cluster_ip(ip)
+    server = http.server.ThreadingHTTPServer((ip, 8000), BadGateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        wait_for("three probes through the tunnel (10 s apart)",
+                 lambda: sum("python-requests" in ua for ua in probes) >= 3, timeout=60)
+        assert "TunnelStale" not in {r for _, r, _ in cluster.events("web")}
+        assert "mysocketd_ssh_restarts_total 0.0" in c.metrics()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -35,14 +35,14 @@ class RecordingKube(Kube):
         self.watch_ends = []        # per watch call: "server" (the server ended it) or the exception's class
         self.bookmarks = []         # resourceVersions of the bookmarks seen
 
-    def list_services(self):
+    def list(self, what):
         self.lists += 1
-        return super().list_services()
+        return super().list(what)
 
-    def watch_services(self, resource_version, **kwargs):
+    def watch(self, what, resource_version, **kwargs):
         self.watch_from.append(resource_version)
         try:
-            for kind, obj in super().watch_services(resource_version, **kwargs):
+            for kind, obj in super().watch(what, resource_version, **kwargs):
                 if kind == "BOOKMARK":
                     self.bookmarks.append(obj["metadata"]["resourceVersion"])
                 yield kind, obj

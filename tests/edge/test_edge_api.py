@@ -18,7 +18,7 @@ SOCKET_FIELDS = {
     "protected_username", "cloud_authentication_enabled",
     "cloud_authentication_email_allowed_addressses",
     "cloud_authentication_email_allowed_domains", "user_name", "tunnels"}
-TUNNEL_FIELDS = {"tunnel_id", "local_port", "tunnel_server"}
+TUNNEL_FIELDS = {"tunnel_id", "local_port", "tunnel_server", "owner", "connected"}   # additions: edge/README.md
 USER_FIELDS = {"name", "email", "user_id", "user_name", "sshkey"}
 
 
@@ -196,7 +196,13 @@ BAD = [
     ("GET", "/", None, None, 404),
     ("GET", "/no/such/route", None, "a", 404),
     ("PUT", "/socket", {}, "a", 405),
-    ("PATCH", "/socket/{SA}", {}, "a", 405),
+    ("PATCH", "/socket", {}, "a", 405),
+    ("PATCH", "/socket/{SA}", {"protected_socket": "yes"}, "a", 400),
+    ("PATCH", "/socket/{SA}", {"protected_socket": True, "protected_username": "u"}, "a", 400),
+    ("PATCH", "/socket/{SB}", {}, "a", 404),
+    ("DELETE", "/socket/{SB}?unless_used_by_others=x", None, "a", 404),
+    ("POST", "/socket/{SA}/tunnel", {"owner": 7}, "a", 400),
+    ("POST", "/socket", {"name": "x", "unique_name": "yes"}, "a", 400),
     ("POST", "/_admin/faults", {"error_rate": 2}, None, 400),
     ("POST", "/_admin/faults", {"bogus": 1}, None, 400),
     ("POST", "/_admin/faults", {"status": 200}, None, 400),

@@ -2,7 +2,9 @@
 
 import concurrent.futures
 
-from lib.probe import Prober
+import pytest
+
+from lib.probe import Prober, verdict
 
 
 class Instant(concurrent.futures.Executor):
@@ -52,3 +54,32 @@ def test_keys_that_disappear_are_forgotten():
     p.stale({("ns", "a"): "a.edge"})
     p.stale({})
     assert p._pending == {} and p._next == {} and p._failures == {}
+
+
+def test_unknown_answers_neither_count_nor_reset():
+    answers = {"a.edge": False}
+    p, clock, calls = make(answers)
+    targets = {("ns", "a"): "a.edge"}
+    p.stale(targets)                                         # the first probe waits one interval
+    clock[0] = 10
+    p.stale(targets)                                         # sent: "no tunnel" once
+    answers["a.edge"] = None                                 # then the probe's own network trouble, twice
+    clock[0] = 20
+    assert p.stale(targets) == []
+    clock[0] = 30
+    assert p.stale(targets) == []
+    answers["a.edge"] = False
+    clock[0] = 40
+    assert p.stale(targets) == []
+    clock[0] = 50
+    assert p.stale(targets) == [("ns", "a")]                 # the second real "no tunnel"
+
+
+@pytest.mark.parametrize("status, header, result", [
+    (200, None, True), (502, None, True), (503, None, True), (504, None, True),   # the app's own answers
+    (502, "no-tunnel", False), (502, " No-Tunnel ", False),
+    (404, "unknown-host", None), (401, "unauthorized", None), (429, "rate-limited", None),
+    (503, "unavailable", None), (502, "upstream-failed", None), (504, "timeout", None),
+])
+def test_only_the_edges_own_no_tunnel_blames_the_tunnel(status, header, result):
+    assert verdict(status, header) is result

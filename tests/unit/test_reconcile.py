@@ -29,17 +29,30 @@ class FakeApi:
         self.calls.append("list")
         return copy.deepcopy(list(self.sockets_by_id.values()))
 
-    def connect(self, fields):
-        self.calls.append("connect")
+    def create_socket(self, fields):
+        self.calls.append("create_socket")
         n = next(self.ids)
-        socket = {**fields, "socket_id": f"s{n}", "dnsname": f"name-{n}.edge",
-                  "tunnels": [{"tunnel_id": f"t{n}", "local_port": 10000 + n}]}
+        socket = {**fields, "socket_id": f"s{n}", "dnsname": f"name-{n}.edge", "tunnels": []}
         self.sockets_by_id[socket["socket_id"]] = socket
         return copy.deepcopy(socket)
 
-    def create_tunnel(self, socket_id):
-        self.calls.append("create_tunnel")
-        return {"tunnel_id": "t-extra", "local_port": 19999}
+    def connect(self, fields):
+        self.calls.append(f"connect {fields['tunnel_owner']}")
+        n = next(self.ids)
+        socket = {**fields, "socket_id": f"s{n}", "dnsname": f"name-{n}.edge",
+                  "tunnels": [{"tunnel_id": f"t{n}", "local_port": 10000 + n, "owner": fields["tunnel_owner"]}]}
+        self.sockets_by_id[socket["socket_id"]] = socket
+        return copy.deepcopy(socket)
+
+    def create_tunnel(self, socket_id, owner=None):
+        self.calls.append(f"create_tunnel {owner}")
+        n = next(self.ids)
+        tunnel = {"tunnel_id": f"t{n}", "local_port": 10000 + n, "owner": owner or ""}
+        self.sockets_by_id[socket_id]["tunnels"].append(tunnel)
+        return dict(tunnel)
+
+    def delete_tunnel(self, socket_id, tunnel_id):
+        self.calls.append(f"delete_tunnel {tunnel_id}")
 
     def delete_socket(self, socket_id):
         self.calls.append(f"delete {socket_id}")
@@ -77,6 +90,9 @@ class FakeKube:
 
     def set_load_balancer_hostname(self, svc, hostname):
         self.calls.append(("status", hostname))
+
+    def set_condition(self, svc, kind, ok, reason, message):
+        self.calls.append(("condition", reason))
 
     def secret(self, namespace, name):
         self.calls.append(("secret", name))
@@ -122,6 +138,9 @@ class Fence:
     def __init__(self):
         self.open = True
 
+    def is_open(self):
+        return self.open
+
     def check(self):
         if not self.open:
             raise Fenced("not leading")
@@ -165,35 +184,49 @@ def world():
 ON = {"mysocket.io/enabled": "true"}
 
 
-def test_a_new_service_is_one_create_two_patches_one_child_and_a_second_run_makes_no_call(world):
+MINE = f"{CLUSTER}/demo/web/single"          # this replica's tunnel tag (lib/replicas.TunnelOwner)
+
+
+def test_a_new_service_is_one_create_with_its_tunnel_two_patches_one_child_and_a_second_run_makes_no_call(world):
     c = world.make(svc=service(ON))
     c.reconcile(KEY)
-    assert world.api.calls == ["list", "connect"]
+    assert world.api.calls == ["list", f"connect {MINE}"]
     assert world.kube.calls == [("patch", (), FINALIZER, None),
-                                ("patch", (DNSNAME, LAST_VALID, SOCKET_ID, TUNNEL_ID), None, None)]
+                                ("patch", (DNSNAME, LAST_VALID, SOCKET_ID), None, None)]
     assert world.supervisor.calls == [("ensure", 10001, 8000)]
     world.reset()
     c.reconcile(KEY)
     assert world.calls() == [] and world.api.calls == []
 
 
-def test_a_restart_adopts_by_the_recorded_id_with_one_list_and_nothing_else(world):
+def test_a_restart_finds_its_socket_and_its_own_tunnel_with_one_list_and_nothing_else(world):
     mine = {"socket_id": "s9", "name": socket_name(CLUSTER, "demo", "web"), "dnsname": "kept.edge",
-            "socket_type": "http", "tunnels": [{"tunnel_id": "t9", "local_port": 10009}]}
-    recorded = {**ON, DNSNAME: "kept.edge", SOCKET_ID: "s9", TUNNEL_ID: "t9", LAST_VALID: "{}"}
+            "socket_type": "http", "tunnels": [{"tunnel_id": "t8", "local_port": 10008, "owner": f"{CLUSTER}/demo/web/other"},
+                                               {"tunnel_id": "t9", "local_port": 10009, "owner": MINE}]}
+    recorded = {**ON, DNSNAME: "kept.edge", SOCKET_ID: "s9", LAST_VALID: "{}"}
     c = world.make(sockets=[mine], svc=service(recorded, finalizers=[FINALIZER]))
     c.reconcile(KEY)
     assert world.api.calls == ["list"] and world.kube.calls == []
     assert world.supervisor.calls == [("ensure", 10009, 8000)]
 
 
+def test_an_upgrade_keeps_the_socket_adds_this_replicas_tunnel_and_drops_the_single_tunnel_id(world):
+    old = {"socket_id": "s9", "name": socket_name(CLUSTER, "demo", "web"), "dnsname": "kept.edge",
+           "socket_type": "http", "tunnels": [{"tunnel_id": "t9", "local_port": 10009}]}
+    recorded = {**ON, DNSNAME: "kept.edge", SOCKET_ID: "s9", TUNNEL_ID: "t9"}
+    c = world.make(sockets=[old], svc=service(recorded, finalizers=[FINALIZER]))
+    c.reconcile(KEY)
+    assert world.api.calls == ["list", f"create_tunnel {MINE}"]
+    assert world.kube.calls == [("patch", (LAST_VALID, TUNNEL_ID), None, None)]
+
+
 def test_a_recorded_id_of_another_services_socket_is_never_touched(world):
     theirs = {"socket_id": "s7", "name": socket_name(CLUSTER, "other", "web"), "dnsname": "theirs.edge",
-              "socket_type": "http", "tunnels": [{"tunnel_id": "t7", "local_port": 10007}]}
-    copied = {**ON, DNSNAME: "theirs.edge", SOCKET_ID: "s7", TUNNEL_ID: "t7"}
+              "socket_type": "http", "tunnels": [{"tunnel_id": "t7", "local_port": 10007, "owner": ""}]}
+    copied = {**ON, DNSNAME: "theirs.edge", SOCKET_ID: "s7"}
     c = world.make(sockets=[theirs], svc=service(copied, finalizers=[FINALIZER]))
     c.reconcile(KEY)
-    assert world.api.calls == ["list", "connect"]                    # a socket of its own; nothing deleted
+    assert world.api.calls == ["list", f"connect {MINE}"]              # its own; nothing deleted
     assert ("Warning", "SocketNotOwned") in world.kube.events
     assert c.records[KEY].socket_id == "s1"
     world.reset()
@@ -203,11 +236,25 @@ def test_a_recorded_id_of_another_services_socket_is_never_touched(world):
     assert list(world.api.sockets_by_id) == ["s7"]
 
 
-def test_a_fenced_leader_makes_no_call_and_asks_again_later(world):
-    c = world.make(svc=service(ON))
+def test_a_replica_that_does_not_lead_follows_the_recorded_socket_and_writes_nothing(world):
+    mine = {"socket_id": "s9", "name": socket_name(CLUSTER, "demo", "web"), "dnsname": "kept.edge",
+            "socket_type": "http", "tunnels": []}
+    c = world.make(sockets=[mine], svc=service({**ON, SOCKET_ID: "s9"}, finalizers=[FINALIZER]))
     world.fence.open = False
     c.reconcile(KEY)
-    assert world.calls() == [] and len(world.queue) == 1
+    assert world.api.calls == ["list", f"create_tunnel {MINE}"]      # its own tunnel: no leadership needed
+    assert world.kube.calls == [] and world.supervisor.calls == [("ensure", 10001, 8000)]
+
+
+def test_a_replica_that_does_not_lead_waits_for_the_leader_and_never_follows_a_foreign_id(world):
+    theirs = {"socket_id": "s7", "name": socket_name(CLUSTER, "other", "web"), "tunnels": []}
+    c = world.make(sockets=[theirs], svc=service(ON))
+    world.fence.open = False
+    c.reconcile(KEY)                                                # nothing recorded yet
+    assert world.calls() == []
+    c.watcher.cache[KEY]["metadata"]["annotations"][SOCKET_ID] = "s7"   # a copied id
+    c.reconcile(KEY)
+    assert world.calls() == [] and KEY not in c.records
 
 
 def test_taking_the_annotation_away_deletes_its_socket_and_lets_go(world):
@@ -217,7 +264,7 @@ def test_taking_the_annotation_away_deletes_its_socket_and_lets_go(world):
     del c.watcher.cache[KEY]["metadata"]["annotations"]["mysocket.io/enabled"]
     c.reconcile(KEY)
     assert world.api.calls == ["delete s1"] and world.api.sockets_by_id == {}
-    assert world.kube.calls == [("patch", (DNSNAME, LAST_VALID, SOCKET_ID, TUNNEL_ID), None, FINALIZER)]
+    assert world.kube.calls == [("patch", (DNSNAME, LAST_VALID, SOCKET_ID), None, FINALIZER)]
     assert world.supervisor.calls == [("remove",)]
     world.reset()
     c.reconcile(KEY)

@@ -242,3 +242,8 @@ def test_argv_is_a_list_with_the_contract_options():
     assert "1:[fd00::1]:80" in v6
     strict = sshargs.ssh_argv(SPEC, sshargs.SshSettings("e", 22, "/k", "/kh", strict_host_keys=True))
     assert "StrictHostKeyChecking=yes" in strict
+
+
+def test_a_foreground_argv_is_a_plain_ssh_n_for_the_benchmarks():
+    argv = sshargs.ssh_argv(SPEC, SETTINGS, "/state/ssh.log", foreground=True)
+    assert "-f" not in argv and "-E" not in argv and argv[:4] == ["ssh", "-F", "none", "-N"]

@@ -1,0 +1,163 @@
+"""The leader's periodic look at everything: what vanished, what is left over, who serves.
+
+Run every --resync-seconds whatever waits in the queue, and only by a
+confirmed leader whose Service watch is live (a stale cache must never decide
+that something is gone). One list of the account's sockets (and one of the
+replicas' Leases) serves every step:
+
+- a Service whose socket or tunnel vanished is queued again (it is recreated);
+- a socket of this cluster whose Service is provably gone or opted out is
+  deleted (lib/ownership.py says which are this cluster's);
+- a tunnel of this cluster whose replica is gone for good (lib/replicas.py),
+  or whose Service no longer uses that socket, is deleted; so is a tunnel of
+  unknown owner on one of this cluster's own sockets that nobody forwards (the
+  previous release made one such per socket);
+- a pool that no Service here serves any more is left: this cluster's
+  tunnels go, and the socket too if no other cluster's tunnel is on it;
+- protected Services look at their Secret again (a rotated password);
+- each exposed Service says who serves it (`mysocket.io/served-by`): how many
+  tunnels the edge has connected, from which replicas of this cluster, and how
+  many from other clusters of its pool.
+"""
+
+import logging
+
+from lib import services
+from lib.ownership import pool_of, pool_socket_name
+from lib.replicas import TunnelOwner
+from lib.services import SERVED_BY, SOCKET_ID
+
+log = logging.getLogger(__name__)
+
+
+class Sweep:
+    def __init__(self, controller, liveness=None):
+        self.c = controller
+        self.liveness = liveness        # lib.replicas.Liveness; None: a single replica, no one else's tunnels
+
+    def run(self):
+        c = self.c
+        c.sockets.invalidate()
+        snapshot = c.sockets.snapshot()
+        if self.liveness is not None:
+            self.liveness.refresh()     # after the sockets: a tunnel seen there has its Lease by now
+        self._requeue_vanished(snapshot)
+        for socket, owner in c.sockets.owned():
+            if self._leftover(socket, owner):
+                self._delete_socket(socket, owner)
+        for socket in [s for s in snapshot.values() if c.ownership.owner(s) or pool_of(s)]:
+            for tunnel in list(socket.get("tunnels") or []):
+                why = self._stray(socket, tunnel)
+                if why:
+                    log.info("deleting tunnel %s of socket %s: %s", tunnel["tunnel_id"], socket.get("dnsname"), why)
+                    if not c.dry_run:
+                        c.sockets.delete_tunnel(socket, tunnel)
+        for socket, pool in list(c.sockets.pools()):
+            self._leave_if_unused(socket, pool)
+        for key, record in list(c.records.items()):
+            if record.exposure.protected_secret:
+                c.recheck.add(key)
+                c.queue.add(key)
+            self._say_who_serves(key, snapshot.get(record.socket_id))
+
+    # -- each step -------------------------------------------------------------------
+
+    def _requeue_vanished(self, snapshot):
+        for key, record in list(self.c.records.items()):
+            socket = snapshot.get(record.socket_id)
+            if socket is None or all(t["tunnel_id"] != record.tunnel_id for t in socket.get("tunnels") or []):
+                log.warning("socket or tunnel disappeared from the API; recreating", extra=_fields(key))
+                del self.c.records[key]
+                self.c.queue.add(key)
+
+    def _in_scope(self, namespace):
+        scope = self.c.kube.namespace
+        return not scope or namespace == scope
+
+    def _leftover(self, socket, owner):
+        """Provably unwanted: its Service is gone, opted out, or uses another socket of this cluster."""
+        if not self._in_scope(owner.namespace):
+            return False                        # another controller's namespace
+        svc = self.c.watcher.get(owner.key)
+        if svc is None:
+            return True
+        if services.enabled_is_invalid(svc):
+            return False                        # in doubt until the user says "true" or "false"
+        if owner.how == "original":
+            return False                        # the original controller's: only when no such Service exists
+        if not services.opted_in(svc):
+            return not services.retained(svc)
+        record = self.c.records.get(owner.key)
+        return record is not None and bool(record.socket_id) and record.socket_id != socket["socket_id"]
+
+    def _delete_socket(self, socket, owner):
+        log.info("%s leftover socket %s (%s)", "dry-run: would delete" if self.c.dry_run else "deleting",
+                 socket.get("name"), socket.get("dnsname"), extra=_fields(owner.key, socket["socket_id"]))
+        if not self.c.dry_run:
+            self.c.sockets.delete(socket)
+
+    def _stray(self, socket, tunnel):
+        """Why a tunnel should go (a replica gone, a Service elsewhere, an idle unowned one), or ""."""
+        c = self.c
+        owner = TunnelOwner.parse(tunnel.get("owner"))
+        if owner is None:
+            if tunnel.get("owner") or pool_of(socket) or tunnel.get("connected") is not False:
+                return ""                       # someone else's tag, a pool's, or forwarded: not ours to judge
+            return "no owner and nobody forwards it (made by the previous release)"
+        if owner.cluster != c.ownership.cluster or not self._in_scope(owner.namespace):
+            return ""
+        if self.liveness is not None and self.liveness.gone(owner.cluster, owner.replica):
+            return f"replica {owner.replica} is gone"
+        if not self._uses(owner.key, socket):
+            return f"Service {owner.namespace}/{owner.name} does not use this socket"
+        return ""
+
+    def _uses(self, key, socket):
+        svc = self.c.watcher.get(key)
+        if svc is None or svc["metadata"].get("deletionTimestamp") or not services.opted_in(svc):
+            return False
+        annotations = svc["metadata"].get("annotations") or {}
+        pool = (annotations.get(services.POOL) or "").strip()
+        if pool:
+            return socket.get("name") == pool_socket_name(pool)
+        return annotations.get(SOCKET_ID) == socket["socket_id"] or self.c.ownership.is_for(socket, key)
+
+    def _leave_if_unused(self, socket, pool):
+        c = self.c
+        prefix = c.member_prefix()
+        ours = [t for t in socket.get("tunnels") or [] if (t.get("owner") or "").startswith(prefix)]
+        if not ours or any(c.pool_member(k, pool) for k in c.watcher.keys() if self._in_scope(k[0])):
+            return
+        log.info("leaving pool %s: no Service here serves it", pool)
+        for tunnel in ours:
+            c.sockets.delete_tunnel(socket, tunnel)
+        c.sockets.leave_pool(socket, prefix)
+
+    def _say_who_serves(self, key, socket):
+        svc = self.c.watcher.get(key)
+        if svc is None or socket is None:
+            return
+        said = served_by(socket, self.c.ownership.cluster)
+        if (svc["metadata"].get("annotations") or {}).get(SERVED_BY) != said:
+            self.c.patch_served_by(svc, said)
+
+
+def served_by(socket, cluster):
+    """One line for `kubectl describe service`: the tunnels the edge has connected, and whose."""
+    connected = [t for t in socket.get("tunnels") or [] if t.get("connected")]
+    ours = sorted(o.replica for o in (TunnelOwner.parse(t.get("owner")) for t in connected)
+                  if o is not None and o.cluster == cluster)
+    others = len(connected) - len(ours)
+    if not connected:
+        return "no tunnel connected"
+    parts = [f"this cluster: {len(ours)} ({', '.join(ours)})" if ours else "this cluster: 0"]
+    if pool_of(socket):
+        parts.append(f"other clusters: {others}")
+    return f"{len(connected)} tunnel{'s' if len(connected) != 1 else ''} connected; " + "; ".join(parts)
+
+
+def _fields(key, socket_id=None):
+    fields = {"namespace": key[0], "service": key[1]}
+    if socket_id:
+        fields["socket_id"] = socket_id
+    return fields
