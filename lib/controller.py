@@ -39,6 +39,7 @@ from kubernetes.client.exceptions import ApiException
 from lib import inheritance, kube, metrics, mysocket, protected, services
 from lib.leader import Fence, Fenced
 from lib.ownership import pool_socket_name
+from lib.pools import Pools
 from lib.remote import Pending
 from lib.serving import Record, Serving
 from lib.services import DNSNAME, FINALIZER, LAST_VALID, SERVED_BY, SOCKET_ID, TUNNEL_ID, InvalidAnnotation
@@ -76,6 +77,8 @@ class Controller:
         self.recheck = set()        # keys whose Secret the next reconcile reads again (the sweep asks)
         self._inherited_loaded = False
         self.sweep = Sweep(self, liveness)
+        self.pools = Pools(sockets=sockets, watcher=watcher, cluster=self.ownership.cluster, scope=kube.namespace,
+                           event=self._event)
 
     # -- leadership --------------------------------------------------------------
 
@@ -327,7 +330,7 @@ class Controller:
             log.info("dry-run: would stop exposing%s", " (socket retained)" if retain else "", extra=_fields(key))
             return
         if pool and not retain:
-            self._leave_pool(key, svc, pool, annotations.get(SOCKET_ID, ""))
+            self.pools.leave(key, svc, pool, annotations.get(SOCKET_ID, ""))
         elif not retain:
             found = self.sockets.find(key, annotations.get(SOCKET_ID, ""))
             while found.socket is not None:     # this Service's socket, then any duplicate of it
@@ -346,35 +349,6 @@ class Controller:
         if drop or FINALIZER in (svc["metadata"].get("finalizers") or []):
             self._patch(svc, annotations=drop, remove_finalizer=FINALIZER)
         self._forget(key)
-
-    def _leave_pool(self, key, svc, pool, recorded):
-        """This Service's tunnels (every replica's) go; the socket goes only if no other member is left."""
-        found = self.sockets.find(key, recorded, pool=pool)
-        if found.socket is None:
-            return
-        socket = found.socket
-        mine = f"{self.ownership.cluster}/{key[0]}/{key[1]}/"    # every replica's tunnel for this Service
-        for tunnel in [t for t in socket.get("tunnels") or [] if (t.get("owner") or "").startswith(mine)]:
-            self.sockets.delete_tunnel(socket, tunnel)
-        if any(self.pool_member(k, pool) for k in self.watcher.keys() if k != key):
-            return                              # another Service of this cluster still serves the pool
-        if self.sockets.leave_pool(socket, self.member_prefix()):
-            self._event(svc, "Normal", "SocketDeleted", f"left pool {pool}, its last member: deleted socket "
-                        f"{socket['socket_id']} ({socket.get('dnsname')})")
-        else:
-            self._event(svc, "Normal", "PoolLeft", f"left pool {pool}; other clusters still serve "
-                        f"{socket.get('dnsname')}, so its socket stays")
-
-    def pool_member(self, key, pool):
-        svc = self.watcher.get(key)
-        if svc is None or svc["metadata"].get("deletionTimestamp") or not services.opted_in(svc):
-            return False
-        return ((svc["metadata"].get("annotations") or {}).get(services.POOL) or "").strip() == pool
-
-    def member_prefix(self):
-        """The tag prefix of every tunnel this controller answers for: its cluster, or its namespace of it."""
-        scope = self.kube.namespace
-        return f"{self.ownership.cluster}/{scope}/" if scope else f"{self.ownership.cluster}/"
 
     def patch_served_by(self, svc, said):
         self._patch(svc, annotations={SERVED_BY: said})

@@ -113,9 +113,3 @@ class Ownership:
         """True only if the socket is this cluster's and belongs to the Service `key` (namespace, name)."""
         owner = self.owner(socket)
         return owner is not None and owner.key == tuple(key)
-
-    def describe(self, socket):
-        """Whose a foreign socket claims to be, in words for an Event."""
-        name = socket.get("name") or "(no name)"
-        return f"socket {socket.get('socket_id')} is named {name!r}, which does not claim this Service " \
-               f"of cluster {self.cluster}"

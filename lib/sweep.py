@@ -53,7 +53,7 @@ class Sweep:
                     if not c.dry_run:
                         c.sockets.delete_tunnel(socket, tunnel)
         for socket, pool in list(c.sockets.pools()):
-            self._leave_if_unused(socket, pool)
+            c.pools.leave_if_unused(socket, pool)
         for key, record in list(c.records.items()):
             if record.exposure.protected_secret:
                 c.recheck.add(key)
@@ -121,17 +121,6 @@ class Sweep:
         if pool:
             return socket.get("name") == pool_socket_name(pool)
         return annotations.get(SOCKET_ID) == socket["socket_id"] or self.c.ownership.is_for(socket, key)
-
-    def _leave_if_unused(self, socket, pool):
-        c = self.c
-        prefix = c.member_prefix()
-        ours = [t for t in socket.get("tunnels") or [] if (t.get("owner") or "").startswith(prefix)]
-        if not ours or any(c.pool_member(k, pool) for k in c.watcher.keys() if self._in_scope(k[0])):
-            return
-        log.info("leaving pool %s: no Service here serves it", pool)
-        for tunnel in ours:
-            c.sockets.delete_tunnel(socket, tunnel)
-        c.sockets.leave_pool(socket, prefix)
 
     def _say_who_serves(self, key, socket):
         svc = self.c.watcher.get(key)
