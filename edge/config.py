@@ -19,11 +19,15 @@ REGISTRATION_POLICIES = ("open", "closed", "invite")
 
 @dataclass
 class Limits:
-    """Quotas per account and rate limits (see edge/README.md, "Limits")."""
-    sockets_per_account: int = 100
-    tunnels_per_account: int = 500
-    tunnel_creates_per_hour: int = 1000
-    sessions_per_account: int = 50
+    """Quotas per account and rate limits (see edge/README.md, "Limits").
+
+    Sized for mysocketd, the client this edge serves most: one SSH session and one tunnel per
+    exposed Service and replica (two replicas by default), a pool adding its members' tunnels.
+    """
+    sockets_per_account: int = 1000
+    tunnels_per_account: int = 4000
+    tunnel_creates_per_hour: int = 10000
+    sessions_per_account: int = 2000
     connections_per_account: int = 1000
     port_quarantine: float = 3600.0
     login_failures_per_minute: float = 5.0
