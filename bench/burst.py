@@ -21,7 +21,7 @@ import time
 import psutil
 
 from bench import probe, timeline
-from bench.stack import cpu_seconds, dnsnames, forwarded, tree_memory
+from bench.stack import cpu_seconds, edge_cpu_seconds, dnsnames, forwarded, tree_memory
 
 
 class PeakRss(threading.Thread):
@@ -55,7 +55,7 @@ def annotate_all(scene, names, timeout=240):
     pid = scene.controller.proc.pid
     sampler = PeakRss(pid)
     sampler.start()
-    cpu0, edge0 = cpu_seconds(pid), cpu_seconds(scene.edge.pid)
+    cpu0, edge0 = cpu_seconds(pid), edge_cpu_seconds(scene.edge)
     start = time.time()
     t0 = time.monotonic()
     apply_s = scene.stack.apply_services(scene.namespace, {n: scene.services[n] for n in names}, annotated=True)
@@ -64,7 +64,7 @@ def annotate_all(scene, names, timeout=240):
                           forwarded=lambda: forwarded(scene.edge))
     all_answer = max(done.values()) - t0
     cpu = cpu_seconds(pid) - cpu0
-    edge_cpu = cpu_seconds(scene.edge.pid) - edge0
+    edge_cpu = edge_cpu_seconds(scene.edge) - edge0
     peak = sampler.stop()
     scene.dnsnames.update(dnsnames(scene.edge, scene.account, scene.cluster, scene.namespace))
     kids = scene.controller.ssh_children()

@@ -27,7 +27,7 @@ import time
 import psutil
 
 from bench import probe
-from bench.stack import cpu_seconds, forwarded, spawn, ssh_settings, stop, tree_memory
+from bench.stack import cpu_seconds, edge_cpu_seconds, forwarded, spawn, ssh_settings, stop, tree_memory
 from devcluster.controller import free_port
 from lib import sshargs
 
@@ -106,14 +106,14 @@ def _reaped_cpu():
 def measure(carrier, edge, hosts):
     wanted = {h: "mux" for h in hosts}
     mine = set(hosts)
-    edge0 = cpu_seconds(edge.pid)
+    edge0 = edge_cpu_seconds(edge)
     reaped0 = _reaped_cpu()
     t0 = time.monotonic()
     carrier.start()
     reaped = _reaped_cpu() - reaped0           # the `ssh -O forward` clients, gone by now
     up = max(probe.wait_all(edge.http_port, wanted, 120, names=lambda: {h: h for h in hosts},
                             forwarded=lambda: forwarded(edge)).values()) - t0
-    edge_cpu = cpu_seconds(edge.pid) - edge0
+    edge_cpu = edge_cpu_seconds(edge) - edge0
     pids = [p.pid for p in carrier.procs]
     rss, pss = tree_memory(pids)
     ssh_cpu = reaped + sum(cpu_seconds(pid) for pid in pids if psutil.pid_exists(pid))

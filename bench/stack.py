@@ -245,6 +245,18 @@ def cpu_seconds(pid):
     return t.user + t.system
 
 
+def edge_cpu_seconds(edge):
+    """The edge's CPU: its Python process and its Go data plane (a child of it)."""
+    total = cpu_seconds(edge.pid)
+    for child in psutil.Process(edge.pid).children(recursive=True):
+        try:
+            t = child.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def forwarded(edge):
     """dnsnames the edge has a connected tunnel for (admin endpoint)."""
     return {t["dnsname"] for t in edge.tunnels()}

@@ -1,9 +1,9 @@
 """Where the time of one exposure goes, read from the edge's own log.
 
-The edge logs, with millisecond timestamps, the two moments that split an
-exposure into parts a reader can act on: "socket created: <dnsname>" (the
-POST /connect was served) and "forward up: ... socket=<dnsname>" (an ssh
-client authenticated and its -R was accepted). The benchmark notes the wall
+The edge logs the two moments that split an exposure into parts a reader can
+act on: "socket created: <dnsname>" (its Python API served the create; a
+Python logging stamp, milliseconds) and "forward up: ... socket=<dnsname>" (its
+Go data plane accepted an ssh client's -R; a Go log stamp, microseconds). The benchmark notes the wall
 clock when it starts (before kubectl or POST /connect) and when the first 200
 arrives. All are the same machine's clock, so the parts add up:
 
@@ -17,12 +17,14 @@ import datetime
 import re
 
 _LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ [\w.]+: (.*)$")
+_GO_LINE = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) dataplane: (.*)$")
 _CREATED = re.compile(r"socket created: (\S+)")
 _FORWARD = re.compile(r"forward up: .* socket=(\S+)")
 
 
 def _epoch(stamp):
-    return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    layout = "%Y-%m-%d %H:%M:%S,%f" if "-" in stamp else "%Y/%m/%d %H:%M:%S.%f"
+    return datetime.datetime.strptime(stamp, layout).timestamp()
 
 
 def edge_events(log_path):
@@ -33,7 +35,7 @@ def edge_events(log_path):
     except FileNotFoundError:
         return events
     for line in text.splitlines():
-        m = _LINE.match(line)
+        m = _LINE.match(line) or _GO_LINE.match(line)
         if not m:
             continue
         for kind, pattern in (("created", _CREATED), ("forward", _FORWARD)):
