@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""mysocketd: put annotated Kubernetes Services on the public internet through Mysocket.
+"""mysocketd: put annotated Kubernetes Services on the public internet through a Mysocket-compatible edge.
 
 Entry point only: parse flags, set up logging, log the effective
 configuration (secrets masked), wire the parts together and run until
 SIGTERM. The signal handler only sets a flag; the loop then stops the ssh
 children (SIGTERM, deadline, SIGKILL), deletes nothing remote and exits 0.
+
+Every mistake a user can make at start-up (no edge, no cluster, a broken
+kubeconfig, bad flags, missing credentials or key, a taken health port) ends
+in one ERROR line that says what to do, and exit status 2; a traceback is
+left for bugs.
 """
 
 import logging
@@ -60,7 +65,11 @@ def main(argv=None):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
 
-    api_client, source = kube.api_client()
+    try:
+        api_client, source = kube.api_client()
+    except kube.NoCluster as e:
+        log.error("%s", e)
+        return 2
     log.info("talking to Kubernetes via %s", source)
     k8s = kube.Kube(api_client, cfg.namespace)
     try:
@@ -95,7 +104,12 @@ def main(argv=None):
                     supervisor=supervisor, queue=queue, known_hosts=known_hosts, leader=leader, prober=prober)
 
     if cfg.health_port:
-        health.serve(cfg.health_port, runner)
+        try:
+            health.serve(cfg.health_port, runner)
+        except OSError as e:
+            log.error("cannot serve /healthz on port %d: %s: set --health-port to a free port (0 = off)",
+                      cfg.health_port, e.strerror)
+            return 2
     runner.run(stopping)
     log.info("stopped")
     return 0
