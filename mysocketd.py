@@ -9,7 +9,7 @@ children (SIGTERM, deadline, SIGKILL), deletes nothing remote and exits 0.
 Every mistake a user can make at start-up (no edge, no cluster, a broken
 kubeconfig, bad flags, missing credentials or key, a taken health port) ends
 in one ERROR line that says what to do, and exit status 2; a traceback is
-left for bugs.
+left for bugs. `--uninstall` runs lib/uninstall.py instead of the controller.
 """
 
 import logging
@@ -18,7 +18,8 @@ import signal
 import sys
 import threading
 
-from lib import config, health, identity, kube, logs, metrics, mysocket, processes, sshargs, sshkeys, tunnels
+from lib import (config, health, identity, kube, logs, metrics, mysocket, processes, sshargs, sshkeys, tunnels,
+                 uninstall)
 from lib.controller import Controller
 from lib.leader import Fence, LeaderElector
 from lib.ownership import Ownership
@@ -41,6 +42,8 @@ def main(argv=None):
         return 2
     logs.setup(cfg.log_format, cfg.log_level)
     log.info("starting", extra={"config": cfg.describe()})
+    if cfg.uninstall:
+        return _uninstall(cfg)
     try:
         ssh = sshargs.resolve_ssh()
         os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
@@ -113,6 +116,17 @@ def main(argv=None):
     runner.run(stopping)
     log.info("stopped")
     return 0
+
+
+def _uninstall(cfg):
+    """`mysocketd --uninstall`: no ssh, no key, no health server; the exit status says whether all is gone."""
+    try:
+        api_client, source = kube.api_client()
+    except kube.NoCluster as e:
+        log.error("%s", e)
+        return 2
+    log.info("talking to Kubernetes via %s", source)
+    return uninstall.run(cfg, kube.Kube(api_client, cfg.namespace))
 
 
 if __name__ == "__main__":

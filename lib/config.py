@@ -52,6 +52,8 @@ class Config:
     lease_namespace: str
     lease_name: str
     probe_url: str              # "" = no traffic probe
+    uninstall: bool = False     # lib/uninstall.py instead of the controller
+    deployment: str = "mysocketd"   # mysocketd's own Deployment (in lease_namespace), stopped by --uninstall
     email_file: str = ""        # where the e-mail was read, re-read at each login ("" = given by flag/env)
     password_file: str = ""
 
@@ -133,6 +135,11 @@ def parser():
     _flag(p, "lease-name", "mysocketd", "name of the leader-election Lease")
     _flag(p, "probe-url", "", "check every 10 s that each http tunnel carries traffic by fetching this URL "
                               "through the edge, e.g. https://{dnsname}/ (empty: off)")
+    _flag(p, "uninstall", False, "instead of running: stop mysocketd's Deployment, stop exposing every Service, "
+                                 "delete every socket this cluster owns, release every finalizer and annotation "
+                                 "mysocketd wrote, then exit (README: Uninstall)", bool)
+    _flag(p, "deployment", "mysocketd", "mysocketd's own Deployment in --lease-namespace, scaled to 0 by "
+                                        "--uninstall before it cleans up")
     return p
 
 
@@ -196,6 +203,8 @@ def load(argv=None):
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
         probe_url=args.probe_url,
+        uninstall=args.uninstall,
+        deployment=args.deployment,
         email_file="" if args.email else os.path.join(secret_dir, "email"),
         password_file="" if args.password else os.path.join(secret_dir, "password"),
     )

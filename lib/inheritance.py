@@ -61,7 +61,17 @@ def load_or_take(kube, namespace, cluster, services, sockets):
             log.info("left alone: socket %s (%s) was named by a previous release, and no Service of this "
                      "cluster records it", socket.get("name"), socket.get("dnsname"),
                      extra={"socket_id": socket["socket_id"]})
+    return _parse(data, f"{namespace}/{name}", cluster)
+
+
+def load(kube, namespace, cluster):
+    """The inherited sockets as written down, without taking an inventory: {} when none was ever taken
+    (this cluster never led, so it inherited nothing). For `mysocketd --uninstall`."""
+    data = kube.configmap(namespace, configmap_name(cluster))
+    return {} if data is None else _parse(data, f"{namespace}/{configmap_name(cluster)}", cluster)
+
+
+def _parse(data, where, cluster):
     if data.get("cluster") != cluster:
-        raise ValueError(f"ConfigMap {namespace}/{name} belongs to cluster {data.get('cluster')!r}, "
-                         f"not {cluster!r}")
+        raise ValueError(f"ConfigMap {where} belongs to cluster {data.get('cluster')!r}, not {cluster!r}")
     return {k: tuple(v) for k, v in json.loads(data.get("sockets.json") or "{}").items()}

@@ -60,3 +60,9 @@ def test_the_ssh_host_defaults_to_the_api_urls_host(tmp_path, args, ssh_host):
     cfg = config.load([*args, "--email", "a@b.c", "--password", "p", "--secret-dir", str(tmp_path)])
     assert cfg.ssh_host == ssh_host and cfg.api_url.endswith("/")
 
+
+
+def test_uninstall_flags(tmp_path, monkeypatch):
+    monkeypatch.setenv("MYSOCKETD_UNINSTALL", "true")
+    cfg = config.load([*EDGE, "--email", "a@b.c", "--password", "p", "--deployment", "prod-mysocketd"])
+    assert cfg.uninstall and cfg.deployment == "prod-mysocketd"

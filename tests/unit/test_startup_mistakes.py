@@ -110,6 +110,10 @@ def test_no_cluster(tmp_path, key):
                     "set KUBECONFIG")
 
 
+def test_uninstall_with_no_cluster(tmp_path):
+    assert_one_line(start(tmp_path, *EDGE, *CREDENTIALS, "--uninstall"), "no Kubernetes cluster to talk to")
+
+
 def test_kubeconfig_that_does_not_exist(tmp_path, key):
     missing = tmp_path / "nowhere" / "config"
     assert_one_line(start(tmp_path, *EDGE, *CREDENTIALS, *key, env={"KUBECONFIG": str(missing)}),
