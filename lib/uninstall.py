@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 SCALE_TIMEOUT = 120.0       # for the Deployment's replicas to be gone
 IDENTITY_TIMEOUT = 60.0     # for an apiserver that does not answer yet
+LEASE_SECONDS = 10          # lib/leader.py's default lease: within it, a leader that lost the Lease stops writing
 
 
 class Refused(Exception):
@@ -129,6 +130,9 @@ def _stop_the_controller(cfg, k8s, clock, sleep):
     elector = LeaderElector(k8s.rest, cfg.lease_namespace, cfg.lease_name, identity=identity_)
     elector.start()                             # renews what was just seized
     if previous or was_running:
+        # A released Lease says 1 s, but a replica that released it on SIGTERM may still finish a call
+        # it had sent: wait a whole lease of the controller's at least.
+        duration = max(duration, LEASE_SECONDS)
         log.info("waiting %ds, one lease duration, for %s to stop writing", duration,
                  f"the previous leader {previous}" if previous else "the stopped replicas")
         sleep(duration)
@@ -181,7 +185,8 @@ def _seize_lease(rest, namespace, name, identity_):
     """
     path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-    spec = {"holderIdentity": identity_, "leaseDurationSeconds": 10, "acquireTime": now, "renewTime": now}
+    spec = {"holderIdentity": identity_, "leaseDurationSeconds": LEASE_SECONDS, "acquireTime": now,
+            "renewTime": now}
     for _ in range(5):
         try:
             lease = rest.json("GET", f"{path}/{name}")
@@ -203,7 +208,7 @@ def _seize_lease(rest, namespace, name, identity_):
                 if e2.status == 409:
                     continue
                 raise
-            return "", 10
+            return "", LEASE_SECONDS
         old = lease.get("spec") or {}
         previous = old.get("holderIdentity") or ""
         lease["spec"] = {**spec, "leaseTransitions": (old.get("leaseTransitions") or 0) + 1}
@@ -217,7 +222,7 @@ def _seize_lease(rest, namespace, name, identity_):
             raise
         if previous:
             log.info("took the Lease %s/%s from %s", namespace, name, previous)
-        return previous, int(old.get("leaseDurationSeconds") or 10)
+        return previous, int(old.get("leaseDurationSeconds") or LEASE_SECONDS)
     raise Refused(f"the Lease {namespace}/{name} kept changing under this command: is a controller still running?")
 
 
