@@ -4,10 +4,10 @@ devcluster/build.sh compiles the Kubernetes binaries and etcd from the Go module
 proxy into .cache/k8s/<version>/, containerd into .cache/containerd/<version>/
 and helm into .cache/helm/<version>/ (gitignored; a cold build takes 10-20
 minutes), so nothing here downloads or builds: it only finds the files and,
-when one is missing, says in one sentence how to get it. The version pins live in devcluster/versions.env, which build.sh
-reads too; both honour the same environment overrides (K8S_VERSION,
-ETCD_VERSION, CONTAINERD_VERSION, HELM_VERSION, K8S_CACHE, CONTAINERD_CACHE,
-HELM_CACHE).
+when one is missing, says in one sentence how to get it. The version pins live
+in devcluster/versions.env, which build.sh reads too; both honour the same
+environment overrides (K8S_VERSION, ETCD_VERSION, CONTAINERD_VERSION,
+HELM_VERSION, K8S_CACHE, CONTAINERD_CACHE, HELM_CACHE).
 """
 
 import os
