@@ -68,12 +68,9 @@ def main(argv=None):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
 
-    try:
-        api_client, source = kube.api_client()
-    except kube.NoCluster as e:
-        log.error("%s", e)
+    api_client = _api_client()
+    if api_client is None:
         return 2
-    log.info("talking to Kubernetes via %s", source)
     k8s = kube.Kube(api_client, cfg.namespace)
     try:
         cluster = identity.resolve(k8s, cfg.cluster_name, stopping)
@@ -118,14 +115,22 @@ def main(argv=None):
     return 0
 
 
-def _uninstall(cfg):
-    """`mysocketd --uninstall`: no ssh, no key, no health server; the exit status says whether all is gone."""
+def _api_client():
+    """The Kubernetes client, or None after one ERROR line saying how to point it at a cluster."""
     try:
         api_client, source = kube.api_client()
     except kube.NoCluster as e:
         log.error("%s", e)
-        return 2
+        return None
     log.info("talking to Kubernetes via %s", source)
+    return api_client
+
+
+def _uninstall(cfg):
+    """`mysocketd --uninstall`: no ssh, no key, no health server; the exit status says whether all is gone."""
+    api_client = _api_client()
+    if api_client is None:
+        return 2
     return uninstall.run(cfg, kube.Kube(api_client, cfg.namespace))
 
 
