@@ -7,11 +7,12 @@ ServiceAccount (a Job, or Helm's pre-delete hook), ends both and exits; it
 never waits on anything without a bound.
 
 Why in this order:
-1. Whose: the cluster identity and the inherited sockets are read exactly as
-   the controller reads them (lib/identity.py, lib/inheritance.py, but no new
-   inventory: a cluster that never led inherited nothing), so only sockets
-   that lib/ownership.py gives to this cluster, and to the watched namespace
-   when there is one, are ever deleted.
+1. Whose: the cluster identity and, once no controller runs (2), the
+   inherited sockets are read exactly as the controller reads them
+   (lib/identity.py, lib/inheritance.py, but no new inventory: a cluster that
+   never led inherited nothing), so only sockets that lib/ownership.py gives
+   to this cluster, and to the watched namespace when there is one, are ever
+   deleted.
 2. No controller may fight it: mysocketd's Deployment is scaled to 0 (a
    replica left running would expose everything again once the finalizers
    are gone), then the leader Lease is taken even from a holder, and while a
@@ -65,14 +66,18 @@ class Outcome:
 
 def run(cfg, k8s, *, clock=time.monotonic, sleep=time.sleep):
     """The whole command; returns the exit status."""
+    elector = None
     try:
-        ownership = _ownership(cfg, k8s)
+        cluster = _identity(cfg, k8s)           # first: a refusal here has changed nothing
         fence, elector = _stop_the_controller(cfg, k8s, clock, sleep)
-    except Refused as e:
-        log.error("%s", e)
-        return 2
-    except kube.ERRORS as e:
-        log.error("cannot reach the Kubernetes API: %s; nothing was changed, run it again", kube.describe_error(e))
+        ownership = _ownership(cfg, k8s, cluster)   # once stopped: no leader is taking the inventory meanwhile
+    except (Refused, *kube.ERRORS) as e:
+        if elector is not None:
+            elector.stop()
+        if isinstance(e, Refused):
+            log.error("%s", e)
+            return 2
+        log.error("cannot reach the Kubernetes API: %s; nothing was deleted, run it again", kube.describe_error(e))
         return 1
     api = mysocket.Client(cfg.api_url, cfg.email, cfg.password, credentials=cfg.credentials)
     sockets = Sockets(api, ownership, fence)
@@ -85,6 +90,8 @@ def run(cfg, k8s, *, clock=time.monotonic, sleep=time.sleep):
                 break
     except Fenced as e:
         outcome.left.append(f"another mysocketd took the Lease back ({e}): stop it and run this again")
+    except kube.ERRORS as e:
+        outcome.left.append(f"the Kubernetes API failed ({kube.describe_error(e)}): run this again")
     finally:
         if elector is not None:
             elector.stop()                      # released: the Deployment is at 0, nobody takes it
@@ -95,7 +102,8 @@ def run(cfg, k8s, *, clock=time.monotonic, sleep=time.sleep):
     return 1 if outcome.left else 0
 
 
-def _ownership(cfg, k8s):
+def _identity(cfg, k8s):
+    """This cluster's identity, as the controller resolves it; waits for the apiserver a bounded time."""
     stopping = threading.Event()
     timer = threading.Timer(IDENTITY_TIMEOUT, stopping.set)
     timer.start()
@@ -107,8 +115,15 @@ def _ownership(cfg, k8s):
         timer.cancel()
     if cluster is None:
         raise Refused(f"the Kubernetes API did not answer for {IDENTITY_TIMEOUT:.0f}s; nothing was changed")
+    return cluster
+
+
+def _ownership(cfg, k8s, cluster):
+    """Whose sockets are whose: the controller's rule, with the inherited sockets as written down."""
     try:
         inherited = inheritance.load(k8s, cfg.lease_namespace, cluster)
+    except ValueError as e:
+        raise Refused(str(e)) from None
     except ApiException as e:
         if e.status != 403:
             raise
