@@ -3,8 +3,8 @@
 #   make test      the whole suite, inside private namespaces (see IN_NETNS);
 #                  a subset: make test TESTS=tests/devcluster PYTEST_ARGS=-x
 #   make cluster   a control plane in the foreground on host loopback; prints KUBECONFIG=...
-#   make build     the binaries (devcluster/build.sh) and the node's images (devcluster/images.py);
-#                  both cached: a second run does nothing
+#   make build     the binaries (devcluster/build.sh), the edge's Go data plane (edge/binary.py)
+#                  and the node's images (devcluster/images.py); all cached: a second run does nothing
 #   make venv      .venv with requirements-dev.txt (re-run only when requirements change)
 #   make demo      the blog's demo end to end on one machine (devcluster/demo.py)
 #   make chaos     the chaos suite alone, with its recovery table (tests/chaos)
@@ -28,15 +28,19 @@ TESTS ?= tests/
 IN_NETNS := unshare --net --pid --fork --kill-child --mount-proc -- \
 	sh -c 'ip link set lo up && "$$@"; rc=$$?; $(PY) -m devcluster.cgroups; exit $$rc' in-netns
 
-.PHONY: test build binaries images cluster venv demo bench chaos
+.PHONY: test build binaries dataplane images cluster venv mysocketctl demo bench chaos
 
-test: venv build
+test: venv build mysocketctl
 	$(IN_NETNS) $(PY) -m pytest -ra --timeout=300 $(PYTEST_ARGS) $(TESTS)
 
-build: binaries images
+build: binaries dataplane images
 
 binaries:
 	devcluster/build.sh
+
+# The edge's data plane (Go, edge/dataplane/) into .cache/edge/; a second run does nothing.
+dataplane:
+	$(PYTHON) -m edge.binary
 
 # Images for the local node, from Debian packages (debootstrap) and the Dockerfile, built by podman.
 images: venv
@@ -49,6 +53,7 @@ demo: venv build
 	$(IN_NETNS) $(PY) -m devcluster.demo
 
 bench: venv build
+	bench/build_peer.sh
 	$(IN_NETNS) $(PY) -m bench
 
 # The chaos suite alone (make test runs it too), with its recovery table.
@@ -56,6 +61,15 @@ chaos: venv build
 	$(IN_NETNS) $(PY) -m pytest -ra --timeout=600 $(PYTEST_ARGS) tests/chaos/
 
 venv: $(VENV)/.requirements-installed
+
+# The historical CLI, unmodified, in a venv of its own (its pins clash with ours):
+# tests/edge/test_mysocketctl.py proves the edge still speaks its contract.
+mysocketctl: .venv-mysocketctl/.installed
+
+.venv-mysocketctl/.installed:
+	$(PYTHON) -m venv .venv-mysocketctl
+	.venv-mysocketctl/bin/pip install --quiet --disable-pip-version-check mysocketctl==0.15
+	touch $@
 
 $(VENV)/.requirements-installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)

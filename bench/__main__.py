@@ -1,6 +1,6 @@
 """`make bench`: how fast, how big, how close to the OpenSSH floor.
 
-    make bench                                  # everything, about 5 minutes
+    make bench                                  # everything, about 20 minutes
     .venv/bin/python -m bench --only expose     # inside `unshare --net` (see the Makefile)
 
 Runs the figure groups in order under one global time budget (--deadline):
@@ -25,11 +25,11 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import dataplane, expose, multiplex, recovery, scale
+from bench import dataplane, expose, multiplex, recovery, scale, sidebyside
 from bench.stack import BenchStack, Deadline
 from bench.stats import Results, machine
 
-GROUPS = ("expose", "recovery", "scale", "dataplane", "multiplex")
+GROUPS = ("expose", "recovery", "scale", "dataplane", "multiplex", "sidebyside")
 OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 GRACE = 90      # seconds past the budget before the watchdog interrupts a group that overran
 
@@ -37,8 +37,8 @@ GRACE = 90      # seconds past the budget before the watchdog interrupts a group
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--deadline", type=float, default=float(os.environ.get("BENCH_DEADLINE", 420)),
-                   help="global time budget in seconds [env BENCH_DEADLINE; default 420]")
+    p.add_argument("--deadline", type=float, default=float(os.environ.get("BENCH_DEADLINE", 1500)),
+                   help="global time budget in seconds [env BENCH_DEADLINE; default 1500]")
     p.add_argument("--runs", type=int, default=20, help="runs of the floor/expose/ssh-kill figures")
     p.add_argument("--only", action="append", choices=GROUPS, help="run only these groups (repeatable)")
     p.add_argument("--out", type=Path, default=OUT)
@@ -130,6 +130,11 @@ def _run_groups(stack, groups, results, deadline, runs, failed):
         step("data plane", lambda: dataplane.run(stack, results, deadline), 30)
     if "multiplex" in groups:
         step("multiplexing", lambda: multiplex.run(stack, results, deadline), 20)
+    if "sidebyside" in groups:
+        # 3 runs of 10 s per cell, as issue 11 measured; 3 s runs when the budget is short.
+        seconds = 10 if deadline.left() > 1000 else 3
+        step("side by side: edge, C floor, peer",
+             lambda: sidebyside.run(results, seconds=seconds, before=os.environ.get("BENCH_EDGE_BEFORE")), 150)
 
 
 if __name__ == "__main__":

@@ -96,8 +96,11 @@ class Demo:
                  f"kubelet, kube-proxy; Ready at {t['node_ready']:.1f}s")
         self.say("    $ kubectl get nodes -o wide")
         self.kubectl("get", "nodes", "-o", "wide")
-        self.edge = EdgeProcess(self.workdir / "edge", admin=False)
-        self.edge.host = "0.0.0.0"        # this private namespace only: lo here, the uplink for pods
+        # This private namespace only: lo here, the uplink for pods. On such a listener the edge closes
+        # registration and keeps its plain-HTTP API on loopback (edge/README.md); the demo needs both.
+        self.edge = EdgeProcess(self.workdir / "edge", admin=False,
+                                extra_args=("--registration", "open", "--api-listen", "0.0.0.0"))
+        self.edge.host = "0.0.0.0"
         self.edge.start()
         self.pod_edge = workloads.EdgeAddress.of(self.edge, self.cluster.uplink)
         self.say(f"    edge: API {self.pod_edge.api_url}  SSH {self.cluster.uplink}:{self.edge.ssh_port}  "

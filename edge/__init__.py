@@ -1,9 +1,11 @@
 """A Mysocket-compatible edge that runs on one machine.
 
-One process, one asyncio event loop: an aiohttp REST API (``edge.api``), an
-asyncssh server that accepts reverse forwards (``edge.sshd``), and a public
-HTTP/TCP front that splices visitors onto those forwards (``edge.front``,
-``edge.tcpfront``). State lives in SQLite (``edge.store``) so a restart loses
-nothing. ``edge.testing`` starts it as a subprocess for tests and benchmarks.
-The contract it implements is /work/shared/mysocket-api.md.
+Two processes: Python (this package) holds the REST API (``edge.api``,
+aiohttp), accounts, quotas and policy, with state in SQLite (``edge.store``)
+so a restart loses nothing; a Go data plane (``edge/dataplane/``, started and
+supervised by ``edge.plane``) holds the SSH server that accepts reverse
+forwards and the public HTTP, HTTPS/TLS and TCP fronts. ``edge.testing``
+starts the edge as a subprocess for tests and benchmarks. The contract it
+implements is /work/shared/mysocket-api.md; edge/README.md says why it is
+split this way.
 """

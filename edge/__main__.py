@@ -11,7 +11,9 @@ import logging
 import os
 import sys
 
+from .binary import NoBinary
 from .config import parse_args
+from .plane import DataPlaneError
 from .run import run
 
 
@@ -20,18 +22,17 @@ def main(argv=None) -> int:
     logging.basicConfig(
         level=config.log_level, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if config.log_level != "DEBUG":
-        # asyncssh logs every channel at INFO; keep our own messages readable.
-        logging.getLogger("asyncssh").setLevel(logging.WARNING)
     logging.getLogger(__name__).info(
         "config: api_port=%s ssh_port=%s http_port=%s listen=%s domain=%s data_dir=%s "
-        "token_lifetime=%s tcp_ports=%s-%s tunnel_server=%s admin=%s",
+        "token_lifetime=%s tcp_ports=%s-%s tunnel_server=%s admin=%s https_port=%s "
+        "registration=%s tls=%s api_listen=%s",
         config.api_port, config.ssh_port, config.http_port, config.listen, config.domain,
         config.data_dir, config.token_lifetime, config.tcp_ports.first,
-        config.tcp_ports.last, config.tunnel_server, config.admin)
+        config.tcp_ports.last, config.tunnel_server, config.admin, config.https_port,
+        config.registration, config.tls_source, config.api_listen)
     try:
         asyncio.run(run(config))
-    except OSError as exc:
+    except (OSError, DataPlaneError, NoBinary) as exc:
         logging.getLogger(__name__).error("cannot start the edge: %s", exc)
         return 1
     return 0

@@ -8,16 +8,14 @@ and see which forwards are connected. Without --admin none of these routes
 exist (404).
 """
 
-import datetime
-
 from aiohttp import web
 
 from . import schema
 from .faults import Faults, FaultSettings
-from .state import EdgeState
+from .plane import DataPlane
 
 
-def add_admin_routes(app: web.Application, state: EdgeState, faults: Faults) -> None:
+def add_admin_routes(app: web.Application, plane: DataPlane, faults: Faults) -> None:
     async def get_faults(request):
         return web.json_response(faults.settings.to_json())
 
@@ -30,27 +28,17 @@ def add_admin_routes(app: web.Application, state: EdgeState, faults: Faults) -> 
         return web.json_response(faults.settings.to_json())
 
     async def drop_ssh(request):
-        connections = list(state.ssh_connections)
-        for conn in connections:
-            conn.close()
-        return web.json_response({"dropped": len(connections)})
+        return web.json_response({"dropped": await plane.drop_ssh()})
 
     async def forget_forward(request):
         body = schema.json_object(await request.read())
         port = body.get("local_port")
         if isinstance(port, bool) or not isinstance(port, int):
             raise schema.BadInput("local_port must be an integer")
-        forwards = [f for f in state.registry.all() if f.local_port == port]
-        for forward in forwards:
-            state.registry.remove(forward)
-        return web.json_response({"forgotten": len(forwards)})
+        return web.json_response({"forgotten": await plane.forget_forward(port)})
 
     async def tunnels(request):
-        return web.json_response([
-            {"local_port": f.local_port, "user_name": f.user_name, "dnsname": f.dnsname,
-             "since": datetime.datetime.fromtimestamp(
-                 f.since, datetime.timezone.utc).isoformat()}
-            for f in state.registry.all()])
+        return web.json_response(await plane.tunnels())
 
     app.router.add_get("/_admin/faults", get_faults)
     app.router.add_post("/_admin/faults", post_faults)

@@ -8,14 +8,18 @@ Why it is shaped this way:
   with the right status; unknown routes are JSON 404s, wrong methods JSON
   405s, and an unexpected exception is logged and answered with a JSON 500
   (no traceback ever reaches a client).
-- scrypt runs in a worker thread so logins do not stall the data plane that
-  shares this event loop.
-- Deleting a socket or tunnel also drops its live SSH forwards and closes a
-  tcp socket's public port, so nothing keeps serving a deleted socket.
+- Policy (edge.policy) is asked before anything costly or lasting happens:
+  rate limits on registration and login, quotas on sockets and tunnels, the
+  registration policy; scrypt runs in the policy's own small thread pool.
+- Every change is pushed to the data plane (edge.plane) before the client
+  gets its answer: a new tunnel can be forwarded at once, and a deleted
+  socket or tunnel loses its live SSH forwards and its public tcp port, so
+  nothing keeps serving it.
 """
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Optional
@@ -26,11 +30,12 @@ from . import schema
 from .admin import add_admin_routes
 from .auth import DUMMY_HASH, TokenIssuer, hash_password, verify_password
 from .faults import Faults
+from .hostkey import parse_public_key
 from .names import new_dnsname
-from .sshd import parse_public_key
-from .state import EdgeState
-from .store import DuplicateEmail, NoFreeLocalPort, Socket, Tunnel, User
-from .tcpfront import NoFreeTcpPort, TcpFront
+from .plane import DataPlane, DataPlaneError
+from .policy import Policy, Refused
+from .store import DuplicateEmail, NoFreeLocalPort, Socket, Store, Tunnel, User
+from .tcpports import NoFreeTcpPort, TcpPorts
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +44,13 @@ TOKEN_HEADER = "x-access-token"
 
 @dataclass
 class ApiDeps:
-    state: EdgeState
+    store: Store
+    plane: DataPlane
     tokens: TokenIssuer
-    tcp_front: TcpFront
+    tcp_front: TcpPorts
     domain: str
     tunnel_server: str
+    policy: Policy
     faults: Optional[Faults] = None   # set only with --admin
 
 
@@ -64,8 +71,16 @@ async def json_errors(request: web.Request, handler):
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.message)
+    except Refused as exc:
+        headers = None
+        if exc.retry_after is not None:
+            headers = {"Retry-After": str(int(exc.retry_after))}
+        return error_response(exc.status, exc.message, headers)
     except schema.BadInput as exc:
         return error_response(400, str(exc))
+    except DataPlaneError as exc:
+        log.error("data plane: %s", exc)
+        return error_response(503, "the edge's data plane is not available; try again")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -83,6 +98,16 @@ async def json_errors(request: web.Request, handler):
         return error_response(500, "internal error")
 
 
+def client_address(request: web.Request) -> str:
+    """The visitor's address; behind the edge's own TLS front (a loopback peer),
+    the one it put in X-Forwarded-For."""
+    peer = request.remote or ""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if forwarded and peer in ("127.0.0.1", "::1"):
+        return forwarded.split(",")[-1].strip()
+    return peer
+
+
 def user_json(user: User) -> dict:
     return {"name": user.name, "email": user.email, "user_id": user.user_id,
             "user_name": user.user_name, "sshkey": user.sshkey}
@@ -91,7 +116,9 @@ def user_json(user: User) -> dict:
 class Api:
     def __init__(self, deps: ApiDeps):
         self._deps = deps
-        self._store = deps.state.store
+        self._store = deps.store
+        self._plane = deps.plane
+        self._policy = deps.policy
 
     # -- helpers ----------------------------------------------------------
     def _tunnel_json(self, tunnel: Tunnel) -> dict:
@@ -134,11 +161,14 @@ class Api:
 
     # -- accounts ---------------------------------------------------------
     async def post_user(self, request):
-        fields = schema.new_user(await self._body(request),
-                                 lambda line: parse_public_key(line) is not None)
+        body = await self._body(request)
+        fields = schema.new_user(body, lambda line: parse_public_key(line) is not None)
+        invite = body.get("invite_token")
+        self._policy.registration_allowed(client_address(request),
+                                          invite if isinstance(invite, str) else "")
         if self._store.user_by_email(fields.email):
             raise ApiError(409, "an account with this email exists already")
-        password_hash = await asyncio.to_thread(hash_password, fields.password)
+        password_hash = await self._policy.hash(hash_password, fields.password)
         user_id = str(uuid.uuid4())
         user = User(user_id=user_id, user_name=user_id.replace("-", ""),
                     name=fields.name, email=fields.email,
@@ -147,15 +177,18 @@ class Api:
             self._store.add_user(user)
         except DuplicateEmail:
             raise ApiError(409, "an account with this email exists already") from None
+        await self._plane.push()
         log.info("account created: user_name=%s", user.user_name)
         return web.json_response(user_json(user))
 
     async def post_login(self, request):
         email, password = schema.login(await self._body(request))
+        self._policy.login_allowed(client_address(request), email)
         user = self._store.user_by_email(email)
         stored = user.password_hash if user else DUMMY_HASH
-        ok = await asyncio.to_thread(verify_password, password, stored)
+        ok = await self._policy.hash(verify_password, password, stored)
         if not (user and ok):
+            self._policy.login_failed(email)
             raise ApiError(401, "wrong email or password")
         return web.json_response({"token": self._deps.tokens.issue(user.user_id)})
 
@@ -180,9 +213,12 @@ class Api:
     async def _create_socket(self, request, with_tunnel: bool):
         user = self._user(request)
         fields = schema.new_socket(await self._body(request))
+        self._policy.socket_allowed(self._store.count_sockets_of_user(user.user_id))
+        if with_tunnel:
+            self._check_tunnel_quota(user)
         password_hash = ""
         if fields.protected_socket:
-            password_hash = await asyncio.to_thread(hash_password, fields.protected_password)
+            password_hash = await self._policy.hash(hash_password, fields.protected_password)
         tcp_port = None
         if fields.socket_type == "tcp":
             try:
@@ -207,6 +243,7 @@ class Api:
         except BaseException:
             await self._deps.tcp_front.close(tcp_port)
             raise
+        await self._plane.push()
         log.info("socket created: %s type=%s user=%s", sock.dnsname, sock.socket_type,
                  user.user_name)
         return web.json_response(self._socket_json(sock, user))
@@ -218,14 +255,18 @@ class Api:
     async def delete_socket(self, request):
         user = self._user(request)
         sock = self._owned_socket(request, user)
-        ports = self._store.delete_socket(sock.socket_id)
-        self._deps.state.registry.drop(ports)
-        self._deps.state.registry.forget_socket(sock.socket_id)
+        self._store.delete_socket(sock.socket_id)
+        await self._plane.push()
         await self._deps.tcp_front.close(sock.tcp_port)
         log.info("socket deleted: %s user=%s", sock.dnsname, user.user_name)
         return web.Response(status=204)
 
     # -- tunnels ----------------------------------------------------------
+    def _check_tunnel_quota(self, user: User) -> None:
+        self._policy.tunnel_allowed(
+            self._store.count_tunnels_of_user(user.user_id),
+            self._store.tunnels_created_since(user.user_id, time.time() - 3600))
+
     async def get_tunnels(self, request):
         user = self._user(request)
         sock = self._owned_socket(request, user)
@@ -236,10 +277,12 @@ class Api:
         user = self._user(request)
         sock = self._owned_socket(request, user)
         await self._body(request, empty_ok=True)   # the contract sends {}; nothing in it
+        self._check_tunnel_quota(user)
         try:
             tunnel = self._store.add_tunnel(sock.socket_id, str(uuid.uuid4()))
         except NoFreeLocalPort:
             raise ApiError(503, "no free local_port left on this edge") from None
+        await self._plane.push()
         log.info("tunnel created: %s local_port=%d", sock.dnsname, tunnel.local_port)
         return web.json_response(self._tunnel_json(tunnel))
 
@@ -257,7 +300,7 @@ class Api:
     async def delete_tunnel(self, request):
         tunnel = self._owned_tunnel(request)
         self._store.delete_tunnel(tunnel.tunnel_id)
-        self._deps.state.registry.drop([tunnel.local_port])
+        await self._plane.push()
         log.info("tunnel deleted: local_port=%d", tunnel.local_port)
         return web.Response(status=204)
 
@@ -281,5 +324,5 @@ def make_app(deps: ApiDeps) -> web.Application:
     app.router.add_get("/socket/{socket_id}/tunnel/{tunnel_id}", api.get_tunnel)
     app.router.add_delete("/socket/{socket_id}/tunnel/{tunnel_id}", api.delete_tunnel)
     if deps.faults is not None:
-        add_admin_routes(app, deps.state, deps.faults)
+        add_admin_routes(app, deps.plane, deps.faults)
     return app

@@ -7,12 +7,29 @@ command line wins over its environment variable, which wins over the default.
 
 import argparse
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from .faults import FaultSettings
-from .tcpfront import PortRange
+from .tcpports import PortRange
+
+REGISTRATION_POLICIES = ("open", "closed", "invite")
+
+
+@dataclass
+class Limits:
+    """Quotas per account and rate limits (see edge/README.md, "Limits")."""
+    sockets_per_account: int = 100
+    tunnels_per_account: int = 500
+    tunnel_creates_per_hour: int = 1000
+    sessions_per_account: int = 50
+    connections_per_account: int = 1000
+    port_quarantine: float = 3600.0
+    login_failures_per_minute: float = 5.0
+    logins_per_minute_per_address: float = 30.0
+    registrations_per_hour_per_address: float = 10.0
+    auth_failures_per_minute: float = 20.0
 
 
 @dataclass
@@ -20,7 +37,10 @@ class EdgeConfig:
     api_port: int
     ssh_port: int
     http_port: int
+    https_port: int
     domain: str
+    api_name: str
+    api_listen: str
     data_dir: Path
     listen: str
     token_lifetime: float
@@ -29,6 +49,12 @@ class EdgeConfig:
     log_level: str
     tunnel_server: str
     faults: FaultSettings
+    local_ports: PortRange
+    registration: str
+    invite_tokens: frozenset
+    limits: Limits
+    plane_args: list
+    tls_source: str
 
 
 def _port(text: str) -> int:
@@ -72,6 +98,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--ssh-port", "2222", "port of the SSH server; 0 = any free port", type=_port)
     add("--http-port", "8000", "port of the public HTTP front; 0 = any free port",
         type=_port)
+    add("--https-port", "8443", "port of the public HTTPS/TLS front; 0 = any free port",
+        type=_port)
     add("--domain", "edge.localhost", "domain under which socket dnsnames are generated")
     add("--data-dir", "./edge-data", "directory for the database, the SSH host key and "
         "the token signing secret", type=Path)
@@ -81,6 +109,38 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "to let the OS choose", type=_range)
     add("--tunnel-server", "", "SSH host name put in tunnels' tunnel_server (default: the "
         "--listen address, or --domain when listening on a wildcard address)")
+    add("--api-listen", "", "address of the plain-HTTP API port (default: --listen when "
+        "that is a loopback address, else 127.0.0.1: on a public address the API answers "
+        "on TLS only, as --api-name on the HTTPS port)")
+    add("--api-name", "", "public name of the REST API on the HTTPS port (default: "
+        "api.<domain>)")
+    add("--local-ports", "10000-65535", "tunnel local_port numbers handed out (a range A-B)",
+        type=_range)
+    add("--tls-cert", "", "a given certificate (PEM; e.g. a wildcard for *.<domain>) used "
+        "for every name it covers")
+    add("--tls-key", "", "the private key of --tls-cert (PEM)")
+    add("--acme-directory", "", "ACME directory URL (e.g. Let's Encrypt's); certificates "
+        "for the other names come from there by HTTP-01 (the HTTP port must be port 80 "
+        "as the CA sees it)")
+    add("--acme-email", "", "contact e-mail of the ACME account")
+    add("--acme-ca", "", "PEM file trusted for the ACME server's own HTTPS (a private CA)")
+    add("--acme-renew-before", "2592000", "renew ACME certificates with less than this "
+        "many seconds left", type=_positive)
+    add("--acme-check-interval", "3600", "seconds between renewal checks", type=_positive)
+    add("--registration", "", "who may create accounts with POST /user: open, closed or "
+        "invite (an invite_token from --invite-tokens-file); default: open on a loopback "
+        "--listen, closed otherwise", choices=["", *REGISTRATION_POLICIES])
+    add("--invite-tokens-file", "", "file with one invite token per line (for "
+        "--registration invite)")
+    add("--keepalive-interval", "1", "seconds between the SSH server's keepalives",
+        type=_positive)
+    add("--keepalive-count", "3", "unanswered keepalive intervals after which a session is "
+        "closed", type=int)
+    add("--open-timeout", "1", "seconds a tunnel gets to open a channel while another "
+        "tunnel of the socket is left to try", type=_positive)
+    for f in fields(Limits):
+        add("--" + f.name.replace("_", "-"), str(f.default), "limit: " + f.name.replace(
+            "_", " ") + " (0 = none)", type=float)
     add("--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     p.add_argument("--admin", action="store_true", default=_truthy(env.get("EDGE_ADMIN")),
@@ -104,6 +164,13 @@ def _default_tunnel_server(listen: str, domain: str) -> str:
     return domain if wildcard else listen
 
 
+def _loopback(listen: str) -> bool:
+    try:
+        return ipaddress.ip_address(listen).is_loopback
+    except ValueError:
+        return listen == "localhost"
+
+
 def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
     parser = build_parser(env)
     a = parser.parse_args(list(argv))
@@ -118,8 +185,40 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
     if faults != FaultSettings(status=faults.status) and not a.admin:
         parser.error("--fault-* flags need --admin")
     domain = a.domain.strip().lower().rstrip(".")
+    if bool(a.tls_cert) != bool(a.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    registration = a.registration or ("open" if _loopback(a.listen) else "closed")
+    invite_tokens = frozenset()
+    if registration == "invite":
+        if not a.invite_tokens_file:
+            parser.error("--registration invite needs --invite-tokens-file")
+        try:
+            text = Path(a.invite_tokens_file).read_text()
+        except OSError as exc:
+            parser.error("--invite-tokens-file: {}".format(exc))
+        invite_tokens = frozenset(t.strip() for t in text.splitlines() if t.strip())
+    limits = Limits(**{f.name: type(f.default)(getattr(a, f.name)) for f in fields(Limits)})
+    plane_args = ["--keepalive-interval", "{}s".format(a.keepalive_interval),
+                  "--keepalive-count", str(a.keepalive_count),
+                  "--open-timeout", "{}s".format(a.open_timeout)]
+    tls_source = "internal CA"
+    if a.tls_cert:
+        plane_args += ["--tls-cert", a.tls_cert, "--tls-key", a.tls_key]
+        tls_source = "the given certificate {}".format(a.tls_cert)
+    if a.acme_directory:
+        plane_args += ["--acme-directory", a.acme_directory, "--acme-email", a.acme_email,
+                       "--acme-renew-before", "{}s".format(a.acme_renew_before),
+                       "--acme-check-interval", "{}s".format(a.acme_check_interval)]
+        if a.acme_ca:
+            plane_args += ["--acme-ca", a.acme_ca]
+        tls_source = ("the given certificate where it applies, else " if a.tls_cert else "") + \
+            "ACME ({})".format(a.acme_directory)
     return EdgeConfig(
         api_port=a.api_port, ssh_port=a.ssh_port, http_port=a.http_port,
+        https_port=a.https_port, api_name=(a.api_name or "api." + domain).lower(),
+        api_listen=a.api_listen or (a.listen if _loopback(a.listen) else "127.0.0.1"),
+        local_ports=a.local_ports, registration=registration, invite_tokens=invite_tokens,
+        limits=limits, plane_args=plane_args, tls_source=tls_source,
         domain=domain, data_dir=a.data_dir, listen=a.listen,
         token_lifetime=a.token_lifetime, tcp_ports=a.tcp_ports, admin=a.admin,
         log_level=a.log_level,

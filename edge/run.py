@@ -1,14 +1,16 @@
-"""Start every part of the edge on one event loop, announce READY, stop cleanly.
+"""Start every part of the edge, announce READY, stop cleanly.
 
 Why it is shaped this way:
-- Start order: state (database, secret, host key), then the tcp sockets'
-  ports, the SSH server, the HTTP front and the API. Only when all of them
-  listen is the single machine-readable line printed on stdout:
-  ``EDGE READY api=H:P ssh=H:P http=H:P``. Tests start the edge with port 0
-  and read the real ports from that line.
-- SIGTERM/SIGINT only set an event. Shutdown then stops accepting, closes
-  every SSH session, cancels every spliced public connection and gives the
-  API one second for in-flight requests, so the process exits 0 promptly.
+- Start order: state (database, token secret, SSH host key), the REST API
+  (its port is what the data plane proxies the API's public name to), then
+  the Go data plane (edge.plane), which gets the whole state and the tcp
+  sockets' ports before READY. Only when all of them listen is the single
+  machine-readable line printed on stdout:
+  ``EDGE READY api=H:P ssh=H:P http=H:P https=H:P``. Tests start the edge
+  with port 0 and read the real ports from that line.
+- SIGTERM/SIGINT only set an event. Shutdown stops the data plane (which
+  closes every SSH session and public connection) and gives the API one
+  second for in-flight requests, so the process exits 0 promptly.
 """
 
 import asyncio
@@ -22,11 +24,11 @@ from .api import ApiDeps, make_app
 from .auth import TokenIssuer, load_or_create_secret
 from .config import EdgeConfig
 from .faults import Faults
-from .front import HttpFront
-from .sshd import load_or_create_host_key, start_ssh_server
-from .state import EdgeState
+from .hostkey import load_or_create_host_key
+from .plane import DataPlane, PlaneOptions
+from .policy import Policy
 from .store import Store
-from .tcpfront import TcpFront
+from .tcpports import TcpPorts
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,12 @@ def _addr(address: tuple) -> str:
     return "[{}]:{}".format(host, port) if ":" in host else "{}:{}".format(host, port)
 
 
+def plane_limits(config: EdgeConfig) -> dict:
+    return {"sessions_per_account": config.limits.sessions_per_account,
+            "connections_per_account": config.limits.connections_per_account,
+            "auth_failures_per_minute": config.limits.auth_failures_per_minute}
+
+
 async def run(config: EdgeConfig) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -45,43 +53,57 @@ async def run(config: EdgeConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    state = EdgeState(store=Store(config.data_dir / DB_FILE))
+    store = Store(config.data_dir / DB_FILE,
+                  local_ports=(config.local_ports.first, config.local_ports.last),
+                  quarantine=config.limits.port_quarantine)
+    policy = Policy(config.limits, config.registration, config.invite_tokens)
     tokens = TokenIssuer(load_or_create_secret(config.data_dir), config.token_lifetime)
     host_key = load_or_create_host_key(config.data_dir)
 
-    tcp_front = TcpFront(state, config.listen, config.tcp_ports)
-    await tcp_front.start_existing()
-    ssh_server = await start_ssh_server(state, config.listen, config.ssh_port, host_key)
-    http_server = await HttpFront(state).start(config.listen, config.http_port)
-    deps = ApiDeps(state=state, tokens=tokens, tcp_front=tcp_front, domain=config.domain,
-                   tunnel_server=config.tunnel_server,
+    limits = plane_limits(config)
+    plane = DataPlane(
+        PlaneOptions(listen=config.listen,
+                     ports={"ssh": config.ssh_port, "http": config.http_port,
+                            "https": config.https_port},
+                     data_dir=config.data_dir, host_key=host_key, domain=config.domain,
+                     api_name=config.api_name, api_upstream="", extra_args=config.plane_args),
+        snapshot=lambda: dict(store.dataplane_state(), limits=limits),
+        tcp_ports=lambda: sorted(store.used_tcp_ports()))
+    tcp_ports = TcpPorts(plane, config.tcp_ports, store.used_tcp_ports)
+    deps = ApiDeps(store=store, plane=plane, tokens=tokens, tcp_front=tcp_ports,
+                   domain=config.domain, tunnel_server=config.tunnel_server, policy=policy,
                    faults=Faults(config.faults) if config.admin else None)
     runner = web.AppRunner(make_app(deps), handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, config.listen, config.api_port)
+    site = web.TCPSite(runner, config.api_listen, config.api_port)
     await site.start()
-
     api_addr = _addr(runner.addresses[0])
-    ssh_addr = _addr(ssh_server.sockets[0].getsockname())
-    http_addr = _addr(http_server.sockets[0].getsockname())
-    log.info("edge up: api=%s ssh=%s http=%s domain=%s admin=%s data_dir=%s",
-             api_addr, ssh_addr, http_addr, config.domain, config.admin, config.data_dir)
-    print("EDGE READY api={} ssh={} http={}".format(api_addr, ssh_addr, http_addr),
-          flush=True)
+    plane.options.api_upstream = "127.0.0.1:{}".format(runner.addresses[0][1]) \
+        if config.api_listen in ("0.0.0.0", "::", "") else api_addr
+    try:
+        await plane.start()
+    except BaseException:
+        await plane.stop()
+        await runner.cleanup()
+        raise
+    ports = plane.ports
+    host = config.listen
+    addrs = {k: _addr((host, v)) for k, v in ports.items()}
+    log.info("edge up: api=%s ssh=%s http=%s https=%s domain=%s admin=%s data_dir=%s",
+             api_addr, addrs["ssh"], addrs["http"], addrs["https"], config.domain, config.admin,
+             config.data_dir)
+    log.info("TLS: %s; the internal CA's root certificate is %s (clients that should trust "
+             "this edge's own certificates trust that file)", config.tls_source,
+             config.data_dir / "ca.crt")
+    print("EDGE READY api={} ssh={} http={} https={}".format(
+        api_addr, addrs["ssh"], addrs["http"], addrs["https"]), flush=True)
 
     await stop.wait()
 
     log.info("stopping")
-    ssh_server.close()
-    http_server.close()
-    await tcp_front.stop()
-    for conn in list(state.ssh_connections):
-        conn.close()
-    for task in list(state.tasks):
-        task.cancel()
-    await asyncio.gather(*state.tasks, return_exceptions=True)
+    await plane.stop()
     await runner.cleanup()
-    state.store.close()
+    policy.close()
+    store.close()
     log.info("stopped")
     sys.stdout.flush()
-

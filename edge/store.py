@@ -7,9 +7,12 @@ Why it is shaped this way:
   runs in between), and no thread pool to reason about.
 - Lookups that take an owner (``user_id``) return None for another account's
   rows, so the API cannot leak that an id exists.
-- ``local_port`` numbers come from a counter in the ``meta`` table that only
-  grows, so a deleted tunnel's port is never handed out again (a stale ssh
-  client of a deleted tunnel can never land on somebody else's socket).
+- ``local_port`` numbers come first from a counter that only grows; once the
+  range is used up, a deleted tunnel's port is handed out again, but only
+  after a quarantine (``released`` table, oldest first), so a stale ssh
+  client of a deleted tunnel does not land on somebody else's socket in the
+  meantime, and churn can never use up the range for good. Each tunnel
+  creation is logged per account (``creations``) for the churn quota.
 - WAL journal so the test-suite can read the database while the edge writes.
 """
 
@@ -57,6 +60,10 @@ CREATE TABLE IF NOT EXISTS tunnels (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tunnels_socket ON tunnels(socket_id);
+CREATE TABLE IF NOT EXISTS released (local_port INTEGER PRIMARY KEY, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS released_at ON released(at);
+CREATE TABLE IF NOT EXISTS creations (user_id TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS creations_user ON creations(user_id, at);
 """
 
 
@@ -65,7 +72,7 @@ class DuplicateEmail(Exception):
 
 
 class NoFreeLocalPort(Exception):
-    """Every local_port number has been handed out once."""
+    """Every local_port number is in use or in quarantine."""
 
 
 @dataclass
@@ -104,7 +111,10 @@ class Socket:
 class Store:
     """All reads and writes of the edge's SQLite database."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, local_ports: tuple = (FIRST_LOCAL_PORT, LAST_LOCAL_PORT),
+                 quarantine: float = 3600.0):
+        self._first, self._last = local_ports
+        self._quarantine = quarantine
         self._db = sqlite3.connect(str(path), isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -196,22 +206,56 @@ class Store:
         """Delete a socket and its tunnels; returns the tunnels' local_ports."""
         with self._tx():
             ports = [t.local_port for t in self.tunnels_of(socket_id)]
+            self._release(ports)
             self._db.execute("DELETE FROM tunnels WHERE socket_id = ?", (socket_id,))
             self._db.execute("DELETE FROM sockets WHERE socket_id = ?", (socket_id,))
         return ports
 
     # -- tunnels --------------------------------------------------------
-    def _insert_tunnel(self, socket_id: str, tunnel_id: str) -> Tunnel:
+    def _release(self, ports: list) -> None:
+        now = time.time()
+        self._db.executemany("INSERT OR REPLACE INTO released VALUES (?, ?)",
+                             [(p, now) for p in ports])
+
+    def _free_port(self) -> int:
         row = self._db.execute(
             "SELECT value FROM meta WHERE key = 'next_local_port'").fetchone()
-        port = int(row[0]) if row else FIRST_LOCAL_PORT
-        if port > LAST_LOCAL_PORT:
+        port = max(int(row[0]) if row else self._first, self._first)
+        if port <= self._last:
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('next_local_port', ?)", (str(port + 1),))
+            return port
+        row = self._db.execute(
+            "SELECT local_port FROM released WHERE at <= ? AND local_port BETWEEN ? AND ? "
+            "ORDER BY at LIMIT 1",
+            (time.time() - self._quarantine, self._first, self._last)).fetchone()
+        if row is None:
             raise NoFreeLocalPort()
-        self._db.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('next_local_port', ?)", (str(port + 1),))
+        self._db.execute("DELETE FROM released WHERE local_port = ?", (row[0],))
+        return row[0]
+
+    def _insert_tunnel(self, socket_id: str, tunnel_id: str) -> Tunnel:
+        port = self._free_port()
+        now = time.time()
         self._db.execute("INSERT INTO tunnels VALUES (?,?,?,?)",
-                         (tunnel_id, socket_id, port, time.time()))
+                         (tunnel_id, socket_id, port, now))
+        self._db.execute("INSERT INTO creations SELECT user_id, ? FROM sockets "
+                         "WHERE socket_id = ?", (now, socket_id))
         return Tunnel(tunnel_id, socket_id, port)
+
+    def tunnels_created_since(self, user_id: str, since: float) -> int:
+        self._db.execute("DELETE FROM creations WHERE at < ?", (time.time() - 86400,))
+        return self._db.execute("SELECT COUNT(*) FROM creations WHERE user_id = ? AND at >= ?",
+                                (user_id, since)).fetchone()[0]
+
+    def count_tunnels_of_user(self, user_id: str) -> int:
+        return self._db.execute(
+            "SELECT COUNT(*) FROM tunnels t JOIN sockets s ON s.socket_id = t.socket_id "
+            "WHERE s.user_id = ?", (user_id,)).fetchone()[0]
+
+    def count_sockets_of_user(self, user_id: str) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM sockets WHERE user_id = ?",
+                                (user_id,)).fetchone()[0]
 
     def add_tunnel(self, socket_id: str, tunnel_id: str) -> Tunnel:
         with self._tx():
@@ -237,8 +281,29 @@ class Store:
             (local_port,)).fetchone()
         return (row[0], row[1]) if row else None
 
+    def dataplane_state(self) -> dict:
+        """Everything the data plane needs, as JSON-able data (see edge.plane)."""
+        users = [{"user_id": r[0], "user_name": r[1], "sshkey": r[2]} for r in self._db.execute(
+            "SELECT user_id, user_name, sshkey FROM users")]
+        ports: dict = {}
+        for socket_id, port in self._db.execute("SELECT socket_id, local_port FROM tunnels"):
+            ports.setdefault(socket_id, []).append(port)
+        sockets = []
+        for s in self._sockets("1 = 1", ()):
+            sockets.append({
+                "socket_id": s.socket_id, "user_id": s.user_id, "dnsname": s.dnsname,
+                "socket_type": s.socket_type, "tcp_port": s.tcp_port or 0,
+                "protected_socket": s.protected_socket,
+                "protected_username": s.protected_username,
+                "protected_password_hash": s.protected_password_hash,
+                "cloud_authentication_enabled": s.cloud_authentication_enabled,
+                "local_ports": sorted(ports.get(s.socket_id, []))})
+        return {"users": users, "sockets": sockets}
+
     def delete_tunnel(self, tunnel_id: str) -> None:
         with self._tx():
+            self._release([r[0] for r in self._db.execute(
+                "SELECT local_port FROM tunnels WHERE tunnel_id = ?", (tunnel_id,))])
             self._db.execute("DELETE FROM tunnels WHERE tunnel_id = ?", (tunnel_id,))
 
 

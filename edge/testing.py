@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Optional
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_READY = re.compile(r"EDGE READY api=(\S+):(\d+) ssh=(\S+):(\d+) http=(\S+):(\d+)")
+_READY = re.compile(r"EDGE READY api=(\S+):(\d+) ssh=(\S+):(\d+) http=(\S+):(\d+)"
+                    r"(?: https=(\S+):(\d+))?")
 
 
 @dataclass
@@ -51,6 +52,12 @@ class EdgeOptions:
     tcp_ports: str = "0"
     log_level: str = "INFO"
     extra_args: tuple = ()
+    # Per-address rate limits off: every test client is 127.0.0.1, and suites
+    # register and log in far more often than one person would. Tests of the
+    # limits themselves pass their own values.
+    limits: dict = field(default_factory=lambda: {
+        "registrations_per_hour_per_address": 0, "logins_per_minute_per_address": 0,
+        "auth_failures_per_minute": 0})
     ready_timeout: float = 20.0
     stop_timeout: float = 5.0
 
@@ -80,7 +87,7 @@ class EdgeProcess:
         self.log_path = self.workdir / "edge.log"
         self._stdout_path = self.workdir / "edge.stdout"
         self._proc: Optional[subprocess.Popen] = None
-        self._ports = {"api": 0, "ssh": 0, "http": 0}
+        self._ports = {"api": 0, "ssh": 0, "http": 0, "https": 0}
         self.host = "127.0.0.1"
 
     # -- lifecycle -----------------------------------------------------------
@@ -98,13 +105,16 @@ class EdgeProcess:
         o = self.options
         argv = [sys.executable, "-m", "edge",
                 "--api-port", str(self._ports["api"]), "--ssh-port", str(self._ports["ssh"]),
-                "--http-port", str(self._ports["http"]), "--listen", self.host,
+                "--http-port", str(self._ports["http"]),
+                "--https-port", str(self._ports["https"]), "--listen", self.host,
                 "--data-dir", str(self.data_dir), "--domain", o.domain,
                 "--tcp-ports", o.tcp_ports, "--log-level", o.log_level]
         if o.admin:
             argv.append("--admin")
         if o.token_lifetime is not None:
             argv += ["--token-lifetime", str(o.token_lifetime)]
+        for name, value in o.limits.items():
+            argv += ["--" + name.replace("_", "-"), str(value)]
         return argv + list(o.extra_args)
 
     def start(self) -> None:
@@ -119,7 +129,8 @@ class EdgeProcess:
             match = _READY.search(self._stdout_path.read_text(errors="replace"))
             if match:
                 self._ports = {"api": int(match.group(2)), "ssh": int(match.group(4)),
-                               "http": int(match.group(6))}
+                               "http": int(match.group(6)),
+                               "https": int(match.group(8) or 0)}
                 return
             if self._proc.poll() is not None:
                 break
@@ -184,6 +195,23 @@ class EdgeProcess:
     @property
     def http_port(self) -> int:
         return self._ports["http"]
+
+    @property
+    def https_port(self) -> int:
+        return self._ports["https"]
+
+    @property
+    def ca_cert(self) -> Path:
+        """The edge's internal CA (what a client trusts for its own certificates)."""
+        return self.data_dir / "ca.crt"
+
+    def child_pids(self) -> list:
+        """PIDs of the edge's children (the data plane), for CPU and memory figures."""
+        try:
+            import psutil
+            return [c.pid for c in psutil.Process(self.pid).children(recursive=True)]
+        except Exception:
+            return []
 
     def known_hosts_line(self) -> str:
         """A known_hosts line for the edge's SSH host key at its current port."""

@@ -130,3 +130,37 @@ def test_taken_port_exits_1(tmp_path):
     assert result.returncode == 1
     assert b"cannot start the edge" in result.stderr
     assert b"EDGE READY" not in result.stdout
+
+
+def test_a_dead_data_plane_is_started_again_with_the_same_state(tmp_path, backend):
+    """SIGKILL of the Go data plane: the Python edge starts it again on the same
+    ports with the whole state, and a client that reconnects is served."""
+    import os
+    import signal as signals
+
+    import psutil
+
+    ssh = SshClients(tmp_path)
+    be = backend("again")
+    with EdgeProcess(tmp_path / "e", admin=True) as edge:
+        try:
+            acct = make_account(edge, tmp_path)
+            sock = new_socket(edge, acct)
+            port = sock["tunnels"][0]["local_port"]
+            first = ssh.start(forward_argv(edge, acct, port, be.port))
+            edge.wait_forward(port)
+            [plane] = psutil.Process(edge.pid).children()
+            os.kill(plane.pid, signals.SIGKILL)
+            first.wait(15)                       # its SSH session went with the data plane
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and "the data plane is back" not in edge.log_tail(50):
+                time.sleep(0.1)
+            assert "exited unexpectedly" in edge.log_tail(50)
+            assert "the data plane is back" in edge.log_tail(50)
+            [again] = psutil.Process(edge.pid).children()
+            assert again.pid != plane.pid
+            ssh.start(forward_argv(edge, acct, port, be.port))   # same ports, same accounts
+            edge.wait_forward(port)
+            assert edge.get(sock["dnsname"], "/x") == (200, "again /x\n")
+        finally:
+            ssh.stop_all()

@@ -1,6 +1,7 @@
 """The edge's data plane with the real OpenSSH client: forwards, refusals, fronts."""
 
 import http.client
+import signal
 import socket
 import subprocess
 import time
@@ -25,6 +26,17 @@ def wait_for_text(path, text: str, timeout: float = 10) -> str:
             return content
         time.sleep(0.05)
     raise AssertionError("{!r} not in {}: {!r}".format(text, path, path.read_text()))
+
+
+def wait_for_new_forward(edge, port: int, old_peer: str, timeout: float = 15) -> dict:
+    """The forward of port once a session other than old_peer's holds it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for t in edge.tunnels():
+            if t["local_port"] == port and t["peer"] != old_peer:
+                return t
+        time.sleep(0.05)
+    raise AssertionError("port {} still held by {}".format(port, old_peer))
 
 
 def raw_get(edge, host: str, headers: dict = None):
@@ -106,17 +118,50 @@ def test_forward_of_another_accounts_port_is_refused(edge, account, new_account,
     assert edge.get(sock["dnsname"])[0] == 502
 
 
-def test_port_held_by_another_session_is_refused(edge, account, ssh, backend):
-    be = backend("first")
+def test_newest_session_of_the_same_account_wins_the_port(edge, account, ssh, backend):
+    """A second session for a held port takes it at once; the first one, left
+    serving nothing, is closed (its ssh exits)."""
     sock = new_socket(edge, account)
     port = sock["tunnels"][0]["local_port"]
-    first = ssh.start(forward_argv(edge, account, port, be.port))
+    first = ssh.start(forward_argv(edge, account, port, backend("first").port))
     edge.wait_forward(port)
-    result = ssh.run(forward_argv(edge, account, port, backend("second").port))
-    assert result.returncode != 0
-    assert "port already bound" in edge.log_tail(200)
-    assert first.poll() is None
     assert edge.get(sock["dnsname"]) == (200, "first /\n")
+    second = ssh.start(forward_argv(edge, account, port, backend("second").port))
+    wait_exit(first)
+    assert "newest session wins" in edge.log_tail(200)
+    assert second.poll() is None
+    assert {edge.get(sock["dnsname"]) for _ in range(4)} == {(200, "second /\n")}
+
+
+def test_newest_session_wins_over_a_frozen_one(edge, account, ssh, backend):
+    """A SIGSTOPped client (no FIN, no RST) does not hold its port: a new
+    session forwards at once, and visitors reach the new one."""
+    sock = new_socket(edge, account)
+    port = sock["tunnels"][0]["local_port"]
+    frozen = ssh.start(forward_argv(edge, account, port, backend("frozen").port))
+    edge.wait_forward(port)
+    [before] = [t for t in edge.tunnels() if t["local_port"] == port]
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        fresh = ssh.start(forward_argv(edge, account, port, backend("fresh").port))
+        wait_for_new_forward(edge, port, before["peer"])
+        assert fresh.poll() is None, fresh.out_path.read_text()
+        assert edge.get(sock["dnsname"]) == (200, "fresh /\n")
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+
+
+def test_another_account_never_takes_a_held_port(edge, account, new_account, ssh, backend):
+    sock = new_socket(edge, account)
+    port = sock["tunnels"][0]["local_port"]
+    owner = ssh.start(forward_argv(edge, account, port, backend("owner").port))
+    edge.wait_forward(port)
+    thief = new_account()
+    result = ssh.run(forward_argv(edge, thief, port, backend("thief").port))
+    assert result.returncode != 0
+    assert b"remote port forwarding failed" in result.stderr
+    assert owner.poll() is None
+    assert edge.get(sock["dnsname"]) == (200, "owner /\n")
 
 
 def test_wrong_key_and_wrong_user_are_refused(edge, account, new_account, ssh, backend):
@@ -223,15 +268,12 @@ def test_protected_socket_needs_basic_auth(edge, account, ssh, backend):
         assert edge.get(sock["dnsname"], headers=good) == (200, "private /\n")
 
 
-@pytest.mark.parametrize("fields,text", [
-    ({"socket_type": "https"}, "https sockets are not implemented"),
-    ({"socket_type": "tls"}, "tls sockets are not implemented"),
-    ({"cloud_authentication_enabled": True}, "cloud authentication is not implemented"),
-])
-def test_front_fails_closed_for_unimplemented_features(edge, account, fields, text):
-    sock = new_socket(edge, account, **fields)
-    status, body = edge.get(sock["dnsname"])
-    assert status == 501 and text in body
+def test_cloud_authentication_fails_closed(edge, account):
+    """Not implemented here: the edge refuses rather than serving such a socket unprotected."""
+    sock = new_socket(edge, account, cloud_authentication_enabled=True)
+    status, headers, body = raw_get(edge, sock["dnsname"])
+    assert status == 403 and "cloud authentication is not implemented" in body
+    assert headers["Mysocket-Edge"] == "forbidden"
 
 
 def test_tcp_socket_gets_its_own_port(edge, account, ssh, backend):

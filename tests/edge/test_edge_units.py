@@ -1,5 +1,5 @@
 """Pure parts of the edge, table-tested without a process: flags, schema, names,
-request-head parsing, port ranges, fault settings, passwords and tokens."""
+port ranges, fault settings, passwords and tokens."""
 
 import random
 import re
@@ -13,9 +13,8 @@ from edge import schema
 from edge.auth import TokenIssuer, hash_password, verify_password
 from edge.config import parse_args
 from edge.faults import FaultSettings
-from edge.front import basic_credentials, host_without_port, parse_head, plain_response
 from edge.names import new_dnsname
-from edge.tcpfront import PortRange
+from edge.tcpports import PortRange
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOXUWKPCNxCIlY0tKsHrXBRl/q48J+UOL81cOZRx71QJ c"
 
@@ -99,42 +98,6 @@ def test_dnsnames_are_unique_and_well_formed():
         new_dnsname("d", lambda name: True, rng)
 
 
-def test_parse_head():
-    head = parse_head(b"GET /x HTTP/1.1\r\nHost: Foo.Edge.Localhost:8000\r\n"
-                      b"X-A: 1\r\nx-a: 2\r\n\r\n")
-    assert (head.method, head.target, head.host) == ("GET", "/x", "foo.edge.localhost")
-    assert head.headers["x-a"] == "1"
-    for bad in (b"GET /x\r\n\r\n", b"GET /x SPDY/3\r\n\r\n",
-                b"GET / HTTP/1.1\r\nno-colon\r\n\r\n", b"GET / HTTP/1.1\r\n bad: x\r\n\r\n"):
-        assert parse_head(bad) is None
-    assert parse_head(b"GET / HTTP/1.1\r\n\r\n").host is None
-
-
-@pytest.mark.parametrize("host,expected", [
-    ("a.b", "a.b"), ("A.B:80", "a.b"), ("a.b.", "a.b"), ("[::1]:80", "::1"),
-    ("::1", "::1"), ("", None), ("[", None),
-])
-def test_host_without_port(host, expected):
-    assert host_without_port(host) == expected
-
-
-@pytest.mark.parametrize("header,expected", [
-    ("Basic YWxpY2U6czNjcmV0", ("alice", "s3cret")),
-    ("basic YWxpY2U6YTpi", ("alice", "a:b")),
-    ("Bearer xyz", None), ("Basic !!!", None), ("Basic YWxpY2U=", None), ("", None),
-])
-def test_basic_credentials(header, expected):
-    assert basic_credentials(header) == expected
-
-
-def test_plain_response_is_complete_http():
-    raw = plain_response(401, "nope", ("WWW-Authenticate: Basic",))
-    head, body = raw.split(b"\r\n\r\n", 1)
-    assert head.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
-    assert b"Content-Length: 5" in head and b"Connection: close" in head
-    assert b"WWW-Authenticate: Basic" in head and body == b"nope\n"
-
-
 def test_fault_settings():
     assert FaultSettings.from_json({}) == FaultSettings()
     s = FaultSettings.from_json({"error_rate": 0.3, "status": 429, "retry_after": 2})
@@ -161,3 +124,61 @@ def test_tokens():
     assert TokenIssuer(b"x" * 32, 60).user_id(token) is None
     assert issuer.user_id(jwt.encode({"user_id": "u", "exp": 1}, b"k" * 32, "HS256")) is None
     assert issuer.user_id("garbage") is None
+
+
+def test_host_key_is_created_0600_from_the_start(tmp_path, monkeypatch):
+    """Never a moment with wider permissions: no chmod after the fact, whatever the umask."""
+    import os
+    import stat
+
+    from edge import hostkey
+
+    def no_chmod(*a, **k):
+        raise AssertionError("the host key must be created 0600, not chmod'ed afterwards")
+
+    monkeypatch.setattr(os, "chmod", no_chmod)
+    monkeypatch.setattr(Path, "chmod", no_chmod)
+    old = os.umask(0)
+    try:
+        path = hostkey.load_or_create_host_key(tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    pub = (tmp_path / (path.name + ".pub")).read_text()
+    assert hostkey.parse_public_key(pub) is not None
+    assert hostkey.fingerprint(pub).startswith("SHA256:")
+    assert hostkey.load_or_create_host_key(tmp_path) == path      # the second start reuses it
+
+
+def test_rate_limiter_refills_and_reports_retry_after():
+    from edge.policy import RateLimiter
+    now = [0.0]
+    rl = RateLimiter(capacity=2, period=60, clock=lambda: now[0])
+    assert rl.retry_after("a") is None
+    rl.spend("a")
+    rl.spend("a")
+    assert rl.retry_after("a") == 30 and rl.retry_after("b") is None
+    now[0] = 30.0
+    assert rl.retry_after("a") is None
+    assert RateLimiter(capacity=0, period=60).retry_after("x") is None   # 0 = no limit
+
+
+def test_plain_api_stays_on_loopback_when_the_edge_listens_publicly():
+    assert parse_args([], {}).api_listen == "127.0.0.1"
+    assert parse_args(["--listen", "::1"], {}).api_listen == "::1"
+    assert parse_args(["--listen", "0.0.0.0"], {}).api_listen == "127.0.0.1"
+    assert parse_args(["--listen", "0.0.0.0", "--api-listen", "0.0.0.0"], {}).api_listen == "0.0.0.0"
+
+
+def test_registration_is_closed_by_default_on_a_public_listener(tmp_path):
+    assert parse_args([], {}).registration == "open"                       # 127.0.0.1
+    assert parse_args(["--listen", "0.0.0.0"], {}).registration == "closed"
+    assert parse_args(["--listen", "0.0.0.0", "--registration", "open"], {}).registration == "open"
+    with pytest.raises(SystemExit):
+        parse_args(["--registration", "invite"], {})                       # needs the file
+    tokens = tmp_path / "t"
+    tokens.write_text("a\n\nb\n")
+    c = parse_args(["--registration", "invite", "--invite-tokens-file", str(tokens)], {})
+    assert c.invite_tokens == frozenset({"a", "b"})
+    with pytest.raises(SystemExit):
+        parse_args(["--tls-cert", "x.pem"], {})                            # without --tls-key

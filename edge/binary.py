@@ -1,0 +1,91 @@
+"""Build and find the edge's Go data plane (edge/dataplane/) -- ``python -m edge.binary``.
+
+Why it is shaped this way:
+- The binary is named by a hash of its sources (go.mod, go.sum, *.go), so a
+  second build does nothing, a changed source builds a new binary, and
+  several work trees can share one cache directory without overwriting each
+  other's binaries. The cache is ``.cache/edge/`` (override: EDGE_CACHE_DIR).
+- Builds hold a lock file, so parallel test processes that find no binary
+  build it once. ``python -m edge`` builds on demand when Go is installed;
+  when it is not, it says so in one line instead of a traceback.
+- Only the Go module proxy is needed (golang.org/x/crypto); nothing is vendored.
+"""
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SOURCE_DIR = Path(__file__).resolve().parent / "dataplane"
+REPO_ROOT = SOURCE_DIR.parent.parent
+
+
+class NoBinary(Exception):
+    """The data plane binary is missing and cannot be built here."""
+
+
+def source_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(SOURCE_DIR.iterdir()):
+        if path.suffix == ".go" or path.name in ("go.mod", "go.sum"):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGE_CACHE_DIR") or REPO_ROOT / ".cache" / "edge")
+
+
+def binary_path() -> Path:
+    return cache_dir() / "dataplane-{}".format(source_hash())
+
+
+def _go() -> str:
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK)
+                                else None)
+    if go is None:
+        raise NoBinary("the edge's data plane is written in Go and no `go` (>= 1.22) is on PATH: "
+                       "install Go, or set EDGE_DATAPLANE_BIN to a built binary")
+    return go
+
+
+def ensure_built(quiet: bool = False) -> Path:
+    """The binary for the current sources, built first if it is missing."""
+    override = os.environ.get("EDGE_DATAPLANE_BIN")
+    if override:
+        return Path(override)
+    target = binary_path()
+    if target.exists():
+        return target
+    go = _go()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():
+            return target
+        if not quiet:
+            print("building the edge data plane -> {}".format(target), file=sys.stderr, flush=True)
+        tmp = target.with_name(target.name + ".tmp")
+        result = subprocess.run([go, "build", "-trimpath", "-o", str(tmp), "."], cwd=str(SOURCE_DIR),
+                                capture_output=True, text=True, timeout=900,
+                                stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            raise NoBinary("go build of edge/dataplane failed:\n" + result.stderr[-4000:])
+        os.replace(tmp, target)
+    return target
+
+
+def main() -> int:
+    try:
+        print(ensure_built())
+    except NoBinary as exc:
+        print("edge data plane: {}".format(exc), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+package main
+
+// Where the certificate for a public name comes from, in this order:
+//  1. a given certificate (e.g. a wildcard for *.<domain>) when it covers the name;
+//  2. ACME, when a directory URL is configured (see acme.go);
+//  3. the edge's own internal CA, created on first start in the data
+//     directory (ca.crt is what a client trusts), so that TLS works out of
+//     the box and no name is ever served without TLS.
+//
+// Only names the edge serves get a certificate (a socket's dnsname, the API
+// name): a visitor cannot make the edge ask an ACME CA for arbitrary names.
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+type Certs struct {
+	state   *StateHolder
+	apiName string
+	domain  string
+	given   *tls.Certificate
+	acme    *ACME
+	ca      *x509.Certificate
+	caKey   crypto.Signer
+	mu      sync.Mutex
+	leaves  map[string]*tls.Certificate
+}
+
+func (c *Certs) allowed(name string) bool {
+	if name == c.apiName {
+		return true
+	}
+	sock := c.state.Get().ByDNS[name]
+	return sock != nil && (sock.Type == "http" || sock.Type == "https")
+}
+
+func (c *Certs) Get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	name := hostOnly(hello.ServerName)
+	if name == "" {
+		name = c.apiName // clients without SNI: some certificate, the API's
+	}
+	if c.given != nil && c.given.Leaf != nil && c.given.Leaf.VerifyHostname(name) == nil {
+		return c.given, nil
+	}
+	if !c.allowed(name) {
+		return nil, fmt.Errorf("no certificate for %q: not a name this edge serves", name)
+	}
+	if c.acme != nil {
+		return c.acme.Get(name)
+	}
+	return c.internal(name)
+}
+
+func (c *Certs) internal(name string) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if leaf := c.leaves[name]; leaf != nil && time.Until(leaf.Leaf.NotAfter) > 10*24*time.Hour {
+		return leaf, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: name},
+		DNSNames: []string{name}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(30 * 24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.ca, &key.PublicKey, c.caKey)
+	if err != nil {
+		return nil, err
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	cert := &tls.Certificate{Certificate: [][]byte{der, c.ca.Raw}, PrivateKey: key, Leaf: leaf}
+	if len(c.leaves) > 10000 {
+		c.leaves = map[string]*tls.Certificate{}
+	}
+	c.leaves[name] = cert
+	return cert, nil
+}
+
+// loadOrCreateCA reads data_dir/ca.crt + ca.key, creating them (0600 key) on first start.
+func loadOrCreateCA(dir string) (*x509.Certificate, crypto.Signer, error) {
+	crtPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	if _, err := os.Stat(crtPath); errors.Is(err, os.ErrNotExist) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+		tmpl := &x509.Certificate{SerialNumber: serial,
+			Subject:   pkix.Name{CommonName: "mysocketd edge internal CA", Organization: []string{"mysocketd edge"}},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(10, 0, 0),
+			IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
+			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			return nil, nil, err
+		}
+		keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+		if err := writeFile0600(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})); err != nil {
+			return nil, nil, err
+		}
+		if err := os.WriteFile(crtPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+			return nil, nil, err
+		}
+		logf("created the internal CA %s (clients trust this file)", crtPath)
+	}
+	pair, err := tls.LoadX509KeyPair(crtPath, keyPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	return ca, pair.PrivateKey.(crypto.Signer), nil
+}
+
+// writeFile0600 creates path with mode 0600 from the start (never chmod'ed after).
+func writeFile0600(path string, data []byte) error {
+	tmp := path + ".tmp"
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func loadGiven(certFile, keyFile string) (*tls.Certificate, error) {
+	if certFile == "" {
+		return nil, nil
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0])
+	return &pair, err
+}

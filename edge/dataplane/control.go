@@ -1,0 +1,101 @@
+package main
+
+// The control socket (HTTP over a unix socket, JSON) through which the
+// Python control plane drives this process. Only the edge's own Python
+// process can reach it (a file in its data directory, mode 0600).
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/pprof"
+)
+
+type Control struct {
+	state *StateHolder
+	reg   *Registry
+	sshd  *SSHServer
+	tcp   *TCPFront
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// readJSON decodes the body into v; on error it answers 400 and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 256<<20)).Decode(v); err != nil {
+		writeJSON(w, 400, map[string]string{"error_message": err.Error()})
+		return false
+	}
+	return true
+}
+
+func (c *Control) Handler() http.Handler {
+	mux := http.NewServeMux()
+	// CPU and heap profiles for `make bench` and operators (the control socket is 0600).
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.Handle("GET /debug/pprof/heap", pprof.Handler("heap"))
+	mux.HandleFunc("PUT /state", func(w http.ResponseWriter, r *http.Request) {
+		var in StateIn
+		if !readJSON(w, r, &in) {
+			return
+		}
+		snap := buildSnapshot(in)
+		if c.state.Set(snap) {
+			c.reg.Reconcile(snap)
+		}
+		writeJSON(w, 200, map[string]int64{"version": c.state.Get().Version})
+	})
+	mux.HandleFunc("GET /tunnels", func(w http.ResponseWriter, r *http.Request) {
+		out := []map[string]any{}
+		for _, f := range c.reg.All() {
+			out = append(out, map[string]any{"local_port": f.Port, "user_name": f.Session.UserName,
+				"dnsname": f.DNSName, "since": f.Since.UTC().Format("2006-01-02T15:04:05.000000-07:00"), "peer": f.Session.Peer})
+		}
+		writeJSON(w, 200, out)
+	})
+	mux.HandleFunc("POST /drop-ssh", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]int{"dropped": c.sshd.CloseAll()})
+	})
+	mux.HandleFunc("POST /forget-forward", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			LocalPort int `json:"local_port"`
+		}
+		if !readJSON(w, r, &in) {
+			return
+		}
+		n := 0
+		if f := c.reg.Get(in.LocalPort); f != nil && c.reg.Remove(f, false) {
+			n = 1
+		}
+		writeJSON(w, 200, map[string]int{"forgotten": n})
+	})
+	mux.HandleFunc("POST /tcp/open", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Port int `json:"port"`
+		}
+		if !readJSON(w, r, &in) {
+			return
+		}
+		port, err := c.tcp.Open(in.Port)
+		if err != nil {
+			writeJSON(w, 409, map[string]string{"error_message": err.Error()})
+			return
+		}
+		logf("tcp port %d listening", port)
+		writeJSON(w, 200, map[string]int{"port": port})
+	})
+	mux.HandleFunc("POST /tcp/close", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Port int `json:"port"`
+		}
+		if !readJSON(w, r, &in) {
+			return
+		}
+		c.tcp.Close(in.Port)
+		writeJSON(w, 200, map[string]int{"port": in.Port})
+	})
+	return mux
+}

@@ -1,0 +1,193 @@
+// Command dataplane is the edge's data plane: the SSH server that accepts
+// reverse tunnels, the public HTTP, HTTPS/TLS and TCP fronts. The Python edge
+// (python -m edge) starts it, pushes accounts and sockets to it over a unix
+// control socket, and supervises it; see edge/README.md for why the bytes go
+// through Go while the REST API and the policy stay in Python.
+//
+// Once every port listens it prints one line on stdout:
+//
+//	DATAPLANE READY ssh=H:P http=H:P https=H:P
+//
+// and logs go to stderr. SIGTERM/SIGINT stop it within about a second.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+var logger = log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
+
+func logf(format string, args ...any) { logger.Printf("dataplane: "+format, args...) }
+
+func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
+
+type options struct {
+	listen, control, hostKey, dataDir, domain, apiName, apiUpstream string
+	sshPort, httpPort, httpsPort                                    int
+	keepalive, openFirst, openLast, acmeRenewBefore, acmeCheck      time.Duration
+	keepaliveCount                                                  int
+	acmeDirectory, acmeCA, acmeEmail, tlsCert, tlsKey               string
+}
+
+func parseFlags() options {
+	var o options
+	flag.StringVar(&o.listen, "listen", "127.0.0.1", "address every public port listens on")
+	flag.IntVar(&o.sshPort, "ssh-port", 2222, "SSH port (0: any)")
+	flag.IntVar(&o.httpPort, "http-port", 8000, "public HTTP port (0: any)")
+	flag.IntVar(&o.httpsPort, "https-port", 8443, "public TLS port (0: any)")
+	flag.StringVar(&o.control, "control", "", "unix socket path of the control API (required)")
+	flag.StringVar(&o.hostKey, "host-key", "", "SSH host key file, OpenSSH format (required)")
+	flag.StringVar(&o.dataDir, "data-dir", ".", "directory for the internal CA and ACME state")
+	flag.StringVar(&o.domain, "domain", "edge.localhost", "domain of the socket names")
+	flag.StringVar(&o.apiName, "api-name", "", "public name of the REST API on the TLS port")
+	flag.StringVar(&o.apiUpstream, "api-upstream", "", "host:port of the REST API (plain HTTP)")
+	flag.DurationVar(&o.keepalive, "keepalive-interval", time.Second, "server keepalive interval")
+	flag.IntVar(&o.keepaliveCount, "keepalive-count", 3, "unanswered keepalive intervals before a session is closed")
+	flag.DurationVar(&o.openFirst, "open-timeout", time.Second, "channel-open wait while another tunnel is left to try")
+	flag.DurationVar(&o.openLast, "open-timeout-last", 10*time.Second, "channel-open wait for a socket's last tunnel")
+	flag.StringVar(&o.acmeDirectory, "acme-directory", "", "ACME directory URL (empty: no ACME)")
+	flag.StringVar(&o.acmeCA, "acme-ca", "", "PEM file of the CA that signs the ACME server's own TLS certificate")
+	flag.StringVar(&o.acmeEmail, "acme-email", "", "contact e-mail for the ACME account")
+	flag.DurationVar(&o.acmeRenewBefore, "acme-renew-before", 30*24*time.Hour, "renew ACME certificates with less than this left")
+	flag.DurationVar(&o.acmeCheck, "acme-check-interval", time.Hour, "how often certificates are checked for renewal")
+	flag.StringVar(&o.tlsCert, "tls-cert", "", "a given certificate (e.g. a wildcard), PEM")
+	flag.StringVar(&o.tlsKey, "tls-key", "", "its private key, PEM")
+	flag.Parse()
+	if o.control == "" || o.hostKey == "" {
+		fmt.Fprintln(os.Stderr, "dataplane: --control and --host-key are required")
+		os.Exit(2)
+	}
+	return o
+}
+
+func listen(host string, port int) net.Listener {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(port)))
+	if err != nil {
+		logf("cannot listen: %v", err)
+		os.Exit(1)
+	}
+	return l
+}
+
+func main() {
+	// End with the Python edge that started us, even if it is SIGKILLed.
+	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0)
+	if os.Getppid() == 1 {
+		os.Exit(1)
+	}
+	o := parseFlags()
+	// Requests allocate a little each and the heap stays small: collect less
+	// often (GOGC=400 unless the environment says otherwise).
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	keyPEM, err := os.ReadFile(o.hostKey)
+	if err != nil {
+		logf("cannot read the host key: %v", err)
+		os.Exit(1)
+	}
+	hostKey, err := ssh.ParsePrivateKey(keyPEM)
+	if err != nil {
+		logf("cannot parse the host key: %v", err)
+		os.Exit(1)
+	}
+	state := &StateHolder{}
+	state.Set(buildSnapshot(StateIn{}))
+	var sshd *SSHServer
+	reg := NewRegistry(o.openFirst, o.openLast, func(s *Session) {
+		logf("closing the SSH session of %s (%s): it serves no tunnel any more", s.UserName, s.Peer)
+		s.Conn.Close()
+	})
+	sshd = NewSSHServer(state, reg, hostKey, o.keepalive, o.keepaliveCount)
+
+	ca, caKey, err := loadOrCreateCA(o.dataDir)
+	if err != nil {
+		logf("internal CA: %v", err)
+		os.Exit(1)
+	}
+	given, err := loadGiven(o.tlsCert, o.tlsKey)
+	if err != nil {
+		logf("--tls-cert/--tls-key: %v", err)
+		os.Exit(1)
+	}
+	certs := &Certs{state: state, apiName: strings.ToLower(o.apiName), domain: o.domain, given: given,
+		ca: ca, caKey: caKey, leaves: map[string]*tls.Certificate{}}
+	var acmeMgr *ACME
+	if o.acmeDirectory != "" {
+		if acmeMgr, err = NewACME(o.dataDir, o.acmeDirectory, o.acmeCA, o.acmeEmail, o.acmeRenewBefore); err != nil {
+			logf("ACME: %v", err)
+			os.Exit(1)
+		}
+		certs.acme = acmeMgr
+		go acmeMgr.RenewLoop(o.acmeCheck, certs.allowed)
+	}
+	conns := NewCounter()
+	front := NewFront(state, reg, strings.ToLower(o.apiName), o.apiUpstream, acmeMgr)
+	front.conns = conns
+	tcp := &TCPFront{state: state, reg: reg, conns: conns, listen: o.listen, open: map[int]net.Listener{}}
+
+	os.Remove(o.control)
+	controlL, err := net.Listen("unix", o.control)
+	if err != nil {
+		logf("control socket: %v", err)
+		os.Exit(1)
+	}
+	os.Chmod(o.control, 0o600)
+	sshL := listen(o.listen, o.sshPort)
+	httpL := listen(o.listen, o.httpPort)
+	httpsL := listen(o.listen, o.httpsPort)
+	tlsConns := newChanListener(httpsL.Addr())
+	tlsFront := &TLSFront{state: state, reg: reg, certs: certs, conns: conns, http: tlsConns}
+
+	newServer := func(h *Front) *http.Server {
+		return &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
+			MaxHeaderBytes: maxHeaderBytes * 2, ErrorLog: log.New(discard{}, "", 0),
+			ConnContext: h.ConnContext, ConnState: h.ConnState}
+	}
+	httpSrv, httpsSrv := newServer(front), newServer(front)
+	controlSrv := &http.Server{Handler: (&Control{state: state, reg: reg, sshd: sshd, tcp: tcp}).Handler()}
+	go controlSrv.Serve(controlL)
+	go sshd.Serve(sshL)
+	go httpSrv.Serve(httpL)
+	go httpsSrv.Serve(tlsConns)
+	go tlsFront.Serve(httpsL)
+
+	fmt.Printf("DATAPLANE READY ssh=%s http=%s https=%s\n", sshL.Addr(), httpL.Addr(), httpsL.Addr())
+	logf("up: ssh=%s http=%s https=%s acme=%q internal_ca=%s/ca.crt", sshL.Addr(), httpL.Addr(),
+		httpsL.Addr(), o.acmeDirectory, o.dataDir)
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	<-stop
+	logf("stopping")
+	sshL.Close()
+	httpsL.Close()
+	tcp.CloseAll()
+	sshd.CloseAll()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	httpSrv.Shutdown(ctx)
+	httpsSrv.Shutdown(ctx)
+	controlSrv.Close()
+	os.Remove(o.control)
+	logf("stopped")
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

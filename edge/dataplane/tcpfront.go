@@ -1,0 +1,86 @@
+package main
+
+// Public ports of `tcp` sockets: one listener per socket, spliced to its tunnels.
+//
+// The Python control plane decides which port a socket gets; binding here IS
+// the allocation (POST /tcp/open answers only once the port is bound, so a
+// port another process holds is never promised), and the listener lives
+// until POST /tcp/close. A connection's socket is looked up by the port it
+// arrived on at accept time, so one racing a deletion is simply closed.
+
+import (
+	"fmt"
+	"net"
+	"sync"
+)
+
+type TCPFront struct {
+	state  *StateHolder
+	reg    *Registry
+	conns  *Counter
+	listen string
+	mu     sync.Mutex
+	open   map[int]net.Listener
+}
+
+func (t *TCPFront) Open(port int) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(t.listen, fmt.Sprint(port)))
+	if err != nil {
+		return 0, err
+	}
+	port = l.Addr().(*net.TCPAddr).Port
+	t.mu.Lock()
+	if old := t.open[port]; old != nil {
+		old.Close()
+	}
+	t.open[port] = l
+	t.mu.Unlock()
+	go t.serve(l, port)
+	return port, nil
+}
+
+func (t *TCPFront) Close(port int) {
+	t.mu.Lock()
+	l := t.open[port]
+	delete(t.open, port)
+	t.mu.Unlock()
+	if l != nil {
+		l.Close()
+		logf("tcp port %d closed", port)
+	}
+}
+
+func (t *TCPFront) CloseAll() {
+	t.mu.Lock()
+	ports := make([]int, 0, len(t.open))
+	for p := range t.open {
+		ports = append(ports, p)
+	}
+	t.mu.Unlock()
+	for _, p := range ports {
+		t.Close(p)
+	}
+}
+
+func (t *TCPFront) serve(l net.Listener, port int) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if isClosed(err) {
+				return
+			}
+			continue
+		}
+		go t.handle(c, port)
+	}
+}
+
+func (t *TCPFront) handle(c net.Conn, port int) {
+	snap := t.state.Get()
+	sock := snap.ByTCPPort[port]
+	if sock == nil {
+		c.Close()
+		return
+	}
+	spliceToSocket(c, sock, t.reg, t.conns, snap.Limits)
+}

@@ -1,0 +1,370 @@
+package main
+
+// Live reverse forwards and how a request picks one.
+//
+// Why it is shaped this way:
+//   - A tunnel's local_port is only a number: nothing binds it. An accepted
+//     tcpip-forward is recorded here and public connections go back over the
+//     SSH connection as forwarded-tcpip channels, as sshd would do for a
+//     connection to a bound port, but without a port on the host.
+//   - Newest session wins: a forward for a port that another session of the
+//     SAME account holds replaces it at once (a client that reconnects after
+//     a silent death never waits for a keepalive window); the old session is
+//     closed when it serves nothing any more. Another account never gets the
+//     port (ownership is checked before claim is called).
+//   - Requests spread round-robin over a socket's forwards. A channel that
+//     cannot be opened (the client is gone or frozen, or its target refuses)
+//     costs nothing but time: the next forward is tried, because nothing was
+//     sent upstream yet. While another forward is left to try, a forward gets
+//     OpenTimeout (about a second) to answer, so a frozen session never holds
+//     a request longer. A forward that keeps failing is set aside for a while.
+//   - Every channel is remembered with its forward, so removing a forward
+//     (newest wins, tunnel deleted, /_admin/forget-forward) also ends its
+//     pooled and open channels: nothing keeps using a forward that is gone.
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+const (
+	failuresBeforeAside = 3
+	asideFor            = 10 * time.Second
+)
+
+type Session struct {
+	ID       int64
+	Conn     *ssh.ServerConn
+	UserID   string
+	UserName string
+	Peer     string
+	done     chan struct{}
+
+	pendingSince atomic.Int64 // when the unanswered keepalive was sent; 0: none
+	suspectAfter time.Duration
+}
+
+// Suspect: a keepalive has been unanswered for longer than suspectAfter.
+func (s *Session) Suspect(now time.Time) bool {
+	p := s.pendingSince.Load()
+	return p != 0 && now.Sub(time.Unix(0, p)) > s.suspectAfter
+}
+
+type Forward struct {
+	Port     int
+	BindAddr string // as the client sent it; echoed when opening channels
+	Session  *Session
+	DNSName  string
+	Since    time.Time
+
+	mu         sync.Mutex
+	channels   map[*chanConn]struct{}
+	failures   int
+	asideUntil time.Time
+	removed    bool
+}
+
+type NoTunnel struct{ Reason string }
+
+func (e *NoTunnel) Error() string { return e.Reason }
+
+type Registry struct {
+	mu            sync.Mutex
+	byPort        map[int]*Forward
+	turns         map[string]*atomic.Uint64
+	openFirst     time.Duration // channel-open wait while other forwards remain
+	openLast      time.Duration // channel-open wait for the last candidate
+	onSessionIdle func(*Session)
+}
+
+func NewRegistry(openFirst, openLast time.Duration, onIdle func(*Session)) *Registry {
+	return &Registry{byPort: map[int]*Forward{}, turns: map[string]*atomic.Uint64{},
+		openFirst: openFirst, openLast: openLast, onSessionIdle: onIdle}
+}
+
+// Claim registers f, replacing a forward of the same account on the same port.
+func (r *Registry) Claim(f *Forward) error {
+	f.channels = map[*chanConn]struct{}{}
+	r.mu.Lock()
+	old := r.byPort[f.Port]
+	if old != nil && old.Session.UserID != f.Session.UserID {
+		r.mu.Unlock()
+		return errors.New("port held by another account")
+	}
+	r.byPort[f.Port] = f
+	r.mu.Unlock()
+	if old != nil {
+		logf("forward replaced (newest session wins): local_port=%d user=%s old_peer=%s new_peer=%s",
+			f.Port, f.Session.UserName, old.Session.Peer, f.Session.Peer)
+		r.retire(old, true)
+	}
+	logf("forward up: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
+	return nil
+}
+
+// Remove forgets f if it is still the port's forward; true when it was.
+// closeIdle: also close f's session if it serves nothing any more.
+func (r *Registry) Remove(f *Forward, closeIdle bool) bool {
+	r.mu.Lock()
+	cur := r.byPort[f.Port]
+	if cur != f {
+		r.mu.Unlock()
+		return false
+	}
+	delete(r.byPort, f.Port)
+	r.mu.Unlock()
+	logf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
+	r.retire(f, closeIdle)
+	return true
+}
+
+// retire ends f's channels and closes its session if that serves nothing now.
+func (r *Registry) retire(f *Forward, closeIdle bool) {
+	f.mu.Lock()
+	f.removed = true
+	chans := f.channels
+	f.channels = map[*chanConn]struct{}{}
+	f.mu.Unlock()
+	for c := range chans {
+		c.Close()
+	}
+	if closeIdle && len(r.OfSession(f.Session)) == 0 && r.onSessionIdle != nil {
+		r.onSessionIdle(f.Session)
+	}
+}
+
+func (r *Registry) Get(port int) *Forward {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byPort[port]
+}
+
+func (r *Registry) All() []*Forward {
+	r.mu.Lock()
+	out := make([]*Forward, 0, len(r.byPort))
+	for _, f := range r.byPort {
+		out = append(out, f)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
+	return out
+}
+
+func (r *Registry) OfSession(s *Session) []*Forward {
+	var out []*Forward
+	for _, f := range r.All() {
+		if f.Session == s {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// DropSession removes every forward of s without closing it (it is ending).
+func (r *Registry) DropSession(s *Session) {
+	r.mu.Lock()
+	var gone []*Forward
+	for p, f := range r.byPort {
+		if f.Session == s {
+			delete(r.byPort, p)
+			gone = append(gone, f)
+		}
+	}
+	r.mu.Unlock()
+	for _, f := range gone {
+		logf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
+		f.mu.Lock()
+		f.removed = true
+		chans := f.channels
+		f.channels = nil
+		f.mu.Unlock()
+		for c := range chans {
+			c.Close()
+		}
+	}
+}
+
+// Reconcile removes forwards whose port is no longer a tunnel, or whose
+// tunnel now belongs to another account (deleted, recreated elsewhere).
+func (r *Registry) Reconcile(snap *Snapshot) {
+	for _, f := range r.All() {
+		owner := snap.PortOwner[f.Port]
+		if owner == nil || owner.UserID != f.Session.UserID {
+			r.Remove(f, true)
+		}
+	}
+}
+
+// Candidates: the socket's live forwards, in round-robin order, set-aside ones last.
+func (r *Registry) Candidates(sock *Socket) []*Forward {
+	r.mu.Lock()
+	var live []*Forward
+	for _, p := range sock.LocalPorts {
+		if f := r.byPort[p]; f != nil {
+			live = append(live, f)
+		}
+	}
+	turn := r.turns[sock.SocketID]
+	if turn == nil {
+		turn = &atomic.Uint64{}
+		r.turns[sock.SocketID] = turn
+	}
+	r.mu.Unlock()
+	if len(live) == 0 {
+		return nil
+	}
+	start := int(turn.Add(1) % uint64(len(live)))
+	now := time.Now()
+	ordered := make([]*Forward, 0, len(live))
+	var aside []*Forward
+	for i := range live {
+		f := live[(start+i)%len(live)]
+		if f.isAside(now) {
+			aside = append(aside, f)
+		} else {
+			ordered = append(ordered, f)
+		}
+	}
+	return append(ordered, aside...)
+}
+
+// isAside: failed repeatedly, or its session stopped answering keepalives.
+func (f *Forward) isAside(now time.Time) bool {
+	if f.Session.Suspect(now) {
+		return true
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return now.Before(f.asideUntil)
+}
+
+func (f *Forward) result(err error, timedOut bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		f.failures = 0
+		f.asideUntil = time.Time{}
+		return
+	}
+	f.failures++
+	if timedOut || f.failures >= failuresBeforeAside {
+		if !time.Now().Before(f.asideUntil) {
+			logf("tunnel local_port=%d set aside for %s after %d failed channel opens",
+				f.Port, asideFor, f.failures)
+		}
+		f.asideUntil = time.Now().Add(asideFor)
+	}
+}
+
+type forwardedTCPIP struct {
+	Addr       string
+	Port       uint32
+	OriginAddr string
+	OriginPort uint32
+}
+
+// Open a channel on one of cands, trying the next while nothing was sent.
+func (r *Registry) Open(cands []*Forward, origin string) (*chanConn, error) {
+	if len(cands) == 0 {
+		return nil, &NoTunnel{"no tunnel of this socket is connected"}
+	}
+	var reasons []string
+	for i, f := range cands {
+		wait := r.openFirst
+		if i == len(cands)-1 {
+			wait = r.openLast
+		}
+		c, err, timedOut := f.open(origin, wait)
+		f.result(err, timedOut)
+		if err == nil {
+			return c, nil
+		}
+		logf("tunnel local_port=%d could not open a channel: %v", f.Port, err)
+		reasons = append(reasons, err.Error())
+	}
+	return nil, &NoTunnel{"tunnel could not reach its target: " + strings.Join(reasons, "; ")}
+}
+
+func (f *Forward) open(origin string, wait time.Duration) (*chanConn, error, bool) {
+	host, portText, _ := net.SplitHostPort(origin)
+	var oport int
+	fmt.Sscanf(portText, "%d", &oport)
+	payload := ssh.Marshal(forwardedTCPIP{f.BindAddr, uint32(f.Port), host, uint32(oport)})
+	type opened struct {
+		ch   ssh.Channel
+		reqs <-chan *ssh.Request
+		err  error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		ch, reqs, err := f.Session.Conn.OpenChannel("forwarded-tcpip", payload)
+		done <- opened{ch, reqs, err}
+	}()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case o := <-done:
+		if o.err != nil {
+			var oce *ssh.OpenChannelError
+			if errors.As(o.err, &oce) {
+				return nil, fmt.Errorf("%s", strings.TrimSpace(oce.Message+" ("+oce.Reason.String()+")")), false
+			}
+			return nil, o.err, false
+		}
+		go ssh.DiscardRequests(o.reqs)
+		c := &chanConn{Channel: o.ch, fwd: f}
+		f.mu.Lock()
+		if f.removed {
+			f.mu.Unlock()
+			o.ch.Close()
+			return nil, errors.New("the forward went away"), false
+		}
+		f.channels[c] = struct{}{}
+		f.mu.Unlock()
+		return c, nil, false
+	case <-timer.C:
+		go func() { // the late answer, if it ever comes, is closed
+			if o := <-done; o.err == nil {
+				o.ch.Close()
+			}
+		}()
+		return nil, fmt.Errorf("no answer within %s", wait), true
+	}
+}
+
+// chanConn is an SSH channel as a net.Conn (for net/http and splicing).
+type chanConn struct {
+	ssh.Channel
+	fwd  *Forward
+	once sync.Once
+}
+
+func (c *chanConn) Close() error {
+	var err error
+	c.once.Do(func() {
+		err = c.Channel.Close()
+		c.fwd.mu.Lock()
+		delete(c.fwd.channels, c)
+		c.fwd.mu.Unlock()
+	})
+	return err
+}
+
+type tunnelAddr struct{ port int }
+
+func (a tunnelAddr) Network() string { return "ssh" }
+func (a tunnelAddr) String() string  { return fmt.Sprintf("tunnel:%d", a.port) }
+
+func (c *chanConn) LocalAddr() net.Addr                { return tunnelAddr{0} }
+func (c *chanConn) RemoteAddr() net.Addr               { return tunnelAddr{c.fwd.Port} }
+func (c *chanConn) SetDeadline(t time.Time) error      { return nil }
+func (c *chanConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *chanConn) SetWriteDeadline(t time.Time) error { return nil }

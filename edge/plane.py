@@ -1,0 +1,183 @@
+"""The Go data plane as the Python edge sees it: a supervised child and its control socket.
+
+Why it is shaped this way:
+- The bytes (SSH server, HTTP/HTTPS/TLS/TCP fronts) go through one Go process
+  (edge/dataplane/, see edge/README.md for the measurements behind that);
+  accounts, sockets, quotas and the REST API stay here. This module is the
+  only place that knows the child exists.
+- State goes one way, as a whole: after every change the API awaits
+  ``push()``, which sends a full snapshot built from the database with a
+  growing version number. Pushes are serialised, so the child never sees an
+  older picture after a newer one, and the API answers its client only once
+  the data plane knows (an ``ssh -R`` right after ``POST /connect`` works).
+- The child is supervised: if it dies, it is started again on the same
+  ports, given the current snapshot and its tcp ports again, and the log
+  says so. Stopping sends SIGTERM and waits, then SIGKILL.
+"""
+
+import asyncio
+import logging
+import re
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import aiohttp
+
+from .binary import ensure_built
+
+log = logging.getLogger(__name__)
+
+_READY = re.compile(r"DATAPLANE READY ssh=(\S+):(\d+) http=(\S+):(\d+) https=(\S+):(\d+)")
+READY_TIMEOUT = 20.0
+
+
+class DataPlaneError(Exception):
+    """The data plane could not start or did not do what was asked."""
+
+
+@dataclass
+class PlaneOptions:
+    listen: str
+    ports: dict                 # {"ssh": n, "http": n, "https": n}; 0 = any, replaced once known
+    data_dir: Path
+    host_key: Path
+    domain: str
+    api_name: str
+    api_upstream: str
+    extra_args: list = field(default_factory=list)
+
+
+class DataPlane:
+    def __init__(self, options: PlaneOptions, snapshot: Callable[[], dict],
+                 tcp_ports: Callable[[], list]):
+        self.options = options
+        self._snapshot = snapshot          # () -> the state dict to push (without version)
+        self._tcp_ports = tcp_ports        # () -> tcp ports to (re)open after a restart
+        self._proc: Optional[asyncio.subprocess.Process] = None
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._lock = asyncio.Lock()
+        self._version = 0
+        self._stopping = False
+        self._watch: Optional[asyncio.Task] = None
+        self.control = options.data_dir / "dataplane.sock"
+
+    @property
+    def ports(self) -> dict:
+        return dict(self.options.ports)
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self._proc.pid if self._proc else None
+
+    def _argv(self, binary: Path) -> list:
+        o = self.options
+        return [str(binary), "--listen", o.listen, "--ssh-port", str(o.ports["ssh"]),
+                "--http-port", str(o.ports["http"]), "--https-port", str(o.ports["https"]),
+                "--control", str(self.control), "--host-key", str(o.host_key),
+                "--data-dir", str(o.data_dir), "--domain", o.domain, "--api-name", o.api_name,
+                "--api-upstream", o.api_upstream, *o.extra_args]
+
+    async def start(self) -> None:
+        binary = await asyncio.to_thread(ensure_built)
+        self._proc = await asyncio.create_subprocess_exec(
+            *self._argv(binary), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=None)
+        try:
+            line = await asyncio.wait_for(self._ready_line(), READY_TIMEOUT)
+        except asyncio.TimeoutError:
+            await self._kill()
+            raise DataPlaneError("the data plane did not become ready in time") from None
+        if line is None:
+            code = await self._proc.wait()
+            raise DataPlaneError("the data plane exited with status {} (see the log above)".format(code))
+        m = _READY.search(line)
+        self.options.ports = {"ssh": int(m.group(2)), "http": int(m.group(4)), "https": int(m.group(6))}
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=str(self.control)),
+                timeout=aiohttp.ClientTimeout(total=30))
+        await self.push()
+        for port in self._tcp_ports():
+            try:
+                await self.open_tcp(port)
+            except DataPlaneError as exc:
+                log.error("tcp port %d: %s", port, exc)
+        self._watch = asyncio.ensure_future(self._supervise(self._proc))
+
+    async def _ready_line(self) -> Optional[str]:
+        while True:
+            raw = await self._proc.stdout.readline()
+            if not raw:
+                return None
+            text = raw.decode(errors="replace")
+            if _READY.search(text):
+                return text
+
+    async def _supervise(self, proc) -> None:
+        code = await proc.wait()
+        if self._stopping:
+            return
+        log.error("the data plane exited unexpectedly (status %s); starting it again", code)
+        delay = 0.5
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            try:
+                await self.start()
+                log.info("the data plane is back")
+                return
+            except (DataPlaneError, OSError) as exc:
+                log.error("the data plane did not start again: %s", exc)
+                delay = min(delay * 2, 10)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._watch:
+            self._watch.cancel()
+        if self._proc and self._proc.returncode is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self._proc.wait(), 3)
+            except asyncio.TimeoutError:
+                await self._kill()
+        if self._session:
+            await self._session.close()
+
+    async def _kill(self) -> None:
+        if self._proc and self._proc.returncode is None:
+            self._proc.kill()
+            await self._proc.wait()
+
+    # -- control calls ---------------------------------------------------
+    async def _call(self, method: str, path: str, body=None):
+        try:
+            async with self._session.request(method, "http://dataplane" + path, json=body) as resp:
+                data = await resp.json()
+                if resp.status != 200:
+                    raise DataPlaneError(data.get("error_message", "status {}".format(resp.status)))
+                return data
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise DataPlaneError("the data plane is not reachable: {}".format(exc)) from exc
+
+    async def push(self) -> None:
+        """Send the current state; returns once the data plane applied it."""
+        async with self._lock:
+            self._version += 1
+            state = dict(self._snapshot(), version=self._version)
+            await self._call("PUT", "/state", state)
+
+    async def open_tcp(self, port: int) -> int:
+        return (await self._call("POST", "/tcp/open", {"port": port}))["port"]
+
+    async def close_tcp(self, port: int) -> None:
+        await self._call("POST", "/tcp/close", {"port": port})
+
+    async def tunnels(self) -> list:
+        return await self._call("GET", "/tunnels")
+
+    async def drop_ssh(self) -> int:
+        return (await self._call("POST", "/drop-ssh"))["dropped"]
+
+    async def forget_forward(self, local_port: int) -> int:
+        return (await self._call("POST", "/forget-forward", {"local_port": local_port}))["forgotten"]
