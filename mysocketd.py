@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""mysocketd: put annotated Kubernetes Services on the public internet through Mysocket.
+"""mysocketd: put annotated Kubernetes Services on the public internet through a Mysocket-compatible edge.
 
 Entry point only: parse flags, set up logging, log the effective
 configuration (secrets masked), wire the parts together and run until
 SIGTERM. The signal handler only sets a flag; the loop then stops the ssh
 children (SIGTERM, deadline, SIGKILL), deletes nothing remote and exits 0.
+
+Every mistake a user can make at start-up (no edge, no cluster, a broken
+kubeconfig, bad flags, missing credentials or key, a taken health port) ends
+in one ERROR line that says what to do, and exit status 2; a traceback is
+left for bugs. `--uninstall` runs lib/uninstall.py instead of the controller.
 """
 
 import logging
@@ -13,7 +18,8 @@ import signal
 import sys
 import threading
 
-from lib import config, health, identity, kube, logs, metrics, mysocket, processes, replicas, sshargs, sshkeys, tunnels
+from lib import (config, health, identity, kube, logs, metrics, mysocket, processes, replicas, sshargs, sshkeys,
+                 tunnels, uninstall)
 from lib.controller import Controller
 from lib.leader import Fence, LeaderElector
 from lib.ownership import Ownership
@@ -37,6 +43,8 @@ def main(argv=None):
         return 2
     logs.setup(cfg.log_format, cfg.log_level)
     log.info("starting", extra={"config": cfg.describe()})
+    if cfg.uninstall:
+        return _uninstall(cfg)
     try:
         ssh = sshargs.resolve_ssh()
         os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
@@ -61,8 +69,9 @@ def main(argv=None):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
 
-    api_client, source = kube.api_client()
-    log.info("talking to Kubernetes via %s", source)
+    api_client = _api_client()
+    if api_client is None:
+        return 2
     k8s = kube.Kube(api_client, cfg.namespace)
     try:
         cluster = identity.resolve(k8s, cfg.cluster_name, stopping)
@@ -105,10 +114,34 @@ def main(argv=None):
                     companions=[c for c in (endpoints, lease) if c is not None])
 
     if cfg.health_port:
-        health.serve(cfg.health_port, runner)
+        try:
+            health.serve(cfg.health_port, runner)
+        except OSError as e:
+            log.error("cannot serve /healthz on port %d: %s: set --health-port to a free port (0 = off)",
+                      cfg.health_port, e.strerror)
+            return 2
     runner.run(stopping)
     log.info("stopped")
     return 0
+
+
+def _api_client():
+    """The Kubernetes client, or None after one ERROR line saying how to point it at a cluster."""
+    try:
+        api_client, source = kube.api_client()
+    except kube.NoCluster as e:
+        log.error("%s", e)
+        return None
+    log.info("talking to Kubernetes via %s", source)
+    return api_client
+
+
+def _uninstall(cfg):
+    """`mysocketd --uninstall`: no ssh, no key, no health server; the exit status says whether all is gone."""
+    api_client = _api_client()
+    if api_client is None:
+        return 2
+    return uninstall.run(cfg, kube.Kube(api_client, cfg.namespace))
 
 
 if __name__ == "__main__":

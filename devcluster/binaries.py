@@ -1,12 +1,13 @@
 """Where the built binaries live, and what to do when they are missing.
 
 devcluster/build.sh compiles the Kubernetes binaries and etcd from the Go module
-proxy into .cache/k8s/<version>/ and containerd into .cache/containerd/<version>/
-(gitignored; a cold build takes 10-20 minutes), so nothing here downloads or
-builds: it only finds the files and, when one is missing, says in one sentence
-how to get it. The version pins live in devcluster/versions.env, which build.sh
-reads too; both honour the same environment overrides (K8S_VERSION,
-ETCD_VERSION, CONTAINERD_VERSION, K8S_CACHE, CONTAINERD_CACHE).
+proxy into .cache/k8s/<version>/, containerd into .cache/containerd/<version>/
+and helm into .cache/helm/<version>/ (gitignored; a cold build takes 10-20
+minutes), so nothing here downloads or builds: it only finds the files and,
+when one is missing, says in one sentence how to get it. The version pins live
+in devcluster/versions.env, which build.sh reads too; both honour the same
+environment overrides (K8S_VERSION, ETCD_VERSION, CONTAINERD_VERSION,
+HELM_VERSION, K8S_CACHE, CONTAINERD_CACHE, HELM_CACHE).
 """
 
 import os
@@ -23,6 +24,7 @@ def _pins() -> dict:
 K8S_VERSION = os.environ.get("K8S_VERSION") or _pins()["K8S_VERSION"]
 ETCD_VERSION = os.environ.get("ETCD_VERSION") or _pins()["ETCD_VERSION"]
 CONTAINERD_VERSION = os.environ.get("CONTAINERD_VERSION") or _pins()["CONTAINERD_VERSION"]
+HELM_VERSION = os.environ.get("HELM_VERSION") or _pins()["HELM_VERSION"]
 
 
 class BinaryMissing(RuntimeError):
@@ -43,6 +45,12 @@ def containerd_binary(name: str) -> Path:
     """Absolute path of containerd, containerd-shim-runc-v2 or ctr."""
     base = os.environ.get("CONTAINERD_CACHE") or REPO_ROOT / ".cache" / "containerd"
     return _built(Path(base) / CONTAINERD_VERSION / name)
+
+
+def helm_binary() -> Path:
+    """Absolute path of helm (the chart's tests)."""
+    base = os.environ.get("HELM_CACHE") or REPO_ROOT / ".cache" / "helm"
+    return _built(Path(base) / HELM_VERSION / "helm")
 
 
 def _built(path: Path) -> Path:

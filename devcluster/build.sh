@@ -3,8 +3,10 @@
 # pinned versions: the control plane (kube-apiserver, kubectl, etcd,
 # kube-controller-manager, kube-scheduler) and the node (kubelet, kube-proxy)
 # into .cache/k8s/<k8s version>/, containerd 2.x (containerd, its runc shim,
-# ctr) into .cache/containerd/<version>/. A second run with the binaries
-# present does nothing; a run that finds some of them builds only the others.
+# ctr) into .cache/containerd/<version>/, and helm (the chart's tests lint,
+# render and install charts/mysocketd with it) into .cache/helm/<version>/.
+# A second run with the binaries present does nothing; a run that finds some
+# of them builds only the others.
 #
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod points every
 # k8s.io/* staging module at ./staging/..., and a dependency's replace lines
@@ -19,7 +21,7 @@ set -euo pipefail
 
 # Pins from devcluster/versions.env; the same names in the environment override them.
 while IFS='=' read -r name value; do
-  case $name in K8S_VERSION|ETCD_VERSION|CONTAINERD_VERSION) [ -n "${!name:-}" ] || declare "$name=$value" ;; esac
+  case $name in K8S_VERSION|ETCD_VERSION|CONTAINERD_VERSION|HELM_VERSION) [ -n "${!name:-}" ] || declare "$name=$value" ;; esac
 done <"$(dirname "$0")/versions.env"
 GO_MIN_MINOR=26                        # k8s v1.37 go.mod says go 1.26.0
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,10 +29,13 @@ out=${K8S_CACHE:-$root/.cache/k8s}/$K8S_VERSION
 ctr_out=${CONTAINERD_CACHE:-$root/.cache/containerd}/$CONTAINERD_VERSION
 k8s_bins=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
 ctr_bins=(containerd containerd-shim-runc-v2 ctr)
+helm_out=${HELM_CACHE:-$root/.cache/helm}/$HELM_VERSION
 
 # missing DIR NAME...: print the names that are not executables in DIR.
 missing() { local dir=$1 b; shift; for b in "$@"; do [ -x "$dir/$b" ] || echo "$b"; done; }
-have_all() { [ -z "$(missing "$out" "${k8s_bins[@]}" etcd)$(missing "$ctr_out" "${ctr_bins[@]}")" ]; }
+have_all() {
+  [ -z "$(missing "$out" "${k8s_bins[@]}" etcd)$(missing "$ctr_out" "${ctr_bins[@]}")$(missing "$helm_out" helm)" ]
+}
 if have_all; then exit 0; fi
 
 die() { echo "devcluster/build.sh: $*" >&2; exit 1; }
@@ -45,13 +50,19 @@ command -v flock >/dev/null || die "flock is missing: install util-linux"
 proxy=$(go env GOPROXY | cut -d, -f1)
 [ "$proxy" != off ] || die "GOPROXY=off: set GOPROXY to a reachable module proxy"
 [ "$proxy" != direct ] || proxy=https://proxy.golang.org
-status=$(curl -sS -m 20 -o /dev/null -w '%{http_code}' "$proxy/k8s.io/kubernetes/@v/$K8S_VERSION.info" 2>/dev/null) || true
-case $status in
-  200) ;;
-  000|'') die "cannot reach the Go module proxy at $proxy: allow HTTPS to it, or set GOPROXY to a reachable mirror" ;;
-  403|404|410) die "k8s.io/kubernetes $K8S_VERSION is not available from $proxy (HTTP $status): check K8S_VERSION" ;;
-  *) die "the Go module proxy at $proxy answered HTTP $status: retry later, or set GOPROXY to another mirror" ;;
-esac
+# available MODULE VERSION PIN: the proxy serves MODULE at VERSION, or one line saying what to do.
+available() {
+  local status
+  status=$(curl -sS -m 20 -o /dev/null -w '%{http_code}' "$proxy/$1/@v/$2.info" 2>/dev/null) || true
+  case $status in
+    200) ;;
+    000|'') die "cannot reach the Go module proxy at $proxy: allow HTTPS to it, or set GOPROXY to a reachable mirror" ;;
+    403|404|410) die "$1 $2 is not available from $proxy (HTTP $status): check $3 in devcluster/versions.env" ;;
+    *) die "the Go module proxy at $proxy answered HTTP $status: retry later, or set GOPROXY to another mirror" ;;
+  esac
+}
+[ -z "$(missing "$out" "${k8s_bins[@]}")" ] || available k8s.io/kubernetes "$K8S_VERSION" K8S_VERSION
+[ -z "$(missing "$helm_out" helm)" ] || available helm.sh/helm/v4 "$HELM_VERSION" HELM_VERSION
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -112,12 +123,25 @@ build_containerd() {
   for b in "$@"; do timed build_to_dir "$ctr_out" "$b" "github.com/containerd/containerd/v2/cmd/$b" "$ldflags"; done
 }
 
+# build_helm: helm from its own module (no replace lines, so a plain require works), stamped
+# with its version as its Makefile does; CGO off, as its release builds are.
+build_helm() {
+  echo "building helm $HELM_VERSION (cold: about 2-4 minutes)" >&2
+  mkdir -p "$work/helm" && cd "$work/helm"
+  printf 'module mysocketd.local/helmbuild\ngo 1.%s.0\nrequire helm.sh/helm/v4 %s\n' \
+    "$GO_MIN_MINOR" "$HELM_VERSION" >go.mod
+  quiet "go get helm $HELM_VERSION" go get "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+  local ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
+  ldflags+=" -X helm.sh/helm/v4/internal/version.metadata="
+  timed build_to_dir "$helm_out" helm helm.sh/helm/v4/cmd/helm "$ldflags"
+}
+
 # timed CMD...: run a build_to_dir step and say how long it took (CI logs keep the figures).
 timed() { local t=$SECONDS; "$@"; echo "  $3: $((SECONDS - t))s" >&2; }
 
 # Each cache dir has its own lock: another build (another worktree sharing
 # .cache) may be filling it; once the lock is ours, build only what is still missing.
-mkdir -p "$out" "$ctr_out"
+mkdir -p "$out" "$ctr_out" "$helm_out"
 (
   flock 8
   mapfile -t todo < <(missing "$out" "${k8s_bins[@]}")
@@ -129,5 +153,9 @@ mkdir -p "$out" "$ctr_out"
   mapfile -t todo < <(missing "$ctr_out" "${ctr_bins[@]}")
   [ "${#todo[@]}" -eq 0 ] || build_containerd "${todo[@]}"
 ) 9>"$ctr_out/.build.lock"
-have_all || die "build finished but a binary is missing under $out or $ctr_out"
-echo "binaries ready in $out and $ctr_out ($((SECONDS - started))s)" >&2
+(
+  flock 7
+  [ -z "$(missing "$helm_out" helm)" ] || build_helm
+) 7>"$helm_out/.build.lock"
+have_all || die "build finished but a binary is missing under $out, $ctr_out or $helm_out"
+echo "binaries ready in $out, $ctr_out and $helm_out ($((SECONDS - started))s)" >&2

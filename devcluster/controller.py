@@ -106,6 +106,16 @@ class ControllerProcess:
             self.wait_ready(timeout)
         return self
 
+    def uninstall(self, *extra, timeout=180):
+        """`mysocketd --uninstall` with this controller's settings, run to its end: (exit status, log text)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.account.write_secret_dir(self.secret_dir)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MYSOCKETD_")}
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        result = subprocess.run([*self.argv(), "--uninstall", *extra], stdin=subprocess.DEVNULL,
+                                capture_output=True, text=True, env=env, cwd=str(REPO_ROOT), timeout=timeout)
+        return result.returncode, result.stdout + result.stderr
+
     def wait_ready(self, timeout=30):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

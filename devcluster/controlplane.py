@@ -54,8 +54,9 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # What a single node needs: pods from Deployments, a default ServiceAccount and the CA ConfigMap
 # in every namespace (the projected token volume wants both), EndpointSlices, the not-ready taint
 # lifted, namespaces that finish deleting, owners' garbage collected, the aggregated roles.
-NODE_CONTROLLERS = ("deployment-controller", "replicaset-controller", "endpointslice-controller",
-                    "serviceaccount-controller", "root-ca-certificate-publisher-controller",
+# job-controller: Helm's hooks are Jobs (the chart's uninstall hook, yaml/uninstall/job.yaml).
+NODE_CONTROLLERS = ("deployment-controller", "replicaset-controller", "job-controller",
+                    "endpointslice-controller", "serviceaccount-controller", "root-ca-certificate-publisher-controller",
                     "namespace-controller", "garbage-collector-controller", "node-lifecycle-controller",
                     "pod-garbage-collector-controller", "clusterrole-aggregation-controller")
 

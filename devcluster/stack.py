@@ -52,9 +52,13 @@ class Cluster:
     def delete(self, name, wait=False):
         self.kubectl("delete", "service", name, f"--wait={'true' if wait else 'false'}")
 
-    def events(self, name):
+    def events(self, name, component=None):
+        """(type, reason, message) of the Events on `name`; only those `component` posted, if given (the
+        apiserver posts some of its own, e.g. ClusterIPNotAllocated from its periodic ClusterIP repair)."""
         out = self.kubectl("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json")
-        return [(e["type"], e["reason"], e["message"]) for e in json.loads(out.stdout)["items"]]
+        return [(e["type"], e["reason"], e["message"]) for e in json.loads(out.stdout)["items"]
+                if component is None or component in (e.get("reportingComponent"), (e.get("source") or {}).get(
+                    "component"))]
 
 
 def wait_for(what, fn, timeout=20.0, interval=0.1):

@@ -81,6 +81,27 @@ def mysocketd_manifest(image: str, edge: EdgeAddress, edits: Edits = None) -> st
     return yaml.safe_dump_all(out, sort_keys=False)
 
 
+def uninstall_job_manifest(image: str, edge: EdgeAddress) -> str:
+    """yaml/uninstall/job.yaml with the image and the edge set as in the Deployment (its own words say so)."""
+    out = []
+    for doc in documents(YAML_DIR / "uninstall" / "job.yaml"):
+        if doc["kind"] == "Job":
+            container = _container(doc, MYSOCKETD[1])
+            container["image"] = image
+            env = container.setdefault("env", [])
+            for key, value in edge.env().items():
+                env[:] = [e for e in env if e["name"] != key] + [{"name": key, "value": value}]
+        out.append(doc)
+    return yaml.safe_dump_all(out, sort_keys=False)
+
+
+def job_complete(cp, namespace: str, job: str, timeout: float = 180.0) -> bool:
+    """`kubectl wait --for=condition=complete`; False (not an exception) when it failed or timed out."""
+    result = cp.kubectl("wait", "-n", namespace, "--for=condition=complete", f"job/{job}",
+                        f"--timeout={int(timeout)}s", check=False, timeout=timeout + 10)
+    return result.returncode == 0
+
+
 def demo_app_manifest(image: str, edits: Edits = None) -> str:
     """yaml/demo-deploy.yaml and yaml/demo-service.yaml with the Deployment's image set."""
     edits = edits if edits is not None else Edits()

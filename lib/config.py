@@ -13,11 +13,19 @@ was there at start-up.
 
 `describe()` is the one place that decides what the log may show: the
 password is never printed, the key file only by path.
+
+There is no default edge: the hosted Mysocket service (api.mysocket.io) is
+gone, and a default that points at it would send a newcomer's controller to
+retry a dead address forever. `--api-url` names the user's own edge
+(edge/README.md); the SSH host defaults to that URL's host. Every mistake in
+flags or their env vars is a ConfigError: one line that says what to set,
+never argparse's usage screen or a traceback.
 """
 
 import argparse
 import dataclasses
 import os
+import urllib.parse
 
 SECRET_DIR = "/etc/mysocket"
 
@@ -44,6 +52,8 @@ class Config:
     lease_namespace: str
     lease_name: str
     probe_url: str              # "" = no traffic probe
+    uninstall: bool = False     # lib/uninstall.py instead of the controller
+    deployment: str = "mysocketd"   # mysocketd's own Deployment (in lease_namespace), stopped by --uninstall
     email_file: str = ""        # where the e-mail was read, re-read at each login ("" = given by flag/env)
     password_file: str = ""
 
@@ -65,24 +75,40 @@ class ConfigError(ValueError):
     pass
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+NO_EDGE = ("no edge configured: set --api-url (env MYSOCKETD_API_URL) to the API of your own edge, e.g. "
+           "https://edge.example.com:8443/ (the hosted Mysocket service is gone; edge/README.md runs one)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises a one-line ConfigError instead of printing its usage screen and exiting."""
+
+    def error(self, message):
+        raise ConfigError(f"{message} (mysocketd --help lists every flag)")
+
+
 def _flag(parser, name, default, help_, type_=str):
     env = "MYSOCKETD_" + name.upper().replace("-", "_")
     value = os.environ.get(env, default)
     if type_ is bool:
         parser.add_argument(f"--{name}", action="store_true", default=str(value).lower() in ("1", "true", "yes"),
                             help=f"{help_} [env {env}]")
-    else:
-        parser.add_argument(f"--{name}", type=type_, default=type_(value) if value is not None else None,
-                            help=f"{help_} [env {env}; default {default!r}]")
+        return
+    try:
+        value = type_(value) if value is not None else None
+    except ValueError:
+        raise ConfigError(f"{env}={value!r} is not a number (it sets --{name})") from None
+    parser.add_argument(f"--{name}", type=type_, default=value, help=f"{help_} [env {env}; default {default!r}]")
 
 
 def parser():
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="mysocketd",
-        description="Expose annotated Kubernetes Services through Mysocket with supervised `ssh -R` tunnels.")
-    _flag(p, "api-url", "https://api.mysocket.io/", "Mysocket API base URL")
-    _flag(p, "ssh-host", "ssh.mysocket.io", "SSH host of the edge")
-    _flag(p, "ssh-port", 22, "SSH port of the edge", int)
+        description="Expose annotated Kubernetes Services through a Mysocket-compatible edge with supervised "
+                    "`ssh -R` tunnels.")
+    _flag(p, "api-url", "", "the API base URL of your edge (required; see edge/README.md)")
+    _flag(p, "ssh-host", "", "SSH host of the edge (default: the host of --api-url)")
+    _flag(p, "ssh-port", 2222, "SSH port of the edge (edge/'s default)", int)
     _flag(p, "secret-dir", SECRET_DIR, "where the Secret is mounted: files email, password, privatekey, "
                                        "known_hosts (optional)")
     _flag(p, "email", None, "account e-mail (else the secret dir's email file)")
@@ -109,12 +135,38 @@ def parser():
     _flag(p, "lease-name", "mysocketd", "name of the leader-election Lease")
     _flag(p, "probe-url", "", "check every 10 s that each http tunnel carries traffic by fetching this URL "
                               "through the edge, e.g. https://{dnsname}/ (empty: off)")
+    _flag(p, "uninstall", False, "instead of running: stop mysocketd's Deployment, stop exposing every Service, "
+                                 "delete every socket this cluster owns, release every finalizer and annotation "
+                                 "mysocketd wrote, then exit (README: Uninstall)", bool)
+    _flag(p, "deployment", "mysocketd", "mysocketd's own Deployment in --lease-namespace, scaled to 0 by "
+                                        "--uninstall before it cleans up")
     return p
+
+
+def edge_api_url(value):
+    """The API URL with a trailing slash; ConfigError unless it is an http(s) URL with a host."""
+    if not value:
+        raise ConfigError(NO_EDGE)
+    url = urllib.parse.urlsplit(value)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(f"--api-url {value!r} is not an http(s) URL with a host: set it (env MYSOCKETD_API_URL) "
+                          "to the API of your edge, e.g. https://edge.example.com:8443/")
+    return value.rstrip("/") + "/"
+
+
+def _check_port(name, port, lowest):
+    if not lowest <= port <= 65535:
+        raise ConfigError(f"--{name} must be a port number from {lowest} to 65535, not {port}")
 
 
 def load(argv=None):
     """Parse flags; fill credentials from files; fail with one clear message."""
     args = parser().parse_args(argv)
+    api_url = edge_api_url(args.api_url.strip())
+    _check_port("ssh-port", args.ssh_port, 1)
+    _check_port("health-port", args.health_port, 0)
+    if args.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {args.log_level!r}")
     secret_dir = args.secret_dir
     email = args.email or _read_secret(secret_dir, "email")
     password = args.password or _read_secret(secret_dir, "password")
@@ -131,8 +183,8 @@ def load(argv=None):
     if args.log_format not in ("json", "text"):
         raise ConfigError(f"--log-format must be json or text, not {args.log_format!r}")
     return Config(
-        api_url=args.api_url.rstrip("/") + "/",
-        ssh_host=args.ssh_host,
+        api_url=api_url,
+        ssh_host=args.ssh_host.strip() or urllib.parse.urlsplit(api_url).hostname,
         ssh_port=args.ssh_port,
         email=email,
         password=password,
@@ -151,6 +203,8 @@ def load(argv=None):
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
         probe_url=args.probe_url,
+        uninstall=args.uninstall,
+        deployment=args.deployment,
         email_file="" if args.email else os.path.join(secret_dir, "email"),
         password_file="" if args.password else os.path.join(secret_dir, "password"),
     )

@@ -47,12 +47,6 @@ def unclaimed(sockets, inherited):
             if previous_release_key(s.get("name") or "") and s["socket_id"] not in inherited]
 
 
-def load(kube, namespace, cluster):
-    """The inherited sockets as the leader wrote them down; None before it has (followers only read)."""
-    data = kube.configmap(namespace, configmap_name(cluster))
-    return None if data is None else _parse(data, namespace, cluster)
-
-
 def load_or_take(kube, namespace, cluster, services, sockets):
     """The inherited sockets: read from the ConfigMap, or inventoried now and written there."""
     name = configmap_name(cluster)
@@ -67,11 +61,17 @@ def load_or_take(kube, namespace, cluster, services, sockets):
             log.info("left alone: socket %s (%s) was named by a previous release, and no Service of this "
                      "cluster records it", socket.get("name"), socket.get("dnsname"),
                      extra={"socket_id": socket["socket_id"]})
-    return _parse(data, namespace, cluster)
+    return _parse(data, f"{namespace}/{name}", cluster)
 
 
-def _parse(data, namespace, cluster):
+def load(kube, namespace, cluster):
+    """The inherited sockets as the leader wrote them down; None before any leader has (so followers,
+    and `mysocketd --uninstall`, only read)."""
+    data = kube.configmap(namespace, configmap_name(cluster))
+    return None if data is None else _parse(data, f"{namespace}/{configmap_name(cluster)}", cluster)
+
+
+def _parse(data, where, cluster):
     if data.get("cluster") != cluster:
-        raise ValueError(f"ConfigMap {namespace}/{configmap_name(cluster)} belongs to cluster "
-                         f"{data.get('cluster')!r}, not {cluster!r}")
+        raise ValueError(f"ConfigMap {where} belongs to cluster {data.get('cluster')!r}, not {cluster!r}")
     return {k: tuple(v) for k, v in json.loads(data.get("sockets.json") or "{}").items()}

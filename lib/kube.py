@@ -31,6 +31,7 @@ import base64
 import datetime
 import json
 import logging
+import os
 import queue
 import socket as pysocket
 import threading
@@ -72,18 +73,61 @@ def describe_error(error):
     return str(error)[:300]
 
 
+class NoCluster(Exception):
+    """No usable way to reach a Kubernetes apiserver; the message says what to set (start-up only)."""
+
+
 def api_client(kubeconfig=None):
-    """KUBECONFIG or ~/.kube/config when present, else the in-cluster ServiceAccount."""
+    """An ApiClient and where its settings came from: a kubeconfig when there is one (KUBECONFIG, else
+    ~/.kube/config), else the in-cluster ServiceAccount. NoCluster, in one line, when neither works.
+
+    A kubeconfig that exists but cannot be used is reported, not skipped for the in-cluster
+    settings: the user who wrote it meant it. The client's own exceptions stop here.
+    """
     from kubernetes import client, config
-    try:
-        config.load_kube_config(config_file=kubeconfig)
-        source = kubeconfig or "kubeconfig"
-    except (config.ConfigException, FileNotFoundError, TypeError):
-        config.load_incluster_config()
+    paths = _kubeconfig_paths(kubeconfig)
+    configuration = client.Configuration()
+    if paths:
+        shown = kubeconfig or ":".join(paths)
+        existing = [p for p in paths if os.path.exists(p)]     # kubectl too skips the missing ones of a list
+        if not existing:
+            raise NoCluster(f"the kubeconfig {shown} does not exist: fix KUBECONFIG, or unset it to use "
+                            "~/.kube/config or, in a pod, its ServiceAccount")
+        try:
+            config.load_kube_config(config_file=":".join(existing), client_configuration=configuration)
+        except Exception as e:  # noqa: BLE001 -- ConfigException, YAML, OSError, and KeyErrors of odd files
+            raise NoCluster(f"cannot use the kubeconfig {shown}: {_first_line(e)}: fix it, or point KUBECONFIG "
+                            "at one that `kubectl get namespaces` accepts") from None
+        source = shown
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except Exception as e:  # noqa: BLE001 -- ConfigException, OSError
+            raise NoCluster(f"cannot use this pod's ServiceAccount: {_first_line(e)}: mount its token "
+                            "(automountServiceAccountToken must not be false)") from None
         source = "in-cluster ServiceAccount"
-    configuration = client.Configuration.get_default_copy()
+    else:
+        raise NoCluster("no Kubernetes cluster to talk to: no kubeconfig (KUBECONFIG is unset and ~/.kube/config "
+                        "does not exist) and not in a pod (KUBERNETES_SERVICE_HOST is not set): set KUBECONFIG, "
+                        "or run mysocketd in the cluster (README: On your cluster)")
     configuration.retries = 0       # one attempt per backoff step of ours, not four with urllib3's warnings
     return client.ApiClient(configuration), source
+
+
+def _kubeconfig_paths(explicit):
+    """The kubeconfig files to read, as kubectl would choose them; [] when there are none."""
+    if explicit:
+        return [explicit]
+    value = os.environ.get("KUBECONFIG")
+    if value is not None and value.strip(":"):
+        return [p for p in value.split(":") if p]
+    default = os.path.expanduser("~/.kube/config")
+    return [default] if os.path.exists(default) else []
+
+
+def _first_line(error):
+    text = (str(error) or error.__class__.__name__).strip().splitlines()
+    return (text[0] if text else error.__class__.__name__)[:300]
 
 
 class Rest:

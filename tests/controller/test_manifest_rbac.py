@@ -31,6 +31,10 @@ def test_cluster_role_is_the_documented_minimum(control_plane, controller_kubeco
     ("get", "namespaces/kube-system", "yes"), ("get", "namespaces/default", "no"), ("list", "namespaces", "no"),
     ("create", "configmaps -n mysocket", "yes"), ("update", "configmaps -n mysocket", "no"),
     ("create", "configmaps -n default", "no"),
+    ("patch", "deployments.apps/mysocketd --subresource=scale -n mysocket", "yes"),    # --uninstall stops it
+    ("patch", "deployments.apps/other --subresource=scale -n mysocket", "no"),
+    ("patch", "deployments.apps/mysocketd -n mysocket", "no"),
+    ("delete", "deployments.apps/mysocketd -n mysocket", "no"),
 ])
 def test_service_account_can_do_only_that(control_plane, controller_kubeconfig, verb, resource, allowed):
     args = ["auth", "can-i", verb, *resource.split(), f"--as={SA}"]

@@ -156,7 +156,8 @@ def test_mysocketd_exits_2_with_one_line_on_an_unsafe_state_dir(tmp_path):
     os.chown(state, 12345, 12345)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MYSOCKETD_")}
     env["KUBECONFIG"] = str(tmp_path / "no-kubeconfig")
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "mysocketd.py"), "--email", "a@example.com",
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "mysocketd.py"), "--api-url", "http://127.0.0.1:9/",
+                             "--email", "a@example.com",
                              "--password", "pw", "--private-key", str(src), "--state-dir", str(state),
                              "--log-format", "text", "--health-port", "0"],
                             capture_output=True, text=True, timeout=60, env=env, cwd=str(REPO_ROOT))
