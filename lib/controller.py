@@ -345,6 +345,9 @@ class Controller:
                         f"{annotations.get(SOCKET_ID)} and its name {annotations[DNSNAME]} ({services.RETAIN})")
         if not deleting and _lb_hostname(svc) and services.of_our_class(svc):
             self._set_lb_hostname(svc, None)    # only our class: another class's status is its controller's
+        if not deleting and services.has_condition(svc, SERVING_CONDITION):
+            self.fence.check()
+            self.remote.call("condition cleared", self.kube.remove_condition, svc, SERVING_CONDITION)
         drop = {} if retain else {k: None for k in OURS if k in annotations}
         if drop or FINALIZER in (svc["metadata"].get("finalizers") or []):
             self._patch(svc, annotations=drop, remove_finalizer=FINALIZER)

@@ -292,6 +292,12 @@ class Kube:
         body = {"metadata": {"uid": service["metadata"]["uid"]}, "status": {"conditions": [condition]}}
         self._patch(service, "/status", body, SMP)
 
+    def remove_condition(self, service, kind):
+        """Take one condition of ours out of status.conditions (others' conditions stay)."""
+        body = {"metadata": {"uid": service["metadata"]["uid"]},
+                "status": {"conditions": [{"type": kind, "$patch": "delete"}]}}
+        self._patch(service, "/status", body, SMP)
+
     def event(self, service, kind, reason, message):
         self.events.post(service, kind, reason, message)
 

@@ -128,19 +128,26 @@ class Liveness:
         self.lease_seconds = lease_seconds
         self.clock = clock
         self._seen = {}             # holder -> (renewTime, when that value was first seen)
+        self._names = {}            # holder -> the Lease's name
         self._listed = False
 
     def refresh(self):
         selector = ",".join(f"{k}={v}" for k, v in LABELS.items())
         body = self.rest.json("GET", f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases",
                               query={"labelSelector": selector})
-        now, seen = self.clock(), {}
+        now, seen, names = self.clock(), {}, {}
         for lease in body.get("items") or []:
             spec = lease.get("spec") or {}
             holder, renewed = spec.get("holderIdentity") or "", spec.get("renewTime")
+            names[holder] = lease["metadata"]["name"]
             before = self._seen.get(holder)
             seen[holder] = before if before and before[0] == renewed else (renewed, now)
-        self._seen, self._listed = seen, True
+        self._seen, self._names, self._listed = seen, names, True
+
+    def leases(self, cluster):
+        """{replica: Lease name} of this cluster's replicas, as last listed."""
+        return {holder.split("/", 1)[1]: name for holder, name in self._names.items()
+                if holder.startswith(f"{cluster}/")}
 
     def gone(self, cluster, replica):
         """True only when provably gone: no Lease at all (after a list), or one unchanged for a whole lease."""
@@ -151,4 +158,4 @@ class Liveness:
 
     def forget(self):
         """A new leader: no history, so nothing is stale before a whole lease has been watched."""
-        self._seen, self._listed = {}, False
+        self._seen, self._names, self._listed = {}, {}, False

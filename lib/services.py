@@ -91,6 +91,10 @@ def opted_in(service):
     return of_our_class(service)
 
 
+def has_condition(service, kind):
+    return any(c.get("type") == kind for c in (service.get("status") or {}).get("conditions") or [])
+
+
 def of_our_class(service):
     """A LoadBalancer of class mysocket.io/tunnel: the only Services whose status.loadBalancer is ours to write."""
     spec = service.get("spec") or {}

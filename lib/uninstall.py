@@ -19,10 +19,13 @@ Why in this order:
    holder or a replica may still have been writing, the command waits one
    lease duration: a leader stops writing within its renew deadline, which is
    shorter. Its own writes are fenced by that Lease like the controller's.
-3. The sockets first (that is what stops the exposure at the edge), then the
-   Services: the finalizer mysocket.io/cleanup and the annotations mysocketd
-   wrote, and status.loadBalancer only on Services of class
-   mysocket.io/tunnel. The Kubernetes side is done even when the edge cannot
+3. The sockets first (that is what stops the exposure at the edge): this
+   cluster's own are deleted; of a pool's shared socket only this cluster's
+   tunnels go, and the socket only through the edge's sparing delete, so the
+   other members keep the name. Then the Services: the finalizer
+   mysocket.io/cleanup, the annotations and the mysocket.io/Serving condition
+   mysocketd wrote, and status.loadBalancer only on Services of class
+   mysocket.io/tunnel; and the Leases that killed replicas left. The Kubernetes side is done even when the edge cannot
    be reached, so namespaces never hang on it; the sockets left are named
    and the exit status is 1, and running it again finishes the job.
 4. One more look at both, for a write that a stopping replica had in flight.
@@ -40,8 +43,8 @@ import uuid
 
 from kubernetes.client.exceptions import ApiException
 
-from lib import identity, inheritance, kube, mysocket, services
-from lib.controller import OURS
+from lib import identity, inheritance, kube, mysocket, replicas, services
+from lib.controller import OURS, SERVING_CONDITION
 from lib.leader import Fence, Fenced, LeaderElector
 from lib.ownership import Ownership
 from lib.sockets import Sockets
@@ -60,6 +63,7 @@ class Refused(Exception):
 @dataclasses.dataclass
 class Outcome:
     deleted: list = dataclasses.field(default_factory=list)     # dnsnames of the sockets deleted
+    pools_left: list = dataclasses.field(default_factory=list)  # pools this cluster no longer serves
     released: list = dataclasses.field(default_factory=list)    # "namespace/name" of the Services let go
     left: list = dataclasses.field(default_factory=list)        # what could not be removed, in words
 
@@ -70,6 +74,8 @@ def run(cfg, k8s, *, clock=time.monotonic, sleep=time.sleep):
     try:
         cluster = _identity(cfg, k8s)           # first: a refusal here has changed nothing
         fence, elector = _stop_the_controller(cfg, k8s, clock, sleep)
+        liveness = replicas.Liveness(k8s.rest, cfg.lease_namespace, clock=clock)
+        liveness.refresh()                      # from here on, a Lease that does not change is a dead replica's
         ownership = _ownership(cfg, k8s, cluster)   # once stopped: no leader is taking the inventory meanwhile
     except (Refused, *kube.ERRORS) as e:
         if elector is not None:
@@ -85,9 +91,11 @@ def run(cfg, k8s, *, clock=time.monotonic, sleep=time.sleep):
     try:
         for look in ("", " (looking again)"):
             _delete_sockets(cfg, sockets, outcome, look)
+            _leave_pools(cfg, sockets, outcome, look)
             _release_services(k8s, fence, outcome, look)
             if outcome.left:
                 break
+        _delete_replica_leases(liveness, ownership.cluster, k8s, clock, sleep)
     except Fenced as e:
         outcome.left.append(f"another mysocketd took the Lease back ({e}): stop it and run this again")
     except kube.ERRORS as e:
@@ -96,9 +104,10 @@ def run(cfg, k8s, *, clock=time.monotonic, sleep=time.sleep):
         if elector is not None:
             elector.stop()                      # released: the Deployment is at 0, nobody takes it
         k8s.events.flush()
-    log.info("uninstalled: deleted %d sockets of cluster %s, released %d Services%s", len(outcome.deleted),
-             ownership.cluster, len(outcome.released), "; LEFT: " + "; ".join(outcome.left) if outcome.left else "",
-             extra={"deleted": outcome.deleted, "released": outcome.released})
+    log.info("uninstalled: deleted %d sockets of cluster %s, left %d pools, released %d Services%s",
+             len(outcome.deleted), ownership.cluster, len(outcome.pools_left), len(outcome.released),
+             "; LEFT: " + "; ".join(outcome.left) if outcome.left else "",
+             extra={"deleted": outcome.deleted, "pools_left": outcome.pools_left, "released": outcome.released})
     return 1 if outcome.left else 0
 
 
@@ -272,6 +281,30 @@ def _delete_sockets(cfg, sockets, outcome, look):
                  extra={"socket_id": socket["socket_id"], "namespace": owner.namespace, "service": owner.name})
 
 
+def _leave_pools(cfg, sockets, outcome, look):
+    """Take this cluster's tunnels (this namespace's, if one is set) off every pool's socket, and the
+    socket with them only if no other member's tunnel is on it (the edge decides, atomically)."""
+    prefix = f"{sockets.ownership.cluster}/{cfg.namespace}/" if cfg.namespace else f"{sockets.ownership.cluster}/"
+    try:
+        pools = list(sockets.pools())
+        for socket, pool in pools:
+            ours = [t for t in socket.get("tunnels") or [] if (t.get("owner") or "").startswith(prefix)]
+            if not ours:
+                continue
+            for tunnel in ours:
+                sockets.delete_tunnel(socket, tunnel)
+            last = sockets.leave_pool(socket, prefix)
+            if last:
+                outcome.deleted.append(socket.get("dnsname") or socket["socket_id"])
+            outcome.pools_left.append(pool)
+            log.info("left pool %s%s%s", pool, ": deleted its socket, no other member serves it" if last
+                     else "; other members still serve it, so its socket stays", look,
+                     extra={"socket_id": socket["socket_id"]})
+    except mysocket.ApiError as e:
+        outcome.left.append(f"could not leave the pools at {cfg.api_url} ({e}): this cluster's tunnels may still be "
+                            "on them; run this again once the edge answers")
+
+
 def _release_services(k8s, fence, outcome, look, rounds=3):
     """Remove the finalizer and mysocketd's annotations (and our class's status) from every Service."""
     for _ in range(rounds):
@@ -304,6 +337,7 @@ def _ours_on(svc):
     meta = svc["metadata"]
     return (services.FINALIZER in (meta.get("finalizers") or [])
             or any(k in (meta.get("annotations") or {}) for k in OURS)
+            or services.has_condition(svc, SERVING_CONDITION)
             or (services.of_our_class(svc) and _lb_ingress(svc)))
 
 
@@ -312,6 +346,9 @@ def _release(k8s, fence, svc):
     fence.check()
     if services.of_our_class(svc) and _lb_ingress(svc):
         k8s.set_load_balancer_hostname(svc, None)
+    if services.has_condition(svc, SERVING_CONDITION):
+        fence.check()
+        k8s.remove_condition(svc, SERVING_CONDITION)
     drop = {k: None for k in OURS if k in annotations}
     has_finalizer = services.FINALIZER in (svc["metadata"].get("finalizers") or [])
     if drop or has_finalizer:
@@ -320,6 +357,32 @@ def _release(k8s, fence, svc):
     if annotations.get(services.DNSNAME) and not svc["metadata"].get("deletionTimestamp"):
         k8s.event(svc, "Normal", "Uninstalled", f"mysocketd was uninstalled: {annotations[services.DNSNAME]} is "
                   "no longer exposed, and its finalizer and annotations are removed")
+
+
+def _delete_replica_leases(liveness, cluster, k8s, clock, sleep):
+    """The replicas' proofs of life (lib/replicas.py) that killed replicas left behind; each replica
+    deletes its own on a clean stop. Only this cluster's, and only those the leader's own rule calls
+    gone (unchanged for a whole replica lease, by this command's clock): one still renewed belongs to a
+    replica that runs (another install sharing the namespace), and deleting it would tell that install's
+    leader its replica is gone. Waits at most one replica lease, and only while such a Lease is there."""
+    deadline = clock() + liveness.lease_seconds + 1
+    while True:
+        liveness.refresh()
+        leases = liveness.leases(cluster)
+        if not leases or all(liveness.gone(cluster, r) for r in leases) or clock() >= deadline:
+            break
+        sleep(1)
+    for replica, name in leases.items():
+        if not liveness.gone(cluster, replica):
+            log.info("left the Lease of replica %s/%s: it is still renewed", cluster, replica)
+            continue
+        try:
+            k8s.rest.json("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{liveness.namespace}/leases/{name}")
+        except ApiException as e:
+            if e.status != 404:
+                log.warning("cannot delete the Lease of replica %s/%s: %s", cluster, replica, kube.describe_error(e))
+            continue
+        log.info("deleted the Lease that replica %s/%s left", cluster, replica)
 
 
 def _lb_ingress(svc):

@@ -182,3 +182,26 @@ def test_the_apps_own_502_never_replaces_a_working_tunnel(cluster, make_controll
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_serving_condition_follows_the_endpoints_and_goes_with_the_exposure(cluster, standins, controller, edge):
+    """No ready endpoint: a Warning and status condition mysocket.io/Serving False; disabled: the condition
+    goes too, so a Service mysocketd no longer serves says nothing about serving."""
+    svc = cluster.service("web", annotations=ENABLED)
+    standins.for_service(cluster.ns, "web")
+    exposed(cluster, edge, "web")
+    cluster.cp.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "metadata": {"name": "web-standin", "namespace": cluster.ns, "labels": {"kubernetes.io/service-name": "web"}},
+        "ports": [{"name": "http", "port": 8000, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [svc["spec"]["clusterIP"]], "conditions": {"ready": False}}]}))
+
+    def condition():
+        return [(c["status"], c["reason"]) for c in (cluster.get("web").get("status") or {}).get("conditions") or []
+                if c["type"] == "mysocket.io/Serving"]
+
+    wait_for("Serving False", lambda: condition() == [("False", "NoReadyEndpoints")])
+    cluster.annotate("web", **{"mysocket.io/enabled": "false"})
+    wait_for("the socket deleted", lambda: "mysocket.io/dnsname" not in (cluster.get("web")["metadata"].get(
+        "annotations") or {}))
+    wait_for("the condition gone", lambda: condition() == [])

@@ -161,6 +161,53 @@ def test_a_namespace_scoped_uninstall_leaves_other_namespaces_alone(cluster, con
         control_plane.kubectl("delete", "namespace", other.ns, "--wait=false", check=False)
 
 
+def serving_condition(svc):
+    return [c for c in (svc.get("status") or {}).get("conditions") or [] if c["type"] == "mysocket.io/Serving"]
+
+
+def test_a_pool_member_leaves_without_taking_the_name_and_the_last_takes_it(cluster, control_plane, standins,
+                                                                            make_controller, edge, account):
+    """Two clusters (two identities, one account) serve one pool: uninstalling one takes only its own
+    tunnels off the pool's socket, and the other goes on serving the name; the last one's takes the socket."""
+    other = Cluster(control_plane, dns_label(f"other-{cluster.ns}"))
+    control_plane.kubectl("create", "namespace", other.ns)
+    pool = {**ENABLED, "mysocket.io/pool": "p" + uuid.uuid4().hex[:6]}
+    try:
+        mine = make_controller(cluster_name="ca" + uuid.uuid4().hex[:6])
+        theirs = make_controller(namespace=other.ns, cluster_name="cb" + uuid.uuid4().hex[:6])
+        for c in (cluster, other):
+            c.service("web", annotations=pool)
+        standins.for_service(cluster.ns, "web")
+        [their_pod] = standins.for_service(other.ns, "web")
+        dnsname = exposed(cluster, edge, "web")
+        assert exposed(other, edge, "web") == dnsname
+        [socket] = account_sockets(edge, account)
+        wait_for("a tunnel of each cluster", lambda: len(account_sockets(edge, account)[0]["tunnels"]) == 2)
+        # What the leader writes when the endpoints go (tests/chaos/test_chaos_pools.py makes it for real).
+        cluster.cp.kubectl("patch", "service", "web", "-n", cluster.ns, "--subresource=status", "--type=merge", "-p",
+                           json.dumps({"status": {"conditions": [{
+                               "type": "mysocket.io/Serving", "status": "True", "reason": "Serving", "message": "x",
+                               "lastTransitionTime": "2026-11-26T00:00:00Z"}]}}))
+        mine.stop()
+
+        code, log = mine.uninstall(*NO_DEPLOYMENT)
+        assert code == 0, log[-3000:]
+        assert summary(log)["pools_left"] == [pool["mysocket.io/pool"]] and summary(log)["deleted"] == []
+        [left] = account_sockets(edge, account)
+        assert left["socket_id"] == socket["socket_id"]
+        assert [t["owner"].split("/")[0] for t in left["tunnels"]] == [theirs.cluster_name]
+        assert edge.get(dnsname) == (200, f"Server: {their_pod.name}\n")
+        assert ours_left(cluster.get("web")) == [] and serving_condition(cluster.get("web")) == []
+        assert FINALIZER in other.get("web")["metadata"]["finalizers"]
+
+        theirs.stop()
+        code, log = theirs.uninstall(*NO_DEPLOYMENT)
+        assert code == 0, log[-3000:]
+        assert summary(log)["deleted"] == [dnsname] and account_sockets(edge, account) == []
+    finally:
+        control_plane.kubectl("delete", "namespace", other.ns, "--wait=false", check=False)
+
+
 def test_a_frozen_leader_is_fenced_out_before_anything_is_deleted(cluster, standins, make_controller, edge, account):
     """The leader holds the Lease, frozen (SIGSTOP): the command takes the Lease anyway and waits one lease
     duration, the time within which a leader that has not noticed stops writing, then cleans up."""
@@ -183,6 +230,12 @@ def test_a_frozen_leader_is_fenced_out_before_anything_is_deleted(cluster, stand
     assert account_sockets(edge, account) == [] and ours_left(cluster.get("web")) == []
     lease_after = json.loads(cluster.cp.kubectl("get", "lease", lease, "-n", "mysocket", "-o", "json").stdout)
     assert lease_after["spec"]["holderIdentity"] == ""  # released at the end
+    # The frozen replica's own Lease (lib/replicas.py) stopped changing: gone after one replica lease.
+    replica_leases = json.loads(cluster.cp.kubectl("get", "lease", "-n", "mysocket", "-l",
+                                                   "app.kubernetes.io/component=replica", "-o", "json").stdout)
+    assert [i["spec"]["holderIdentity"] for i in replica_leases["items"]
+            if i["spec"]["holderIdentity"].startswith(leader.cluster_name + "/")] == []
+    assert any(m.startswith(f"deleted the Lease that replica {leader.cluster_name}/") for m in messages), messages
 
 
 @pytest.fixture

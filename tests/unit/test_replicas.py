@@ -13,7 +13,8 @@ class Leases:
     def json(self, method, path, query=None, **_):
         assert method == "GET" and "labelSelector" in (query or {})
         self.calls += 1
-        return {"items": [{"spec": {"holderIdentity": h, "renewTime": t}} for h, t in self.renewed.items()]}
+        return {"items": [{"metadata": {"name": f"lease-{h}"}, "spec": {"holderIdentity": h, "renewTime": t}}
+                          for h, t in self.renewed.items()]}
 
 
 def test_a_replica_is_gone_when_its_lease_is_deleted_or_unchanged_for_a_whole_lease():
@@ -29,6 +30,9 @@ def test_a_replica_is_gone_when_its_lease_is_deleted_or_unchanged_for_a_whole_le
         leases.renewed["c1/pod-a"] = f"t{t}"
         live.refresh()
     assert not live.gone("c1", "pod-a") and live.gone("c1", "pod-b")
+    leases.renewed["c2/pod-z"] = "t0"                   # another cluster's replica: never this cluster's
+    live.refresh()
+    assert live.leases("c1") == {"pod-a": "lease-c1/pod-a", "pod-b": "lease-c1/pod-b"}
     del leases.renewed["c1/pod-a"]                      # a clean stop deletes the Lease
     live.refresh()
     assert live.gone("c1", "pod-a")
