@@ -49,9 +49,10 @@ from lib.sweep import Sweep
 log = logging.getLogger(__name__)
 OURS = (DNSNAME, SOCKET_ID, TUNNEL_ID, LAST_VALID, SERVED_BY)
 SWEEP = ("", "(sweep)")             # the key the sweep's own remote calls are made under
+TAKE_LEAD = ("", "(take lead)")     # ... and taking the lead's
 SERVING_CONDITION = "mysocket.io/Serving"
 
-__all__ = ["Controller", "Record", "SWEEP"]
+__all__ = ["Controller", "Record", "SWEEP", "TAKE_LEAD"]
 
 
 class Controller:
@@ -76,6 +77,7 @@ class Controller:
         self.secret_versions = {}   # key -> the protected Secret's version the edge has (rotation)
         self.recheck = set()        # keys whose Secret the next reconcile reads again (the sweep asks)
         self._inherited_loaded = False
+        self._taking_lead = False
         self.sweep = Sweep(self, liveness)
         self.pools = Pools(sockets=sockets, watcher=watcher, cluster=self.ownership.cluster, scope=kube.namespace,
                            event=self._event)
@@ -83,20 +85,36 @@ class Controller:
     # -- leadership --------------------------------------------------------------
 
     def take_lead(self):
-        """Just became the (confirmed) leader: forget every cached view of remote state and look again."""
-        self.sockets.invalidate()
-        self.remote.forget()
-        self.records.clear()                    # the children keep running: ensure() of the same spec is a no-op
-        self.secret_versions.clear()
-        if self.sweep.liveness is not None:
-            self.sweep.liveness.forget()        # no history: nothing is stale before a whole lease was watched
-        self._load_inheritance(write=True)
+        """Just became the (confirmed) leader: forget every cached view of remote state and look again.
+
+        False while the account's socket list is still on its way (the first lead takes the inventory
+        of inherited sockets from it): the runner calls again, and nothing is decided before it is done.
+        """
+        if not self._taking_lead:
+            self.sockets.invalidate()
+            self.remote.forget()
+            self.records.clear()                # the children keep running: ensure() of the same spec is a no-op
+            self.secret_versions.clear()
+            if self.sweep.liveness is not None:
+                self.sweep.liveness.forget()    # no history: nothing is stale before a whole lease was watched
+            self._taking_lead = True
+        self.remote.begin(TAKE_LEAD)
+        try:
+            self._load_inheritance(write=True)
+        except Pending:
+            return False
+        except BaseException:
+            self._taking_lead = False           # the next lead starts afresh
+            raise
+        self._taking_lead = False
         for key in set(self.watcher.keys()) | set(self.supervisor.children):
             self.queue.add(key)
+        return True
 
     def stand_down(self):
         """Another replica leads: this one keeps serving (its own tunnels) and forgets what it decided."""
         log.info("not the leader (any more): serving as a follower")
+        self._taking_lead = False
         self.remote.forget()
 
     def _load_inheritance(self, write):

@@ -10,6 +10,11 @@ and when the call finishes its outcome is kept and the Service is queued
 again. Reconciles are idempotent, so the next run makes the same call, gets
 the kept outcome at once (nothing is sent twice), and carries on from there.
 
+One call serves every Service: the list of the account's sockets. It is made
+once (`shared`) for whoever needs it while it runs, each waiting within its
+own budget and each queued again when it ends; a caller that must see a
+newer list than the one running asks under another name.
+
 Only the loop thread ever touches the kept outcomes, the caches and the
 supervisor: a worker thread runs the call and nothing else. While a Service
 has a call running it is not reconciled again ("one decision at a time per
@@ -18,6 +23,9 @@ Service" holds); `busy(key)` says so.
 
 import concurrent.futures
 import time
+
+
+SHARED = ("", "(shared)")           # the key a shared call is kept under
 
 
 class Pending(Exception):
@@ -34,6 +42,8 @@ class Remote:
         self._running = {}          # (key, ident) -> (generation, Future)
         self._done = {}             # (key, ident) -> Future that ended, kept for the next run of key
         self._generation = 0        # forget() of everything: outcomes of older calls are dropped
+        self._waiting = {}          # shared ident -> keys to queue again when it ends
+        self._released = set()      # keys whose shared call ended on someone else's reconcile
 
     def begin(self, key):
         """A reconcile of `key` starts: its calls share one budget."""
@@ -58,17 +68,43 @@ class Remote:
                 raise Pending(ident) from None
         return future.result()
 
+    def shared(self, ident, fn):
+        """fn(), one call for every reconcile that asks for `ident` while it runs; Pending as in `call`."""
+        slot = (SHARED, ident)
+        future = self._done.pop(slot, None)
+        if future is None:
+            running = self._running.get(slot)
+            if running is None or running[0] != self._generation:
+                running = self._running[slot] = (self._generation, self.pool.submit(fn))
+            try:
+                running[1].exception(timeout=max(0.0, self._deadline - self.clock()))
+            except concurrent.futures.TimeoutError:
+                self._waiting.setdefault(ident, set()).add(self._key)
+                raise Pending(ident) from None
+            future = self._running.pop(slot)[1]
+            self._released |= self._waiting.pop(ident, set())     # the others waiting for it go again
+        return future.result()
+
+    def drop_shared(self):
+        """Forget the kept outcomes of shared calls (a newer one is needed now)."""
+        for slot in [s for s in self._done if s[0] == SHARED]:
+            del self._done[slot]
+
     def busy(self, key):
         return any(k == key for k, _ in self._running)
 
     def collect(self):
         """Keep the outcomes of calls that ended; return the keys to queue again."""
-        ended = [slot for slot, (_, future) in self._running.items() if future.done()]
-        for slot in ended:
+        keys, self._released = self._released, set()
+        for slot in [slot for slot, (_, future) in self._running.items() if future.done()]:
             generation, future = self._running.pop(slot)
             if generation == self._generation:
                 self._done[slot] = future
-        return {key for key, _ in ended}
+            if slot[0] == SHARED:
+                keys |= self._waiting.pop(slot[1], set())
+            else:
+                keys.add(slot[0])
+        return keys
 
     def done_with(self, key):
         """A reconcile of key finished: outcomes it did not ask for again are stale."""
@@ -92,6 +128,12 @@ class Direct:
 
     def call(self, ident, fn, *args, **kwargs):
         return fn(*args, **kwargs)
+
+    def shared(self, ident, fn):
+        return fn()
+
+    def drop_shared(self):
+        pass
 
     def busy(self, key):
         return False

@@ -23,7 +23,7 @@ import os
 import time
 
 from lib import kube, metrics, mysocket, sshkeys
-from lib.controller import SWEEP
+from lib.controller import SWEEP, TAKE_LEAD
 from lib.leader import LEADING, UNCONFIRMED, Fenced
 from lib.remote import Pending
 
@@ -206,7 +206,8 @@ class Runner:
 
     def _take_lead(self):
         try:
-            self.controller.take_lead()
+            if not self.controller.take_lead():
+                return False                # the socket list is still on its way
         except Fenced:
             return False
         except (mysocket.ApiError, *kube.ERRORS) as e:
@@ -252,7 +253,7 @@ class Runner:
         for key in self.controller.remote.collect():
             if key == SWEEP:
                 self._next_sweep = time.monotonic()
-            else:
+            elif key != TAKE_LEAD:          # taking the lead is tried again every second anyway
                 self.queue.add(key)
         for transition in self.supervisor.poll():
             self.controller.on_transition(transition)

@@ -65,13 +65,20 @@ class Sockets:
         self.fence = fence          # lib.leader.Fence: every remote change checks it first
         self.remote = remote or Direct()    # lib.remote: a slow call holds up only its own Service
         self._by_id = None
+        self._epoch = 0
 
     def invalidate(self):
+        """The next look lists again, with a list begun after this moment."""
         self._by_id = None
+        self._epoch += 1
+        self.remote.drop_shared()
 
     def snapshot(self):
+        """The account's sockets by id. One list serves every Service that needs it (lib/remote.py):
+        a list held up by the API holds up only the Services that wait for it, never the loop."""
         if self._by_id is None:
-            self._by_id = {s["socket_id"]: s for s in self.api.sockets() or []}
+            listed = self.remote.shared(f"list sockets #{self._epoch}", self.api.sockets)
+            self._by_id = {s["socket_id"]: s for s in listed or []}
         return self._by_id
 
     def find(self, key, recorded_id="", pool=""):

@@ -34,11 +34,15 @@ class Sweep:
     def __init__(self, controller, liveness=None):
         self.c = controller
         self.liveness = liveness        # lib.replicas.Liveness; None: a single replica, no one else's tunnels
+        self._listing = False           # a fresh list for this sweep is on its way
 
     def run(self):
         c = self.c
-        c.sockets.invalidate()
+        if not self._listing:
+            c.sockets.invalidate()      # a list begun now; a run cut short by Pending waits for that one
+            self._listing = True
         snapshot = c.sockets.snapshot()
+        self._listing = False
         if self.liveness is not None:
             self.liveness.refresh()     # after the sockets: a tunnel seen there has its Lease by now
         self._requeue_vanished(snapshot)

@@ -1,5 +1,7 @@
 """One Service's surprise stops nothing else: an odd API answer is contained to its Service."""
 
+import threading
+
 import pytest
 
 from devcluster.apiproxy import ApiProxy, creating
@@ -51,3 +53,23 @@ def test_one_held_api_call_holds_up_no_other_service(cluster, standins, make_con
         proxy.release.set()
         exposed(cluster, edge, "slow")
         assert sorted(s["name"].rsplit("/", 1)[1] for s in account_sockets(edge, account)) == ["fast", "slow"]
+
+
+def test_a_held_socket_list_holds_up_no_supervision(cluster, standins, make_controller, edge):
+    """The sweep's list of the account's sockets is held by the API: the loop goes on, so an ssh child
+    that dies meanwhile is back, and the name answers, before the client even gives up on the list."""
+    holding = threading.Event()
+    lists = lambda method, path, body: holding.is_set() and method == "GET" and path.endswith("/connect")  # noqa: E731
+    with ApiProxy(edge.api_url, hold=lists) as proxy:
+        c = make_controller(extra_args=["--api-url", proxy.url, "--resync-seconds", "1"])
+        cluster.service("web", annotations=ENABLED)
+        [pod] = standins.for_service(cluster.ns, "web")
+        dnsname = exposed(cluster, edge, "web")
+        holding.set()
+        wait_for("the sweep's list sent and held", lambda: proxy.held)
+        [child] = c.ssh_children()
+        child.kill()
+        wait_for("a new ssh child", lambda: [p.pid for p in c.ssh_children()] not in ([], [child.pid]))
+        wait_for("the name answering again", lambda: answered(edge, dnsname) == f"Server: {pod.name}\n")
+        assert not proxy.abandoned.is_set(), "the child came back only after the controller gave up on the list"
+        assert c.http("/healthz")[0] == 200

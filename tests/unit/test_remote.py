@@ -96,3 +96,48 @@ def test_outcomes_from_before_a_change_of_leader_are_dropped(remote):
     with pytest.raises(Pending):
         remote.call("connect", again)              # asked afresh, not answered from the old leader's call
     again.release.set()
+
+
+def test_a_shared_call_is_made_once_for_every_service_that_waits_for_it(remote):
+    listing = Call(answer=["s1"])
+    for key in ("a", "b"):
+        remote.begin(key)
+        with pytest.raises(Pending):
+            remote.shared("list #1", listing)
+    assert not remote.busy("a") and not remote.busy("b")   # waiting for the list is no call of their own
+    listing.release.set()
+    assert wait_for("the list to end", remote.collect) == {"a", "b"}
+    remote.begin("a")
+    assert remote.shared("list #1", listing) == ["s1"] and listing.made == 1
+
+
+def test_a_shared_call_that_ends_within_one_budget_lets_the_others_go(remote):
+    listing = Call(answer=["s1"])
+    remote.begin("a")
+    with pytest.raises(Pending):
+        remote.shared("list #1", listing)
+    listing.release.set()
+    remote.budget = 5.0
+    remote.begin("b")
+    assert remote.shared("list #1", listing) == ["s1"]
+    assert remote.collect() == {"a"} and listing.made == 1
+
+
+def test_a_newer_list_is_asked_for_under_another_name_and_old_ones_are_dropped(remote):
+    old, new = Call(answer=["old"]), Call(answer=["new"])
+    remote.begin("a")
+    with pytest.raises(Pending):
+        remote.shared("list #1", old)
+    remote.begin("a")
+    with pytest.raises(Pending):
+        remote.shared("list #2", new)           # after an invalidation: not answered by the older list
+    old.release.set()
+    assert wait_for("the old list to end", remote.collect) == {"a"}
+    new.release.set()
+    assert wait_for("the new list to end", remote.collect) == {"a"}
+    remote.drop_shared()                        # what Sockets.invalidate does
+    remote.begin("a")
+    again = Call(answer=["newest"])
+    with pytest.raises(Pending):
+        remote.shared("list #2", again)         # the kept outcome was dropped: a new call
+    again.release.set()
