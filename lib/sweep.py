@@ -24,6 +24,7 @@ import logging
 
 from lib import services
 from lib.ownership import pool_of, pool_socket_name
+from lib.remote import Pending
 from lib.replicas import TunnelOwner
 from lib.services import SERVED_BY, SOCKET_ID
 
@@ -41,7 +42,13 @@ class Sweep:
         if not self._listing:
             c.sockets.invalidate()      # a list begun now; a run cut short by Pending waits for that one
             self._listing = True
-        snapshot = c.sockets.snapshot()
+        try:
+            snapshot = c.sockets.snapshot()
+        except Pending:
+            raise                       # the next run takes the list on its way
+        except BaseException:
+            self._listing = False       # failed: the next run asks for a new one
+            raise
         self._listing = False
         if self.liveness is not None:
             self.liveness.refresh()     # after the sockets: a tunnel seen there has its Lease by now
