@@ -38,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.stack import stop
 from edge.testing import EdgeProcess, ssh_keygen
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,15 +82,7 @@ class Procs:
         return proc
 
     def stop(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        stop(self.procs, timeout=5)
         self.procs = []
 
 
