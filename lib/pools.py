@@ -27,7 +27,7 @@ class Pools:
 
     def prefix(self):
         """The tag prefix of every tunnel this controller answers for."""
-        return f"{self.cluster}/{self.scope}/" if self.scope else f"{self.cluster}/"
+        return tunnel_prefix(self.cluster, self.scope)
 
     def member(self, key, pool):
         """Does the Service `key` serve this pool right now?"""
@@ -44,7 +44,7 @@ class Pools:
             return
         socket = found.socket
         mine = f"{self.cluster}/{key[0]}/{key[1]}/"
-        for tunnel in [t for t in socket.get("tunnels") or [] if (t.get("owner") or "").startswith(mine)]:
+        for tunnel in tunnels_of(socket, mine):
             self.sockets.delete_tunnel(socket, tunnel)
         if any(self.member(k, pool) for k in self.watcher.keys() if k != key):
             return                              # another Service here still serves the pool
@@ -57,10 +57,24 @@ class Pools:
 
     def leave_if_unused(self, socket, pool):
         """The sweep: a pool with tunnels of ours that no Service here serves any more is left."""
-        ours = [t for t in socket.get("tunnels") or [] if (t.get("owner") or "").startswith(self.prefix())]
-        if not ours or any(self.member(k, pool) for k in self.watcher.keys()):
+        if not tunnels_of(socket, self.prefix()) or any(self.member(k, pool) for k in self.watcher.keys()):
             return
         log.info("leaving pool %s: no Service here serves it", pool)
-        for tunnel in ours:
-            self.sockets.delete_tunnel(socket, tunnel)
-        self.sockets.leave_pool(socket, self.prefix())
+        withdraw(self.sockets, socket, self.prefix())
+
+
+def tunnel_prefix(cluster, scope=""):
+    """The owner-tag prefix of every tunnel a controller of `cluster` (watching `scope`, or all) made."""
+    return f"{cluster}/{scope}/" if scope else f"{cluster}/"
+
+
+def tunnels_of(socket, prefix):
+    return [t for t in socket.get("tunnels") or [] if (t.get("owner") or "").startswith(prefix)]
+
+
+def withdraw(sockets, socket, prefix):
+    """Take the tunnels tagged `prefix` off a pool's socket, then the socket too if no other member's
+    tunnel is on it (the edge's sparing delete decides, atomically). True if the socket went."""
+    for tunnel in tunnels_of(socket, prefix):
+        sockets.delete_tunnel(socket, tunnel)
+    return sockets.leave_pool(socket, prefix)

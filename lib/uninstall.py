@@ -43,7 +43,7 @@ import uuid
 
 from kubernetes.client.exceptions import ApiException
 
-from lib import identity, inheritance, kube, mysocket, replicas, services
+from lib import identity, inheritance, kube, mysocket, pools, replicas, services
 from lib.controller import OURS, SERVING_CONDITION
 from lib.leader import Fence, Fenced, LeaderElector
 from lib.ownership import Ownership
@@ -284,16 +284,12 @@ def _delete_sockets(cfg, sockets, outcome, look):
 def _leave_pools(cfg, sockets, outcome, look):
     """Take this cluster's tunnels (this namespace's, if one is set) off every pool's socket, and the
     socket with them only if no other member's tunnel is on it (the edge decides, atomically)."""
-    prefix = f"{sockets.ownership.cluster}/{cfg.namespace}/" if cfg.namespace else f"{sockets.ownership.cluster}/"
+    prefix = pools.tunnel_prefix(sockets.ownership.cluster, cfg.namespace)
     try:
-        pools = list(sockets.pools())
-        for socket, pool in pools:
-            ours = [t for t in socket.get("tunnels") or [] if (t.get("owner") or "").startswith(prefix)]
-            if not ours:
+        for socket, pool in list(sockets.pools()):
+            if not pools.tunnels_of(socket, prefix):
                 continue
-            for tunnel in ours:
-                sockets.delete_tunnel(socket, tunnel)
-            last = sockets.leave_pool(socket, prefix)
+            last = pools.withdraw(sockets, socket, prefix)
             if last:
                 outcome.deleted.append(socket.get("dnsname") or socket["socket_id"])
             outcome.pools_left.append(pool)
