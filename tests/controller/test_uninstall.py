@@ -20,8 +20,8 @@ from devcluster import ControlPlane
 from devcluster.controller import ControllerProcess
 from devcluster.names import dns_label
 from devcluster.stack import Cluster, account_sockets, annotations, exposed, wait_for
-from lib.controller import OURS
-from lib.services import FINALIZER
+from lib.controller import OURS, SERVING_CONDITION
+from lib.services import FINALIZER, has_condition
 
 pytestmark = pytest.mark.timeout(240)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -161,10 +161,6 @@ def test_a_namespace_scoped_uninstall_leaves_other_namespaces_alone(cluster, con
         control_plane.kubectl("delete", "namespace", other.ns, "--wait=false", check=False)
 
 
-def serving_condition(svc):
-    return [c for c in (svc.get("status") or {}).get("conditions") or [] if c["type"] == "mysocket.io/Serving"]
-
-
 def test_a_pool_member_leaves_without_taking_the_name_and_the_last_takes_it(cluster, control_plane, standins,
                                                                             make_controller, edge, account):
     """Two clusters (two identities, one account) serve one pool: uninstalling one takes only its own
@@ -197,7 +193,7 @@ def test_a_pool_member_leaves_without_taking_the_name_and_the_last_takes_it(clus
         assert left["socket_id"] == socket["socket_id"]
         assert [t["owner"].split("/")[0] for t in left["tunnels"]] == [theirs.cluster_name]
         assert edge.get(dnsname) == (200, f"Server: {their_pod.name}\n")
-        assert ours_left(cluster.get("web")) == [] and serving_condition(cluster.get("web")) == []
+        assert ours_left(cluster.get("web")) == [] and not has_condition(cluster.get("web"), SERVING_CONDITION)
         assert FINALIZER in other.get("web")["metadata"]["finalizers"]
 
         theirs.stop()
