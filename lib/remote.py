@@ -15,6 +15,10 @@ once (`shared`) for whoever needs it while it runs, each waiting within its
 own budget and each queued again when it ends; a caller that must see a
 newer list than the one running asks under another name.
 
+A write checks the leadership fence twice: when it is decided, and again
+(`guard`) on the worker just before it is sent, so one that waited for a
+free worker past the renew deadline is never sent.
+
 Only the loop thread ever touches the kept outcomes, the caches and the
 supervisor: a worker thread runs the call and nothing else. While a Service
 has a call running it is not reconciled again ("one decision at a time per
@@ -50,17 +54,18 @@ class Remote:
         self._key = key
         self._deadline = self.clock() + self.budget
 
-    def call(self, ident, fn, *args, **kwargs):
+    def call(self, ident, fn, *args, guard=None, **kwargs):
         """fn(*args, **kwargs), or its kept outcome; Pending if it is still running after the budget.
 
-        `ident` names the call among this Service's calls (same ident = same call on a re-run).
+        `ident` names the call among this Service's calls (same ident = same call on a re-run);
+        `guard()`, if given, runs on the worker right before fn and may raise instead (the fence).
         """
         slot = (self._key, ident)
         future = self._done.pop(slot, None)
         if future is None:
             if slot in self._running:
                 raise Pending(ident)
-            future = self.pool.submit(fn, *args, **kwargs)
+            future = self.pool.submit(_guarded, guard, fn, args, kwargs)
             try:
                 future.exception(timeout=max(0.0, self._deadline - self.clock()))
             except concurrent.futures.TimeoutError:
@@ -120,14 +125,20 @@ class Remote:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _guarded(guard, fn, args, kwargs):
+    if guard is not None:
+        guard()
+    return fn(*args, **kwargs)
+
+
 class Direct:
     """The same interface with no threads: the call is made there and then (tests, one-off tools)."""
 
     def begin(self, key):
         pass
 
-    def call(self, ident, fn, *args, **kwargs):
-        return fn(*args, **kwargs)
+    def call(self, ident, fn, *args, guard=None, **kwargs):
+        return _guarded(guard, fn, args, kwargs)
 
     def shared(self, ident, fn):
         return fn()
