@@ -101,7 +101,7 @@ def main(argv=None):
     # alive with a Lease of its own (lib/replicas.py), and withdraws where no endpoint is ready.
     replica = replicas.replica_name(cfg.state_dir)
     lease = None if cfg.dry_run else replicas.ReplicaLease(k8s.rest, cfg.lease_namespace, cluster, replica)
-    endpoints = EndpointSliceWatcher(k8s, queue)
+    endpoints = EndpointSliceWatcher(k8s, queue, services=watcher)
     serving = Serving(sockets=sockets, supervisor=supervisor, cluster=cluster, replica=replica,
                       endpoints=endpoints, lease=lease)
     log.info("replica %s", replica, extra={"replica": replica})
