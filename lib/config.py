@@ -129,9 +129,11 @@ def parser():
     _flag(p, "log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
     _flag(p, "health-port", 8080, "port for /healthz, /readyz and /metrics (0 = off)", int)
     _flag(p, "resync-seconds", 300, "how often to re-check every Service against the API and clean up", int)
-    _flag(p, "leader-election", False, "hold a Lease so that only one replica exposes Services", bool)
-    _flag(p, "lease-namespace", "mysocket", "mysocketd's own namespace: the leader-election Lease and the "
-                                            "ConfigMap of inherited sockets")
+    _flag(p, "leader-election", False, "run several replicas: every replica serves every exposed Service "
+                                       "through its own tunnels, and the one holding the Lease alone creates "
+                                       "and deletes sockets and writes Services", bool)
+    _flag(p, "lease-namespace", "mysocket", "mysocketd's own namespace (it must exist): the Leases (the "
+                                            "leader's and each replica's) and the ConfigMap of inherited sockets")
     _flag(p, "lease-name", "mysocketd", "name of the leader-election Lease")
     _flag(p, "probe-url", "", "check every 10 s that each http tunnel carries traffic by fetching this URL "
                               "through the edge, e.g. https://{dnsname}/ (empty: off)")

@@ -34,9 +34,8 @@ import json
 import logging
 import time
 
-from kubernetes.client.exceptions import ApiException
-
 from lib import inheritance, kube, metrics, mysocket, protected, services
+from lib.apierrors import Conflict, NotFound
 from lib.leader import Fence, Fenced
 from lib.ownership import pool_socket_name
 from lib.pools import Pools
@@ -107,7 +106,7 @@ class Controller:
             self._taking_lead = False           # the next lead starts afresh
             raise
         self._taking_lead = False
-        for key in set(self.watcher.keys()) | set(self.supervisor.children):
+        for key in set(self.watcher.keys()) | set(self.supervisor.forwards):
             self.queue.add(key)
         return True
 
@@ -118,16 +117,20 @@ class Controller:
         self.remote.forget()
 
     def _load_inheritance(self, write):
-        """The previous release's sockets this cluster inherits: taken by the leader, read by the others."""
+        """The previous release's sockets this cluster inherits: taken by the leader, read by the others.
+
+        The ConfigMap's calls run off the loop like every other (lib/remote.py): Pending until they end."""
         if self._inherited_loaded:
             return True
         if write:
             self.fence.check()
-            self.ownership.inherited = inheritance.load_or_take(
-                self.kube, self.home_namespace, self.ownership.cluster,
-                [self.watcher.get(k) for k in self.watcher.keys()], self.sockets.snapshot())
+            services, sockets = [self.watcher.get(k) for k in self.watcher.keys()], self.sockets.snapshot()
+            self.ownership.inherited = self.remote.call(
+                "inheritance", inheritance.load_or_take, self.kube, self.home_namespace, self.ownership.cluster,
+                [s for s in services if s is not None], sockets, guard=self.fence.check)
         else:
-            inherited = inheritance.load(self.kube, self.home_namespace, self.ownership.cluster)
+            inherited = self.remote.call("inheritance", inheritance.load, self.kube, self.home_namespace,
+                                         self.ownership.cluster)
             if inherited is None:
                 return False                    # the leader has not taken the inventory yet
             self.ownership.inherited = inherited
@@ -221,7 +224,7 @@ class Controller:
 
     def _stop_forwarding(self, key, svc, error, leading):
         """Nothing valid to forward to: stop the child, keep the socket and the name, say so once."""
-        if key in self.supervisor.children and leading:
+        if key in self.supervisor.forwards and leading:
             dnsname = (svc["metadata"].get("annotations") or {}).get(DNSNAME, "")
             self._event(svc, "Warning", "TunnelStopped", f"not forwarding {dnsname} any more ({error.reason}); "
                         "the socket and its name are kept")
@@ -324,16 +327,17 @@ class Controller:
         self._event(svc, "Warning" if record.withdrawn else "Normal", reason, message)
         self.fence.check()
         self.remote.call(f"condition {reason}", self.kube.set_condition, svc, SERVING_CONDITION,
-                         not record.withdrawn, reason, message)
+                         not record.withdrawn, reason, message, guard=self.fence.check)
 
     def _patch(self, svc, **changes):
         self.fence.check()
         ident = "patch " + json.dumps(changes, sort_keys=True)
-        return self.remote.call(ident, self.kube.patch_metadata, svc, **changes)
+        return self.remote.call(ident, self.kube.patch_metadata, svc, guard=self.fence.check, **changes)
 
     def _set_lb_hostname(self, svc, hostname):
         self.fence.check()
-        self.remote.call(f"status {hostname}", self.kube.set_load_balancer_hostname, svc, hostname)
+        self.remote.call(f"status {hostname}", self.kube.set_load_balancer_hostname, svc, hostname,
+                         guard=self.fence.check)
 
     # -- taking it away ----------------------------------------------------------
 
@@ -365,7 +369,8 @@ class Controller:
             self._set_lb_hostname(svc, None)    # only our class: another class's status is its controller's
         if not deleting and services.has_condition(svc, SERVING_CONDITION):
             self.fence.check()
-            self.remote.call("condition cleared", self.kube.remove_condition, svc, SERVING_CONDITION)
+            self.remote.call("condition cleared", self.kube.remove_condition, svc, SERVING_CONDITION,
+                             guard=self.fence.check)
         drop = {} if retain else {k: None for k in OURS if k in annotations}
         if drop or FINALIZER in (svc["metadata"].get("finalizers") or []):
             self._patch(svc, annotations=drop, remove_finalizer=FINALIZER)
@@ -421,7 +426,7 @@ class Controller:
         delay = min(30.0, 2.0 ** (n - 1))
         if isinstance(error, mysocket.Unavailable) and error.retry_after:
             delay = max(delay, error.retry_after)
-        if isinstance(error, ApiException) and error.status in (404, 409):
+        if isinstance(error, (NotFound, Conflict)):
             delay = 0.2                         # changed or gone meanwhile: look again soon
         reason = error.__class__.__name__
         metrics.RECONCILE_ERRORS.labels(reason).inc()

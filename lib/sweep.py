@@ -51,7 +51,9 @@ class Sweep:
             raise
         self._listing = False
         if self.liveness is not None:
-            self.liveness.refresh()     # after the sockets: a tunnel seen there has its Lease by now
+            # After the sockets: a tunnel seen there has its Lease by now. Listed off the loop
+            # (lib/remote.py); Pending ends this run, and the next one takes the list on its way.
+            self.liveness.update(c.remote.call("list replica leases", self.liveness.list))
         self._requeue_vanished(snapshot)
         for socket, owner in c.sockets.owned():
             if self._leftover(socket, owner):
@@ -62,7 +64,7 @@ class Sweep:
                 if why:
                     log.info("deleting tunnel %s of socket %s: %s", tunnel["tunnel_id"], socket.get("dnsname"), why)
                     if not c.dry_run:
-                        c.sockets.delete_tunnel(socket, tunnel)
+                        c.sockets.delete_tunnel(socket, tunnel, fenced=True)
         for socket, pool in list(c.sockets.pools()):
             c.pools.leave_if_unused(socket, pool)
         for key, record in list(c.records.items()):
