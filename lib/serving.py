@@ -38,6 +38,7 @@ class Record:
     tunnel_id: str
     dnsname: str
     local_port: int
+    server: str = ""                # the tunnel's tunnel_server (lib/sshargs.endpoint_of)
     withdrawn: bool = False         # no ready endpoint: the child is stopped, the tunnel kept
 
 
@@ -70,7 +71,8 @@ class Serving:
             tunnel = self.sockets.add_tunnel(socket, self.owner(key).tag)
             log.info("made this replica's tunnel (port %s)", tunnel["local_port"], extra=_fields(key))
         return Record(svc["metadata"]["uid"], exposure, socket["socket_id"], tunnel["tunnel_id"],
-                      socket.get("dnsname", ""), int(tunnel["local_port"]))
+                      socket.get("dnsname", ""), int(tunnel["local_port"]),
+                      str(tunnel.get("tunnel_server") or ""))
 
     def apply(self, key, record, user_name):
         """Run or withdraw the child as the Service's endpoints say; True when that changed `withdrawn`."""
@@ -82,7 +84,7 @@ class Serving:
             self.supervisor.remove(key)
         else:
             self.supervisor.ensure(key, TunnelSpec(record.local_port, record.exposure.cluster_ip,
-                                                   record.exposure.port, user_name))
+                                                   record.exposure.port, user_name, record.server))
         return changed
 
     def stop(self, key, record=None, drop_tunnel=False):
