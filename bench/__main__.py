@@ -13,8 +13,8 @@ Every process started is stopped on the way out (and `make bench` runs in a
 PID namespace, so none can outlive it).
 """
 
-import argparse
 import _thread
+import argparse
 import os
 import shutil
 import subprocess
@@ -73,7 +73,8 @@ def main(argv=None):
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     info["loadavg_at_end"] = os.getloadavg()
-    results.write(args.out, machine=info, code=_code_state(), command=" ".join(["python -m bench", *(argv or sys.argv[1:])]),
+    command = " ".join(["python -m bench", *(argv or sys.argv[1:])])
+    results.write(args.out, machine=info, code=_code_state(), command=command,
                   duration_s=round(deadline.elapsed(), 1), budget_s=args.deadline, failed=failed)
     print("\n" + results.table())
     for n in results.notes:

@@ -41,7 +41,8 @@ def idle(scene, results, count, seconds=10):
         c1, t1 = proc.cpu_times(), time.monotonic()
         cpu.append(100.0 * ((c1.user + c1.system) - (c0.user + c0.system)) / (t1 - t0))
         rss.append(proc.memory_info().rss / 2**20)
-    results.add(f"scale.{count}.controller_idle_cpu", cpu, "%", note="1 s slices of a 10 s idle window (cpu_times ticks: 1 % resolution)")
+    results.add(f"scale.{count}.controller_idle_cpu", cpu, "%",
+                note="1 s slices of a 10 s idle window (cpu_times ticks: 1 % resolution)")
     target = 80.0 if count == BURST else None
     results.add(f"scale.{count}.controller_rss", rss, "MB", target=target)
     kids = scene.controller.ssh_children()

@@ -233,7 +233,7 @@ class Builder:
                 "pause": f"localhost/pause:dev-{key[:10]}"}
         self.base()
         with tempfile.TemporaryDirectory(dir=CACHE, prefix="ctx-") as empty:
-            for name, ref, containerfile, context, from_ref in (
+            for _name, ref, containerfile, context, from_ref in (
                     ("mysocketd", refs["mysocketd"], REPO_ROOT / "Dockerfile", REPO_ROOT, BASE_REF),
                     ("demo app", refs["demo_app"], CONTAINERFILES / "demo-app.Containerfile", empty, None),
                     ("pause", refs["pause"], CONTAINERFILES / "pause.Containerfile", empty, None)):

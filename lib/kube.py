@@ -39,8 +39,18 @@ import threading
 
 from kubernetes.watch.watch import iter_resp_lines
 
-from lib.apierrors import (Conflict, Gone, Invalid, KubeError, NoNamespace, NotFound, from_status, mapped,
-                           missing_namespace, response_error)
+from lib.apierrors import (
+    Conflict,
+    Gone,
+    Invalid,
+    KubeError,
+    NoNamespace,
+    NotFound,
+    from_status,
+    mapped,
+    missing_namespace,
+    response_error,
+)
 
 FIELD_MANAGER = "mysocketd"
 SMP = "application/strategic-merge-patch+json"
@@ -240,7 +250,8 @@ class Kube:
         except NotFound:
             return None
         meta = body.get("metadata") or {}
-        return {"data": {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (body.get("data") or {}).items()},
+        data = body.get("data") or {}
+        return {"data": {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in data.items()},
                 "labels": meta.get("labels") or {},
                 "version": f"{meta.get('uid')}/{meta.get('resourceVersion')}"}
 

@@ -153,7 +153,7 @@ class LeaderElector(threading.Thread):
         new = self._spec(transitions=(spec.get("leaseTransitions") or 0) + (0 if mine else 1),
                          acquired=spec.get("acquireTime") if mine and spec.get("acquireTime") else now_micro())
         try:
-            self.leases.replace(self.lease_name, lease, new)     # carries metadata.resourceVersion: a racing candidate gets 409
+            self.leases.replace(self.lease_name, lease, new)     # carries its resourceVersion: a racer gets 409
         except Conflict:
             return
         self._renewed(sent)
@@ -185,8 +185,8 @@ class LeaderElector(threading.Thread):
         try:
             lease = lease or self.leases.get(self.lease_name)
             if lease and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                self.leases.replace(self.lease_name, lease, {**lease["spec"], "holderIdentity": "", "leaseDurationSeconds": 1,
-                                            "renewTime": now_micro()})
+                released = {**lease["spec"], "holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now_micro()}
+                self.leases.replace(self.lease_name, lease, released)
                 log.info("released the Lease")
         except KubeError as e:
             log.warning("could not release the Lease (%s); a standby takes over when it expires", e)

@@ -14,7 +14,6 @@ anywhere but in memory.
 """
 
 from lib.apierrors import Forbidden
-
 from lib.services import PROTECTED_SECRET
 
 

@@ -28,7 +28,6 @@ Service" holds); `busy(key)` says so.
 import concurrent.futures
 import time
 
-
 SHARED = ("", "(shared)")           # the key a shared call is kept under
 
 

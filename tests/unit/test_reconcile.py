@@ -211,8 +211,9 @@ def test_a_new_service_is_one_create_with_its_tunnel_two_patches_one_child_and_a
 
 def test_a_restart_finds_its_socket_and_its_own_tunnel_with_one_list_and_nothing_else(world):
     mine = {"socket_id": "s9", "name": socket_name(CLUSTER, "demo", "web"), "dnsname": "kept.edge",
-            "socket_type": "http", "tunnels": [{"tunnel_id": "t8", "local_port": 10008, "owner": f"{CLUSTER}/demo/web/other"},
-                                               {"tunnel_id": "t9", "local_port": 10009, "owner": MINE}]}
+            "socket_type": "http",
+            "tunnels": [{"tunnel_id": "t8", "local_port": 10008, "owner": f"{CLUSTER}/demo/web/other"},
+                        {"tunnel_id": "t9", "local_port": 10009, "owner": MINE}]}
     recorded = {**ON, DNSNAME: "kept.edge", SOCKET_ID: "s9", LAST_VALID: "{}"}
     c = world.make(sockets=[mine], svc=service(recorded, finalizers=[FINALIZER]))
     c.reconcile(KEY)

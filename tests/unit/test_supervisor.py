@@ -248,7 +248,8 @@ def test_a_refused_forward_fails_alone_and_is_asked_again_after_its_backoff(worl
     clients = world.of("forward")
     clients[0].accepted(), clients[2].accepted()
     with open(world.sup.forwards[key(1)].log_path, "w") as log:
-        log.write("mux_client_forward: forwarding request failed: remote port forwarding failed for listen port 10001\n")
+        log.write("mux_client_forward: forwarding request failed: "
+                  "remote port forwarding failed for listen port 10001\n")
     clients[1].refused()
     transitions = world.sup.poll()
     assert sorted((t.key, t.kind) for t in transitions) == [(key(0), "up"), (key(1), "failed"), (key(2), "up")]
