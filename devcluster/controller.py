@@ -139,16 +139,36 @@ class ControllerProcess:
         return self.http("/metrics")[1]
 
     def ssh_children(self):
-        """The live ssh processes this controller started (psutil.Process objects)."""
+        """The live ssh sessions this controller started (psutil.Process objects): each holds up to a
+        shard of its forwards (lib/tunnels.py). The short-lived `ssh -O forward|cancel` clients that add
+        and take away forwards are not sessions and are left out."""
         if self.proc is None or self.proc.poll() is not None:
             return []
         try:
             kids = psutil.Process(self.proc.pid).children()
         except psutil.NoSuchProcess:
             return []
-        found = [p for p in kids if _name(p) == "ssh" and _status(p) not in (psutil.STATUS_ZOMBIE, None)]
+        found = [p for p in kids if _name(p) == "ssh" and _status(p) not in (psutil.STATUS_ZOMBIE, None)
+                 and "-O" not in _cmdline(p)]
         self._ssh_pids.update(p.pid for p in found)
         return found
+
+    def session_of(self, namespace, name):
+        """The ssh session (a psutil.Process) that holds this Service's forward, as the log last said."""
+        label = None
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            message = str(entry.get("message", ""))
+            if message.startswith("tunnel up") and (entry.get("namespace"), entry.get("service")) == (namespace, name):
+                label = message.rsplit("(ssh session ", 1)[1].split(")", 1)[0]
+        if label is None:
+            return None
+        control = f"-{label.rsplit('#', 1)[1]}"
+        return next((p for p in self.ssh_children() if "-S" in _cmdline(p)
+                     and _cmdline(p)[_cmdline(p).index("-S") + 1].endswith(control)), None)
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -241,3 +261,10 @@ def _name(proc):
         return proc.name()
     except psutil.NoSuchProcess:
         return ""
+
+
+def _cmdline(proc):
+    try:
+        return proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return []
