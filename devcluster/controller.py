@@ -66,7 +66,7 @@ def free_port():
 
 class ControllerProcess:
     def __init__(self, workdir, *, kubeconfig, edge, account, namespace="", cluster_name="test",
-                 extra_args=(), log_level="DEBUG"):
+                 extra_args=(), log_level="DEBUG", root=REPO_ROOT):
         self.workdir = Path(workdir)
         self.kubeconfig = kubeconfig
         self.edge = edge
@@ -75,6 +75,7 @@ class ControllerProcess:
         self.cluster_name = cluster_name
         self.extra_args = list(extra_args)
         self.log_level = log_level
+        self.root = Path(root)             # the checkout whose mysocketd.py runs (make bench: before and after)
         self.health_port = free_port()
         self.state_dir = self.workdir / "state"
         self.secret_dir = self.workdir / "secret"
@@ -83,7 +84,7 @@ class ControllerProcess:
         self._ssh_pids = set()
 
     def argv(self):
-        argv = [sys.executable, str(REPO_ROOT / "mysocketd.py"),
+        argv = [sys.executable, str(self.root / "mysocketd.py"),
                 "--api-url", self.edge.api_url, "--ssh-host", self.edge.ssh_host,
                 "--ssh-port", str(self.edge.ssh_port), "--secret-dir", str(self.secret_dir),
                 "--state-dir", str(self.state_dir),
@@ -101,7 +102,7 @@ class ControllerProcess:
         env["KUBECONFIG"] = str(self.kubeconfig)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                         cwd=str(REPO_ROOT))
+                                         cwd=str(self.root))
         if wait_ready:
             self.wait_ready(timeout)
         return self
@@ -113,7 +114,7 @@ class ControllerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MYSOCKETD_")}
         env["KUBECONFIG"] = str(self.kubeconfig)
         result = subprocess.run([*self.argv(), "--uninstall", *extra], stdin=subprocess.DEVNULL,
-                                capture_output=True, text=True, env=env, cwd=str(REPO_ROOT), timeout=timeout)
+                                capture_output=True, text=True, env=env, cwd=str(self.root), timeout=timeout)
         return result.returncode, result.stdout + result.stderr
 
     def wait_ready(self, timeout=30):
