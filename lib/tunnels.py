@@ -44,6 +44,7 @@ import hashlib
 import logging
 import os
 import random
+import shutil
 import signal
 import tempfile
 import time
@@ -178,6 +179,8 @@ class Supervisor:
         self._stop_sessions(list(self.sessions.values()), list(self.forwards.values()))
         self.sessions.clear()
         self.forwards.clear()
+        if self.control_dir.startswith(tempfile.gettempdir() + os.sep + "mysocketd-ctl-"):
+            shutil.rmtree(self.control_dir, ignore_errors=True)
 
     def is_up(self, key):
         forward = self.forwards.get(key)
