@@ -143,7 +143,10 @@ class Supervisor:
     # -- what the controller asks for ------------------------------------
 
     def ensure(self, key, spec):
-        """Forward exactly this spec for key; a changed spec replaces the forward in its session."""
+        """Forward exactly this spec for key; a changed spec replaces the forward in its session.
+
+        Asked for at once (or its new session started at once), not on the next poll: the public name
+        works that much sooner."""
         forward = self.forwards.get(key)
         if forward and forward.spec == spec:
             return
@@ -151,8 +154,18 @@ class Supervisor:
             log.info("replacing the forward: it changed", extra=_fields(key))
             self.remove(key)
         session = self._place(key, sshargs.endpoint_of(spec, self.settings))
-        self.forwards[key] = _Forward(spec=spec, session=(session.endpoint, session.shard),
-                                      log_path=os.path.join(self.log_dir, f"{key[0]}.{key[1]}.log"))
+        self.forwards[key] = forward = _Forward(spec=spec, session=(session.endpoint, session.shard),
+                                                log_path=os.path.join(self.log_dir, f"{key[0]}.{key[1]}.log"))
+        if session.up and spec.local_port not in session.cancelling:
+            self._ask(key, forward, session)
+        elif session.proc is None and session.background is None and session.argv is None:
+            self._start(session)
+
+    def busy(self):
+        """True while an answer is on its way (a session starting, a forward asked or cancelled): the
+        loop then polls often, so nothing waits for the next quarter second."""
+        return any(s.proc is not None or s.cancelling for s in self.sessions.values()) or \
+            any(f.proc is not None for f in self.forwards.values())
 
     def remove(self, key):
         """Take one forward away; the other forwards of its session never notice."""

@@ -69,6 +69,9 @@ class Supervisor:
     def end_leftovers(self):
         return 0
 
+    def busy(self):
+        return False
+
     def stop_all(self):
         pass
 

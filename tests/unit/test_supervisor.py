@@ -239,6 +239,16 @@ def test_a_session_that_dies_soon_after_up_backs_off_like_one_never_up(world):
     assert delays == [0.5, 1.0, 2.0]
 
 
+def test_a_forward_is_asked_for_at_once_and_a_new_session_started_at_once(world):
+    """Not on the next poll: the loop polls every quarter second when idle, and the name would wait."""
+    world.sup.ensure(key(0), spec(0))
+    assert [p.kind for p in world.spawned] == ["master"] and world.sup.busy()
+    world.answer_all()
+    assert not world.sup.busy()
+    world.sup.ensure(key(1), spec(1))
+    assert [p.kind for p in world.spawned] == ["master", "forward", "forward"] and world.sup.busy()
+
+
 def test_a_refused_forward_fails_alone_and_is_asked_again_after_its_backoff(world):
     for i in range(3):
         world.sup.ensure(key(i), spec(i))
@@ -346,7 +356,6 @@ def test_a_session_that_cannot_be_started_is_a_failure_with_backoff(world):
 
     world.sup.os = dataclasses.replace(world.sup.os, spawn=no_pids)
     world.sup.ensure(KEY, SPEC)
-    world.sup.poll()
     [t] = world.sup.poll()
     assert t.kind == "failed" and "cannot start ssh" in t.detail and t.retry_in == 0.5
 
