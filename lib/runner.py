@@ -205,6 +205,7 @@ class Runner:
         # Leader or not, every replica serves every exposed Service (its own tunnels): the controller asks
         # the fence, per Service, whether it may also create, delete and write.
         self.controller.user_name = self.session.user_name
+        self._collect()                     # calls that ended since: their Services go again at once
         key = self.queue.get(timeout=self._turn())
         if key is not None and self.controller.remote.busy(key):
             key = None                      # a call of its own still runs: queued again when it ends
@@ -279,12 +280,15 @@ class Runner:
             except Exception as e:  # noqa: BLE001 -- one stage's surprise must not stop the others
                 self._surprise(e)
 
-    def _supervise(self):
+    def _collect(self):
         for key in self.controller.remote.collect():
             if key == SWEEP:
                 self._next_sweep = time.monotonic()
             elif key != TAKE_LEAD:          # taking the lead is tried again every second anyway
                 self.queue.add(key)
+
+    def _supervise(self):
+        self._collect()
         for transition in self.supervisor.poll():
             self.controller.on_transition(transition)
         metrics.TUNNELS_UP.set(self.supervisor.tunnels_up())

@@ -173,3 +173,22 @@ def test_a_write_that_waited_for_a_worker_past_the_fence_is_not_sent():
         assert write.made == 0
     finally:
         remote.close()
+
+
+def test_a_call_that_ends_after_its_budget_wakes_the_loop_and_its_outcome_is_taken_at_once():
+    """A short budget keeps the loop free; the Service goes again the moment its call ends, not on a tick."""
+    woken = threading.Event()
+    remote = Remote(workers=2, budget=0.0, notify=woken.set)
+    try:
+        call = Call()
+        remote.begin("a")
+        with pytest.raises(Pending):
+            remote.call("connect", call)
+        assert not woken.is_set() and remote.busy("a")
+        call.release.set()
+        assert woken.wait(5) and not remote.busy("a")
+        remote.begin("a")
+        assert remote.call("connect", call) == "created" and call.made == 1     # before any collect()
+        assert remote.collect() == set()
+    finally:
+        remote.close()
