@@ -9,6 +9,7 @@
 #   make demo      the blog's demo end to end on one machine (devcluster/demo.py)
 #   make chaos     the chaos suite alone, with its recovery table (tests/chaos)
 #   make bench     the benchmarks; writes bench/results/latest.json
+#                  (BENCH_BEFORE=<git ref>: that ref's controller measured beside this one)
 #   make push-image IMAGE=registry.example.com/team/mysocketd:0.1.0
 #                  the controller's image, built as `make images` builds it, pushed to your registry
 
