@@ -68,6 +68,10 @@ class DataPlane:
         return dict(self.options.ports)
 
     @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None and not self._stopping
+
+    @property
     def pid(self) -> Optional[int]:
         return self._proc.pid if self._proc else None
 
@@ -130,6 +134,20 @@ class DataPlane:
             except (DataPlaneError, OSError) as exc:
                 log.error("the data plane did not start again: %s", exc)
                 delay = min(delay * 2, 10)
+
+    async def restart(self) -> None:
+        """Start the child again on the same ports (new files in the data dir), with the state."""
+        self._stopping = True
+        if self._watch:
+            self._watch.cancel()
+        if self._proc and self._proc.returncode is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self._proc.wait(), 3)
+            except asyncio.TimeoutError:
+                await self._kill()
+        self._stopping = False
+        await self.start()
 
     async def stop(self) -> None:
         self._stopping = True
