@@ -46,6 +46,7 @@ MIGRATE_LOCK = WRITE_LOCK + 1
 DEADLINE = 8.0                       # seconds a transaction may take before the store counts as down
 OPTIONS = "-c statement_timeout=5000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=10000"
 PROBE_EVERY = 5.0
+IDLE_CHECK = 1.0
 
 
 class _Tx:
@@ -76,8 +77,16 @@ class _Link:
         self._conninfo = conninfo
         self._conn: Optional[psycopg.AsyncConnection] = None
         self.lock = asyncio.Lock()
+        self.used = 0.0
 
     async def get(self) -> psycopg.AsyncConnection:
+        """The connection; one idle for a while is checked first, so the first write after
+        the store came back does not fail on a connection the outage broke."""
+        if self._conn is not None and not self._conn.closed and time.monotonic() - self.used > IDLE_CHECK:
+            try:
+                await self._conn.execute("SELECT 1")
+            except _DOWN:
+                await self.drop()
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(
                 self._conninfo, autocommit=True, row_factory=dict_row, connect_timeout=3,
@@ -160,6 +169,7 @@ class PostgresBackend:
                     conn = await link.get()
                     if not write:
                         yield _Tx(conn)
+                        link.used = time.monotonic()
                         return
                     async with conn.transaction():
                         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
@@ -167,6 +177,7 @@ class PostgresBackend:
                         yield tx
                         if tx.wrote:
                             await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                link.used = time.monotonic()
             except _DOWN as exc:
                 await link.drop()
                 raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
