@@ -1,0 +1,198 @@
+"""The many-node edge's figures: what one change costs as the edge grows, and how fast it spreads.
+
+    .venv/bin/python -m bench.edgechange [--sizes 10,1000,10000] [--before DIR]   # inside unshare --net
+
+- **A change's cost**: the mean of 20 ``POST /connect`` (a socket and its
+  tunnel) on an edge that already holds 10 / 1,000 / 10,000 sockets (each
+  with a tunnel), and the data plane's resident memory once they are loaded.
+  Measured for the edge before (``--before``: a checkout of main, its own
+  ``edge/testing.py`` runs it; SQLite) and this one (SQLite, and PostgreSQL
+  with fsync on), side by side in one run. The sockets are written into the
+  store before the edge starts (10,000 API calls to the old edge would take
+  half an hour), so both read the same rows.
+- **Propagation**: from a ``POST /connect`` answered by node B to node C's
+  data plane knowing the new name (its front answers ``no-tunnel`` instead of
+  ``unknown-host``), three nodes on one PostgreSQL, 20 times.
+"""
+
+import argparse
+import importlib.util
+import http.client
+import json
+import statistics
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+from edge.auth import hash_password
+from edge.clustertesting import EdgeCluster
+from edge.pgtesting import PostgresServer
+from edge.store.migrations import MIGRATIONS
+from edge.testing import EdgeOptions, EdgeProcess, ssh_keygen
+
+CREATES = 20
+NO_LIMITS = {"sockets_per_account": 0, "tunnels_per_account": 0, "tunnel_creates_per_hour": 0,
+             "registrations_per_hour_per_address": 0, "logins_per_minute_per_address": 0,
+             "auth_failures_per_minute": 0}
+EMAIL, PASSWORD = "bench@example.com", "bench-pw"
+
+
+def _rows(n: int, pubkey: str, node: str = "") -> tuple:
+    user_id = str(uuid.uuid4())
+    user = (user_id, user_id.replace("-", ""), "bench", EMAIL, hash_password(PASSWORD), pubkey, 1.0)
+    sockets, tunnels = [], []
+    for i in range(n):
+        sid = str(uuid.uuid4())
+        sockets.append((sid, user_id, "s{}".format(i), "s{}-bench.edge.localhost".format(i), "http",
+                        None, False, "", "", False, "[]", "[]", 2.0 + i))
+        tunnels.append((str(uuid.uuid4()), sid, 10000 + i, 3.0, "", node))
+    return user, sockets, tunnels
+
+
+def populate_sqlite(path: Path, n: int, pubkey: str) -> None:
+    """The single-node edge's schema as main has it (migration 1), with n sockets."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    user, sockets, tunnels = _rows(n, pubkey)
+    db = sqlite3.connect(str(path))
+    db.executescript(MIGRATIONS[0].sqlite)
+    db.execute("INSERT INTO users VALUES (?,?,?,?,?,?,?)", user)
+    db.executemany("INSERT INTO sockets VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   [s[:6] + (int(s[6]), s[7], s[8], int(s[9])) + s[10:] for s in sockets])
+    db.executemany("INSERT INTO tunnels VALUES (?,?,?,?,?)", [t[:5] for t in tunnels])
+    db.execute("INSERT INTO meta VALUES ('next_local_port', ?)", (str(10000 + n),))
+    db.commit()
+    db.close()
+
+
+def populate_postgres(url: str, n: int, pubkey: str, node: str) -> None:
+    import psycopg
+    user, sockets, tunnels = _rows(n, pubkey, node)
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO users VALUES (%s,%s,%s,%s,%s,%s,%s)", user)
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO sockets VALUES ({})".format(",".join(["%s"] * 13)), sockets)
+            cur.executemany("INSERT INTO tunnels (tunnel_id, socket_id, local_port, created, owner, node) "
+                            "VALUES (%s,%s,%s,%s,%s,%s)", tunnels)
+        conn.execute("INSERT INTO meta VALUES ('next_local_port', %s) ON CONFLICT (key) DO UPDATE "
+                     "SET value = excluded.value", (str(10000 + n),))
+
+
+def measure_creates(edge) -> dict:
+    """Mean and median ms of CREATES POST /connect, and the data plane's RSS (MB)."""
+    token = edge.login(EMAIL, PASSWORD)
+    times = []
+    for i in range(CREATES):
+        t0 = time.perf_counter()
+        resp = edge.api("POST", "/connect", {"name": "new{}".format(i)}, token=token, timeout=60)
+        times.append(1000 * (time.perf_counter() - t0))
+        if resp.status != 200:
+            raise RuntimeError("POST /connect: {} {}".format(resp.status, resp.body))
+    rss = sum(psutil.Process(pid).memory_info().rss for pid in edge.child_pids()) / 2**20
+    return {"mean_ms": statistics.mean(times), "median_ms": statistics.median(times), "plane_rss_mb": rss}
+
+
+def _old_edge_class(before: Path):
+    spec = importlib.util.spec_from_file_location("edge_before_testing", before / "edge" / "testing.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.EdgeProcess
+
+
+def cost(work: Path, n: int, kind: str, before=None) -> dict:
+    pubkey = ssh_keygen(work / "key-{}-{}".format(kind, n))
+    opts = dict(limits=NO_LIMITS, log_level="WARNING", ready_timeout=300)
+    if kind == "before":
+        edge = _old_edge_class(before)(work / "before-{}".format(n), **opts)
+        populate_sqlite(edge.data_dir / "edge.sqlite3", n, pubkey)
+        with edge:
+            return measure_creates(edge)
+    if kind == "sqlite":
+        edge = EdgeProcess(work / "sqlite-{}".format(n), EdgeOptions(**opts))
+        populate_sqlite(edge.data_dir / "edge.sqlite3", n, pubkey)
+        with edge:
+            return measure_creates(edge)
+    with PostgresServer(durable=True) as pg:
+        url = pg.new_database("bench")
+        edge = EdgeProcess(work / "pg-{}".format(n), EdgeOptions(
+            **opts, extra_args=("--store", url, "--node-name", "node1")))
+        with edge:                    # migrate, then fill the tables it made
+            pass
+        populate_postgres(url, n, pubkey, "node1")
+        with edge:
+            return measure_creates(edge)
+
+
+def _front_knows(node, dnsname: str) -> bool:
+    conn = http.client.HTTPConnection(node.host, node.http_port, timeout=5)
+    try:
+        conn.request("GET", "/", headers={"Host": dnsname})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.getheader("Mysocket-Edge") == "no-tunnel"
+    finally:
+        conn.close()
+
+
+def propagation(work: Path) -> list:
+    """ms from B's answer to C's data plane knowing the name, 20 times."""
+    out = []
+    with PostgresServer(durable=True) as pg, EdgeCluster(work / "spread", pg.new_database("spread")) as cl:
+        cl.wait_live(3)
+        a, b, c = cl.nodes
+        a.register(EMAIL, PASSWORD, ssh_keygen(work / "key-spread"))
+        token = b.login(EMAIL, PASSWORD)
+        for i in range(CREATES):
+            sock = b.api("POST", "/connect", {"name": "p{}".format(i)}, token=token).body
+            t0 = time.perf_counter()
+            deadline = time.monotonic() + 10
+            while not _front_knows(c, sock["dnsname"]):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the change never reached node C")
+                time.sleep(0.001)
+            out.append(1000 * (time.perf_counter() - t0))
+    return out
+
+
+def run(results, sizes=(10, 1000, 10000), before=None, workdir=None) -> dict:
+    work = Path(workdir or tempfile.mkdtemp(prefix="edgechange-"))
+    kinds = (["before"] if before else []) + ["sqlite", "postgres"]
+    table = {}
+    for n in sizes:
+        for kind in kinds:
+            f = cost(work, n, kind, Path(before) if before else None)
+            table[(kind, n)] = f
+            results.add("edgechange.{}.{}.post_connect".format(kind, n), [f["mean_ms"]], "ms",
+                        note="mean of {} POST /connect; median {:.1f}".format(CREATES, f["median_ms"]))
+            results.add("edgechange.{}.{}.plane_rss".format(kind, n), [f["plane_rss_mb"]], "MB")
+            print("{:>8} {:>6} sockets: POST /connect mean {:.1f} ms (median {:.1f}), data plane {:.0f} MB"
+                  .format(kind, n, f["mean_ms"], f["median_ms"], f["plane_rss_mb"]), flush=True)
+    spread = propagation(work)
+    results.add("edgechange.propagation_b_to_c", spread, "ms",
+                note="POST /connect answered by node B -> node C's front knows the name")
+    print("propagation B -> C: median {:.1f} ms, worst {:.1f} ms".format(
+        statistics.median(spread), max(spread)), flush=True)
+    return table
+
+
+def main(argv=None):
+    from bench.stats import Results
+    p = argparse.ArgumentParser(prog="python -m bench.edgechange", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="10,1000,10000")
+    p.add_argument("--before", default="", help="a checkout of main to measure too "
+                   "(e.g. `git archive main | tar -x -C /tmp/before`)")
+    a = p.parse_args(argv)
+    results = Results()
+    run(results, [int(x) for x in a.sizes.split(",")], a.before or None)
+    print(json.dumps({k: v for k, v in results.figures.items()}, indent=1, default=str)[:4000])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
