@@ -27,6 +27,8 @@ class ClusterOptions:
     admin: bool = True
     base: str = "127.0.1."          # node i listens on base + str(i + 1)
     extra_args: tuple = ()
+    ports: dict = None              # default PORTS
+    domain: str = "edge.localhost"
 
 
 class EdgeCluster:
@@ -38,11 +40,11 @@ class EdgeCluster:
         for i in range(count):
             host = "{}{}".format(self.options.base, i + 1)
             node = EdgeProcess(Path(workdir) / "node{}".format(i + 1), EdgeOptions(
-                admin=self.options.admin,
+                admin=self.options.admin, domain=self.options.domain,
                 extra_args=("--store", store_url, "--node-name", "node{}".format(i + 1),
                             *self.options.extra_args)))
             node.host = host
-            node._ports.update(PORTS)
+            node._ports.update(self.options.ports or PORTS)
             self.nodes.append(node)
 
     def __enter__(self) -> "EdgeCluster":
