@@ -21,7 +21,6 @@ import http.client
 import json
 import statistics
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time

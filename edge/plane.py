@@ -137,19 +137,12 @@ class DataPlane:
 
     async def restart(self) -> None:
         """Start the child again on the same ports (new files in the data dir), with the state."""
-        self._stopping = True
-        if self._watch:
-            self._watch.cancel()
-        if self._proc and self._proc.returncode is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self._proc.wait(), 3)
-            except asyncio.TimeoutError:
-                await self._kill()
+        await self._terminate()
         self._stopping = False
         await self.start()
 
-    async def stop(self) -> None:
+    async def _terminate(self) -> None:
+        """SIGTERM, up to 3 s, then SIGKILL; no restart (``_stopping``)."""
         self._stopping = True
         if self._watch:
             self._watch.cancel()
@@ -159,6 +152,9 @@ class DataPlane:
                 await asyncio.wait_for(self._proc.wait(), 3)
             except asyncio.TimeoutError:
                 await self._kill()
+
+    async def stop(self) -> None:
+        await self._terminate()
         if self._session:
             await self._session.close()
 

@@ -11,7 +11,7 @@ import pytest
 from devcluster import assert_private_netns
 from edge.clustertesting import EdgeCluster
 from edge.pgtesting import PostgresServer
-from globaltest_helpers import SshClients
+
 
 
 @pytest.fixture(scope="module")
@@ -26,26 +26,3 @@ def cluster(pg, tmp_path_factory):
     with EdgeCluster(tmp_path_factory.mktemp("cluster"), pg.new_database("edge"), 3) as nodes:
         nodes.wait_live(3)
         yield nodes
-
-
-@pytest.fixture
-def ssh(tmp_path):
-    clients = SshClients(tmp_path)
-    yield clients
-    clients.stop_all()
-
-
-@pytest.fixture
-def backend():
-    """Factory: backend(name) -> a started HttpBackend, shut down at teardown."""
-    from edge.testing import HttpBackend
-    started = []
-
-    def start(name="backend"):
-        server = HttpBackend(name).__enter__()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.__exit__(None, None, None)

@@ -44,7 +44,7 @@ def test_a_dead_node_drops_out_and_its_tunnels_move_to_live_ones(cluster, tmp_pa
         cluster.wait_live(2, among=alive)
         for node in alive:
             assert cluster.health(node)[1]["live_nodes"] == ["node1", "node2"]
-            until(lambda: "127.0.1.3" not in placed(node, acct, sock["socket_id"]),
+            until(lambda node=node: "127.0.1.3" not in placed(node, acct, sock["socket_id"]),
                   what="the dead node's tunnel moved")
             servers = placed(node, acct, sock["socket_id"])
             assert set(servers) == {"127.0.1.1", "127.0.1.2"} and len(servers) == 3

@@ -101,9 +101,9 @@ def test_a_store_outage_of_a_minute_costs_no_request_and_loses_nothing(cluster, 
     made = c.api("POST", "/connect", {"name": "after"}, token=acct.token)
     assert made.status == 200, made.body
     for node in (a, b):
-        until(lambda: node.api("GET", "/socket/" + made.body["socket_id"], token=acct.token).status == 200,
+        until(lambda node=node: node.api("GET", "/socket/" + made.body["socket_id"], token=acct.token).status == 200,
               what="the new socket on another node")
-        until(lambda: edge_reason(node, made.body["dnsname"]) == (502, "no-tunnel"),
+        until(lambda node=node: edge_reason(node, made.body["dnsname"]) == (502, "no-tunnel"),
               what="the new name on another node's data plane")
     names = sorted(s["name"] for s in a.api("GET", "/connect", token=acct.token).body)
     assert names == ["after", "through-outage"]

@@ -48,7 +48,7 @@ def test_a_change_on_one_node_reaches_every_node_and_its_data_plane(cluster, tmp
     # Deleting on C takes the name off every node.
     assert c.api("DELETE", "/socket/" + sock["socket_id"], token=token).status == 204
     for node in cluster.nodes:
-        until(lambda: edge_reason(node, sock["dnsname"])[0] == 404, what="the name gone")
+        until(lambda node=node: edge_reason(node, sock["dnsname"])[0] == 404, what="the name gone")
 
 
 def test_a_sockets_tunnels_are_placed_on_distinct_nodes_and_every_node_says_so(cluster, tmp_path):
@@ -61,12 +61,10 @@ def test_a_sockets_tunnels_are_placed_on_distinct_nodes_and_every_node_says_so(c
         assert resp.status == 200, resp.body
         servers.append(resp.body["tunnel_server"])
     assert sorted(servers) == ["127.0.1.1", "127.0.1.2", "127.0.1.3"]
+    path = "/socket/{}/tunnel".format(sock["socket_id"])
     for node in cluster.nodes:
-        listed = until(lambda: node.api("GET", "/socket/{}/tunnel".format(sock["socket_id"]),
-                                        token=acct.token).body, what="tunnels listed")
-        until(lambda: len(node.api("GET", "/socket/{}/tunnel".format(sock["socket_id"]),
-                                   token=acct.token).body) == 3, what="three tunnels")
-        listed = node.api("GET", "/socket/{}/tunnel".format(sock["socket_id"]), token=acct.token).body
+        listed = until(lambda node=node: len(node.api("GET", path, token=acct.token).body) == 3 and
+                       node.api("GET", path, token=acct.token).body, what="three tunnels")
         assert sorted(t["tunnel_server"] for t in listed) == sorted(servers)
 
 
@@ -82,7 +80,7 @@ def test_one_socket_per_name_even_when_every_node_is_asked_at_once(cluster, tmp_
     assert all(r.status == 200 for r in answers), [r.body for r in answers]
     assert len({r.body["socket_id"] for r in answers}) == 1
     for node in cluster.nodes:
-        until(lambda: len(node.api("GET", "/connect", token=acct.token).body) == 1,
+        until(lambda node=node: len(node.api("GET", "/connect", token=acct.token).body) == 1,
               what="one socket on every node")
 
 
