@@ -44,7 +44,7 @@ func (c *Certs) allowed(name string) bool {
 	if name == c.apiName {
 		return true
 	}
-	sock := c.state.Get().ByDNS[name]
+	sock := c.state.ByDNS(name)
 	return sock != nil && (sock.Type == "http" || sock.Type == "https")
 }
 

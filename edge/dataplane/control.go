@@ -8,6 +8,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
+	"time"
+
+	"mysocketd/edge/dataplane/internal/nodes"
 )
 
 type Control struct {
@@ -15,6 +19,7 @@ type Control struct {
 	reg   *Registry
 	sshd  *SSHServer
 	tcp   *TCPFront
+	links *nodes.Links // nil: one node, no links
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -42,11 +47,46 @@ func (c *Control) Handler() http.Handler {
 		if !readJSON(w, r, &in) {
 			return
 		}
-		snap := buildSnapshot(in)
-		if c.state.Set(snap) {
-			c.reg.Reconcile(snap)
+		if changes, ok := c.state.Replace(in); ok {
+			c.reg.Follow(changes)
 		}
-		writeJSON(w, 200, map[string]int64{"version": c.state.Get().Version})
+		writeJSON(w, 200, map[string]int64{"version": c.state.Version()})
+	})
+	// Only what changed: costs the records named, whatever the total (StateHolder.Apply).
+	mux.HandleFunc("PATCH /state", func(w http.ResponseWriter, r *http.Request) {
+		var in DeltaIn
+		if !readJSON(w, r, &in) {
+			return
+		}
+		if changes, ok := c.state.Apply(in); ok {
+			c.reg.Follow(changes)
+		}
+		writeJSON(w, 200, map[string]int64{"version": c.state.Version()})
+	})
+	// The live nodes: links to them are dialled, links to the others closed.
+	mux.HandleFunc("PUT /nodes", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Nodes []nodes.Peer `json:"nodes"`
+		}
+		if !readJSON(w, r, &in) {
+			return
+		}
+		up := []string{}
+		if c.links != nil {
+			c.links.Update(in.Nodes)
+			up = c.links.Up()
+		}
+		writeJSON(w, 200, map[string]any{"links_up": up})
+	})
+	// Forwards that came up or went down after ?after=N, waiting up to ?wait= seconds.
+	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
+		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+		wait, _ := strconv.ParseFloat(r.URL.Query().Get("wait"), 64)
+		boot, next, events := c.reg.Events(after, time.Duration(min(max(wait, 0), 25)*float64(time.Second)))
+		if events == nil {
+			events = []Event{}
+		}
+		writeJSON(w, 200, map[string]any{"boot": boot, "next": next, "events": events})
 	})
 	mux.HandleFunc("GET /tunnels", func(w http.ResponseWriter, r *http.Request) {
 		out := []map[string]any{}

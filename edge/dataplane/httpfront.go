@@ -168,7 +168,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.api.ServeHTTP(w, r)
 		return
 	}
-	sock := f.state.Get().ByDNS[host]
+	sock := f.state.ByDNS(host)
 	if sock == nil {
 		edgeAnswer(w, http.StatusNotFound, "unknown-host", "no socket named "+host)
 		return
@@ -189,7 +189,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sock.Protected && !f.authorized(w, r, sock, peer) {
 		return
 	}
-	release, ok := f.conns.Acquire(sock.UserID, f.state.Get().Limits.ConnectionsPerAccount)
+	release, ok := f.conns.Acquire(sock.UserID, f.state.Limits().ConnectionsPerAccount)
 	if !ok {
 		edgeAnswer(w, http.StatusServiceUnavailable, "unavailable", "too many concurrent requests for this account")
 		return
@@ -232,7 +232,7 @@ func clientIP(remote string) string {
 }
 
 func (f *Front) authorized(w http.ResponseWriter, r *http.Request, sock *Socket, peer string) bool {
-	limit := f.state.Get().Limits.AuthFailuresPerMinute
+	limit := f.state.Limits().AuthFailuresPerMinute
 	if limit > 0 && !f.failures.Allowed("auth:"+peer, limit) {
 		w.Header().Set("Retry-After", "60")
 		edgeAnswer(w, http.StatusTooManyRequests, "rate-limited", "too many failed logins from your address; try again later")

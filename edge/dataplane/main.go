@@ -12,6 +12,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -28,6 +29,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"mysocketd/edge/dataplane/internal/nodes"
 )
 
 var logger = log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
@@ -42,6 +45,8 @@ type options struct {
 	keepalive, openFirst, openLast, acmeRenewBefore, acmeCheck      time.Duration
 	keepaliveCount                                                  int
 	acmeDirectory, acmeCA, acmeEmail, tlsCert, tlsKey               string
+	nodeName, clusterSecretFile                                     string
+	linkPort                                                        int
 }
 
 func parseFlags() options {
@@ -67,6 +72,9 @@ func parseFlags() options {
 	flag.DurationVar(&o.acmeCheck, "acme-check-interval", time.Hour, "how often certificates are checked for renewal")
 	flag.StringVar(&o.tlsCert, "tls-cert", "", "a given certificate (e.g. a wildcard), PEM")
 	flag.StringVar(&o.tlsKey, "tls-key", "", "its private key, PEM")
+	flag.StringVar(&o.nodeName, "node-name", "", "this node's name among the edge's nodes (empty: one node)")
+	flag.IntVar(&o.linkPort, "link-port", -1, "port of the link between nodes (-1: none; 0: any)")
+	flag.StringVar(&o.clusterSecretFile, "cluster-secret-file", "", "file with the secret every node shares (with --link-port)")
 	flag.Parse()
 	if o.control == "" || o.hostKey == "" {
 		fmt.Fprintln(os.Stderr, "dataplane: --control and --host-key are required")
@@ -106,8 +114,7 @@ func main() {
 		logf("cannot parse the host key: %v", err)
 		os.Exit(1)
 	}
-	state := &StateHolder{}
-	state.Set(buildSnapshot(StateIn{}))
+	state := NewStateHolder(o.nodeName)
 	var sshd *SSHServer
 	reg := NewRegistry(o.openFirst, o.openLast, func(s *Session) {
 		logf("closing the SSH session of %s (%s): it serves no tunnel any more", s.UserName, s.Peer)
@@ -160,14 +167,30 @@ func main() {
 			ConnContext: h.ConnContext, ConnState: h.ConnState}
 	}
 	httpSrv, httpsSrv := newServer(front), newServer(front)
-	controlSrv := &http.Server{Handler: (&Control{state: state, reg: reg, sshd: sshd, tcp: tcp}).Handler()}
+	var links *nodes.Links
+	var linkL net.Listener
+	linkReady := ""
+	if o.linkPort >= 0 { // many nodes: the link to the others (internal/nodes)
+		secret, err := os.ReadFile(o.clusterSecretFile)
+		if err != nil || len(bytes.TrimSpace(secret)) < 16 {
+			logf("--cluster-secret-file: a secret of at least 16 characters is required with --link-port (%v)", err)
+			os.Exit(1)
+		}
+		links = nodes.New(nodes.Config{Name: o.nodeName, HostKey: hostKey, Secret: bytes.TrimSpace(secret),
+			Local: reg, Logf: logf})
+		reg.SetLinks(links, o.nodeName)
+		linkL = listen(o.listen, o.linkPort)
+		go links.Serve(linkL)
+		linkReady = " link=" + linkL.Addr().String()
+	}
+	controlSrv := &http.Server{Handler: (&Control{state: state, reg: reg, sshd: sshd, tcp: tcp, links: links}).Handler()}
 	go controlSrv.Serve(controlL)
 	go sshd.Serve(sshL)
 	go httpSrv.Serve(httpL)
 	go httpsSrv.Serve(tlsConns)
 	go tlsFront.Serve(httpsL)
 
-	fmt.Printf("DATAPLANE READY ssh=%s http=%s https=%s\n", sshL.Addr(), httpL.Addr(), httpsL.Addr())
+	fmt.Printf("DATAPLANE READY ssh=%s http=%s https=%s%s\n", sshL.Addr(), httpL.Addr(), httpsL.Addr(), linkReady)
 	logf("up: ssh=%s http=%s https=%s acme=%q internal_ca=%s/ca.crt", sshL.Addr(), httpL.Addr(),
 		httpsL.Addr(), o.acmeDirectory, o.dataDir)
 
@@ -177,6 +200,10 @@ func main() {
 	logf("stopping")
 	sshL.Close()
 	httpsL.Close()
+	if links != nil {
+		linkL.Close()
+		links.Close()
+	}
 	tcp.CloseAll()
 	sshd.CloseAll()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -55,7 +55,7 @@ func NewSSHServer(state *StateHolder, reg *Registry, hostKey ssh.Signer, interva
 }
 
 func (s *SSHServer) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-	user := s.state.Get().UsersByName[meta.User()]
+	user := s.state.User(meta.User())
 	if user != nil && user.Key != nil && bytes.Equal(user.Key.Marshal(), key.Marshal()) {
 		return &ssh.Permissions{Extensions: map[string]string{"user_id": user.UserID}}, nil
 	}
@@ -103,15 +103,15 @@ func (s *SSHServer) handle(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
-	snap := s.state.Get()
-	user := snap.UsersByName[conn.User()]
+	user := s.state.User(conn.User())
+	limits := s.state.Limits()
 	sess := &Session{ID: s.nextID.Add(1), Conn: conn, UserID: conn.Permissions.Extensions["user_id"],
 		UserName: conn.User(), Peer: c.RemoteAddr().String(), done: make(chan struct{}),
 		suspectAfter: s.interval}
 	defer close(sess.done)
-	if user == nil || !s.admit(sess, snap.Limits.SessionsPerAccount) {
+	if user == nil || !s.admit(sess, limits.SessionsPerAccount) {
 		logf("SSH session refused: user=%s peer=%s: too many sessions for this account (quota %d)",
-			sess.UserName, sess.Peer, snap.Limits.SessionsPerAccount)
+			sess.UserName, sess.Peer, limits.SessionsPerAccount)
 		conn.Close()
 		return
 	}
@@ -218,7 +218,7 @@ func (s *SSHServer) forward(sess *Session, payload []byte) *Forward {
 		return nil
 	}
 	port := int(fr.Port)
-	owner := s.state.Get().PortOwner[port]
+	owner := s.state.PortOwner(port)
 	if owner == nil || owner.UserID != sess.UserID {
 		logf("forward refused: user=%s port=%d: not a tunnel of this account", sess.UserName, port)
 		return nil

@@ -76,11 +76,10 @@ func (t *TCPFront) serve(l net.Listener, port int) {
 }
 
 func (t *TCPFront) handle(c net.Conn, port int) {
-	snap := t.state.Get()
-	sock := snap.ByTCPPort[port]
+	sock := t.state.ByTCPPort(port)
 	if sock == nil {
 		c.Close()
 		return
 	}
-	spliceToSocket(c, sock, t.reg, t.conns, snap.Limits)
+	spliceToSocket(c, sock, t.reg, t.conns, t.state.Limits())
 }

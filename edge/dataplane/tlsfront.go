@@ -87,7 +87,7 @@ func (t *TLSFront) handle(c net.Conn) {
 		c.Close()
 		return
 	}
-	if sock := t.state.Get().ByDNS[sni]; sock != nil && sock.Type == "tls" {
+	if sock := t.state.ByDNS(sni); sock != nil && sock.Type == "tls" {
 		t.passthrough(replay, sock)
 		return
 	}
@@ -97,7 +97,7 @@ func (t *TLSFront) handle(c net.Conn) {
 }
 
 func (t *TLSFront) passthrough(c net.Conn, sock *Socket) {
-	spliceToSocket(c, sock, t.reg, t.conns, t.state.Get().Limits)
+	spliceToSocket(c, sock, t.reg, t.conns, t.state.Limits())
 }
 
 // spliceToSocket carries a visitor's connection (tcp, tls) to one of the
