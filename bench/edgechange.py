@@ -13,13 +13,20 @@
 - **Propagation**: from a ``POST /connect`` answered by node B to node C's
   data plane knowing the new name (its front answers ``no-tunnel`` instead of
   ``unknown-host``), three nodes on one PostgreSQL, 20 times.
+- **The relay's cost**: requests through the node that holds the tunnel
+  (direct) and through another node, which carries them over the link
+  (relay), with ``wrk`` on keep-alive connections and with a new connection
+  per request, 1 and 16 connections, 3 runs each, alternating; the relay's
+  requests per second as a share of the direct ones.
 """
 
 import argparse
 import importlib.util
 import http.client
 import json
+import re
 import statistics
+import subprocess
 import sqlite3
 import sys
 import tempfile
@@ -158,6 +165,61 @@ def propagation(work: Path) -> list:
     return out
 
 
+def _wrk(host: str, port: int, dnsname: str, seconds: int, conns: int, close: bool) -> float:
+    argv = ["wrk", "-t", str(min(2, conns)), "-c", str(conns), "-d", "{}s".format(seconds),
+            "-H", "Host: " + dnsname, "http://{}:{}/".format(host, port)]
+    if close:
+        argv[1:1] = ["-H", "Connection: close"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return float(m.group(1)) if m else float("nan")
+
+
+def relay(work: Path, results, seconds: int = 3, runs: int = 3) -> dict:
+    """Requests per second direct (the tunnel's node) and relayed (another node), and the share."""
+    from bench.sidebyside import Procs, start_nginx     # the same nginx the side-by-side uses
+    (work / "relay-nginx").mkdir(parents=True, exist_ok=True)
+    procs = Procs(work / "relay-nginx")
+    backend_port = start_nginx(procs, work / "relay-nginx")
+    table = {}
+    try:
+        with PostgresServer() as pg, EdgeCluster(work / "relay", pg.new_database("relay")) as cl:
+            cl.wait_live(3)
+            a = cl.nodes[0]
+            key = work / "key-relay"
+            user = a.register(EMAIL, PASSWORD, ssh_keygen(key))
+            token = a.login(EMAIL, PASSWORD)
+            sock = a.api("POST", "/connect", {"name": "relay"}, token=token).body
+            tunnel = sock["tunnels"][0]
+            home = cl.by_host(tunnel["tunnel_server"])
+            other = next(n for n in cl.nodes if n is not home)
+            procs.start("relay-ssh", home.ssh_argv(key, user["user_name"], options=[
+                "-N", "-R", "{}:127.0.0.1:{}".format(tunnel["local_port"], backend_port)]))
+            home.wait_forward(tunnel["local_port"])
+            for close in (False, True):
+                for conns in (1, 16):
+                    row = "{} {}".format("new connection" if close else "keep-alive", conns)
+                    got = {"direct": [], "relay": []}
+                    for i in range(runs):
+                        order = [("direct", home), ("relay", other)]
+                        for name, node in order if i % 2 == 0 else order[::-1]:
+                            got[name].append(_wrk(node.host, node.http_port, sock["dnsname"],
+                                                  seconds, conns, close))
+                    share = statistics.median(got["relay"]) / statistics.median(got["direct"])
+                    table[row] = (statistics.median(got["direct"]), statistics.median(got["relay"]), share)
+                    key_name = "edgechange.relay.{}.c{}".format("newconn" if close else "keepalive", conns)
+                    results.add(key_name + ".direct_rps", got["direct"], "req/s")
+                    results.add(key_name + ".relay_rps", got["relay"], "req/s")
+                    results.add(key_name + ".relay_share", [share], "x",
+                                note="relayed req/s as a share of direct (medians of {} runs of {} s)"
+                                .format(runs, seconds))
+                    print("{:>18}: direct {:.0f} req/s, relayed {:.0f} req/s ({:.2f}x)".format(
+                        row, *table[row]), flush=True)
+    finally:
+        procs.stop()
+    return table
+
+
 def run(results, sizes=(10, 1000, 10000), before=None, workdir=None) -> dict:
     work = Path(workdir or tempfile.mkdtemp(prefix="edgechange-"))
     kinds = (["before"] if before else []) + ["sqlite", "postgres"]
@@ -176,6 +238,7 @@ def run(results, sizes=(10, 1000, 10000), before=None, workdir=None) -> dict:
                 note="POST /connect answered by node B -> node C's front knows the name")
     print("propagation B -> C: median {:.1f} ms, worst {:.1f} ms".format(
         statistics.median(spread), max(spread)), flush=True)
+    relay(work, results)
     return table
 
 
@@ -184,10 +247,14 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.edgechange", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="10,1000,10000")
+    p.add_argument("--only-relay", action="store_true", help="only the relay's cost")
     p.add_argument("--before", default="", help="a checkout of main to measure too "
                    "(e.g. `git archive main | tar -x -C /tmp/before`)")
     a = p.parse_args(argv)
     results = Results()
+    if a.only_relay:
+        relay(Path(tempfile.mkdtemp(prefix="edgechange-")), results)
+        return 0
     run(results, [int(x) for x in a.sizes.split(",")], a.before or None)
     print(json.dumps({k: v for k, v in results.figures.items()}, indent=1, default=str)[:4000])
     return 0

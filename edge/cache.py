@@ -45,6 +45,7 @@ class State:
         self._by_dns: dict = {}
         self.tunnels: dict = {}                       # tunnel_id -> Tunnel
         self._tunnels_of: dict = {}                   # socket_id -> {tunnel_id: Tunnel}
+        self._tunnel_by_port: dict = {}               # local_port -> Tunnel
         self._node_load: dict = {}                    # node -> tunnels placed there
 
     # -- loading and applying --------------------------------------------------
@@ -112,6 +113,7 @@ class State:
     def _put_tunnel(self, t: Tunnel) -> None:
         self.tunnels[t.tunnel_id] = t
         self._tunnels_of.setdefault(t.socket_id, {})[t.tunnel_id] = t
+        self._tunnel_by_port[t.local_port] = t
         self._node_load[t.node] = self._node_load.get(t.node, 0) + 1
 
     def _drop_tunnel(self, tunnel_id: str) -> None:
@@ -119,6 +121,8 @@ class State:
         if t is None:
             return
         self._node_load[t.node] -= 1
+        if self._tunnel_by_port.get(t.local_port) is t:
+            del self._tunnel_by_port[t.local_port]
         of = self._tunnels_of.get(t.socket_id, {})
         of.pop(tunnel_id, None)
         if not of and t.socket_id not in self.sockets:
@@ -159,6 +163,9 @@ class State:
     def tunnel(self, socket_id: str, tunnel_id: str) -> Optional[Tunnel]:
         t = self.tunnels.get(tunnel_id)
         return t if t is not None and t.socket_id == socket_id else None
+
+    def tunnel_by_port(self, local_port: int) -> Optional[Tunnel]:
+        return self._tunnel_by_port.get(local_port)
 
     def used_tcp_ports(self) -> set:
         return {s.tcp_port for s in self.sockets.values() if s.tcp_port}

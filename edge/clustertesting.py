@@ -12,6 +12,7 @@ private network namespace `make test` gives every run.
 """
 
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Optional
 from .testing import EdgeOptions, EdgeProcess
 
 PORTS = {"api": 8080, "ssh": 2222, "http": 8000, "https": 8443}
+LINK_PORT = 2223
 
 
 @dataclass
@@ -37,12 +39,16 @@ class EdgeCluster:
         self.options = options or ClusterOptions()
         self.store_url = store_url
         self.nodes = []
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        self.secret_file = Path(workdir) / "cluster-secret"
+        self.secret_file.write_text(secrets.token_hex(24))
         for i in range(count):
             host = "{}{}".format(self.options.base, i + 1)
             node = EdgeProcess(Path(workdir) / "node{}".format(i + 1), EdgeOptions(
                 admin=self.options.admin, domain=self.options.domain,
                 extra_args=("--store", store_url, "--node-name", "node{}".format(i + 1),
-                            *self.options.extra_args)))
+                            "--cluster-secret-file", str(self.secret_file),
+                            "--link-port", str(LINK_PORT), *self.options.extra_args)))
             node.host = host
             node._ports.update(self.options.ports or PORTS)
             self.nodes.append(node)

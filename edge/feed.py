@@ -23,6 +23,7 @@ from typing import Awaitable, Callable
 
 from .cache import Delta, State
 from .store import LogTruncated, SqlStore, StoreUnavailable
+from .tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,7 @@ class Feed:
             self._tasks.append(asyncio.ensure_future(self._prune()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel(*self._tasks)
 
     def wake(self) -> None:
         self._woken.set()

@@ -22,11 +22,12 @@ Why it is shaped this way:
 import asyncio
 import logging
 import time
-from typing import Callable, Optional
+from typing import Awaitable, Callable, Optional
 
 from . import placement
 from .cache import State
 from .store import Node, SqlStore, StoreUnavailable, Tunnel
+from .tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,11 @@ DEAD_AFTER = 3.0
 
 class Membership:
     def __init__(self, store: SqlStore, state: State, me: Node,
-                 on_change: Optional[Callable[[list], None]] = None):
+                 on_change: Optional[Callable[[list], Awaitable[None]]] = None):
         self._store = store
         self._state = state
         self.me = me
-        self._on_change = on_change or (lambda live: None)
+        self._on_change = on_change
         self._live: list = [me]
         self._fresh_since: Optional[float] = None     # monotonic time of the first beat of this run
         self.store_down_since: Optional[float] = None
@@ -79,12 +80,7 @@ class Membership:
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel(self._task)
         if self._store.shared:
             self.left = True
             try:
@@ -127,7 +123,8 @@ class Membership:
             log.info("membership: live nodes %s (were %s)", [n.name for n in live],
                      [n.name for n in self._live])
             self._live = live
-            self._on_change(self.live_nodes())
+            if self._on_change is not None:
+                await self._on_change(self.live_nodes())
         else:
             self._live = live
         if now - self._fresh_since >= DEAD_AFTER and live[0].name == self.me.name:

@@ -5,11 +5,14 @@ Why it is shaped this way:
   (edge/dataplane/, see edge/README.md for the measurements behind that);
   accounts, sockets, quotas and the REST API stay here. This module is the
   only place that knows the child exists.
-- State goes one way, as a whole: after every change the API awaits
-  ``push()``, which sends a full snapshot built from the database with a
-  growing version number. Pushes are serialised, so the child never sees an
-  older picture after a newer one, and the API answers its client only once
-  the data plane knows (an ``ssh -R`` right after ``POST /connect`` works).
+- State goes one way: the whole picture once (``push()``, at start and after
+  a restart of the child), then only what changed (``push_delta()``, one
+  PATCH per batch of changes, so a change costs the same with 10 sockets or
+  10,000), each with a growing version number. Pushes are serialised, so the
+  child never sees an older picture after a newer one, and the API answers its
+  client only once the data plane knows (an ``ssh -R`` right after ``POST
+  /connect`` works). The live nodes go the same way (``set_nodes()``), and
+  the child tells which forwards came up (``events()``).
 - The child is supervised: if it dies, it is started again on the same
   ports, given the current snapshot and its tcp ports again, and the log
   says so. Stopping sends SIGTERM and waits, then SIGKILL.
@@ -29,7 +32,8 @@ from .binary import ensure_built
 
 log = logging.getLogger(__name__)
 
-_READY = re.compile(r"DATAPLANE READY ssh=(\S+):(\d+) http=(\S+):(\d+) https=(\S+):(\d+)")
+_READY = re.compile(r"DATAPLANE READY ssh=(\S+):(\d+) http=(\S+):(\d+) https=(\S+):(\d+)"
+                    r"(?: link=(\S+):(\d+))?")
 READY_TIMEOUT = 20.0
 
 
@@ -40,7 +44,7 @@ class DataPlaneError(Exception):
 @dataclass
 class PlaneOptions:
     listen: str
-    ports: dict                 # {"ssh": n, "http": n, "https": n}; 0 = any, replaced once known
+    ports: dict                 # {"ssh": n, "http": n, "https": n, "link": n}; 0 = any, replaced once known
     data_dir: Path
     host_key: Path
     domain: str
@@ -61,6 +65,7 @@ class DataPlane:
         self._version = 0
         self._stopping = False
         self._watch: Optional[asyncio.Task] = None
+        self._nodes: Optional[dict] = None   # the last set_nodes(), sent again after a restart
         self.control = options.data_dir / "dataplane.sock"
 
     @property
@@ -77,8 +82,9 @@ class DataPlane:
 
     def _argv(self, binary: Path) -> list:
         o = self.options
+        link = ["--link-port", str(o.ports["link"])] if "link" in o.ports else []
         return [str(binary), "--listen", o.listen, "--ssh-port", str(o.ports["ssh"]),
-                "--http-port", str(o.ports["http"]), "--https-port", str(o.ports["https"]),
+                "--http-port", str(o.ports["http"]), "--https-port", str(o.ports["https"]), *link,
                 "--control", str(self.control), "--host-key", str(o.host_key),
                 "--data-dir", str(o.data_dir), "--domain", o.domain, "--api-name", o.api_name,
                 "--api-upstream", o.api_upstream, *o.extra_args]
@@ -98,11 +104,15 @@ class DataPlane:
             raise DataPlaneError("the data plane exited with status {} (see the log above)".format(code))
         m = _READY.search(line)
         self.options.ports = {"ssh": int(m.group(2)), "http": int(m.group(4)), "https": int(m.group(6))}
+        if m.group(8):
+            self.options.ports["link"] = int(m.group(8))
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.UnixConnector(path=str(self.control)),
                 timeout=aiohttp.ClientTimeout(total=30))
         await self.push()
+        if self._nodes is not None:
+            await self._call("PUT", "/nodes", self._nodes)
         for port in self._tcp_ports():
             try:
                 await self.open_tcp(port)
@@ -180,6 +190,22 @@ class DataPlane:
             self._version += 1
             state = dict(self._snapshot(), version=self._version)
             await self._call("PUT", "/state", state)
+
+    async def push_delta(self, delta: dict) -> None:
+        """Send only what changed (edge.planestate.delta_json); returns once applied."""
+        async with self._lock:
+            self._version += 1
+            await self._call("PATCH", "/state", dict(delta, version=self._version))
+
+    async def set_nodes(self, nodes: dict) -> None:
+        """This node and the live nodes' links (edge.planestate.nodes_json)."""
+        self._nodes = nodes
+        await self._call("PUT", "/nodes", nodes)
+
+    async def events(self, after: int, wait: float = 10.0) -> dict:
+        """Forwards that came up or went down after event ``after`` (waits up to ``wait`` s
+        for one): ``{"boot": id, "next": n, "events": [{"kind", "local_port"}]}``."""
+        return await self._call("GET", "/events?after={}&wait={}".format(after, wait))
 
     async def open_tcp(self, port: int) -> int:
         return (await self._call("POST", "/tcp/open", {"port": port}))["port"]

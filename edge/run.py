@@ -30,9 +30,10 @@ from .cache import State
 from .config import EdgeConfig
 from .faults import Faults
 from .feed import Feed
+from .forwards import Forwards
 from .hostkey import load_or_create_host_key
 from .membership import Membership
-from .plane import DataPlane, PlaneOptions
+from .plane import DataPlane, DataPlaneError, PlaneOptions
 from .policy import Policy
 from .store import Node, make_store
 from .tcpports import TcpPorts
@@ -85,18 +86,21 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     host_key = load_or_create_host_key(config.data_dir)
 
     limits = plane_limits(config)
+    ports = {"ssh": config.ssh_port, "http": config.http_port, "https": config.https_port}
+    extra = list(config.plane_args) + ["--node-name", config.node_name]
+    if store.shared:               # the link between nodes (edge/dataplane/internal/nodes)
+        ports["link"] = config.link_port
+        extra += ["--cluster-secret-file", config.cluster_secret_file]
     plane = DataPlane(
-        PlaneOptions(listen=config.listen,
-                     ports={"ssh": config.ssh_port, "http": config.http_port,
-                            "https": config.https_port},
+        PlaneOptions(listen=config.listen, ports=ports,
                      data_dir=config.data_dir, host_key=host_key, domain=config.domain,
-                     api_name=config.api_name, api_upstream="", extra_args=config.plane_args),
+                     api_name=config.api_name, api_upstream="", extra_args=extra),
         snapshot=lambda: dict(planestate.full_state(state), limits=limits),
         tcp_ports=lambda: sorted(state.used_tcp_ports()))
     tcp_ports = TcpPorts(plane, config.tcp_ports, state.used_tcp_ports)
 
     async def on_delta(delta) -> None:
-        await plane.push()
+        await plane.push_delta(planestate.delta_json(state, delta))
         for socket_id, sock in delta.sockets.items():
             await tcp_ports.follow(socket_id, sock.tcp_port if sock else None)
 
@@ -108,7 +112,15 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     feed = Feed(store, state, on_delta, on_reload)
     await feed.load()
     me = Node(name=config.node_name, tunnel_server=config.tunnel_server)
-    membership = Membership(store, state, me)
+
+    async def on_live(live: list) -> None:
+        try:
+            await plane.set_nodes(planestate.nodes_json(me, live))
+        except DataPlaneError as exc:       # it gets them again when it restarts
+            log.error("data plane: cannot give it the live nodes: %s", exc)
+
+    membership = Membership(store, state, me, on_change=on_live if store.shared else None)
+    forwards = Forwards(plane, store, state, feed, me.name)
     deps = ApiDeps(store=store, state=state, feed=feed, membership=membership, plane=plane,
                    tokens=tokens, tcp_front=tcp_ports, domain=config.domain, policy=policy,
                    faults=Faults(config.faults) if config.admin else None)
@@ -126,9 +138,16 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
             await plane.restart()           # another node's CA won: serve with that one
         for sock in state.sockets.values():
             tcp_ports.started(sock.socket_id, sock.tcp_port)
+        if "link" in plane.ports:
+            me.link = "{}:{}".format(config.tunnel_server, plane.ports["link"])
         feed.start()
         await membership.start()
+        if store.shared:
+            await on_live(membership.live_nodes())
+        forwards.start()
     except BaseException:
+        await forwards.stop()
+        await membership.stop()
         await feed.stop()
         await plane.stop()
         await runner.cleanup()
@@ -148,6 +167,7 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     await stop.wait()
 
     log.info("stopping")
+    await forwards.stop()
     await membership.stop()
     await feed.stop()
     await plane.stop()

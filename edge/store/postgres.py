@@ -33,6 +33,7 @@ from typing import Callable, Optional
 import psycopg
 from psycopg.rows import dict_row
 
+from ..tasks import cancel
 from .migrations import SCHEMA_VERSION_TABLE, pending
 from .model import StoreUnavailable
 from .sql import IntegrityError
@@ -145,12 +146,7 @@ class PostgresBackend:
 
     async def close(self) -> None:
         self._closed = True
-        if self._listener is not None:
-            self._listener.cancel()
-            try:
-                await self._listener
-            except asyncio.CancelledError:
-                pass
+        await cancel(self._listener)
         await self._writer.drop()
         await self._reader.drop()
 

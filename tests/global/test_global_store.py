@@ -86,7 +86,9 @@ def test_one_socket_per_name_even_when_every_node_is_asked_at_once(cluster, tmp_
 
 def test_a_bad_store_url_is_one_clear_line_and_status_1(tmp_path):
     from edge.testing import EdgeProcess
-    node = EdgeProcess(tmp_path / "lost", extra_args=("--store", "postgresql://postgres@127.0.0.1:1/none"))
+    tmp_path.joinpath("secret").write_text("a cluster secret of some length")
+    node = EdgeProcess(tmp_path / "lost", extra_args=(
+        "--store", "postgresql://postgres@127.0.0.1:1/none", "--cluster-secret-file", str(tmp_path / "secret")))
     with pytest.raises(RuntimeError, match="exited with 1"):
         node.start()
     assert "cannot start the edge" in node.log_tail() and "127.0.0.1:1" in node.log_tail()
