@@ -9,7 +9,9 @@ package main
 // round-robin, set-aside, the per-candidate open timeout and failover within
 // a request need nothing new, and a relay that the far node refuses at once
 // ("no forward of this port here") costs one round trip before the next
-// candidate. Local forwards come first: they cost no extra hop. The far node
+// candidate. Local and remote candidates share one round-robin turn, so the
+// visitors of a name spread over all its tunnels whichever node they reach
+// (a pool of clusters shares the load as it does on one node). The far node
 // only ever opens its own forwards (OpenLocal): a request crosses one link at
 // most. When a link goes down its candidates go with it and their channels
 // are closed.

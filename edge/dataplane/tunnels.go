@@ -46,7 +46,17 @@ import (
 const (
 	failuresBeforeAside = 3
 	asideFor            = 10 * time.Second
+	// A tunnel on another node that refused is set aside for less: its refusal costs one round
+	// trip, and its client may be connecting there right now (a tunnel just moved).
+	remoteAsideFor = time.Second
 )
+
+func (f *Forward) asidePeriod() time.Duration {
+	if f.remote {
+		return remoteAsideFor
+	}
+	return asideFor
+}
 
 type Session struct {
 	ID       int64
@@ -253,8 +263,9 @@ func (r *Registry) Follow(changes []Change) {
 	}
 }
 
-// Candidates: the socket's live forwards here, in round-robin order, then its tunnels held by
-// other nodes (remote.go), set-aside ones last.
+// Candidates: the socket's live forwards here and its tunnels held by other nodes (remote.go),
+// in one round-robin order (visitors spread over every tunnel of the name, as with one node),
+// set-aside ones last.
 func (r *Registry) Candidates(sock *Socket) []*Forward {
 	r.mu.Lock()
 	var live []*Forward
@@ -275,13 +286,14 @@ func (r *Registry) Candidates(sock *Socket) []*Forward {
 	if len(live) == 0 && len(far) == 0 {
 		return nil
 	}
-	n := turn.Add(1)
+	all := append(live, far...) // one turn over every tunnel of the name, wherever it is held
+	start := int(turn.Add(1) % uint64(len(all)))
 	now := time.Now()
-	ordered := make([]*Forward, 0, len(live)+len(far))
+	ordered := make([]*Forward, 0, len(all))
 	var aside []*Forward
-	for _, group := range [][]*Forward{live, far} {
+	for _, group := range [][]*Forward{all} {
 		for i := range group {
-			f := group[(int(n%uint64(len(group)))+i)%len(group)]
+			f := group[(start+i)%len(group)]
 			if f.isAside(now) {
 				aside = append(aside, f)
 			} else {
@@ -314,9 +326,9 @@ func (f *Forward) result(err error, timedOut bool) {
 	if timedOut || f.failures >= failuresBeforeAside {
 		if !time.Now().Before(f.asideUntil) {
 			logf("tunnel local_port=%d set aside for %s after %d failed channel opens",
-				f.Port, asideFor, f.failures)
+				f.Port, f.asidePeriod(), f.failures)
 		}
-		f.asideUntil = time.Now().Add(asideFor)
+		f.asideUntil = time.Now().Add(f.asidePeriod())
 	}
 }
 

@@ -1,6 +1,7 @@
 """Helpers of the many-node edge's tests (a uniquely named module, importable from them)."""
 
 import http.client
+import threading
 import time
 
 from edge.testclients import Account, SshClients, forward_argv, make_account  # noqa: F401
@@ -29,3 +30,108 @@ def edge_reason(node: EdgeProcess, dnsname: str) -> tuple:
         return resp.status, resp.getheader("Mysocket-Edge") or ""
     finally:
         conn.close()
+
+
+class Visitor:
+    """A GET every 20 ms through the HTTP fronts of ``nodes``, as a client given several A records
+    does: addresses in turn, the next one when a connection is refused or does not answer within
+    ``patience`` (before any byte of an answer), and an address that failed is tried last for
+    the next 10 s (browsers remember a failing address too). Counts the answers and the
+    requests that failed on every address."""
+
+    def __init__(self, nodes: list, dnsname: str, patience: float = 1.0):
+        self._nodes, self._dnsname, self._patience = nodes, dnsname, patience
+        self.answers: dict = {}
+        self.failures: list = []
+        self.retried = 0
+        self._bad: dict = {}                      # host -> monotonic time until which it goes last
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _one(self, turn: int) -> None:
+        reasons = []
+        now = time.monotonic()
+        order = [self._nodes[(turn + i) % len(self._nodes)] for i in range(len(self._nodes))]
+        order.sort(key=lambda n: self._bad.get(n.host, 0) > now)
+        for node in order:
+            try:
+                conn = http.client.HTTPConnection(node.host, node.http_port, timeout=self._patience)
+                conn.request("GET", "/", headers={"Host": self._dnsname})
+                resp = conn.getresponse()
+                conn.sock.settimeout(10)
+                body = resp.read().decode(errors="replace")
+                conn.close()
+            except OSError as exc:
+                reasons.append("{}: {}".format(node.host, exc))
+                self.retried += 1
+                self._bad[node.host] = time.monotonic() + 10
+                continue
+            if resp.status == 200:
+                self.answers[body] = self.answers.get(body, 0) + 1
+            else:
+                self.failures.append((node.host, resp.status, body[:80]))
+            return
+        self.failures.append(("every address", reasons))
+
+    def _run(self):
+        turn = 0
+        while not self._stop.is_set():
+            self._one(turn)
+            turn += 1
+            self._stop.wait(0.02)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(30)
+        return False
+
+
+class TunnelFollower:
+    """What a controller does for one tunnel: ask the edge (any node that answers) where the
+    tunnel is placed (``tunnel_server``), hold ``ssh -R`` there, and when ssh exits ask again
+    and reconnect at once. Every ssh it started is stopped by ``stop()``."""
+
+    def __init__(self, cluster, acct, sock: dict, tunnel: dict, target_port: int, ssh: SshClients):
+        self._cluster, self._acct, self._ssh = cluster, acct, ssh
+        self._path = "/socket/{}/tunnel/{}".format(sock["socket_id"], tunnel["tunnel_id"])
+        self.port, self._target = tunnel["local_port"], target_port
+        self.server = tunnel["tunnel_server"]
+        self.connects = []                       # (monotonic time, tunnel_server) of each ssh start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _where(self):
+        for node in self._cluster.nodes:
+            if not node.running:
+                continue
+            try:
+                resp = node.api("GET", self._path, token=self._acct.token, timeout=1)
+            except OSError:
+                continue
+            if resp.status == 200:
+                return resp.body["tunnel_server"]
+        return None
+
+    def _run(self):
+        while not self._stop.is_set():
+            server = self._where() or self.server
+            self.server = server
+            node = self._cluster.by_host(server)
+            self.connects.append((time.monotonic(), server))
+            proc = self._ssh.start(forward_argv(node, self._acct, self.port, self._target))
+            while proc.poll() is None and not self._stop.is_set():
+                time.sleep(0.05)
+            if not self._stop.is_set():
+                time.sleep(0.1)
+
+    def start(self) -> "TunnelFollower":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
