@@ -148,9 +148,10 @@ class Api:
         return out
 
     async def _live_ports(self) -> Optional[set]:
-        """local_ports an SSH session forwards right now; None if the data plane cannot say."""
+        """local_ports an SSH session forwards right now, on any live node; None if the data plane
+        cannot say."""
         try:
-            return {t["local_port"] for t in await self._plane.tunnels()}
+            return {t["local_port"] for t in await self._plane.tunnels(everywhere=True)}
         except DataPlaneError:
             return None
 

@@ -213,8 +213,10 @@ class DataPlane:
     async def close_tcp(self, port: int) -> None:
         await self._call("POST", "/tcp/close", {"port": port})
 
-    async def tunnels(self) -> list:
-        return await self._call("GET", "/tunnels")
+    async def tunnels(self, everywhere: bool = False) -> list:
+        """Forwards held here; ``everywhere``: and those every other live node holds (asked over
+        the link between nodes, a second at most)."""
+        return await self._call("GET", "/tunnels" + ("?everywhere=1" if everywhere else ""))
 
     async def drop_ssh(self) -> int:
         return (await self._call("POST", "/drop-ssh"))["dropped"]

@@ -94,6 +94,14 @@ func (c *Control) Handler() http.Handler {
 			out = append(out, map[string]any{"local_port": f.Port, "user_name": f.Session.UserName,
 				"dnsname": f.DNSName, "since": f.Since.UTC().Format("2006-01-02T15:04:05.000000-07:00"), "peer": f.Session.Peer})
 		}
+		if r.URL.Query().Get("everywhere") != "" && c.links != nil {
+			// ...and the forwards the other live nodes hold (asked over the links, 1 s at most).
+			for node, ports := range c.links.Held(time.Second) {
+				for _, p := range ports {
+					out = append(out, map[string]any{"local_port": p, "node": node})
+				}
+			}
+		}
 		writeJSON(w, 200, out)
 	})
 	mux.HandleFunc("POST /drop-ssh", func(w http.ResponseWriter, r *http.Request) {

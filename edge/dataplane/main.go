@@ -177,7 +177,7 @@ func main() {
 			os.Exit(1)
 		}
 		links = nodes.New(nodes.Config{Name: o.nodeName, HostKey: hostKey, Secret: bytes.TrimSpace(secret),
-			Local: reg, Logf: logf})
+			Local: reg, Held: reg.HeldPorts, Logf: logf})
 		reg.SetLinks(links, o.nodeName)
 		linkL = listen(o.listen, o.linkPort)
 		go links.Serve(linkL)

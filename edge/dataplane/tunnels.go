@@ -202,6 +202,17 @@ func (r *Registry) All() []*Forward {
 	return out
 }
 
+// HeldPorts lists the ports with a forward here (what the other nodes ask over the link).
+func (r *Registry) HeldPorts() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]int, 0, len(r.byPort))
+	for p := range r.byPort {
+		out = append(out, p)
+	}
+	return out
+}
+
 func (r *Registry) OfSession(s *Session) []*Forward {
 	r.mu.Lock()
 	out := make([]*Forward, 0, len(s.forwards))

@@ -47,6 +47,9 @@ def test_a_name_whose_only_tunnel_is_on_one_node_answers_on_every_node(cluster, 
         assert get_many(node, sock["dnsname"], 5) == [(200, "only-one /k{}\n".format(i)) for i in range(5)]
     others = [n for n in cluster.nodes if n is not home]
     assert all(n.tunnels() == [] for n in others)       # the others hold no forward: they relay
+    for node in cluster.nodes:                          # and every node's API says it is connected
+        listed = node.api("GET", "/socket/" + sock["socket_id"], token=acct.token).body
+        assert [t["connected"] for t in listed["tunnels"]] == [True], node.host
 
 
 def test_a_tcp_socket_answers_on_every_node_too(cluster, tmp_path, ssh):

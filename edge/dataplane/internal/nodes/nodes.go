@@ -31,6 +31,7 @@ package nodes
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,10 @@ import (
 // ChannelType is the channel a node opens on a link to reach a forward on the other end.
 const ChannelType = "relay@mysocketd"
 
+// HeldRequest asks the node at the other end which tunnel ports it holds a forward of (the
+// answer: the ports, JSON), so the API says on every node which tunnels are connected.
+const HeldRequest = "held@mysocketd"
+
 // Local opens a channel to the forward of port held on this node (nil error: opened).
 type Local interface {
 	OpenLocal(port int, origin string) (ssh.Channel, error)
@@ -57,6 +62,7 @@ type Config struct {
 	HostKey   ssh.Signer // the edge's shared host key
 	Secret    []byte     // the cluster secret
 	Local     Local
+	Held      func() []int  // the tunnel ports with a forward on this node (HeldRequest)
 	Keepalive time.Duration // between keepalives on a link; 0: 1 s
 	Count     int           // unanswered keepalives before a link is closed; 0: 3
 	Logf      func(format string, args ...any)
@@ -353,7 +359,7 @@ func (l *Links) serveOne(c net.Conn) {
 	}
 	l.inbound[conn] = struct{}{}
 	l.mu.Unlock()
-	go ssh.DiscardRequests(reqs)
+	go l.answer(reqs)
 	stop := make(chan struct{})
 	go l.keepalive(conn, stop)
 	for nc := range chans {
@@ -368,6 +374,61 @@ func (l *Links) serveOne(c net.Conn) {
 	delete(l.inbound, conn)
 	l.mu.Unlock()
 	conn.Close()
+}
+
+// answer replies to a peer's requests on its link: which ports this node holds; keepalives.
+func (l *Links) answer(reqs <-chan *ssh.Request) {
+	for req := range reqs {
+		if req.Type == HeldRequest && l.cfg.Held != nil {
+			body, _ := json.Marshal(l.cfg.Held())
+			req.Reply(true, body)
+			continue
+		}
+		if req.WantReply {
+			req.Reply(req.Type == "keepalive@openssh.com", nil)
+		}
+	}
+}
+
+// Held asks every up link which ports its node holds a forward of (nodes that do not answer
+// within wait are left out): node name -> ports.
+func (l *Links) Held(wait time.Duration) map[string][]int {
+	l.mu.Lock()
+	links := make([]*Link, 0, len(l.up))
+	for _, link := range l.up {
+		links = append(links, link)
+	}
+	l.mu.Unlock()
+	type answer struct {
+		name  string
+		ports []int
+	}
+	answers := make(chan answer, len(links))
+	for _, link := range links {
+		go func() {
+			ok, body, err := link.Conn.SendRequest(HeldRequest, true, nil)
+			var ports []int
+			if err != nil || !ok || json.Unmarshal(body, &ports) != nil {
+				answers <- answer{}
+				return
+			}
+			answers <- answer{link.Name, ports}
+		}()
+	}
+	out := map[string][]int{}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for range links {
+		select {
+		case a := <-answers:
+			if a.name != "" {
+				out[a.name] = a.ports
+			}
+		case <-timer.C:
+			return out
+		}
+	}
+	return out
 }
 
 // RelayPayload is what a relay channel carries: the tunnel's port and the visitor's address

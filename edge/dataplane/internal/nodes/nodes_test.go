@@ -89,7 +89,7 @@ func startNode(t *testing.T, name string, key ssh.Signer, secret string, echo st
 	t.Helper()
 	local := &echoLocal{addr: echo}
 	links := New(Config{Name: name, HostKey: key, Secret: []byte(secret), Local: local,
-		Keepalive: 100 * time.Millisecond, Logf: t.Logf})
+		Held: func() []int { return []int{7} }, Keepalive: 100 * time.Millisecond}) // no Logf: a link may log after its test ended
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -235,4 +235,18 @@ func TestALinkGoesDownWithItsPeerAndComesBackAndUpdateDropsGonePeers(t *testing.
 	}
 	a.links.Update(nil) // b is no longer live
 	waitUp(t, a.links, "b", false)
+}
+
+func TestHeldSaysWhichPortsEachPeerHolds(t *testing.T) {
+	key, echo := signer(t), echoServer(t)
+	a := startNode(t, "a", key, "s3cret", echo)
+	b := startNode(t, "b", key, "s3cret", echo)
+	c := startNode(t, "c", key, "s3cret", echo)
+	a.links.Update([]Peer{{"b", b.addr}, {"c", c.addr}})
+	waitUp(t, a.links, "b", true)
+	waitUp(t, a.links, "c", true)
+	got := a.links.Held(time.Second)
+	if len(got) != 2 || len(got["b"]) != 1 || got["b"][0] != 7 || len(got["c"]) != 1 {
+		t.Fatalf("held: %v", got)
+	}
 }
