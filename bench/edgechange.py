@@ -13,6 +13,12 @@
 - **Propagation**: from a ``POST /connect`` answered by node B to node C's
   data plane knowing the new name (its front answers ``no-tunnel`` instead of
   ``unknown-host``), three nodes on one PostgreSQL, 20 times.
+- **Recovery**: 10 sockets with two tunnels each, every tunnel's client
+  doing what a controller does (connect to ``tunnel_server``; when ssh exits,
+  ask again and reconnect at once); the node holding the most tunnels is
+  killed (SIGKILL) or frozen (SIGSTOP): seconds until every tunnel is
+  connected again on a live node. (The controller's figure, every Service
+  with connections on two live nodes, needs mysocketd's side of #26.)
 - **The relay's cost**: requests through the node that holds the tunnel
   (direct) and through another node, which carries them over the link
   (relay), with ``wrk`` on keep-alive connections and with a new connection
@@ -220,6 +226,71 @@ def relay(work: Path, results, seconds: int = 3, runs: int = 3) -> dict:
     return table
 
 
+def recovery(work: Path, results, how: str, sockets: int = 10) -> float:
+    """Seconds from a node's loss to every tunnel connected again on a live node."""
+    import os
+    import signal
+    from edge.clustertesting import TunnelFollower
+    from edge.testclients import Account, SshClients
+    from bench.sidebyside import Procs, start_nginx
+    (work / how).mkdir(parents=True, exist_ok=True)
+    procs = Procs(work / how)
+    backend_port = start_nginx(procs, work / how)
+    ssh = SshClients(work / how)
+    followers = []
+    try:
+        with PostgresServer() as pg, EdgeCluster(work / how / "cluster", pg.new_database("recovery")) as cl:
+            cl.wait_live(3)
+            a = cl.nodes[0]
+            key = work / how / "key"
+            pub = ssh_keygen(key)
+            user = a.register(EMAIL, PASSWORD, pub)
+            acct = Account(EMAIL, PASSWORD, key, pub, user, a.login(EMAIL, PASSWORD))
+            for i in range(sockets):
+                sock = a.api("POST", "/socket", {"name": "r{}".format(i)}, token=acct.token).body
+                for _ in range(2):
+                    t = a.api("POST", "/socket/{}/tunnel".format(sock["socket_id"]), {}, token=acct.token).body
+                    followers.append(TunnelFollower(cl, acct, sock, t, backend_port, ssh).start())
+
+            def connected(nodes) -> set:
+                return {t["local_port"] for n in nodes for t in n.tunnels()}
+
+            deadline = time.monotonic() + 60
+            while {f.port for f in followers} - connected(cl.nodes) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            counts = {}
+            for f in followers:
+                counts[f.server] = counts.get(f.server, 0) + 1
+            victim = cl.by_host(max(counts, key=counts.get))
+            alive = [n for n in cl.nodes if n is not victim]
+            pids = [victim.pid, *victim.child_pids()]
+            t0 = time.monotonic()
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+            deadline = t0 + 120
+            while {f.port for f in followers} - connected(alive):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("tunnels not back within 120 s")
+                time.sleep(0.05)
+            took = time.monotonic() - t0
+            for f in followers:
+                f.stop()
+            if how == "frozen":
+                for pid in pids:
+                    os.kill(pid, signal.SIGCONT)
+    finally:
+        for f in followers:
+            f.stop()
+        ssh.stop_all()
+        procs.stop()
+    results.add("edgechange.recovery.{}".format(how), [took], "s",
+                note="{} tunnels ({} on the lost node) connected again on live nodes".format(
+                    len(followers), counts[victim.host]))
+    print("recovery ({}): {:.1f} s until all {} tunnels ({} on the lost node) were connected on "
+          "live nodes".format(how, took, len(followers), counts[victim.host]), flush=True)
+    return took
+
+
 def run(results, sizes=(10, 1000, 10000), before=None, workdir=None) -> dict:
     work = Path(workdir or tempfile.mkdtemp(prefix="edgechange-"))
     kinds = (["before"] if before else []) + ["sqlite", "postgres"]
@@ -239,6 +310,8 @@ def run(results, sizes=(10, 1000, 10000), before=None, workdir=None) -> dict:
     print("propagation B -> C: median {:.1f} ms, worst {:.1f} ms".format(
         statistics.median(spread), max(spread)), flush=True)
     relay(work, results)
+    for how in ("killed", "frozen"):
+        recovery(work, results, how)
     return table
 
 
@@ -248,12 +321,17 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="10,1000,10000")
     p.add_argument("--only-relay", action="store_true", help="only the relay's cost")
+    p.add_argument("--only-recovery", action="store_true", help="only the recovery times")
     p.add_argument("--before", default="", help="a checkout of main to measure too "
                    "(e.g. `git archive main | tar -x -C /tmp/before`)")
     a = p.parse_args(argv)
     results = Results()
     if a.only_relay:
         relay(Path(tempfile.mkdtemp(prefix="edgechange-")), results)
+        return 0
+    if a.only_recovery:
+        for how in ("killed", "frozen"):
+            recovery(Path(tempfile.mkdtemp(prefix="edgechange-")), results, how)
         return 0
     run(results, [int(x) for x in a.sizes.split(",")], a.before or None)
     print(json.dumps({k: v for k, v in results.figures.items()}, indent=1, default=str)[:4000])

@@ -4,6 +4,7 @@ import http.client
 import threading
 import time
 
+from edge.clustertesting import TunnelFollower  # noqa: F401
 from edge.testclients import Account, SshClients, forward_argv, make_account  # noqa: F401
 from edge.testing import EdgeProcess
 
@@ -88,50 +89,3 @@ class Visitor:
         self._stop.set()
         self._thread.join(30)
         return False
-
-
-class TunnelFollower:
-    """What a controller does for one tunnel: ask the edge (any node that answers) where the
-    tunnel is placed (``tunnel_server``), hold ``ssh -R`` there, and when ssh exits ask again
-    and reconnect at once. Every ssh it started is stopped by ``stop()``."""
-
-    def __init__(self, cluster, acct, sock: dict, tunnel: dict, target_port: int, ssh: SshClients):
-        self._cluster, self._acct, self._ssh = cluster, acct, ssh
-        self._path = "/socket/{}/tunnel/{}".format(sock["socket_id"], tunnel["tunnel_id"])
-        self.port, self._target = tunnel["local_port"], target_port
-        self.server = tunnel["tunnel_server"]
-        self.connects = []                       # (monotonic time, tunnel_server) of each ssh start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _where(self):
-        for node in self._cluster.nodes:
-            if not node.running:
-                continue
-            try:
-                resp = node.api("GET", self._path, token=self._acct.token, timeout=1)
-            except OSError:
-                continue
-            if resp.status == 200:
-                return resp.body["tunnel_server"]
-        return None
-
-    def _run(self):
-        while not self._stop.is_set():
-            server = self._where() or self.server
-            self.server = server
-            node = self._cluster.by_host(server)
-            self.connects.append((time.monotonic(), server))
-            proc = self._ssh.start(forward_argv(node, self._acct, self.port, self._target))
-            while proc.poll() is None and not self._stop.is_set():
-                time.sleep(0.05)
-            if not self._stop.is_set():
-                time.sleep(0.1)
-
-    def start(self) -> "TunnelFollower":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
