@@ -131,8 +131,11 @@ def cost(work: Path, n: int, kind: str, before=None) -> dict:
             return measure_creates(edge)
     with PostgresServer(durable=True) as pg:
         url = pg.new_database("bench")
+        secret = work / "secret-{}".format(n)
+        secret.write_text("a cluster secret for the bench")
         edge = EdgeProcess(work / "pg-{}".format(n), EdgeOptions(
-            **opts, extra_args=("--store", url, "--node-name", "node1")))
+            **opts, extra_args=("--store", url, "--node-name", "node1",
+                                "--cluster-secret-file", str(secret), "--link-port", "0")))
         with edge:                    # migrate, then fill the tables it made
             pass
         populate_postgres(url, n, pubkey, "node1")
