@@ -114,8 +114,11 @@ func (c *Control) Handler() http.Handler {
 		if !readJSON(w, r, &in) {
 			return
 		}
+		// The edge drops a forward: by design it ends that SSH session, so the client's ssh
+		// exits and reconnects at once (no stale binding). Tests and the chaos suite use this.
 		n := 0
 		if f := c.reg.Get(in.LocalPort); f != nil && c.reg.Remove(f, false) {
+			f.Session.Conn.Close()
 			n = 1
 		}
 		writeJSON(w, 200, map[string]int{"forgotten": n})
