@@ -47,6 +47,7 @@ from .store import (DuplicateEmail, NoFreeLocalPort, Socket, SqlStore, StoreUnav
                     User)
 from .store.sql import IntegrityError
 from .tcpports import NoFreeTcpPort, TcpPorts
+from .views import socket_json, tunnel_json, user_json
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +127,6 @@ def client_address(request: web.Request) -> str:
     return peer
 
 
-def user_json(user: User) -> dict:
-    return {"name": user.name, "email": user.email, "user_id": user.user_id,
-            "user_name": user.user_name, "sshkey": user.sshkey}
-
-
 class Api:
     def __init__(self, deps: ApiDeps):
         self._deps = deps
@@ -141,11 +137,7 @@ class Api:
 
     # -- helpers ----------------------------------------------------------
     def _tunnel_json(self, tunnel: Tunnel, live: Optional[set] = None) -> dict:
-        out = {"tunnel_id": tunnel.tunnel_id, "local_port": tunnel.local_port,
-               "tunnel_server": self._deps.membership.tunnel_server(tunnel), "owner": tunnel.owner}
-        if live is not None:
-            out["connected"] = tunnel.local_port in live
-        return out
+        return tunnel_json(tunnel, self._deps.membership.tunnel_server(tunnel), live)
 
     async def _live_ports(self) -> Optional[set]:
         """local_ports an SSH session forwards right now, on any live node; None if the data plane
@@ -157,21 +149,9 @@ class Api:
 
     def _socket_json(self, sock: Socket, user: User, live: Optional[set] = None,
                      tunnels: Optional[list] = None) -> dict:
-        ports = {"http": [80, 443], "https": [80, 443], "tls": [443]}.get(
-            sock.socket_type, [sock.tcp_port])
         if tunnels is None:
             tunnels = self._state.tunnels_of(sock.socket_id)
-        return {
-            "socket_id": sock.socket_id, "name": sock.name, "dnsname": sock.dnsname,
-            "socket_type": sock.socket_type, "socket_tcp_ports": ports,
-            "protected_socket": sock.protected_socket,
-            "protected_username": sock.protected_username,
-            "cloud_authentication_enabled": sock.cloud_authentication_enabled,
-            "cloud_authentication_email_allowed_addressses": list(sock.allowed_addresses),
-            "cloud_authentication_email_allowed_domains": list(sock.allowed_domains),
-            "user_name": user.user_name,
-            "tunnels": [self._tunnel_json(t, live) for t in tunnels],
-        }
+        return socket_json(sock, user, [self._tunnel_json(t, live) for t in tunnels])
 
     def _user(self, request: web.Request) -> User:
         token = request.headers.get(TOKEN_HEADER)
