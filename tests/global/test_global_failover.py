@@ -48,7 +48,7 @@ def test_a_node_lost_under_load_costs_no_request_and_its_tunnels_come_back_elsew
         assert set(visitor.answers) == {"one /\n", "two /\n"}, visitor.answers
         for node in alive:                          # and both serve through every live node
             seen = set()
-            until(lambda node=node: seen.add(node.get(sock["dnsname"], "/")[1]) or
+            until(lambda node=node, seen=seen: seen.add(node.get(sock["dnsname"], "/")[1]) or
                   seen == {"one /\n", "two /\n"}, interval=0.1, what="both tunnels through " + node.host)
     finally:
         for f in followers:
