@@ -38,7 +38,8 @@ class Visitor:
     does: addresses in turn, the next one when a connection is refused or does not answer within
     ``patience`` (before any byte of an answer), and an address that failed is tried last for
     the next 10 s (browsers remember a failing address too). Counts the answers and the
-    requests that failed on every address."""
+    requests that failed on every address, each failure as a dict with when the request started
+    and ended (monotonic), the node, the status and the edge's reason (``Mysocket-Edge``)."""
 
     def __init__(self, nodes: list, dnsname: str, patience: float = 1.0):
         self._nodes, self._dnsname, self._patience = nodes, dnsname, patience
@@ -51,7 +52,7 @@ class Visitor:
 
     def _one(self, turn: int) -> None:
         reasons = []
-        now = time.monotonic()
+        now = started = time.monotonic()
         order = [self._nodes[(turn + i) % len(self._nodes)] for i in range(len(self._nodes))]
         order.sort(key=lambda n: self._bad.get(n.host, 0) > now)
         for node in order:
@@ -70,9 +71,12 @@ class Visitor:
             if resp.status == 200:
                 self.answers[body] = self.answers.get(body, 0) + 1
             else:
-                self.failures.append((node.host, resp.status, body[:80]))
+                self.failures.append({"started": started, "ended": time.monotonic(), "node": node.host,
+                                      "status": resp.status, "reason": resp.getheader("Mysocket-Edge"),
+                                      "body": body[:80]})
             return
-        self.failures.append(("every address", reasons))
+        self.failures.append({"started": started, "ended": time.monotonic(), "node": "every address",
+                              "status": None, "reason": "; ".join(reasons), "body": ""})
 
     def _run(self):
         turn = 0

@@ -4,11 +4,15 @@ A visitor sends a request every 20 ms and, as curl and browsers do with several
 A records, tries the next node's address when one refuses or does not answer.
 Each tunnel's client is what a controller does: it connects to the tunnel's
 ``tunnel_server`` and, when its ssh exits, asks again and reconnects at once.
-No request may fail, and every tunnel must be connected again on a live node.
+No request may fail except those in flight on the lost node (a request relayed
+to it whose answer was cut: 502 ``upstream-failed``, never retried because the
+app may have acted on it), and every tunnel must be connected again on a live
+node.
 """
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -35,6 +39,7 @@ def test_a_node_lost_under_load_costs_no_request_and_its_tunnels_come_back_elsew
         with Visitor(cluster.nodes, sock["dnsname"], patience=3.0) as visitor:
             until(lambda: sum(visitor.answers.values()) >= 20, what="answers before the loss")
             pids = [victim.pid, *victim.child_pids()]
+            lost_at = time.monotonic()
             for pid in pids:
                 os.kill(pid, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
             cluster.wait_live(2, among=alive, timeout=20)
@@ -44,7 +49,10 @@ def test_a_node_lost_under_load_costs_no_request_and_its_tunnels_come_back_elsew
                     timeout=40, interval=0.1, what="tunnel {} back on a live node".format(f.port))
             before = sum(visitor.answers.values())
             until(lambda: sum(visitor.answers.values()) >= before + 20, what="answers after")
-        assert visitor.failures == [], visitor.failures[:5]
+        in_flight = [f for f in visitor.failures if f["started"] <= lost_at <= f["ended"]
+                     and f["reason"] == "upstream-failed"]
+        assert len(in_flight) <= 1                 # one request at a time: at most one was in flight
+        assert [f for f in visitor.failures if f not in in_flight] == [], visitor.failures[:5]
         assert set(visitor.answers) == {"one /\n", "two /\n"}, visitor.answers
         for node in alive:                          # and both serve through every live node
             seen = set()
