@@ -153,18 +153,27 @@ class Api:
             tunnels = self._state.tunnels_of(sock.socket_id)
         return socket_json(sock, user, [self._tunnel_json(t, live) for t in tunnels])
 
-    def _user(self, request: web.Request) -> User:
+    async def _known(self, lookup):
+        """lookup() in this node's picture; on a miss, catch up with the store once and look
+        again: a client behind several nodes may ask this one for what another node made a
+        moment ago (its own write), and must not be told it does not exist."""
+        found = lookup()
+        if found is None and await self._deps.feed.refresh():
+            found = lookup()
+        return found
+
+    async def _user(self, request: web.Request) -> User:
         token = request.headers.get(TOKEN_HEADER)
         if not token:
             raise ApiError(401, "missing x-access-token header")
         user_id = self._deps.tokens.user_id(token)
-        user = self._state.user_by_id(user_id) if user_id else None
+        user = await self._known(lambda: self._state.user_by_id(user_id)) if user_id else None
         if user is None:
             raise ApiError(401, "invalid or expired token")
         return user
 
-    def _owned_socket(self, request: web.Request, user: User) -> Socket:
-        sock = self._state.socket(request.match_info["socket_id"], user.user_id)
+    async def _owned_socket(self, request: web.Request, user: User) -> Socket:
+        sock = await self._known(lambda: self._state.socket(request.match_info["socket_id"], user.user_id))
         if sock is None:
             raise ApiError(404, "socket not found")
         return sock
@@ -201,7 +210,7 @@ class Api:
     async def post_login(self, request):
         email, password = schema.login(await self._body(request))
         self._policy.login_allowed(client_address(request), email)
-        user = self._state.user_by_email(email)
+        user = await self._known(lambda: self._state.user_by_email(email))
         stored = user.password_hash if user else DUMMY_HASH
         ok = await self._policy.hash(verify_password, password, stored)
         if not (user and ok):
@@ -210,14 +219,14 @@ class Api:
         return web.json_response({"token": self._deps.tokens.issue(user.user_id)})
 
     async def get_user(self, request):
-        user = self._user(request)
+        user = await self._user(request)
         if request.match_info["user_id"] != user.user_id:
             raise ApiError(404, "user not found")
         return web.json_response(user_json(user))
 
     # -- sockets ----------------------------------------------------------
     async def get_connect(self, request):
-        user = self._user(request)
+        user = await self._user(request)
         live = await self._live_ports()
         return web.json_response(
             [self._socket_json(s, user, live) for s in self._state.sockets_of(user.user_id)])
@@ -229,7 +238,7 @@ class Api:
         return await self._create_socket(request, with_tunnel=False)
 
     async def _create_socket(self, request, with_tunnel: bool):
-        user = self._user(request)
+        user = await self._user(request)
         body = await self._body(request)
         fields = schema.new_socket(body)
         unique = not with_tunnel and schema.unique_name(body)
@@ -304,25 +313,25 @@ class Api:
         return sock
 
     async def get_socket(self, request):
-        user = self._user(request)
+        user = await self._user(request)
         live = await self._live_ports()
-        return web.json_response(self._socket_json(self._owned_socket(request, user), user, live))
+        return web.json_response(self._socket_json(await self._owned_socket(request, user), user, live))
 
     async def patch_socket(self, request):
         """Change a socket's basic auth in place (a rotated password keeps the name)."""
-        user = self._user(request)
-        sock = self._owned_socket(request, user)
+        user = await self._user(request)
+        sock = await self._owned_socket(request, user)
         protected, username, password = schema.protection(await self._body(request))
         password_hash = await self._policy.hash(hash_password, password) if protected else ""
-        sock = self._owned_socket(request, user)          # still there after the await?
+        sock = await self._owned_socket(request, user)          # still there after the await?
         await self._applied(await self._store.set_protection(sock, protected, username, password_hash))
         log.info("socket protection changed: %s user=%s", sock.dnsname, user.user_name)
-        sock = self._owned_socket(request, user)
+        sock = await self._owned_socket(request, user)
         return web.json_response(self._socket_json(sock, user, await self._live_ports()))
 
     async def delete_socket(self, request):
-        user = self._user(request)
-        sock = self._owned_socket(request, user)
+        user = await self._user(request)
+        sock = await self._owned_socket(request, user)
         keep_for = request.query.get("unless_used_by_others")
         if keep_for is not None:
             others = [t for t in self._state.tunnels_of(sock.socket_id)
@@ -340,15 +349,15 @@ class Api:
             await self._store.tunnels_created_since(user.user_id, time.time() - 3600))
 
     async def get_tunnels(self, request):
-        user = self._user(request)
-        sock = self._owned_socket(request, user)
+        user = await self._user(request)
+        sock = await self._owned_socket(request, user)
         live = await self._live_ports()
         return web.json_response(
             [self._tunnel_json(t, live) for t in self._state.tunnels_of(sock.socket_id)])
 
     async def post_tunnel(self, request):
-        user = self._user(request)
-        sock = self._owned_socket(request, user)
+        user = await self._user(request)
+        sock = await self._owned_socket(request, user)
         owner = schema.tunnel_owner(await self._body(request, empty_ok=True))  # the contract sends {}
         await self._check_tunnel_quota(user)
         try:
@@ -362,20 +371,20 @@ class Api:
                  tunnel.node)
         return web.json_response(self._tunnel_json(tunnel, live=set()))       # nothing forwards it yet
 
-    def _owned_tunnel(self, request) -> Tunnel:
-        user = self._user(request)
-        sock = self._owned_socket(request, user)
-        tunnel = self._state.tunnel(sock.socket_id, request.match_info["tunnel_id"])
+    async def _owned_tunnel(self, request) -> Tunnel:
+        user = await self._user(request)
+        sock = await self._owned_socket(request, user)
+        tunnel = await self._known(lambda: self._state.tunnel(sock.socket_id, request.match_info["tunnel_id"]))
         if tunnel is None:
             raise ApiError(404, "tunnel not found")
         return tunnel
 
     async def get_tunnel(self, request):
-        tunnel = self._owned_tunnel(request)
+        tunnel = await self._owned_tunnel(request)
         return web.json_response(self._tunnel_json(tunnel, await self._live_ports()))
 
     async def delete_tunnel(self, request):
-        tunnel = self._owned_tunnel(request)
+        tunnel = await self._owned_tunnel(request)
         await self._applied(await self._store.delete_tunnel(tunnel.tunnel_id))
         log.info("tunnel deleted: local_port=%d", tunnel.local_port)
         return web.Response(status=204)

@@ -70,6 +70,18 @@ class Feed:
             except StoreUnavailable as exc:      # the write is in; the listener catches up later
                 log.warning("wrote change %d but cannot read it back yet: %s", seq, exc)
 
+    async def refresh(self) -> bool:
+        """Catch up now (the API missed a record another node may have written a moment ago);
+        True when something new was applied. Never raises: without the store, what we have."""
+        if not self._store.shared:
+            return False                  # one node: its picture has every write already
+        before = self.state.seq
+        try:
+            await self.catch_up()
+        except StoreUnavailable:
+            return False
+        return self.state.seq != before
+
     async def catch_up(self) -> None:
         async with self._lock:
             delta = Delta()

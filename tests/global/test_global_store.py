@@ -92,3 +92,21 @@ def test_a_bad_store_url_is_one_clear_line_and_status_1(tmp_path):
     with pytest.raises(RuntimeError, match="exited with 1"):
         node.start()
     assert "cannot start the edge" in node.log_tail() and "127.0.0.1:1" in node.log_tail()
+
+
+def test_what_one_node_made_is_there_at_once_on_the_others(cluster, tmp_path):
+    """A client behind several nodes may send each request to another one: a record made on one
+    node a millisecond ago is never 'not found' (or 'invalid token') on the next."""
+    from edge.testing import ssh_keygen
+    a, b, c = cluster.nodes
+    for i in range(10):
+        email = "hop{}-{}@example.com".format(i, tmp_path.name)
+        assert a.api("POST", "/user", {"name": "hop", "email": email, "password": "pw-hop",
+                                       "sshkey": ssh_keygen(tmp_path / "hop{}".format(i))}).status == 200
+        token = b.login(email, "pw-hop")                                           # made on A
+        sock = c.api("POST", "/socket", {"name": "hop"}, token=token)            # token from B
+        assert sock.status == 200, sock.body
+        path = "/socket/{}/tunnel".format(sock.body["socket_id"])
+        tunnel = a.api("POST", path, {}, token=token)                              # socket from C
+        assert tunnel.status == 200, tunnel.body
+        assert b.api("GET", path + "/" + tunnel.body["tunnel_id"], token=token).status == 200
