@@ -1,4 +1,4 @@
-package main
+package tunnels
 
 // Tunnels held by other nodes, as candidates like any other.
 //
@@ -24,6 +24,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"mysocketd/edge/dataplane/internal/nodes"
+	"mysocketd/edge/dataplane/internal/state"
 )
 
 type remoteKey struct {
@@ -54,7 +55,7 @@ func (r *Registry) SetLinks(links *nodes.Links, self string) {
 
 // candidates: a Forward per tunnel of sock placed on another node with an up link and not
 // held here, stable per (link, port) so its failures count across requests.
-func (m *remotes) candidates(sock *Socket, held map[int]bool) []*Forward {
+func (m *remotes) candidates(sock *state.Socket, held map[int]bool) []*Forward {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.links == nil {
@@ -79,7 +80,7 @@ func (m *remotes) candidates(sock *Socket, held map[int]bool) []*Forward {
 				m.sessions[link.ID] = sess
 			}
 			f = &Forward{Port: t.LocalPort, Session: sess, DNSName: sock.DNSName, remote: true,
-				channels: map[*chanConn]struct{}{}}
+				channels: map[*ChanConn]struct{}{}}
 			m.forwards[key] = f
 		}
 		out = append(out, f)
@@ -127,7 +128,7 @@ func (f *Forward) retireChannels() {
 	f.mu.Lock()
 	f.removed = true
 	chans := f.channels
-	f.channels = map[*chanConn]struct{}{}
+	f.channels = map[*ChanConn]struct{}{}
 	f.mu.Unlock()
 	for c := range chans {
 		c.Close()

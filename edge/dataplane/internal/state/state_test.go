@@ -1,4 +1,4 @@
-package main
+package state
 
 import (
 	"crypto/ed25519"
@@ -36,7 +36,7 @@ func TestReplace(t *testing.T) {
 		},
 		Limits: Limits{SessionsPerAccount: 3, ConnectionsPerAccount: 5, AuthFailuresPerMinute: 20},
 	}
-	h := NewStateHolder("a")
+	h := NewHolder("a")
 	changes, ok := h.Replace(in)
 	if !ok || h.Version() != 7 || h.Limits() != in.Limits || len(changes) != 3 {
 		t.Fatalf("ok %v version %d limits %+v changes %v", ok, h.Version(), h.Limits(), changes)
@@ -103,19 +103,19 @@ func TestApply(t *testing.T) {
 		name    string
 		delta   DeltaIn
 		changes []want
-		check   func(h *StateHolder) bool
+		check   func(h *Holder) bool
 	}{
 		{"a new socket", DeltaIn{Version: 2, Sockets: []SocketIn{
 			{SocketID: "s3", UserID: "u1", DNSName: "three.edge", Tunnels: []TunnelIn{{LocalPort: 10003, Node: "a"}}}}},
 			[]want{{10003, "s3", false}},
-			func(h *StateHolder) bool { return h.ByDNS("three.edge") != nil && h.ByDNS("one.edge") != nil }},
+			func(h *Holder) bool { return h.ByDNS("three.edge") != nil && h.ByDNS("one.edge") != nil }},
 		{"a socket gone", DeltaIn{Version: 2, SocketsGone: []string{"s2"}},
 			[]want{{10002, "", false}},
-			func(h *StateHolder) bool { return h.ByDNS("two.edge") == nil && h.ByTCPPort(40000) == nil }},
+			func(h *Holder) bool { return h.ByDNS("two.edge") == nil && h.ByTCPPort(40000) == nil }},
 		{"a tunnel deleted", DeltaIn{Version: 2, Sockets: []SocketIn{
 			{SocketID: "s1", UserID: "u1", DNSName: "one.edge", Tunnels: []TunnelIn{{LocalPort: 10000, Node: "a"}}}}},
 			[]want{{10000, "s1", false}, {10001, "", false}},
-			func(h *StateHolder) bool { return h.PortOwner(10001) == nil }},
+			func(h *Holder) bool { return h.PortOwner(10001) == nil }},
 		{"a tunnel moved away from this node", DeltaIn{Version: 2, Sockets: []SocketIn{
 			{SocketID: "s1", UserID: "u1", DNSName: "one.edge", Tunnels: []TunnelIn{{LocalPort: 10000, Node: "c"}, {LocalPort: 10001, Node: "b"}}}}},
 			[]want{{10000, "s1", true}, {10001, "s1", false}}, nil},
@@ -124,15 +124,13 @@ func TestApply(t *testing.T) {
 			[]want{{10000, "s1", false}, {10001, "s1", false}}, nil},
 		{"a renamed account and a gone one", DeltaIn{Version: 2, Users: []UserIn{{UserID: "u1", UserName: "alice2"}},
 			UsersGone: []string{"u2"}}, nil,
-			func(h *StateHolder) bool {
-				return h.User("alice") == nil && h.User("alice2") != nil && h.User("bob") == nil
-			}},
+			func(h *Holder) bool { return h.User("alice") == nil && h.User("alice2") != nil && h.User("bob") == nil }},
 		{"an older delta changes nothing", DeltaIn{Version: 0, SocketsGone: []string{"s1"}}, nil,
-			func(h *StateHolder) bool { return h.ByDNS("one.edge") != nil && h.Version() == 1 }},
+			func(h *Holder) bool { return h.ByDNS("one.edge") != nil && h.Version() == 1 }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := NewStateHolder("a")
+			h := NewHolder("a")
 			h.Replace(base)
 			changes, _ := h.Apply(c.delta)
 			got := map[int]want{}
@@ -173,7 +171,7 @@ func TestVersionsOnlyGoForward(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h := NewStateHolder("")
+			h := NewHolder("")
 			for i, v := range c.versions {
 				if _, got := h.Replace(StateIn{Version: v}); got != c.published[i] {
 					t.Fatalf("Replace(version %d) = %v, want %v", v, got, c.published[i])
@@ -187,7 +185,7 @@ func TestVersionsOnlyGoForward(t *testing.T) {
 }
 
 func TestConcurrentPushesAndLookupsEndOnTheNewest(t *testing.T) {
-	h := NewStateHolder("")
+	h := NewHolder("")
 	var wg sync.WaitGroup
 	for v := int64(1); v <= 50; v++ {
 		wg.Add(2)
@@ -203,5 +201,21 @@ func TestConcurrentPushesAndLookupsEndOnTheNewest(t *testing.T) {
 	wg.Wait()
 	if got := h.Version(); got != 50 {
 		t.Fatalf("version %d after concurrent pushes, want 50", got)
+	}
+}
+
+func TestHostOnly(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"Blue-Snow.Edge.Localhost", "blue-snow.edge.localhost"},
+		{"blue-snow.edge.localhost:8443", "blue-snow.edge.localhost"},
+		{"blue-snow.edge.localhost.", "blue-snow.edge.localhost"},
+		{"BLUE.edge.localhost.:80", "blue.edge.localhost"},
+		{"[::1]:80", "::1"},
+		{"", ""},
+	}
+	for _, c := range cases {
+		if got := HostOnly(c.in); got != c.want {
+			t.Errorf("HostOnly(%q) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }

@@ -1,6 +1,5 @@
-package main
-
-// Live reverse forwards and how a request picks one.
+// Package tunnels answers "which live tunnel takes this connection": the
+// reverse forwards that SSH sessions hold, and how a request picks one.
 //
 // Why it is shaped this way:
 //   - A tunnel's local_port is only a number: nothing binds it. An accepted
@@ -27,6 +26,7 @@ package main
 //   - Each session knows its own forwards and a change of the state names the
 //     ports it touched (Follow), so removing forwards costs what is removed,
 //     never a scan of every forward.
+package tunnels
 
 import (
 	"errors"
@@ -40,7 +40,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"mysocketd/edge/dataplane/internal/logx"
 	"mysocketd/edge/dataplane/internal/nodes"
+	"mysocketd/edge/dataplane/internal/state"
 )
 
 const (
@@ -58,25 +60,32 @@ func (f *Forward) asidePeriod() time.Duration {
 	return asideFor
 }
 
+// Session is one logged-in SSH connection (the sshd package makes them).
 type Session struct {
-	ID       int64
-	Conn     ssh.Conn // the client's connection, or the link to another node (remote.go)
-	UserID   string
-	UserName string
-	Peer     string
-	done     chan struct{}
+	ID           int64
+	Conn         ssh.Conn // the client's connection, or the link to another node (remote.go)
+	UserID       string
+	UserName     string
+	Peer         string
+	SuspectAfter time.Duration // a keepalive unanswered this long makes the session suspect
 
-	pendingSince atomic.Int64 // when the unanswered keepalive was sent; 0: none
-	suspectAfter time.Duration
+	pendingSince atomic.Int64          // when the unanswered keepalive was sent; 0: none
 	forwards     map[*Forward]struct{} // guarded by the Registry's mu
 }
 
-// Suspect: a keepalive has been unanswered for longer than suspectAfter.
+// KeepaliveSent records that a keepalive went out at now and is unanswered.
+func (s *Session) KeepaliveSent(now time.Time) { s.pendingSince.Store(now.UnixNano()) }
+
+// KeepaliveAnswered records that the client answered the keepalive.
+func (s *Session) KeepaliveAnswered() { s.pendingSince.Store(0) }
+
+// Suspect: a keepalive has been unanswered for longer than SuspectAfter.
 func (s *Session) Suspect(now time.Time) bool {
 	p := s.pendingSince.Load()
-	return p != 0 && now.Sub(time.Unix(0, p)) > s.suspectAfter
+	return p != 0 && now.Sub(time.Unix(0, p)) > s.SuspectAfter
 }
 
+// Forward is one accepted tcpip-forward: a tunnel port served by a session.
 type Forward struct {
 	Port     int
 	BindAddr string // as the client sent it; echoed when opening channels
@@ -85,17 +94,19 @@ type Forward struct {
 	Since    time.Time
 
 	mu         sync.Mutex
-	channels   map[*chanConn]struct{}
+	channels   map[*ChanConn]struct{}
 	failures   int
 	asideUntil time.Time
 	removed    bool
 	remote     bool // a forward held by another node, reached over the link (remote.go)
 }
 
+// NoTunnel: no forward of the socket could take the connection.
 type NoTunnel struct{ Reason string }
 
 func (e *NoTunnel) Error() string { return e.Reason }
 
+// Registry holds every live forward, by port.
 type Registry struct {
 	mu            sync.Mutex
 	byPort        map[int]*Forward
@@ -107,6 +118,7 @@ type Registry struct {
 	onSessionIdle func(*Session)
 }
 
+// NewRegistry: onIdle is called with a session that serves no forward any more.
 func NewRegistry(openFirst, openLast time.Duration, onIdle func(*Session)) *Registry {
 	r := &Registry{byPort: map[int]*Forward{}, turns: map[string]*atomic.Uint64{},
 		openFirst: openFirst, openLast: openLast, onSessionIdle: onIdle}
@@ -117,7 +129,7 @@ func NewRegistry(openFirst, openLast time.Duration, onIdle func(*Session)) *Regi
 
 // Claim registers f, replacing a forward of the same account on the same port.
 func (r *Registry) Claim(f *Forward) error {
-	f.channels = map[*chanConn]struct{}{}
+	f.channels = map[*ChanConn]struct{}{}
 	r.mu.Lock()
 	old := r.byPort[f.Port]
 	if old != nil && old.Session.UserID != f.Session.UserID {
@@ -132,11 +144,11 @@ func (r *Registry) Claim(f *Forward) error {
 	r.mu.Unlock()
 	r.events.add("up", f.Port)
 	if old != nil {
-		logf("forward replaced (newest session wins): local_port=%d user=%s old_peer=%s new_peer=%s",
+		logx.Printf("forward replaced (newest session wins): local_port=%d user=%s old_peer=%s new_peer=%s",
 			f.Port, f.Session.UserName, old.Session.Peer, f.Session.Peer)
 		r.retire(old, true)
 	}
-	logf("forward up: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
+	logx.Printf("forward up: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 	return nil
 }
 
@@ -165,7 +177,7 @@ func (r *Registry) Remove(f *Forward, closeIdle bool) bool {
 	r.disown(f)
 	r.mu.Unlock()
 	r.events.add("down", f.Port)
-	logf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
+	logx.Printf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 	r.retire(f, closeIdle)
 	return true
 }
@@ -175,7 +187,7 @@ func (r *Registry) retire(f *Forward, closeIdle bool) {
 	f.mu.Lock()
 	f.removed = true
 	chans := f.channels
-	f.channels = map[*chanConn]struct{}{}
+	f.channels = map[*ChanConn]struct{}{}
 	f.mu.Unlock()
 	for c := range chans {
 		c.Close()
@@ -185,12 +197,14 @@ func (r *Registry) retire(f *Forward, closeIdle bool) {
 	}
 }
 
+// Get returns the port's forward, or nil.
 func (r *Registry) Get(port int) *Forward {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.byPort[port]
 }
 
+// All returns every forward, by port.
 func (r *Registry) All() []*Forward {
 	r.mu.Lock()
 	out := make([]*Forward, 0, len(r.byPort))
@@ -213,6 +227,7 @@ func (r *Registry) HeldPorts() []int {
 	return out
 }
 
+// OfSession returns the forwards s serves, by port.
 func (r *Registry) OfSession(s *Session) []*Forward {
 	r.mu.Lock()
 	out := make([]*Forward, 0, len(s.forwards))
@@ -238,7 +253,7 @@ func (r *Registry) DropSession(s *Session) {
 	r.mu.Unlock()
 	for _, f := range gone {
 		r.events.add("down", f.Port)
-		logf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
+		logx.Printf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 		f.mu.Lock()
 		f.removed = true
 		chans := f.channels
@@ -250,11 +265,11 @@ func (r *Registry) DropSession(s *Session) {
 	}
 }
 
-// Follow applies what a change of the state did to tunnel ports (Change): a forward
+// Follow applies what a change of the state did to tunnel ports (state.Change): a forward
 // whose tunnel is gone or now another account's is removed (its session closed if it serves
 // nothing else); one whose tunnel was moved to another node ends its whole session, so the
 // client reconnects to where the tunnel is now. Costs the changed ports, not the total.
-func (r *Registry) Follow(changes []Change) {
+func (r *Registry) Follow(changes []state.Change) {
 	for _, c := range changes {
 		r.remote.forget(c.Port)
 		f := r.Get(c.Port)
@@ -266,7 +281,7 @@ func (r *Registry) Follow(changes []Change) {
 			r.Remove(f, true)
 		case c.Moved:
 			if r.Remove(f, false) {
-				logf("ending the SSH session of %s (%s): local_port=%d was moved to node %s",
+				logx.Printf("ending the SSH session of %s (%s): local_port=%d was moved to node %s",
 					f.Session.UserName, f.Session.Peer, f.Port, c.Owner.NodeOf(f.Port))
 				f.Session.Conn.Close()
 			}
@@ -277,7 +292,7 @@ func (r *Registry) Follow(changes []Change) {
 // Candidates: the socket's live forwards here and its tunnels held by other nodes (remote.go),
 // in one round-robin order (visitors spread over every tunnel of the name, as with one node),
 // set-aside ones last.
-func (r *Registry) Candidates(sock *Socket) []*Forward {
+func (r *Registry) Candidates(sock *state.Socket) []*Forward {
 	r.mu.Lock()
 	var live []*Forward
 	held := map[int]bool{}
@@ -305,7 +320,7 @@ func (r *Registry) Candidates(sock *Socket) []*Forward {
 	for _, group := range [][]*Forward{all} {
 		for i := range group {
 			f := group[(start+i)%len(group)]
-			if f.isAside(now) {
+			if f.IsAside(now) {
 				aside = append(aside, f)
 			} else {
 				ordered = append(ordered, f)
@@ -315,8 +330,8 @@ func (r *Registry) Candidates(sock *Socket) []*Forward {
 	return append(ordered, aside...)
 }
 
-// isAside: failed repeatedly, or its session stopped answering keepalives.
-func (f *Forward) isAside(now time.Time) bool {
+// IsAside: failed repeatedly, or its session stopped answering keepalives.
+func (f *Forward) IsAside(now time.Time) bool {
 	if f.Session.Suspect(now) {
 		return true
 	}
@@ -336,7 +351,7 @@ func (f *Forward) result(err error, timedOut bool) {
 	f.failures++
 	if timedOut || f.failures >= failuresBeforeAside {
 		if !time.Now().Before(f.asideUntil) {
-			logf("tunnel local_port=%d set aside for %s after %d failed channel opens",
+			logx.Printf("tunnel local_port=%d set aside for %s after %d failed channel opens",
 				f.Port, f.asidePeriod(), f.failures)
 		}
 		f.asideUntil = time.Now().Add(f.asidePeriod())
@@ -351,7 +366,7 @@ type forwardedTCPIP struct {
 }
 
 // Open a channel on one of cands, trying the next while nothing was sent.
-func (r *Registry) Open(cands []*Forward, origin string) (*chanConn, error) {
+func (r *Registry) Open(cands []*Forward, origin string) (*ChanConn, error) {
 	if len(cands) == 0 {
 		return nil, &NoTunnel{"no tunnel of this socket is connected"}
 	}
@@ -366,13 +381,13 @@ func (r *Registry) Open(cands []*Forward, origin string) (*chanConn, error) {
 		if err == nil {
 			return c, nil
 		}
-		logf("tunnel local_port=%d could not open a channel: %v", f.Port, err)
+		logx.Printf("tunnel local_port=%d could not open a channel: %v", f.Port, err)
 		reasons = append(reasons, err.Error())
 	}
 	return nil, &NoTunnel{"tunnel could not reach its target: " + strings.Join(reasons, "; ")}
 }
 
-func (f *Forward) open(origin string, wait time.Duration) (*chanConn, error, bool) {
+func (f *Forward) open(origin string, wait time.Duration) (*ChanConn, error, bool) {
 	host, portText, _ := net.SplitHostPort(origin)
 	var oport int
 	fmt.Sscanf(portText, "%d", &oport)
@@ -403,7 +418,7 @@ func (f *Forward) open(origin string, wait time.Duration) (*chanConn, error, boo
 			return nil, o.err, false
 		}
 		go ssh.DiscardRequests(o.reqs)
-		c := &chanConn{Channel: o.ch, fwd: f}
+		c := &ChanConn{Channel: o.ch, fwd: f}
 		f.mu.Lock()
 		if f.removed {
 			f.mu.Unlock()
@@ -423,14 +438,17 @@ func (f *Forward) open(origin string, wait time.Duration) (*chanConn, error, boo
 	}
 }
 
-// chanConn is an SSH channel as a net.Conn (for net/http and splicing).
-type chanConn struct {
+// ChanConn is an SSH channel as a net.Conn (for net/http and splicing).
+type ChanConn struct {
 	ssh.Channel
 	fwd  *Forward
 	once sync.Once
 }
 
-func (c *chanConn) Close() error {
+// Forward is the forward the channel was opened on.
+func (c *ChanConn) Forward() *Forward { return c.fwd }
+
+func (c *ChanConn) Close() error {
 	var err error
 	c.once.Do(func() {
 		err = c.Channel.Close()
@@ -446,8 +464,8 @@ type tunnelAddr struct{ port int }
 func (a tunnelAddr) Network() string { return "ssh" }
 func (a tunnelAddr) String() string  { return fmt.Sprintf("tunnel:%d", a.port) }
 
-func (c *chanConn) LocalAddr() net.Addr                { return tunnelAddr{0} }
-func (c *chanConn) RemoteAddr() net.Addr               { return tunnelAddr{c.fwd.Port} }
-func (c *chanConn) SetDeadline(t time.Time) error      { return nil }
-func (c *chanConn) SetReadDeadline(t time.Time) error  { return nil }
-func (c *chanConn) SetWriteDeadline(t time.Time) error { return nil }
+func (c *ChanConn) LocalAddr() net.Addr                { return tunnelAddr{0} }
+func (c *ChanConn) RemoteAddr() net.Addr               { return tunnelAddr{c.fwd.Port} }
+func (c *ChanConn) SetDeadline(t time.Time) error      { return nil }
+func (c *ChanConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *ChanConn) SetWriteDeadline(t time.Time) error { return nil }

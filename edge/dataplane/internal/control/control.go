@@ -1,8 +1,8 @@
-package main
-
-// The control socket (HTTP over a unix socket, JSON) through which the
+// Package control answers "what does the control plane ask of us": the
+// control socket (HTTP over a unix socket, JSON) through which the
 // Python control plane drives this process. Only the edge's own Python
 // process can reach it (a file in its data directory, mode 0600).
+package control
 
 import (
 	"encoding/json"
@@ -11,15 +11,21 @@ import (
 	"strconv"
 	"time"
 
+	"mysocketd/edge/dataplane/internal/front"
+	"mysocketd/edge/dataplane/internal/logx"
 	"mysocketd/edge/dataplane/internal/nodes"
+	"mysocketd/edge/dataplane/internal/sshd"
+	"mysocketd/edge/dataplane/internal/state"
+	"mysocketd/edge/dataplane/internal/tunnels"
 )
 
-type Control struct {
-	state *StateHolder
-	reg   *Registry
-	sshd  *SSHServer
-	tcp   *TCPFront
-	links *nodes.Links // nil: one node, no links
+// API is the control socket's handler and what it drives.
+type API struct {
+	State   *state.Holder
+	Tunnels *tunnels.Registry
+	SSH     *sshd.Server
+	TCP     *front.TCP
+	Links   *nodes.Links // nil: one node, no links
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -37,31 +43,32 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-func (c *Control) Handler() http.Handler {
+// Handler serves the control API.
+func (c *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// CPU and heap profiles for `make bench` and operators (the control socket is 0600).
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.Handle("GET /debug/pprof/heap", pprof.Handler("heap"))
 	mux.HandleFunc("PUT /state", func(w http.ResponseWriter, r *http.Request) {
-		var in StateIn
+		var in state.StateIn
 		if !readJSON(w, r, &in) {
 			return
 		}
-		if changes, ok := c.state.Replace(in); ok {
-			c.reg.Follow(changes)
+		if changes, ok := c.State.Replace(in); ok {
+			c.Tunnels.Follow(changes)
 		}
-		writeJSON(w, 200, map[string]int64{"version": c.state.Version()})
+		writeJSON(w, 200, map[string]int64{"version": c.State.Version()})
 	})
-	// Only what changed: costs the records named, whatever the total (StateHolder.Apply).
+	// Only what changed: costs the records named, whatever the total (state.Apply).
 	mux.HandleFunc("PATCH /state", func(w http.ResponseWriter, r *http.Request) {
-		var in DeltaIn
+		var in state.DeltaIn
 		if !readJSON(w, r, &in) {
 			return
 		}
-		if changes, ok := c.state.Apply(in); ok {
-			c.reg.Follow(changes)
+		if changes, ok := c.State.Apply(in); ok {
+			c.Tunnels.Follow(changes)
 		}
-		writeJSON(w, 200, map[string]int64{"version": c.state.Version()})
+		writeJSON(w, 200, map[string]int64{"version": c.State.Version()})
 	})
 	// The live nodes: links to them are dialled, links to the others closed.
 	mux.HandleFunc("PUT /nodes", func(w http.ResponseWriter, r *http.Request) {
@@ -71,10 +78,12 @@ func (c *Control) Handler() http.Handler {
 		if !readJSON(w, r, &in) {
 			return
 		}
+		if c.Links != nil {
+			c.Links.Update(in.Nodes)
+		}
 		up := []string{}
-		if c.links != nil {
-			c.links.Update(in.Nodes)
-			up = c.links.Up()
+		if c.Links != nil {
+			up = c.Links.Up()
 		}
 		writeJSON(w, 200, map[string]any{"links_up": up})
 	})
@@ -82,21 +91,21 @@ func (c *Control) Handler() http.Handler {
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
 		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
 		wait, _ := strconv.ParseFloat(r.URL.Query().Get("wait"), 64)
-		boot, next, events := c.reg.Events(after, time.Duration(min(max(wait, 0), 25)*float64(time.Second)))
+		boot, next, events := c.Tunnels.Events(after, time.Duration(min(max(wait, 0), 25)*float64(time.Second)))
 		if events == nil {
-			events = []Event{}
+			events = []tunnels.Event{}
 		}
 		writeJSON(w, 200, map[string]any{"boot": boot, "next": next, "events": events})
 	})
 	mux.HandleFunc("GET /tunnels", func(w http.ResponseWriter, r *http.Request) {
 		out := []map[string]any{}
-		for _, f := range c.reg.All() {
+		for _, f := range c.Tunnels.All() {
 			out = append(out, map[string]any{"local_port": f.Port, "user_name": f.Session.UserName,
 				"dnsname": f.DNSName, "since": f.Since.UTC().Format("2006-01-02T15:04:05.000000-07:00"), "peer": f.Session.Peer})
 		}
-		if r.URL.Query().Get("everywhere") != "" && c.links != nil {
+		if r.URL.Query().Get("everywhere") != "" && c.Links != nil {
 			// ...and the forwards the other live nodes hold (asked over the links, 1 s at most).
-			for node, ports := range c.links.Held(time.Second) {
+			for node, ports := range c.Links.Held(time.Second) {
 				for _, p := range ports {
 					out = append(out, map[string]any{"local_port": p, "node": node})
 				}
@@ -105,7 +114,7 @@ func (c *Control) Handler() http.Handler {
 		writeJSON(w, 200, out)
 	})
 	mux.HandleFunc("POST /drop-ssh", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]int{"dropped": c.sshd.CloseAll()})
+		writeJSON(w, 200, map[string]int{"dropped": c.SSH.CloseAll()})
 	})
 	mux.HandleFunc("POST /forget-forward", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
@@ -117,7 +126,7 @@ func (c *Control) Handler() http.Handler {
 		// The edge drops a forward: by design it ends that SSH session, so the client's ssh
 		// exits and reconnects at once (no stale binding). Tests and the chaos suite use this.
 		n := 0
-		if f := c.reg.Get(in.LocalPort); f != nil && c.reg.Remove(f, false) {
+		if f := c.Tunnels.Get(in.LocalPort); f != nil && c.Tunnels.Remove(f, false) {
 			f.Session.Conn.Close()
 			n = 1
 		}
@@ -130,12 +139,12 @@ func (c *Control) Handler() http.Handler {
 		if !readJSON(w, r, &in) {
 			return
 		}
-		port, err := c.tcp.Open(in.Port)
+		port, err := c.TCP.Open(in.Port)
 		if err != nil {
 			writeJSON(w, 409, map[string]string{"error_message": err.Error()})
 			return
 		}
-		logf("tcp port %d listening", port)
+		logx.Printf("tcp port %d listening", port)
 		writeJSON(w, 200, map[string]int{"port": port})
 	})
 	mux.HandleFunc("POST /tcp/close", func(w http.ResponseWriter, r *http.Request) {
@@ -145,7 +154,7 @@ func (c *Control) Handler() http.Handler {
 		if !readJSON(w, r, &in) {
 			return
 		}
-		c.tcp.Close(in.Port)
+		c.TCP.Close(in.Port)
 		writeJSON(w, 200, map[string]int{"port": in.Port})
 	})
 	return mux

@@ -1,4 +1,4 @@
-package main
+package tunnels
 
 // Forwards coming up and going down, for the control plane (GET /events).
 //

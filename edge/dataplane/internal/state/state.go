@@ -1,4 +1,4 @@
-// The edge's state answers "what did the control plane tell us": the edge's
+// Package state answers "what did the control plane tell us": the edge's
 // configuration as the Python control plane pushes it (accounts, sockets,
 // their tunnels and the node each is placed on, limits, the live nodes).
 //
@@ -14,9 +14,10 @@
 // side, a few nanoseconds), never rebuilt. A version number makes a late,
 // older push harmless. Records are immutable once published: a reader that
 // holds a *Socket keeps a consistent one while a change replaces it.
-package main
+package state
 
 import (
+	"net"
 	"strings"
 	"sync"
 
@@ -104,8 +105,8 @@ type Change struct {
 	Moved bool    // its node changed to another node than this one
 }
 
-// StateHolder holds the current picture; lookups take the read lock only.
-type StateHolder struct {
+// Holder holds the current picture; lookups take the read lock only.
+type Holder struct {
 	mu        sync.RWMutex
 	version   int64
 	self      string
@@ -118,59 +119,59 @@ type StateHolder struct {
 	limits    Limits
 }
 
-// NewStateHolder is an empty picture (version 0) of the node named self ("": one node).
-func NewStateHolder(self string) *StateHolder {
-	h := &StateHolder{self: self}
+// NewHolder is an empty picture (version 0) of the node named self ("": one node).
+func NewHolder(self string) *Holder {
+	h := &Holder{self: self}
 	h.reset()
 	return h
 }
 
-func (h *StateHolder) reset() {
+func (h *Holder) reset() {
 	h.users, h.nameOf = map[string]*User{}, map[string]string{}
 	h.sockets, h.byDNS = map[string]*Socket{}, map[string]*Socket{}
 	h.byTCPPort, h.portOwner = map[int]*Socket{}, map[int]*Socket{}
 }
 
 // Self is this node's name.
-func (h *StateHolder) Self() string { return h.self }
+func (h *Holder) Self() string { return h.self }
 
 // Version is the version of the last push applied.
-func (h *StateHolder) Version() int64 {
+func (h *Holder) Version() int64 {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.version
 }
 
 // User is the account that logs in as name, or nil.
-func (h *StateHolder) User(name string) *User {
+func (h *Holder) User(name string) *User {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.users[name]
 }
 
 // ByDNS is the socket named host (as HostOnly gives it), or nil.
-func (h *StateHolder) ByDNS(host string) *Socket {
+func (h *Holder) ByDNS(host string) *Socket {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.byDNS[host]
 }
 
 // ByTCPPort is the tcp socket of a public port, or nil.
-func (h *StateHolder) ByTCPPort(port int) *Socket {
+func (h *Holder) ByTCPPort(port int) *Socket {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.byTCPPort[port]
 }
 
 // PortOwner is the socket whose tunnel has local_port port, or nil.
-func (h *StateHolder) PortOwner(port int) *Socket {
+func (h *Holder) PortOwner(port int) *Socket {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.portOwner[port]
 }
 
 // Limits are the limits of the last full push.
-func (h *StateHolder) Limits() Limits {
+func (h *Holder) Limits() Limits {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.limits
@@ -178,7 +179,7 @@ func (h *StateHolder) Limits() Limits {
 
 // Replace sets the whole picture unless a newer version is in place; the ports whose owner
 // or node changed (ok false: it was older and nothing changed).
-func (h *StateHolder) Replace(in StateIn) ([]Change, bool) {
+func (h *Holder) Replace(in StateIn) ([]Change, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if in.Version < h.version {
@@ -208,7 +209,7 @@ func (h *StateHolder) Replace(in StateIn) ([]Change, bool) {
 }
 
 // Apply changes what d says, in place; the ports whose owner or node changed.
-func (h *StateHolder) Apply(d DeltaIn) ([]Change, bool) {
+func (h *Holder) Apply(d DeltaIn) ([]Change, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if d.Version < h.version {
@@ -262,7 +263,7 @@ func (h *StateHolder) Apply(d DeltaIn) ([]Change, bool) {
 }
 
 // change says what happened to port between was and now (its sockets before and after).
-func (h *StateHolder) change(port int, was, now *Socket) Change {
+func (h *Holder) change(port int, was, now *Socket) Change {
 	c := Change{Port: port, Owner: now}
 	if now != nil && was != nil {
 		after := now.NodeOf(port)
@@ -285,7 +286,7 @@ func newSocket(in SocketIn) *Socket {
 	return sock
 }
 
-func (h *StateHolder) putUser(u UserIn) {
+func (h *Holder) putUser(u UserIn) {
 	key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(u.SSHKey))
 	if err != nil {
 		key = nil // an account whose key cannot be parsed simply cannot log in
@@ -297,7 +298,7 @@ func (h *StateHolder) putUser(u UserIn) {
 	h.nameOf[u.UserID] = u.UserName
 }
 
-func (h *StateHolder) putSocket(sock *Socket) {
+func (h *Holder) putSocket(sock *Socket) {
 	h.sockets[sock.SocketID] = sock
 	h.byDNS[strings.ToLower(sock.DNSName)] = sock
 	if sock.TCPPort != 0 {
@@ -308,7 +309,7 @@ func (h *StateHolder) putSocket(sock *Socket) {
 	}
 }
 
-func (h *StateHolder) dropSocket(sock *Socket) {
+func (h *Holder) dropSocket(sock *Socket) {
 	delete(h.sockets, sock.SocketID)
 	if h.byDNS[strings.ToLower(sock.DNSName)] == sock {
 		delete(h.byDNS, strings.ToLower(sock.DNSName))
@@ -316,4 +317,13 @@ func (h *StateHolder) dropSocket(sock *Socket) {
 	if sock.TCPPort != 0 && h.byTCPPort[sock.TCPPort] == sock {
 		delete(h.byTCPPort, sock.TCPPort)
 	}
+}
+
+// HostOnly is the name a Host header or an SNI asks for, as ByDNS keys it:
+// without port, lower case, without the trailing dot.
+func HostOnly(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.TrimSuffix(strings.ToLower(host), ".")
 }
