@@ -37,7 +37,7 @@ func NewChecker(holder *state.Holder) *Checker {
 // Pass reports whether r, from the address peer, may reach the protected
 // socket sock; when not, it has answered 401 (unauthorized) or 429 (rate-limited).
 func (c *Checker) Pass(w http.ResponseWriter, r *http.Request, sock *state.Socket, peer string) bool {
-	limit := c.state.Get().Limits.AuthFailuresPerMinute
+	limit := c.state.Limits().AuthFailuresPerMinute
 	if limit > 0 && !c.failures.Allowed("auth:"+peer, limit) {
 		w.Header().Set("Retry-After", "60")
 		answer.Write(w, http.StatusTooManyRequests, answer.RateLimited, "too many failed logins from your address; try again later")

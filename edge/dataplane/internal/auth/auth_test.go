@@ -80,8 +80,8 @@ func TestCheckerPass(t *testing.T) {
 		Protected: true, ProtectedUsername: "alice", PasswordHash: hash(t, "s3cret")}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			holder := &state.Holder{}
-			holder.Set(state.NewSnapshot(state.StateIn{Limits: state.Limits{AuthFailuresPerMinute: c.perMin}}))
+			holder := state.NewHolder("")
+			holder.Replace(state.StateIn{Limits: state.Limits{AuthFailuresPerMinute: c.perMin}})
 			checker := NewChecker(holder)
 			for i, a := range c.attempts {
 				r := httptest.NewRequest("GET", "http://web.edge.localhost/", nil)

@@ -167,7 +167,7 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.api.ServeHTTP(w, r)
 		return
 	}
-	sock := f.State.Get().ByDNS[host]
+	sock := f.State.ByDNS(host)
 	if sock == nil {
 		answer.Write(w, http.StatusNotFound, answer.UnknownHost, "no socket named "+host)
 		return
@@ -188,7 +188,7 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sock.Protected && !f.auth.Pass(w, r, sock, peer) {
 		return
 	}
-	release, ok := f.Conns.Acquire(sock.UserID, f.State.Get().Limits.ConnectionsPerAccount)
+	release, ok := f.Conns.Acquire(sock.UserID, f.State.Limits().ConnectionsPerAccount)
 	if !ok {
 		answer.Write(w, http.StatusServiceUnavailable, answer.Unavailable, "too many concurrent requests for this account")
 		return

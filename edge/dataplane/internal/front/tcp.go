@@ -85,11 +85,10 @@ func (t *TCP) serve(l net.Listener, port int) {
 }
 
 func (t *TCP) handle(c net.Conn, port int) {
-	snap := t.State.Get()
-	sock := snap.ByTCPPort[port]
+	sock := t.State.ByTCPPort(port)
 	if sock == nil {
 		c.Close()
 		return
 	}
-	t.spliceToSocket(c, sock, snap.Limits)
+	t.spliceToSocket(c, sock, t.State.Limits())
 }

@@ -97,7 +97,7 @@ func (t *TLS) handle(c net.Conn) {
 		c.Close()
 		return
 	}
-	if sock := t.State.Get().ByDNS[sni]; sock != nil && sock.Type == "tls" {
+	if sock := t.State.ByDNS(sni); sock != nil && sock.Type == "tls" {
 		t.passthrough(replay, sock)
 		return
 	}
@@ -107,7 +107,7 @@ func (t *TLS) handle(c net.Conn) {
 }
 
 func (t *TLS) passthrough(c net.Conn, sock *state.Socket) {
-	t.spliceToSocket(c, sock, t.State.Get().Limits)
+	t.spliceToSocket(c, sock, t.State.Limits())
 }
 
 // ChanListener hands terminated TLS connections to an http.Server.
