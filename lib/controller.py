@@ -408,7 +408,8 @@ class Controller:
                 self.queue.add(t.key)
 
     def tunnel_stale(self, key):
-        message = "the edge has no working tunnel for this name although ssh runs; replacing the ssh child"
+        message = ("the edge has no working tunnel for this name although its ssh session runs; asking for "
+                   "the forward again")
         log.warning(message, extra=_fields(key))
         self._event(self.watcher.get(key), "Warning", "TunnelStale", message)
 
