@@ -105,7 +105,7 @@ def main(argv=None):
     lease = None if cfg.dry_run else replicas.ReplicaLease(k8s.rest, cfg.lease_namespace, cluster, replica)
     endpoints = EndpointSliceWatcher(k8s, queue, services=watcher)
     serving = Serving(sockets=sockets, supervisor=supervisor, cluster=cluster, replica=replica,
-                      endpoints=endpoints, lease=lease)
+                      endpoints=endpoints, lease=lease, connections=cfg.edge_connections)
     log.info("replica %s", replica, extra={"replica": replica})
     controller = Controller(kube=k8s, sockets=sockets, supervisor=supervisor, watcher=watcher, queue=queue,
                             user_name=None, serving=serving, liveness=replicas.Liveness(k8s.rest, cfg.lease_namespace),

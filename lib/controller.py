@@ -37,6 +37,7 @@ import time
 from lib import inheritance, kube, metrics, mysocket, protected, services
 from lib.apierrors import Conflict, NotFound
 from lib.leader import Fence, Fenced
+from lib.moves import Moves
 from lib.ownership import pool_socket_name
 from lib.pools import Pools
 from lib.remote import Pending
@@ -78,6 +79,7 @@ class Controller:
         self._inherited_loaded = False
         self._taking_lead = False
         self.sweep = Sweep(self, liveness)
+        self.moves = Moves(sockets=sockets, queue=queue)     # the edge moved a tunnel to another node
         self.pools = Pools(sockets=sockets, watcher=watcher, cluster=self.ownership.cluster, scope=kube.namespace,
                            event=self._event)
 
@@ -106,7 +108,7 @@ class Controller:
             self._taking_lead = False           # the next lead starts afresh
             raise
         self._taking_lead = False
-        for key in set(self.watcher.keys()) | set(self.supervisor.forwards):
+        for key in set(self.watcher.keys()) | {k[:2] for k in self.supervisor.forwards}:
             self.queue.add(key)
         return True
 
@@ -165,6 +167,9 @@ class Controller:
     def _reconcile(self, key, svc):
         leading = self.fence.is_open()
         record = self.records.get(key)
+        if record is not None and self.moves.due(key):
+            del self.records[key]           # read where its tunnels are placed now (lib/moves.py)
+            record = None
         if svc is None or (record and record.uid != svc["metadata"]["uid"]):
             self._forget(key)               # deleted (its finalizer, if any, was handled before)
             if svc is None:
@@ -200,7 +205,7 @@ class Controller:
             if record is None or record.exposure != exposure:
                 log.info("dry-run: would expose %s:%d as a %s socket", exposure.cluster_ip, exposure.port,
                          exposure.socket_type, extra=_fields(key))
-                self.records[key] = Record(meta["uid"], exposure, "", "", "", 0)
+                self.records[key] = Record(meta["uid"], exposure, "", "")
             return
         recheck = key in self.recheck
         self.recheck.discard(key)
@@ -219,6 +224,7 @@ class Controller:
         # The child first: the public name works ~10 ms sooner, and the write-back cannot fail it.
         if self.serving.apply(key, record, self.user_name) and leading:
             self._say_serving(svc, record)
+        self.moves.settle(key, lambda: self.serving.is_up(key, record))
         if leading:
             self._write_back(svc, record, valid)
 
@@ -229,7 +235,7 @@ class Controller:
             self._event(svc, "Warning", "TunnelStopped", f"not forwarding {dnsname} any more ({error.reason}); "
                         "the socket and its name are kept")
             log.warning("stopped forwarding: %s", error, extra=_fields(key))
-        self.supervisor.remove(key)
+        self.serving.stop(key)
         self.records.pop(key, None)
 
     def _follow(self, key, svc, exposure):
@@ -380,7 +386,8 @@ class Controller:
         self._patch(svc, annotations={SERVED_BY: said})
 
     def _forget(self, key):
-        self.supervisor.remove(key)
+        self.serving.stop(key)
+        self.moves.forget(key)
         record = self.records.pop(key, None)
         self.failures.pop(key, None)
         self.surprises.pop(key, None)
@@ -391,21 +398,22 @@ class Controller:
     # -- what the supervisor saw -------------------------------------------------
 
     def on_transition(self, t):
-        svc = self.watcher.get(t.key)
+        """A connection (lib/serving.connection_key) came up, went down or failed: say so on its Service;
+        down or failed, look at where its tunnels are placed again (lib/moves.py)."""
+        key = t.key[:2]
+        svc = self.watcher.get(key)
         if t.kind == "up":
-            log.info("tunnel up: %s", t.detail, extra=_fields(t.key))
+            log.info("tunnel up: %s", t.detail, extra=_fields(key))
             self._event(svc, "Normal", "TunnelUp", t.detail)
-        elif t.kind == "down":
-            log.warning("tunnel down, restarting: %s", t.detail, extra=_fields(t.key))
+            return
+        if t.kind == "down":
+            log.warning("tunnel down, restarting: %s", t.detail, extra=_fields(key))
             self._event(svc, "Warning", "TunnelDown", f"{t.detail}; restarting")
         else:
-            log.warning("tunnel failed: %s; retrying in %.1fs", t.detail, t.retry_in, extra=_fields(t.key))
+            log.warning("tunnel failed: %s; retrying in %.1fs", t.detail, t.retry_in, extra=_fields(key))
             self._event(svc, "Warning", "TunnelFailed", t.detail)
-            if t.failures % 3 == 0:
-                # Keeps failing: perhaps the socket or tunnel is gone. Check the API again.
-                self.records.pop(t.key, None)
-                self.sockets.invalidate()
-                self.queue.add(t.key)
+        # The node may be dead and its tunnels moved, or the socket or tunnel gone: check the API again.
+        self.moves.doubt(key, t.failures)
 
     def tunnel_stale(self, key):
         message = ("the edge has no working tunnel for this name although its ssh session runs; asking for "

@@ -165,6 +165,21 @@ class Client:
     def delete_tunnel(self, socket_id, tunnel_id, before_send=None):
         return self._delete("delete_tunnel", f"socket/{socket_id}/tunnel/{tunnel_id}", before_send)
 
+    def edge_nodes(self):
+        """How many nodes of the edge are live: `GET /health`'s `live_nodes` (this project's edge,
+        edge/README.md). 1 when the edge does not say (an older edge, the historical service), so no
+        replica asks for tunnels on nodes that do not exist."""
+        try:
+            body = self._request("edge_nodes", "GET", "health", auth=False, retry=False)
+        except Unavailable as e:
+            if e.status is None:
+                raise                   # the API is not reachable: asked again with the next list
+            return 1                    # this node does not serve (503): it knows no better
+        except ApiError:
+            return 1
+        nodes = body.get("live_nodes") if isinstance(body, dict) else None
+        return max(1, len(nodes)) if isinstance(nodes, list) else 1
+
     # -- plumbing --------------------------------------------------------------
 
     def _delete(self, call, path, before_send=None):

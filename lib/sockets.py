@@ -65,13 +65,21 @@ class Sockets:
         self.fence = fence          # lib.leader.Fence: every remote change checks it first
         self.remote = remote or Direct()    # lib.remote: a slow call holds up only its own Service
         self._by_id = None
+        self._nodes = None
         self._epoch = 0
 
     def invalidate(self):
         """The next look lists again, with a list begun after this moment."""
         self._by_id = None
+        self._nodes = None
         self._epoch += 1
         self.remote.drop_shared()
+
+    def edge_nodes(self):
+        """How many nodes the edge has live (lib/mysocket.py), asked again after each invalidate()."""
+        if self._nodes is None:
+            self._nodes = self.remote.shared(f"edge nodes #{self._epoch}", self.api.edge_nodes)
+        return self._nodes
 
     def snapshot(self):
         """The account's sockets by id. One list serves every Service that needs it (lib/remote.py):
@@ -137,11 +145,12 @@ class Sockets:
             self.snapshot()[socket["socket_id"]] = socket
         return socket
 
-    def add_tunnel(self, socket, owner):
-        """This replica's own tunnel on a socket (no leadership needed: it is this replica's)."""
+    def add_tunnel(self, socket, owner, nth=0):
+        """This replica's own tunnel on a socket (no leadership needed: it is this replica's); `nth`: how
+        many it has already, so its second is another call than its first (lib/remote.py)."""
         with self._in_doubt():
-            tunnel = self.remote.call(f"tunnel {socket['socket_id']}", self.api.create_tunnel, socket["socket_id"],
-                                      owner)
+            tunnel = self.remote.call(f"tunnel {socket['socket_id']}" + (f" #{nth}" if nth else ""),
+                                      self.api.create_tunnel, socket["socket_id"], owner)
             tunnel["local_port"] = int(tunnel["local_port"])
         socket.setdefault("tunnels", []).append(tunnel)
         return tunnel

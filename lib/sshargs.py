@@ -64,14 +64,25 @@ def resolve_ssh(name="ssh"):
 
 
 def endpoint_of(spec, settings):
-    """The one place that says which SSH endpoint a tunnel connects to.
+    """The one place that says which SSH endpoint a tunnel connects to: the edge node it is placed on.
 
-    Today every tunnel goes to --ssh-host/--ssh-port: the edge's `tunnel_server` names its public
-    host, not an address this replica can always reach. When the edge places tunnels on several nodes
-    and names each node's SSH address in `tunnel_server`, this is where `spec.server` is read, and the
-    supervisor's sessions (keyed by this Endpoint) follow without another change.
+    An edge of several nodes puts each tunnel on one of them and names that node's host in the
+    tunnel's `tunnel_server` (a host, no port: every node listens for SSH on the same port, which is
+    --ssh-port). An empty one (the historical service, an older edge) means --ssh-host. The supervisor's
+    sessions are keyed by this Endpoint, so each node's tunnels get sessions of their own.
     """
-    return Endpoint(settings.host, settings.port, spec.user_name)
+    return Endpoint(spec.server or settings.host, settings.port, spec.user_name)
+
+
+def host_key_alias(settings):
+    """The name every node's host key is checked under: --ssh-host's known_hosts entry.
+
+    The nodes of one edge share one SSH host key (edge/README.md), so the line an operator pinned for
+    --ssh-host (`ssh-keyscan -p 2222 <host>`: `[host]:2222 ssh-ed25519 ...`), or the one recorded on
+    first use, vouches for every node a tunnel is placed on; a node with another key is refused.
+    With HostKeyAlias ssh adds no port to the name, so the alias carries it as known_hosts writes it.
+    """
+    return settings.host if settings.port == 22 else f"[{settings.host}]:{settings.port}"
 
 
 def _forward(spec):
@@ -93,6 +104,7 @@ def _options(settings):
         "-o", f"ConnectTimeout={settings.connect_timeout}",
         "-o", f"StrictHostKeyChecking={'yes' if settings.strict_host_keys else 'accept-new'}",
         "-o", f"UserKnownHostsFile={settings.known_hosts_file}",
+        "-o", f"HostKeyAlias={host_key_alias(settings)}",
         "-o", "LogLevel=ERROR",
     ]
 

@@ -5,7 +5,8 @@ confirmed leader whose Service watch is live (a stale cache must never decide
 that something is gone). One list of the account's sockets (and one of the
 replicas' Leases) serves every step:
 
-- a Service whose socket or tunnel vanished is queued again (it is recreated);
+- a Service whose socket or tunnel vanished, or whose tunnel the edge moved to
+  another node, is queued again (it is recreated, or follows the move);
 - a socket of this cluster whose Service is provably gone or opted out is
   deleted (lib/ownership.py says which are this cluster's);
 - a tunnel of this cluster whose replica is gone for good (lib/replicas.py),
@@ -78,8 +79,10 @@ class Sweep:
     def _requeue_vanished(self, snapshot):
         for key, record in list(self.c.records.items()):
             socket = snapshot.get(record.socket_id)
-            if socket is None or all(t["tunnel_id"] != record.tunnel_id for t in socket.get("tunnels") or []):
-                log.warning("socket or tunnel disappeared from the API; recreating", extra=_fields(key))
+            placed = {t["tunnel_id"]: str(t.get("tunnel_server") or "") for t in (socket or {}).get("tunnels") or []}
+            if socket is None or any(placed.get(t.tunnel_id) != t.server for t in record.tunnels):
+                log.warning("socket or tunnel disappeared from the API, or a tunnel moved to another node; "
+                            "looking again", extra=_fields(key))
                 del self.c.records[key]
                 self.c.queue.add(key)
 

@@ -155,7 +155,7 @@ class Supervisor:
             self.remove(key)
         session = self._place(key, sshargs.endpoint_of(spec, self.settings))
         self.forwards[key] = forward = _Forward(spec=spec, session=(session.endpoint, session.shard),
-                                                log_path=os.path.join(self.log_dir, f"{key[0]}.{key[1]}.log"))
+                                                log_path=os.path.join(self.log_dir, ".".join(map(str, key)) + ".log"))
         if session.up and spec.local_port not in session.cancelling:
             self._ask(key, forward, session)
         elif session.proc is None and session.background is None and session.argv is None:

@@ -1,0 +1,77 @@
+"""mysocketd on an edge of three nodes: real PostgreSQL, real apiserver, real ssh, one replica.
+
+Each Service keeps connections on two nodes (--edge-connections, default 2),
+each tunnel connected to the node the edge placed it on (`tunnel_server`),
+the edge's host key pinned strictly by one `known_hosts` line for all nodes.
+Then a node is SIGKILLed under a request every 20 ms per Service (the client
+tries each node's address in turn, as curl and browsers do with several A
+records): no request fails except one in flight on the lost node, and every
+Service has connections on two live nodes again (the edge moved the lost
+node's tunnels; the controller followed them). How long that takes is a
+`make bench` figure (bench/globalctl.py), never asserted here.
+
+One setup for the module (three nodes, one controller, three Services): the
+first test looks, the second loses a node and starts it again at its end.
+"""
+
+import pytest
+
+from devcluster.edgenodes import GlobalScene
+from globaltest_helpers import Visitor, until
+
+pytestmark = pytest.mark.timeout(300)
+SERVICES = ("web", "api", "shop")
+
+
+@pytest.fixture(scope="module")
+def scene(control_plane, controller_kubeconfig, cluster, tmp_path_factory):
+    with GlobalScene.start(control_plane, controller_kubeconfig, cluster, tmp_path_factory.mktemp("scene"),
+                           SERVICES) as scene:
+        yield scene
+
+
+def test_one_replica_keeps_every_service_on_two_nodes_where_the_edge_placed_its_tunnels(scene, cluster):
+    connections = until(lambda: (lambda c: c if all(len(h) == 2 for h in c.values()) else None)(
+        scene.connections()), timeout=30, interval=0.1, what="every Service on two nodes")
+    placed = scene.placed()
+    for name in SERVICES:
+        assert len(set(placed[name])) == 2, placed            # the edge put them on distinct nodes
+        assert connections[name] == set(placed[name]), (connections, placed)   # ... and that is where they are
+    # One session per node (shards of 20), every one checked against the one pinned known_hosts line.
+    servers = {host for hosts in placed.values() for host in hosts}
+    assert len(scene.controller.ssh_children()) == len(servers)
+    for name, dnsname in scene.dnsnames.items():
+        for node in cluster.nodes:                            # and each name answers on every node
+            status, body = node.get(dnsname)
+            assert (status, body.startswith("Server: " + name)) == (200, True), (node.host, status, body)
+
+
+def test_a_node_killed_under_load_costs_no_request_and_every_service_is_on_two_live_nodes_again(scene, cluster):
+    until(lambda: scene.on_two_nodes(), timeout=30, interval=0.1, what="every Service on two nodes")
+    victim = scene.victim()
+    alive = [n for n in cluster.nodes if n is not victim]
+    visitors = [Visitor(cluster.nodes, dnsname, patience=3.0) for dnsname in scene.dnsnames.values()]
+    try:
+        for v in visitors:
+            v.__enter__()
+        until(lambda: all(sum(v.answers.values()) >= 20 for v in visitors), what="answers before the loss")
+        lost_at = scene.kill(victim)
+        cluster.wait_live(2, among=alive, timeout=20)
+        scene.wait_on_two_nodes(alive, timeout=60)
+        placed = scene.placed()
+        assert all(victim.host not in hosts for hosts in placed.values()), placed
+        before = [sum(v.answers.values()) for v in visitors]
+        until(lambda: all(sum(v.answers.values()) >= b + 20 for v, b in zip(visitors, before)),
+              what="answers after")
+    finally:
+        for v in visitors:
+            v.__exit__(None, None, None)
+        victim.stop()
+        victim.start()                                        # the module's cluster whole again
+    for v, dnsname in zip(visitors, scene.dnsnames.values()):
+        in_flight = [f for f in v.failures if f["started"] <= lost_at <= f["ended"]
+                     and f["reason"] == "upstream-failed"]
+        assert len(in_flight) <= 1, in_flight                # one request at a time: at most one was in flight
+        assert [f for f in v.failures if f not in in_flight] == [], (dnsname, v.failures[:5])
+        assert len(v.answers) == 1 and next(iter(v.answers)).startswith("Server: "), v.answers
+    cluster.wait_live(3)
