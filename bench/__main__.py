@@ -25,11 +25,11 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import dataplane, edgechange, expose, large, multiplex, recovery, scale, sidebyside
+from bench import dataplane, edgechange, expose, globalctl, large, multiplex, recovery, scale, sidebyside
 from bench.stack import BenchStack, Deadline
 from bench.stats import Results, machine
 
-GROUPS = ("expose", "recovery", "scale", "large", "dataplane", "multiplex", "sidebyside", "edgechange")
+GROUPS = ("expose", "recovery", "scale", "large", "dataplane", "multiplex", "sidebyside", "edgechange", "global")
 OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 GRACE = 90      # seconds past the budget before the watchdog interrupts a group that overran
 
@@ -163,6 +163,8 @@ def _run_groups(stack, groups, results, deadline, runs, failed, before=None):
         step("many nodes: a change's cost, propagation",
              lambda: edgechange.run(results, before=os.environ.get("BENCH_EDGE_BEFORE"),
                                     workdir=stack.workdir / "edgechange"), 120)
+    if "global" in groups:
+        step("many nodes: mysocketd after a node's death", lambda: globalctl.run(stack, results), 60)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ class GlobalScene:
     dnsnames: dict                  # Service -> dnsname
 
     @classmethod
-    def start(cls, control_plane, sa_kubeconfig, edge, workdir, services, extra_args=()):
+    def start(cls, control_plane, sa_kubeconfig, edge, workdir, services, extra_args=(), log_level="DEBUG"):
         workdir = Path(workdir)
         namespace = f"global-{uuid.uuid4().hex[:6]}"
         control_plane.kubectl("create", "namespace", namespace)
@@ -49,7 +49,8 @@ class GlobalScene:
         pods = StandIns(control_plane, workdir / "pods")
         controller = ControllerProcess(workdir / "controller", kubeconfig=sa_kubeconfig, edge=api_node,
                                        account=account, namespace=namespace, cluster_name="g" + uuid.uuid4().hex[:6],
-                                       extra_args=["--known-hosts", str(known_hosts), *extra_args])
+                                       extra_args=["--known-hosts", str(known_hosts), *extra_args],
+                                       log_level=log_level)
         scene = cls(edge, api_node, Cluster(control_plane, namespace), account, controller, pods, {})
         try:
             controller.start()

@@ -7,13 +7,13 @@ every restart of it fails (refused, or no answer), with a backoff that grows
 to a minute. Waiting for a backoff, or for the next resync, would leave the
 name on one node for that long. So from the moment a Service's connection
 goes down or fails, the controller looks at the account's tunnels again at
-once and then every `every` seconds (one list shared by every Service in
-doubt), for `window` seconds or until every connection of the Service is up:
+once and then every `every` seconds (half a second; one list shared by every
+Service in doubt), for `window` seconds or until every connection of the Service is up:
 a tunnel with a new `tunnel_server` is then forwarded to its new node at once
 (the supervisor starts that node's session without waiting for anything).
 After the window, a Service that still fails is looked at again every third
-failure, as before: an edge that refuses a key costs one list per minute, not
-one per second.
+failure, as before: an edge that refuses a key costs a list per minute, not
+two per second.
 
 The same path serves the edge ending a session on purpose (it drops or moves
 one of its forwards): the session restarts at once and its forwards are
@@ -24,7 +24,7 @@ import time
 
 
 class Moves:
-    def __init__(self, *, sockets, queue, clock=time.monotonic, window=15.0, every=1.0):
+    def __init__(self, *, sockets, queue, clock=time.monotonic, window=15.0, every=0.5):
         self.sockets = sockets
         self.queue = queue
         self.clock = clock

@@ -6,7 +6,8 @@ that something is gone). One list of the account's sockets (and one of the
 replicas' Leases) serves every step:
 
 - a Service whose socket or tunnel vanished, or whose tunnel the edge moved to
-  another node, is queued again (it is recreated, or follows the move);
+  another node, is queued again (it is recreated, or follows the move); so is
+  one with fewer tunnels than --edge-connections (the edge may have gained nodes);
 - a socket of this cluster whose Service is provably gone or opted out is
   deleted (lib/ownership.py says which are this cluster's);
 - a tunnel of this cluster whose replica is gone for good (lib/replicas.py),
@@ -84,6 +85,9 @@ class Sweep:
                 log.warning("socket or tunnel disappeared from the API, or a tunnel moved to another node; "
                             "looking again", extra=_fields(key))
                 del self.c.records[key]
+                self.c.queue.add(key)
+            elif record.socket_id and len(record.tunnels) < self.c.serving.connections:
+                del self.c.records[key]     # fewer than it wants: the edge may have more nodes by now
                 self.c.queue.add(key)
 
     def _in_scope(self, namespace):

@@ -3,16 +3,21 @@
 Each Service keeps connections on two nodes (--edge-connections, default 2),
 each tunnel connected to the node the edge placed it on (`tunnel_server`),
 the edge's host key pinned strictly by one `known_hosts` line for all nodes.
-Then a node is SIGKILLed under a request every 20 ms per Service (the client
-tries each node's address in turn, as curl and browsers do with several A
-records): no request fails except one in flight on the lost node, and every
+Then a node is SIGKILLed, or frozen with SIGSTOP (silent: its sessions end
+only by ssh's keepalives), under a request every 20 ms per Service (the
+client tries each node's address in turn, as curl and browsers do with several
+A records): no request fails except one in flight on the lost node, and every
 Service has connections on two live nodes again (the edge moved the lost
 node's tunnels; the controller followed them). How long that takes is a
 `make bench` figure (bench/globalctl.py), never asserted here.
 
 One setup for the module (three nodes, one controller, three Services): the
-first test looks, the second loses a node and starts it again at its end.
+first test looks, each of the others loses a node and starts it again at its
+end.
 """
+
+import os
+import signal
 
 import pytest
 
@@ -46,16 +51,18 @@ def test_one_replica_keeps_every_service_on_two_nodes_where_the_edge_placed_its_
             assert (status, body.startswith("Server: " + name)) == (200, True), (node.host, status, body)
 
 
-def test_a_node_killed_under_load_costs_no_request_and_every_service_is_on_two_live_nodes_again(scene, cluster):
+@pytest.mark.parametrize("how", ["killed", "frozen"])
+def test_a_node_lost_under_load_costs_no_request_and_every_service_is_on_two_live_nodes_again(scene, cluster, how):
     until(lambda: scene.on_two_nodes(), timeout=30, interval=0.1, what="every Service on two nodes")
     victim = scene.victim()
     alive = [n for n in cluster.nodes if n is not victim]
+    pids = [victim.pid, *victim.child_pids()]
     visitors = [Visitor(cluster.nodes, dnsname, patience=3.0) for dnsname in scene.dnsnames.values()]
     try:
         for v in visitors:
             v.__enter__()
         until(lambda: all(sum(v.answers.values()) >= 20 for v in visitors), what="answers before the loss")
-        lost_at = scene.kill(victim)
+        lost_at = scene.kill(victim, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
         cluster.wait_live(2, among=alive, timeout=20)
         scene.wait_on_two_nodes(alive, timeout=60)
         placed = scene.placed()
@@ -66,6 +73,11 @@ def test_a_node_killed_under_load_costs_no_request_and_every_service_is_on_two_l
     finally:
         for v in visitors:
             v.__exit__(None, None, None)
+        for pid in pids if how == "frozen" else ():
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
         victim.stop()
         victim.start()                                        # the module's cluster whole again
     for v, dnsname in zip(visitors, scene.dnsnames.values()):
