@@ -284,6 +284,9 @@ def run(stack, results, deadline, before=None):
                     continue
                 print(f"  {code}, {count} exposed (load {os.getloadavg()[0]:.1f})", flush=True)
                 started = time.monotonic()
-                scene(stack, edge, results, ns, ips, slices, count, code, root)
+                try:
+                    scene(stack, edge, results, ns, ips, slices, count, code, root)
+                except TimeoutError as e:   # said, and the next scene still runs (the code after all)
+                    results.note(f"large: {code} at {count}: {e}")
                 print(f"  {code}, {count}: {time.monotonic() - started:.0f}s", flush=True)
         results.note(f"large: load average at the end {os.getloadavg()}")

@@ -7,17 +7,14 @@ death would cost every name at once. So a replica's forwards are grouped by
 (endpoint, shard):
 
 - the endpoint is where a forward's tunnel must be connected
-  (`sshargs.endpoint_of`, the one place that will read `tunnel_server`
-  when the edge has several nodes), so a Service's tunnels on two nodes are
-  never in one session;
-- the shard: a forward joins the lowest-numbered session of its endpoint that
-  holds fewer than `shard_size` (20) forwards, and stays there until it is
-  removed. One ssh death costs at most 20 of this replica's forwards, for the
-  ~0.3 s a restart takes, while the other replica's tunnels (and a pool's
-  other clusters) serve those names. Adding or removing a forward touches
-  only its own session, and never moves another forward. A hash of the key
-  would need no state, but gives shards of uneven size (no bound on the blast
-  radius) and moves forwards whenever the number of shards changes.
+  (`sshargs.endpoint_of`: the node its `tunnel_server` names), so a
+  Service's tunnels on two nodes are never in one session;
+- the shard (lib/shards.py has the rule and why): at most `shard_size` (20)
+  forwards a session, filled lowest first, and a forward never moves. One ssh
+  death costs at most 20 of this replica's forwards, for the ~0.3 s a restart
+  takes, while the other replica's tunnels (and a pool's other clusters)
+  serve those names. Adding or removing a forward touches only its own
+  session.
 
 Each session is an OpenSSH ControlMaster that carries no forward of its own;
 each forward is added with `ssh -O forward` and taken away with `ssh -O
@@ -40,16 +37,13 @@ and log lines; the restart counter is kept here, where restarts happen.
 """
 
 import dataclasses
-import hashlib
 import logging
 import os
 import random
-import shutil
 import signal
-import tempfile
 import time
 
-from lib import metrics, processes, sshargs
+from lib import metrics, processes, shards, sshargs
 
 log = logging.getLogger(__name__)
 
@@ -61,50 +55,6 @@ class Transition:
     detail: str = ""
     retry_in: float = 0.0
     failures: int = 0            # consecutive failures so far (for "failed")
-
-
-@dataclasses.dataclass
-class _Forward:
-    spec: sshargs.TunnelSpec
-    session: tuple               # (Endpoint, shard)
-    log_path: str
-    proc: object = None          # `ssh -O forward` while the edge is being asked
-    argv: list = None
-    asked_at: float = 0.0
-    up_at: float = None
-    failures: int = 0
-    next_start: float = 0.0
-
-    @property
-    def up(self):
-        return self.up_at is not None
-
-
-@dataclasses.dataclass
-class _Session:
-    endpoint: sshargs.Endpoint
-    shard: int
-    control_path: str
-    log_path: str
-    keys: set = dataclasses.field(default_factory=set)
-    argv: list = None
-    proc: object = None          # the foreground `ssh -f -M` while starting
-    background: int = None       # pid of the master while up
-    up_at: float = None
-    failures: int = 0
-    next_start: float = 0.0
-    cancelling: dict = dataclasses.field(default_factory=dict)   # local_port -> (proc, argv) of `-O cancel`
-
-    @property
-    def up(self):
-        return self.background is not None
-
-    @property
-    def label(self):
-        return f"{self.endpoint.label}#{self.shard}"
-
-    def pids(self):
-        return [pid for pid in (self.proc.pid if self.proc else None, self.background) if pid is not None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,10 +85,10 @@ class Supervisor:
         self.shard_size = shard_size
         self._next_hang_check = 0.0
         self._pending = []              # transitions found outside poll(), returned by the next poll()
-        self.forwards = {}              # key -> _Forward
-        self.sessions = {}              # (Endpoint, shard) -> _Session
+        self.forwards = {}              # key -> shards.Forward
+        self.sessions = {}              # (Endpoint, shard) -> shards.Session
         os.makedirs(log_dir, mode=0o700, exist_ok=True)
-        self.control_dir = _control_dir(log_dir)
+        self.control_dir = shards.control_dir(log_dir)
 
     # -- what the controller asks for ------------------------------------
 
@@ -153,8 +103,9 @@ class Supervisor:
         if forward:
             log.info("replacing the forward: it changed", extra=_fields(key))
             self.remove(key)
-        session = self._place(key, sshargs.endpoint_of(spec, self.settings))
-        self.forwards[key] = forward = _Forward(spec=spec, session=(session.endpoint, session.shard),
+        session = shards.place(self.sessions, key, sshargs.endpoint_of(spec, self.settings),
+                               size=self.shard_size, control_dir=self.control_dir, log_dir=self.log_dir)
+        self.forwards[key] = forward = shards.Forward(spec=spec, session=(session.endpoint, session.shard),
                                                 log_path=os.path.join(self.log_dir, ".".join(map(str, key)) + ".log"))
         if session.up and spec.local_port not in session.cancelling:
             self._ask(key, forward, session)
@@ -192,8 +143,7 @@ class Supervisor:
         self._stop_sessions(list(self.sessions.values()), list(self.forwards.values()))
         self.sessions.clear()
         self.forwards.clear()
-        if self.control_dir.startswith(tempfile.gettempdir() + os.sep + "mysocketd-ctl-"):
-            shutil.rmtree(self.control_dir, ignore_errors=True)
+        shards.remove_private(self.control_dir)
 
     def is_up(self, key):
         forward = self.forwards.get(key)
@@ -361,21 +311,6 @@ class Supervisor:
 
     # -- sessions ------------------------------------------------------------
 
-    def _place(self, key, endpoint):
-        """The sharding rule (module docstring): the lowest shard of the endpoint with room, or a new one."""
-        shards = sorted(shard for (e, shard) in self.sessions if e == endpoint)
-        for shard in shards:
-            session = self.sessions[(endpoint, shard)]
-            if len(session.keys) < self.shard_size:
-                session.keys.add(key)
-                return session
-        shard = next(i for i in range(len(shards) + 1) if i not in shards)
-        name = f"{hashlib.sha256(repr(endpoint).encode()).hexdigest()[:8]}-{shard}"
-        session = _Session(endpoint=endpoint, shard=shard, control_path=os.path.join(self.control_dir, name),
-                           log_path=os.path.join(self.log_dir, f"session-{name}.log"), keys={key})
-        self.sessions[(endpoint, shard)] = session
-        return session
-
     def _start(self, session):
         session.argv = sshargs.master_argv(session.endpoint, self.settings, session.control_path, session.log_path)
         _unlink(session.control_path)       # a master's socket left by a killed one would disable multiplexing
@@ -420,16 +355,6 @@ class Supervisor:
         if found:
             processes.stop(found, self.stop_timeout)
         return len(found)
-
-
-def _control_dir(log_dir):
-    """Where the sessions' control sockets live: a socket path must fit in 108 bytes (sun_path), so a
-    deep state directory (a test's) gets a private one under the temporary directory instead."""
-    wanted = os.path.join(os.path.dirname(os.path.abspath(log_dir)), "ssh-ctl")
-    if len(wanted) + 20 > 100:
-        return tempfile.mkdtemp(prefix="mysocketd-ctl-")
-    os.makedirs(wanted, mode=0o700, exist_ok=True)
-    return wanted
 
 
 def _unlink(path):
