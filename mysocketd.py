@@ -22,6 +22,7 @@ from lib import (config, health, identity, kube, logs, metrics, mysocket, proces
                  tunnels, uninstall)
 from lib.controller import Controller
 from lib.leader import Fence, LeaderElector
+from lib.moves import NodeWatch
 from lib.ownership import Ownership
 from lib.probe import Prober
 from lib.remote import Remote
@@ -107,13 +108,14 @@ def main(argv=None):
     serving = Serving(sockets=sockets, supervisor=supervisor, cluster=cluster, replica=replica,
                       endpoints=endpoints, lease=lease, connections=cfg.edge_connections)
     log.info("replica %s", replica, extra={"replica": replica})
+    nodes = None if cfg.dry_run else NodeWatch(api)     # the edge's live nodes, read every second
     controller = Controller(kube=k8s, sockets=sockets, supervisor=supervisor, watcher=watcher, queue=queue,
                             user_name=None, serving=serving, liveness=replicas.Liveness(k8s.rest, cfg.lease_namespace),
-                            home_namespace=cfg.lease_namespace, fence=fence, dry_run=cfg.dry_run)
+                            home_namespace=cfg.lease_namespace, fence=fence, dry_run=cfg.dry_run, nodes=nodes)
     prober = Prober(cfg.probe_url) if cfg.probe_url else None
     runner = Runner(config=cfg, session=Session(api, public_key), controller=controller, watcher=watcher,
                     supervisor=supervisor, queue=queue, known_hosts=known_hosts, leader=leader, prober=prober,
-                    companions=[c for c in (endpoints, lease) if c is not None])
+                    companions=[c for c in (endpoints, lease, nodes) if c is not None])
 
     if cfg.health_port:
         try:

@@ -60,8 +60,16 @@ class Membership:
         return None
 
     def tunnel_server(self, tunnel: Tunnel) -> str:
-        """Where the tunnel's client connects: its node's SSH host (this node's if unknown)."""
+        """Where the tunnel's client connects: its node's SSH host (this node's if unknown).
+
+        A tunnel whose node is no longer live, in the instant before the first live node moves it,
+        gets the node placement will choose for it, not this one's: a client that asks then (its
+        session to the dead node just ended) would otherwise connect here, and being served here is
+        then where the tunnel is, even when the socket's other tunnel is here too."""
         node = self.node(tunnel.node) if tunnel.node else None
+        if node is None and tunnel.node and self._store.shared:
+            taken = [t.node for t in self._state.tunnels_of(tunnel.socket_id) if t.tunnel_id != tunnel.tunnel_id]
+            node = self.node(self.place(taken))
         return (node or self.me).tunnel_server
 
     def place(self, taken: list) -> str:

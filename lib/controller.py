@@ -57,7 +57,7 @@ __all__ = ["Controller", "Record", "SWEEP", "TAKE_LEAD"]
 
 class Controller:
     def __init__(self, *, kube, sockets, supervisor, watcher, queue, user_name, serving=None, liveness=None,
-                 home_namespace="mysocket", fence=None, dry_run=False):
+                 home_namespace="mysocket", fence=None, dry_run=False, nodes=None):
         self.kube = kube
         self.sockets = sockets
         self.remote = sockets.remote
@@ -79,7 +79,8 @@ class Controller:
         self._inherited_loaded = False
         self._taking_lead = False
         self.sweep = Sweep(self, liveness)
-        self.moves = Moves(sockets=sockets, queue=queue)     # the edge moved a tunnel to another node
+        # The edge moved a tunnel to another node; `nodes`: lib.moves.NodeWatch, the edge's live nodes.
+        self.moves = Moves(sockets=sockets, queue=queue, nodes=nodes)
         self.pools = Pools(sockets=sockets, watcher=watcher, cluster=self.ownership.cluster, scope=kube.namespace,
                            event=self._event)
 
@@ -414,6 +415,10 @@ class Controller:
             self._event(svc, "Warning", "TunnelFailed", t.detail)
         # The node may be dead and its tunnels moved, or the socket or tunnel gone: check the API again.
         self.moves.doubt(key, t.failures)
+
+    def follow_nodes(self):
+        """An edge node left the live set: look where every Service's tunnels are now (lib/moves.py)."""
+        self.moves.follow(self.records)
 
     def tunnel_stale(self, key):
         message = ("the edge has no working tunnel for this name although its ssh session runs; asking for "

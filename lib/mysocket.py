@@ -166,19 +166,23 @@ class Client:
         return self._delete("delete_tunnel", f"socket/{socket_id}/tunnel/{tunnel_id}", before_send)
 
     def edge_nodes(self):
-        """How many nodes of the edge are live: `GET /health`'s `live_nodes` (this project's edge,
-        edge/README.md). 1 when the edge does not say (an older edge, the historical service), so no
-        replica asks for tunnels on nodes that do not exist."""
+        """How many nodes of the edge are live (`live_nodes`), 1 when the edge does not say."""
+        return max(1, len(self.live_nodes() or ()))
+
+    def live_nodes(self):
+        """The names of the edge's live nodes: `GET /health`'s `live_nodes` (this project's edge,
+        edge/README.md); None when the edge does not say (an older edge, the historical service), which
+        counts as one node, so no replica asks for tunnels on nodes that do not exist. A health check,
+        not an API call: no token, not counted in mysocketd_api_requests_total."""
         try:
-            body = self._request("edge_nodes", "GET", "health", auth=False, retry=False)
-        except Unavailable as e:
-            if e.status is None:
-                raise                   # the API is not reachable: asked again with the next list
-            return 1                    # this node does not serve (503): it knows no better
-        except ApiError:
-            return 1
+            resp = self.http.get(self.api_url + "health", timeout=self.timeout)
+            body = resp.json()
+        except requests.RequestException as e:
+            raise Unavailable("edge_nodes", None, f"cannot reach {self.api_url} ({e.__class__.__name__})") from None
+        except ValueError:
+            return None
         nodes = body.get("live_nodes") if isinstance(body, dict) else None
-        return max(1, len(nodes)) if isinstance(nodes, list) else 1
+        return frozenset(str(n) for n in nodes) if isinstance(nodes, list) else None
 
     # -- plumbing --------------------------------------------------------------
 

@@ -291,6 +291,7 @@ class Runner:
         self._collect()
         for transition in self.supervisor.poll():
             self.controller.on_transition(transition)
+        self.controller.follow_nodes()
         metrics.TUNNELS_UP.set(self.supervisor.tunnels_up())
 
     def _probe(self):

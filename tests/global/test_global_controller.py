@@ -51,6 +51,26 @@ def test_one_replica_keeps_every_service_on_two_nodes_where_the_edge_placed_its_
             assert (status, body.startswith("Server: " + name)) == (200, True), (node.host, status, body)
 
 
+def test_a_node_that_drops_one_forward_ends_its_session_and_the_shard_is_restarted_at_once(scene, cluster):
+    """By design (edge/README.md, no stale binding) the edge ends the whole SSH session of a forward it
+    drops; with shared sessions that costs the shard's other forwards a restart, which must not wait."""
+    until(lambda: scene.on_two_nodes(), timeout=30, interval=0.1, what="every Service on two nodes")
+    node = scene.victim()
+    held = {t["local_port"] for t in node.tunnels()}
+    sessions = {p.pid: p.cmdline()[-1] for p in scene.controller.ssh_children()}
+    [old] = [pid for pid, host in sessions.items() if host == node.host]
+    logged = len(scene.controller.log_records())
+    assert node.api("POST", "/_admin/forget-forward", {"local_port": min(held)}).body == {"forgotten": True}
+    until(lambda: held <= {t["local_port"] for t in node.tunnels()} and old not in {
+        p.pid for p in scene.controller.ssh_children()}, timeout=30, interval=0.1, what="the shard back")
+    now = {p.pid: p.cmdline()[-1] for p in scene.controller.ssh_children()}
+    assert {pid: h for pid, h in now.items() if h != node.host} == {
+        pid: h for pid, h in sessions.items() if h != node.host}    # the other nodes' sessions untouched
+    said = [r["message"] for r in scene.controller.log_records()[logged:] if r.get("level") == "WARNING"]
+    assert any(f"restarting it with its {len(held)} forwards" in m for m in said), said
+    assert not [m for m in said if m.startswith("tunnel failed")], said     # restarted at once: no backoff
+
+
 @pytest.mark.parametrize("how", ["killed", "frozen"])
 def test_a_node_lost_under_load_costs_no_request_and_every_service_is_on_two_live_nodes_again(scene, cluster, how):
     until(lambda: scene.on_two_nodes(), timeout=30, interval=0.1, what="every Service on two nodes")

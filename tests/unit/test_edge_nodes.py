@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 from test_supervisor import World
 
-from lib import sshargs, tunnels
+from lib import config, sshargs, tunnels
 from lib.moves import Moves
 from lib.serving import Record, Serving, Tunnel, connection_key
 from lib.services import Exposure
@@ -189,3 +189,42 @@ def test_the_sweep_requeues_a_service_whose_tunnel_moved_or_that_has_fewer_tunne
     c.records[KEY] = Record("u-1", EXPOSURE, "s1", "x.edge", (Tunnel("t1", 10001, "node1"),))
     Sweep(c)._requeue_vanished(snapshot)                # one of two: the edge may have more nodes by now
     assert KEY not in c.records and c.queue.added == [(KEY, 0.0), (KEY, 0.0)]
+
+
+@pytest.mark.parametrize("value, ok", [("2", True), ("1", True), ("0", False), ("9", False)])
+def test_edge_connections_is_a_small_positive_number(value, ok):
+    argv = ["--api-url", "http://127.0.0.1:1/", "--email", "a@b.c", "--password", "p", "--edge-connections", value]
+    if ok:
+        assert config.load(argv).edge_connections == int(value)
+    else:
+        with pytest.raises(config.ConfigError, match="--edge-connections must be from 1 to 8"):
+            config.load(argv)
+    assert config.load(argv[:-2]).edge_connections == 2
+
+
+def test_a_node_leaving_the_live_set_has_every_service_looked_at_again_for_a_while_even_if_all_looks_up():
+    """A frozen node ends no session: only the edge's live set says it is gone (lib/moves.NodeWatch)."""
+    class Nodes:
+        live = None
+
+    now, nodes = [0.0], Nodes()
+    sockets, queue = FakeSockets(3), FakeQueue()
+    moves = Moves(sockets=sockets, queue=queue, nodes=nodes, clock=lambda: now[0], every=0.5, hold=3.0)
+    keys = [KEY, ("demo", "api")]
+    moves.follow(keys)                                   # nothing known yet
+    nodes.live = frozenset({"node1", "node2", "node3"})
+    moves.follow(keys)
+    nodes.live = frozenset({"node1", "node2", "node3", "node4"})
+    moves.follow(keys)                                   # a node joining moves nothing
+    assert queue.added == []
+    nodes.live = frozenset({"node1", "node3", "node4"})
+    moves.follow(keys)
+    assert queue.added == [(KEY, 0.0), (("demo", "api"), 0.0)]
+    looks = 0
+    while moves.due(KEY):
+        looks += 1
+        moves.settle(KEY, lambda: True)                  # its sessions look up (the frozen node's too)
+        now[0] += 0.5
+    assert looks == 7 and now[0] == 3.5                  # every half second through the hold
+    moves.follow(keys)
+    assert not moves.due(KEY)                            # once per departure

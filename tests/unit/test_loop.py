@@ -97,6 +97,9 @@ class Controller:
     def __init__(self):
         self.remote = Remote()
 
+    def follow_nodes(self):
+        pass
+
 
 class Watcher:
     def __init__(self):
