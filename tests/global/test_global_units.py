@@ -120,23 +120,18 @@ def test_store_urls_are_logged_without_passwords(url, shown):
     assert masked(url) == shown
 
 
-def test_a_tunnel_on_a_dead_node_not_moved_yet_is_sent_where_placement_will_put_it():
-    """Not to the answering node: a client that asks in that instant and connects there would put the
+def test_a_tunnel_on_a_dead_node_not_moved_yet_stays_there_until_the_move_says_where():
+    """Not the answering node: a client that asks in that instant and connects there would put the
     socket's two tunnels on one node for good (being served somewhere is where a tunnel is)."""
     from edge.membership import Membership
     from edge.store import Node
 
-    class Shared:
-        shared = True
-
     s = State()
-    s.apply(_change(1, "user", "u1", User("u1", "u1name", "U", "u@example.com", "hash", "ssh-ed25519 AAAA")))
-    s.apply(_change(2, "socket", "s1", Socket("s1", "u1", "web", "Blue-1.edge.localhost", "http", created=1.0)))
     dead = Tunnel("t1", "s1", 10000, "own", "node2")
-    s.apply(_change(3, "tunnel", "t1", dead))
-    s.apply(_change(4, "tunnel", "t2", Tunnel("t2", "s1", 10001, "own", "node3")))
     me = Node("node3", "10.0.0.3")
-    m = Membership(Shared(), s, me)
+    m = Membership(None, s, me)
     m._live = [Node("node1", "10.0.0.1"), me]                  # node2 just declared dead
-    assert m.tunnel_server(dead) == "10.0.0.1"                 # the free live node, not the answering one
-    assert m.tunnel_server(Tunnel("t2", "s1", 10001, "own", "node3")) == "10.0.0.3"
+    m._known = {n.name: n for n in (*m._live, Node("node2", "10.0.0.2"))}
+    assert m.tunnel_server(dead) == "10.0.0.2"                 # where it was, not the answering node
+    assert m.tunnel_server(Tunnel("t2", "s1", 10001, "own", "node1")) == "10.0.0.1"
+    assert m.tunnel_server(Tunnel("t3", "s1", 10002, "own", "gone")) == "10.0.0.3"   # unknown: this node
