@@ -14,6 +14,7 @@ from typing import Mapping, Optional, Sequence
 from .faults import FaultSettings
 from .store.url import is_postgres
 from .tcpports import PortRange
+from .version import version
 
 REGISTRATION_POLICIES = ("open", "closed", "invite")
 
@@ -97,6 +98,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         description="A Mysocket-compatible edge on one machine: REST API, SSH server "
                     "for reverse tunnels, HTTP and TCP front. Every flag can also be "
                     "set by the environment variable named in brackets.")
+    p.add_argument("--version", action="version", version=f"mysocketd edge {version()}")
 
     def add(flag, default, help_text, **kw):
         var = "EDGE_" + flag.lstrip("-").upper().replace("-", "_")
