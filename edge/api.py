@@ -40,6 +40,7 @@ from .tcpports import NoFreeTcpPort, TcpPorts
 log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-access-token"
+PLANE_RETRY_AFTER = 1     # seconds; the data plane starts in well under that once built
 
 
 @dataclass
@@ -80,7 +81,8 @@ async def json_errors(request: web.Request, handler):
         return error_response(400, str(exc))
     except DataPlaneError as exc:
         log.error("data plane: %s", exc)
-        return error_response(503, "the edge's data plane is not available; try again")
+        return error_response(503, "the edge's data plane is not available; try again",
+                              {"Retry-After": str(PLANE_RETRY_AFTER)})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -96,6 +98,20 @@ async def json_errors(request: web.Request, handler):
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         return error_response(500, "internal error")
+
+
+def plane_gate(plane: DataPlane):
+    """A middleware that answers 503 + Retry-After while the data plane is not up
+    (still starting, or being started again after it died), before any handler
+    reads or writes anything: a request then changes nothing and can simply be
+    retried, instead of half-happening."""
+    @web.middleware
+    async def gate(request: web.Request, handler):
+        if not plane.up:
+            return error_response(503, "the edge is starting; try again shortly",
+                                  {"Retry-After": str(PLANE_RETRY_AFTER)})
+        return await handler(request)
+    return gate
 
 
 def client_address(request: web.Request) -> str:
@@ -364,7 +380,7 @@ class Api:
 
 
 def make_app(deps: ApiDeps) -> web.Application:
-    middlewares = [json_errors]
+    middlewares = [json_errors, plane_gate(deps.plane)]
     if deps.faults is not None:
         middlewares.append(deps.faults.middleware)
     app = web.Application(middlewares=middlewares)
