@@ -149,7 +149,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     p.add_argument("--admin", action="store_true", default=_truthy(env.get("EDGE_ADMIN")),
                    help="enable /_admin/ endpoints (faults, drop-ssh, tunnels) and the "
-                        "--fault-* flags; for tests only [EDGE_ADMIN]")
+                        "--fault-* flags; for tests only, and refused unless --listen and "
+                        "--api-listen are loopback addresses [EDGE_ADMIN]")
     add("--fault-error-rate", "0", "share of API requests answered with --fault-status",
         type=float)
     add("--fault-status", "500", "status of injected errors (e.g. 500, 429)", type=int)
@@ -217,10 +218,17 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
             plane_args += ["--acme-ca", a.acme_ca]
         tls_source = ("the given certificate where it applies, else " if a.tls_cert else "") + \
             "ACME ({})".format(a.acme_directory)
+    api_listen = a.api_listen or (a.listen if _loopback(a.listen) else "127.0.0.1")
+    if a.admin and not (_loopback(a.listen) and _loopback(api_listen)):
+        # The /_admin/ routes have no authentication, and the API is also served as
+        # --api-name on the public TLS port: only an edge that is loopback-only may have them.
+        parser.error("--admin needs --listen and --api-listen on loopback addresses: the "
+                     "/_admin/ routes have no authentication (got --listen {} --api-listen {})"
+                     .format(a.listen, api_listen))
     return EdgeConfig(
         api_port=a.api_port, ssh_port=a.ssh_port, http_port=a.http_port,
         https_port=a.https_port, api_name=(a.api_name or "api." + domain).lower(),
-        api_listen=a.api_listen or (a.listen if _loopback(a.listen) else "127.0.0.1"),
+        api_listen=api_listen,
         local_ports=a.local_ports, registration=registration, invite_tokens=invite_tokens,
         limits=limits, plane_args=plane_args, tls_source=tls_source,
         domain=domain, data_dir=a.data_dir, listen=a.listen,

@@ -25,12 +25,13 @@ def test_flag_defaults_and_env_fallback():
     assert (c.domain, c.listen, c.token_lifetime) == ("edge.localhost", "127.0.0.1", 3600)
     assert c.data_dir == Path("edge-data") and c.tcp_ports == PortRange(20000, 20999)
     assert not c.admin and c.tunnel_server == "127.0.0.1" and c.faults == FaultSettings()
-    env = {"EDGE_API_PORT": "0", "EDGE_ADMIN": "true", "EDGE_DOMAIN": "Edge.Example.",
-           "EDGE_TCP_PORTS": "0", "EDGE_LISTEN": "0.0.0.0", "EDGE_FAULT_ERROR_RATE": "0.25"}
+    env = {"EDGE_API_PORT": "0", "EDGE_DOMAIN": "Edge.Example.",
+           "EDGE_TCP_PORTS": "0", "EDGE_LISTEN": "0.0.0.0"}
     c = parse_args(["--ssh-port", "0", "--api-port", "9"], env)
-    assert (c.api_port, c.ssh_port, c.admin, c.domain) == (9, 0, True, "edge.example")
+    assert (c.api_port, c.ssh_port, c.admin, c.domain) == (9, 0, False, "edge.example")
     assert c.tcp_ports.os_chooses and c.tunnel_server == "edge.example"
-    assert c.faults.error_rate == 0.25
+    c = parse_args([], {"EDGE_ADMIN": "true", "EDGE_FAULT_ERROR_RATE": "0.25"})
+    assert c.admin and c.faults.error_rate == 0.25
 
 
 @pytest.mark.parametrize("argv", [
@@ -38,6 +39,9 @@ def test_flag_defaults_and_env_fallback():
     ["--token-lifetime", "0"], ["--fault-error-rate", "0.5"],
     ["--admin", "--fault-error-rate", "1.5"], ["--admin", "--fault-status", "200"],
     ["--log-level", "LOUD"],
+    # unauthenticated /_admin/ routes only on an edge that listens on loopback alone
+    ["--admin", "--listen", "0.0.0.0"], ["--admin", "--api-listen", "0.0.0.0"],
+    ["--admin", "--listen", "192.0.2.1", "--api-listen", "127.0.0.1"],
 ])
 def test_bad_flags_are_usage_errors(argv):
     with pytest.raises(SystemExit) as exc:
