@@ -34,12 +34,13 @@ from .hostkey import parse_public_key
 from .names import new_dnsname
 from .plane import DataPlane, DataPlaneError
 from .policy import Policy, Refused
-from .store import DuplicateEmail, NoFreeLocalPort, Socket, Store, Tunnel, User
+from .store import DuplicateEmail, InviteUsed, NoFreeLocalPort, Socket, Store, Tunnel, User
 from .tcpports import NoFreeTcpPort, TcpPorts
 
 log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-access-token"
+INVITE_USED = "this invite_token has made an account already: each token is good for one"
 PLANE_RETRY_AFTER = 1     # seconds; the data plane starts in well under that once built
 
 
@@ -190,8 +191,11 @@ class Api:
         body = await self._body(request)
         fields = schema.new_user(body, lambda line: parse_public_key(line) is not None)
         invite = body.get("invite_token")
-        self._policy.registration_allowed(client_address(request),
-                                          invite if isinstance(invite, str) else "")
+        invite = invite if isinstance(invite, str) else ""
+        self._policy.registration_allowed(client_address(request), invite)
+        spend = invite if self._policy.registration == "invite" else ""
+        if spend and self._store.invite_used(spend):
+            raise ApiError(403, INVITE_USED)
         if self._store.user_by_email(fields.email):
             raise ApiError(409, "an account with this email exists already")
         password_hash = await self._policy.hash(hash_password, fields.password)
@@ -200,9 +204,11 @@ class Api:
                     name=fields.name, email=fields.email,
                     password_hash=password_hash, sshkey=fields.sshkey)
         try:
-            self._store.add_user(user)
+            self._store.add_user(user, spend)     # checks the token again: one account per token
         except DuplicateEmail:
             raise ApiError(409, "an account with this email exists already") from None
+        except InviteUsed:
+            raise ApiError(403, INVITE_USED) from None
         await self._plane.push()
         log.info("account created: user_name=%s", user.user_name)
         return web.json_response(user_json(user))

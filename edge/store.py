@@ -16,6 +16,7 @@ Why it is shaped this way:
 - WAL journal so the test-suite can read the database while the edge writes.
 """
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -65,6 +66,11 @@ CREATE TABLE IF NOT EXISTS released (local_port INTEGER PRIMARY KEY, at REAL NOT
 CREATE INDEX IF NOT EXISTS released_at ON released(at);
 CREATE TABLE IF NOT EXISTS creations (user_id TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS creations_user ON creations(user_id, at);
+CREATE TABLE IF NOT EXISTS used_invites (
+    token_sha256 TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    at REAL NOT NULL
+);
 """
 
 
@@ -74,6 +80,15 @@ class DuplicateEmail(Exception):
 
 class NoFreeLocalPort(Exception):
     """Every local_port number is in use or in quarantine."""
+
+
+class InviteUsed(Exception):
+    """This invite token made an account already (tokens are single-use)."""
+
+
+def _invite_key(token: str) -> str:
+    """What is stored of a used invite token: its SHA-256, never the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass
@@ -134,15 +149,26 @@ class Store:
         return _Transaction(self._db)
 
     # -- accounts -------------------------------------------------------
-    def add_user(self, user: User) -> None:
-        try:
-            with self._tx():
+    def add_user(self, user: User, invite_token: str = "") -> None:
+        """Insert an account; with invite_token, also spend that token (one transaction:
+        the token is spent only if the account is made, and only once)."""
+        with self._tx():
+            if invite_token:
+                if self.invite_used(invite_token):
+                    raise InviteUsed()
+                self._db.execute("INSERT INTO used_invites VALUES (?,?,?)",
+                                 (_invite_key(invite_token), user.user_id, time.time()))
+            try:
                 self._db.execute(
                     "INSERT INTO users VALUES (?,?,?,?,?,?,?)",
                     (user.user_id, user.user_name, user.name, user.email,
                      user.password_hash, user.sshkey, time.time()))
-        except sqlite3.IntegrityError as exc:
-            raise DuplicateEmail(user.email) from exc
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateEmail(user.email) from exc
+
+    def invite_used(self, invite_token: str) -> bool:
+        return self._db.execute("SELECT 1 FROM used_invites WHERE token_sha256 = ?",
+                                (_invite_key(invite_token),)).fetchone() is not None
 
     def _user(self, column: str, value: str) -> Optional[User]:
         row = self._db.execute(
