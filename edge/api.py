@@ -253,6 +253,8 @@ class Api:
             if existing is not None:
                 return web.json_response(self._socket_json(existing, user, await self._live_ports()))
         self._policy.socket_allowed(self._store.count_sockets_of_user(user.user_id))
+        if fields.socket_type == "tcp":
+            self._policy.tcp_port_allowed(self._store.count_tcp_ports_of_user(user.user_id))
         if with_tunnel:
             self._check_tunnel_quota(user)
         password_hash = ""

@@ -34,6 +34,7 @@ class Limits:
     logins_per_minute_per_address: float = 30.0
     registrations_per_hour_per_address: float = 10.0
     auth_failures_per_minute: float = 20.0
+    tcp_ports_per_account: int = 100        # a tenth of the default --tcp-ports range
 
 
 @dataclass

@@ -295,6 +295,10 @@ class Store:
             "SELECT COUNT(*) FROM tunnels t JOIN sockets s ON s.socket_id = t.socket_id "
             "WHERE s.user_id = ?", (user_id,)).fetchone()[0]
 
+    def count_tcp_ports_of_user(self, user_id: str) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM sockets WHERE user_id = ? AND "
+                                "tcp_port IS NOT NULL", (user_id,)).fetchone()[0]
+
     def count_sockets_of_user(self, user_id: str) -> int:
         return self._db.execute("SELECT COUNT(*) FROM sockets WHERE user_id = ?",
                                 (user_id,)).fetchone()[0]
