@@ -47,8 +47,9 @@ def _go() -> str:
     go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK)
                                 else None)
     if go is None:
-        raise NoBinary("the edge's data plane is written in Go and no `go` (>= 1.22) is on PATH: "
-                       "install Go, or set EDGE_DATAPLANE_BIN to a built binary")
+        raise NoBinary("the edge's data plane is written in Go and no `go` (>= 1.26, as its "
+                       "go.mod says) is on PATH: install Go, or set EDGE_DATAPLANE_BIN to a "
+                       "built binary")
     return go
 
 
