@@ -4,10 +4,9 @@ Why it is shaped this way:
 - Every handler validates its whole input (edge.schema) and checks ownership
   before it writes anything; another account's ids answer 404 like unknown
   ones, so existence never leaks.
-- All failures leave through one middleware as ``{"error_message": ...}``
-  with the right status; unknown routes are JSON 404s, wrong methods JSON
-  405s, and an unexpected exception is logged and answered with a JSON 500
-  (no traceback ever reaches a client).
+- All failures leave through one middleware (edge.apierrors) as
+  ``{"error_message": ...}`` with the right status, and nothing reaches a
+  handler while the data plane is not up.
 - Policy (edge.policy) is asked before anything costly or lasting happens:
   rate limits on registration and login, quotas on sockets and tunnels, the
   registration policy; scrypt runs in the policy's own small thread pool.
@@ -17,7 +16,6 @@ Why it is shaped this way:
   nothing keeps serving it.
 """
 
-import asyncio
 import logging
 import time
 import uuid
@@ -27,13 +25,14 @@ from typing import Optional
 from aiohttp import web
 
 from . import schema
+from .apierrors import ApiError, json_errors, plane_gate
 from .admin import add_admin_routes
 from .auth import DUMMY_HASH, TokenIssuer, hash_password, verify_password
 from .faults import Faults
 from .hostkey import parse_public_key
 from .names import new_dnsname
 from .plane import DataPlane, DataPlaneError
-from .policy import Policy, Refused
+from .policy import Policy
 from .store import DuplicateEmail, InviteUsed, NoFreeLocalPort, Socket, Store, Tunnel, User
 from .tcpports import NoFreeTcpPort, TcpPorts
 
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-access-token"
 INVITE_USED = "this invite_token has made an account already: each token is good for one"
-PLANE_RETRY_AFTER = 1     # seconds; the data plane starts in well under that once built
 
 
 @dataclass
@@ -54,65 +52,6 @@ class ApiDeps:
     tunnel_server: str
     policy: Policy
     faults: Optional[Faults] = None   # set only with --admin
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def error_response(status: int, message: str, headers: Optional[dict] = None):
-    return web.json_response({"error_message": message}, status=status, headers=headers)
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler):
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.message)
-    except Refused as exc:
-        headers = None
-        if exc.retry_after is not None:
-            headers = {"Retry-After": str(int(exc.retry_after))}
-        return error_response(exc.status, exc.message, headers)
-    except schema.BadInput as exc:
-        return error_response(400, str(exc))
-    except DataPlaneError as exc:
-        log.error("data plane: %s", exc)
-        return error_response(503, "the edge's data plane is not available; try again",
-                              {"Retry-After": str(PLANE_RETRY_AFTER)})
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        message = exc.reason
-        if exc.status in (404, 405):
-            message = "{}: {} {}".format(
-                "no such route" if exc.status == 404 else "method not allowed",
-                request.method, request.path)
-        return error_response(exc.status, message, headers)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        return error_response(500, "internal error")
-
-
-def plane_gate(plane: DataPlane):
-    """A middleware that answers 503 + Retry-After while the data plane is not up
-    (still starting, or being started again after it died), before any handler
-    reads or writes anything: a request then changes nothing and can simply be
-    retried, instead of half-happening."""
-    @web.middleware
-    async def gate(request: web.Request, handler):
-        if not plane.up:
-            return error_response(503, "the edge is starting; try again shortly",
-                                  {"Retry-After": str(PLANE_RETRY_AFTER)})
-        return await handler(request)
-    return gate
 
 
 def client_address(request: web.Request) -> str:
