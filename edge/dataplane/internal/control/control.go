@@ -1,20 +1,27 @@
-package main
-
-// The control socket (HTTP over a unix socket, JSON) through which the
+// Package control answers "what does the control plane ask of us": the
+// control socket (HTTP over a unix socket, JSON) through which the
 // Python control plane drives this process. Only the edge's own Python
 // process can reach it (a file in its data directory, mode 0600).
+package control
 
 import (
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
+
+	"mysocketd/edge/dataplane/internal/front"
+	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/sshd"
+	"mysocketd/edge/dataplane/internal/state"
+	"mysocketd/edge/dataplane/internal/tunnels"
 )
 
-type Control struct {
-	state *StateHolder
-	reg   *Registry
-	sshd  *SSHServer
-	tcp   *TCPFront
+// API is the control socket's handler and what it drives.
+type API struct {
+	State   *state.Holder
+	Tunnels *tunnels.Registry
+	SSH     *sshd.Server
+	TCP     *front.TCP
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -32,32 +39,33 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-func (c *Control) Handler() http.Handler {
+// Handler serves the control API.
+func (c *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// CPU and heap profiles for `make bench` and operators (the control socket is 0600).
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.Handle("GET /debug/pprof/heap", pprof.Handler("heap"))
 	mux.HandleFunc("PUT /state", func(w http.ResponseWriter, r *http.Request) {
-		var in StateIn
+		var in state.StateIn
 		if !readJSON(w, r, &in) {
 			return
 		}
-		snap := buildSnapshot(in)
-		if c.state.Set(snap) {
-			c.reg.Reconcile(snap)
+		snap := state.NewSnapshot(in)
+		if c.State.Set(snap) {
+			c.Tunnels.Reconcile(snap)
 		}
-		writeJSON(w, 200, map[string]int64{"version": c.state.Get().Version})
+		writeJSON(w, 200, map[string]int64{"version": c.State.Get().Version})
 	})
 	mux.HandleFunc("GET /tunnels", func(w http.ResponseWriter, r *http.Request) {
 		out := []map[string]any{}
-		for _, f := range c.reg.All() {
+		for _, f := range c.Tunnels.All() {
 			out = append(out, map[string]any{"local_port": f.Port, "user_name": f.Session.UserName,
 				"dnsname": f.DNSName, "since": f.Since.UTC().Format("2006-01-02T15:04:05.000000-07:00"), "peer": f.Session.Peer})
 		}
 		writeJSON(w, 200, out)
 	})
 	mux.HandleFunc("POST /drop-ssh", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]int{"dropped": c.sshd.CloseAll()})
+		writeJSON(w, 200, map[string]int{"dropped": c.SSH.CloseAll()})
 	})
 	mux.HandleFunc("POST /forget-forward", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
@@ -67,7 +75,7 @@ func (c *Control) Handler() http.Handler {
 			return
 		}
 		n := 0
-		if f := c.reg.Get(in.LocalPort); f != nil && c.reg.Remove(f, false) {
+		if f := c.Tunnels.Get(in.LocalPort); f != nil && c.Tunnels.Remove(f, false) {
 			n = 1
 		}
 		writeJSON(w, 200, map[string]int{"forgotten": n})
@@ -79,12 +87,12 @@ func (c *Control) Handler() http.Handler {
 		if !readJSON(w, r, &in) {
 			return
 		}
-		port, err := c.tcp.Open(in.Port)
+		port, err := c.TCP.Open(in.Port)
 		if err != nil {
 			writeJSON(w, 409, map[string]string{"error_message": err.Error()})
 			return
 		}
-		logf("tcp port %d listening", port)
+		logx.Printf("tcp port %d listening", port)
 		writeJSON(w, 200, map[string]int{"port": port})
 	})
 	mux.HandleFunc("POST /tcp/close", func(w http.ResponseWriter, r *http.Request) {
@@ -94,7 +102,7 @@ func (c *Control) Handler() http.Handler {
 		if !readJSON(w, r, &in) {
 			return
 		}
-		c.tcp.Close(in.Port)
+		c.TCP.Close(in.Port)
 		writeJSON(w, 200, map[string]int{"port": in.Port})
 	})
 	return mux

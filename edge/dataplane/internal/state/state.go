@@ -1,6 +1,6 @@
-package main
-
-// The edge's configuration as the Python control plane pushes it.
+// Package state answers "what did the control plane tell us": the edge's
+// configuration as the Python control plane pushes it (accounts, sockets,
+// tunnel ports, limits), kept as one immutable Snapshot.
 //
 // Why it is shaped this way: the REST API, the database, quotas and
 // registration stay in Python; this process only needs to know, at any
@@ -11,20 +11,24 @@ package main
 // right after a POST /connect always finds its tunnel. A version number makes
 // a late, older push harmless. Lookups read one immutable snapshot through an
 // atomic pointer: no lock on the request path.
+package state
 
 import (
+	"net"
 	"strings"
 	"sync/atomic"
 
 	"golang.org/x/crypto/ssh"
 )
 
+// UserIn is one account as pushed: its user_name logs in with its sshkey.
 type UserIn struct {
 	UserID   string `json:"user_id"`
 	UserName string `json:"user_name"`
 	SSHKey   string `json:"sshkey"`
 }
 
+// SocketIn is one socket as pushed, with the local_ports of its tunnels.
 type SocketIn struct {
 	SocketID          string `json:"socket_id"`
 	UserID            string `json:"user_id"`
@@ -38,12 +42,14 @@ type SocketIn struct {
 	LocalPorts        []int  `json:"local_ports"`
 }
 
+// Limits are the per-account and per-visitor limits the data plane enforces (0: none).
 type Limits struct {
 	SessionsPerAccount    int     `json:"sessions_per_account"`
 	ConnectionsPerAccount int     `json:"connections_per_account"`
 	AuthFailuresPerMinute float64 `json:"auth_failures_per_minute"`
 }
 
+// StateIn is the whole picture of one PUT /state.
 type StateIn struct {
 	Version int64      `json:"version"`
 	Users   []UserIn   `json:"users"`
@@ -51,12 +57,14 @@ type StateIn struct {
 	Limits  Limits     `json:"limits"`
 }
 
+// User is an account that can log in (Key nil: its key did not parse, it cannot).
 type User struct {
 	UserID   string
 	UserName string
 	Key      ssh.PublicKey
 }
 
+// Socket is a socket as the fronts and the tunnels look it up.
 type Socket struct {
 	SocketIn
 }
@@ -71,7 +79,8 @@ type Snapshot struct {
 	Limits      Limits
 }
 
-func buildSnapshot(in StateIn) *Snapshot {
+// NewSnapshot builds the lookups of one pushed state.
+func NewSnapshot(in StateIn) *Snapshot {
 	s := &Snapshot{Version: in.Version, UsersByName: map[string]*User{},
 		ByDNS: map[string]*Socket{}, ByTCPPort: map[int]*Socket{},
 		PortOwner: map[int]*Socket{}, Limits: in.Limits}
@@ -95,12 +104,14 @@ func buildSnapshot(in StateIn) *Snapshot {
 	return s
 }
 
-type StateHolder struct{ p atomic.Pointer[Snapshot] }
+// Holder holds the current Snapshot; readers never lock.
+type Holder struct{ p atomic.Pointer[Snapshot] }
 
-func (h *StateHolder) Get() *Snapshot { return h.p.Load() }
+// Get returns the current snapshot (nil before the first Set).
+func (h *Holder) Get() *Snapshot { return h.p.Load() }
 
 // Set publishes s unless a newer version is already in place; reports whether it did.
-func (h *StateHolder) Set(s *Snapshot) bool {
+func (h *Holder) Set(s *Snapshot) bool {
 	for {
 		old := h.p.Load()
 		if old != nil && old.Version > s.Version {
@@ -110,4 +121,13 @@ func (h *StateHolder) Set(s *Snapshot) bool {
 			return true
 		}
 	}
+}
+
+// HostOnly is the name a Host header or an SNI asks for, as ByDNS keys it:
+// without port, lower case, without the trailing dot.
+func HostOnly(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.TrimSuffix(strings.ToLower(host), ".")
 }

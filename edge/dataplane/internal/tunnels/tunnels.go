@@ -1,6 +1,5 @@
-package main
-
-// Live reverse forwards and how a request picks one.
+// Package tunnels answers "which live tunnel takes this connection": the
+// reverse forwards that SSH sessions hold, and how a request picks one.
 //
 // Why it is shaped this way:
 //   - A tunnel's local_port is only a number: nothing binds it. An accepted
@@ -21,6 +20,7 @@ package main
 //   - Every channel is remembered with its forward, so removing a forward
 //     (newest wins, tunnel deleted, /_admin/forget-forward) also ends its
 //     pooled and open channels: nothing keeps using a forward that is gone.
+package tunnels
 
 import (
 	"errors"
@@ -33,6 +33,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/state"
 )
 
 const (
@@ -40,24 +43,31 @@ const (
 	asideFor            = 10 * time.Second
 )
 
+// Session is one logged-in SSH connection (the sshd package makes them).
 type Session struct {
-	ID       int64
-	Conn     *ssh.ServerConn
-	UserID   string
-	UserName string
-	Peer     string
-	done     chan struct{}
+	ID           int64
+	Conn         *ssh.ServerConn
+	UserID       string
+	UserName     string
+	Peer         string
+	SuspectAfter time.Duration // a keepalive unanswered this long makes the session suspect
 
 	pendingSince atomic.Int64 // when the unanswered keepalive was sent; 0: none
-	suspectAfter time.Duration
 }
 
-// Suspect: a keepalive has been unanswered for longer than suspectAfter.
+// KeepaliveSent records that a keepalive went out at now and is unanswered.
+func (s *Session) KeepaliveSent(now time.Time) { s.pendingSince.Store(now.UnixNano()) }
+
+// KeepaliveAnswered records that the client answered the keepalive.
+func (s *Session) KeepaliveAnswered() { s.pendingSince.Store(0) }
+
+// Suspect: a keepalive has been unanswered for longer than SuspectAfter.
 func (s *Session) Suspect(now time.Time) bool {
 	p := s.pendingSince.Load()
-	return p != 0 && now.Sub(time.Unix(0, p)) > s.suspectAfter
+	return p != 0 && now.Sub(time.Unix(0, p)) > s.SuspectAfter
 }
 
+// Forward is one accepted tcpip-forward: a tunnel port served by a session.
 type Forward struct {
 	Port     int
 	BindAddr string // as the client sent it; echoed when opening channels
@@ -66,16 +76,18 @@ type Forward struct {
 	Since    time.Time
 
 	mu         sync.Mutex
-	channels   map[*chanConn]struct{}
+	channels   map[*ChanConn]struct{}
 	failures   int
 	asideUntil time.Time
 	removed    bool
 }
 
+// NoTunnel: no forward of the socket could take the connection.
 type NoTunnel struct{ Reason string }
 
 func (e *NoTunnel) Error() string { return e.Reason }
 
+// Registry holds every live forward, by port.
 type Registry struct {
 	mu            sync.Mutex
 	byPort        map[int]*Forward
@@ -85,6 +97,7 @@ type Registry struct {
 	onSessionIdle func(*Session)
 }
 
+// NewRegistry: onIdle is called with a session that serves no forward any more.
 func NewRegistry(openFirst, openLast time.Duration, onIdle func(*Session)) *Registry {
 	return &Registry{byPort: map[int]*Forward{}, turns: map[string]*atomic.Uint64{},
 		openFirst: openFirst, openLast: openLast, onSessionIdle: onIdle}
@@ -92,7 +105,7 @@ func NewRegistry(openFirst, openLast time.Duration, onIdle func(*Session)) *Regi
 
 // Claim registers f, replacing a forward of the same account on the same port.
 func (r *Registry) Claim(f *Forward) error {
-	f.channels = map[*chanConn]struct{}{}
+	f.channels = map[*ChanConn]struct{}{}
 	r.mu.Lock()
 	old := r.byPort[f.Port]
 	if old != nil && old.Session.UserID != f.Session.UserID {
@@ -102,11 +115,11 @@ func (r *Registry) Claim(f *Forward) error {
 	r.byPort[f.Port] = f
 	r.mu.Unlock()
 	if old != nil {
-		logf("forward replaced (newest session wins): local_port=%d user=%s old_peer=%s new_peer=%s",
+		logx.Printf("forward replaced (newest session wins): local_port=%d user=%s old_peer=%s new_peer=%s",
 			f.Port, f.Session.UserName, old.Session.Peer, f.Session.Peer)
 		r.retire(old, true)
 	}
-	logf("forward up: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
+	logx.Printf("forward up: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 	return nil
 }
 
@@ -121,7 +134,7 @@ func (r *Registry) Remove(f *Forward, closeIdle bool) bool {
 	}
 	delete(r.byPort, f.Port)
 	r.mu.Unlock()
-	logf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
+	logx.Printf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 	r.retire(f, closeIdle)
 	return true
 }
@@ -131,7 +144,7 @@ func (r *Registry) retire(f *Forward, closeIdle bool) {
 	f.mu.Lock()
 	f.removed = true
 	chans := f.channels
-	f.channels = map[*chanConn]struct{}{}
+	f.channels = map[*ChanConn]struct{}{}
 	f.mu.Unlock()
 	for c := range chans {
 		c.Close()
@@ -141,12 +154,14 @@ func (r *Registry) retire(f *Forward, closeIdle bool) {
 	}
 }
 
+// Get returns the port's forward, or nil.
 func (r *Registry) Get(port int) *Forward {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.byPort[port]
 }
 
+// All returns every forward, by port.
 func (r *Registry) All() []*Forward {
 	r.mu.Lock()
 	out := make([]*Forward, 0, len(r.byPort))
@@ -158,6 +173,7 @@ func (r *Registry) All() []*Forward {
 	return out
 }
 
+// OfSession returns the forwards s serves.
 func (r *Registry) OfSession(s *Session) []*Forward {
 	var out []*Forward
 	for _, f := range r.All() {
@@ -180,7 +196,7 @@ func (r *Registry) DropSession(s *Session) {
 	}
 	r.mu.Unlock()
 	for _, f := range gone {
-		logf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
+		logx.Printf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 		f.mu.Lock()
 		f.removed = true
 		chans := f.channels
@@ -194,7 +210,7 @@ func (r *Registry) DropSession(s *Session) {
 
 // Reconcile removes forwards whose port is no longer a tunnel, or whose
 // tunnel now belongs to another account (deleted, recreated elsewhere).
-func (r *Registry) Reconcile(snap *Snapshot) {
+func (r *Registry) Reconcile(snap *state.Snapshot) {
 	for _, f := range r.All() {
 		owner := snap.PortOwner[f.Port]
 		if owner == nil || owner.UserID != f.Session.UserID {
@@ -204,7 +220,7 @@ func (r *Registry) Reconcile(snap *Snapshot) {
 }
 
 // Candidates: the socket's live forwards, in round-robin order, set-aside ones last.
-func (r *Registry) Candidates(sock *Socket) []*Forward {
+func (r *Registry) Candidates(sock *state.Socket) []*Forward {
 	r.mu.Lock()
 	var live []*Forward
 	for _, p := range sock.LocalPorts {
@@ -227,7 +243,7 @@ func (r *Registry) Candidates(sock *Socket) []*Forward {
 	var aside []*Forward
 	for i := range live {
 		f := live[(start+i)%len(live)]
-		if f.isAside(now) {
+		if f.IsAside(now) {
 			aside = append(aside, f)
 		} else {
 			ordered = append(ordered, f)
@@ -236,8 +252,8 @@ func (r *Registry) Candidates(sock *Socket) []*Forward {
 	return append(ordered, aside...)
 }
 
-// isAside: failed repeatedly, or its session stopped answering keepalives.
-func (f *Forward) isAside(now time.Time) bool {
+// IsAside: failed repeatedly, or its session stopped answering keepalives.
+func (f *Forward) IsAside(now time.Time) bool {
 	if f.Session.Suspect(now) {
 		return true
 	}
@@ -257,7 +273,7 @@ func (f *Forward) result(err error, timedOut bool) {
 	f.failures++
 	if timedOut || f.failures >= failuresBeforeAside {
 		if !time.Now().Before(f.asideUntil) {
-			logf("tunnel local_port=%d set aside for %s after %d failed channel opens",
+			logx.Printf("tunnel local_port=%d set aside for %s after %d failed channel opens",
 				f.Port, asideFor, f.failures)
 		}
 		f.asideUntil = time.Now().Add(asideFor)
@@ -272,7 +288,7 @@ type forwardedTCPIP struct {
 }
 
 // Open a channel on one of cands, trying the next while nothing was sent.
-func (r *Registry) Open(cands []*Forward, origin string) (*chanConn, error) {
+func (r *Registry) Open(cands []*Forward, origin string) (*ChanConn, error) {
 	if len(cands) == 0 {
 		return nil, &NoTunnel{"no tunnel of this socket is connected"}
 	}
@@ -287,13 +303,13 @@ func (r *Registry) Open(cands []*Forward, origin string) (*chanConn, error) {
 		if err == nil {
 			return c, nil
 		}
-		logf("tunnel local_port=%d could not open a channel: %v", f.Port, err)
+		logx.Printf("tunnel local_port=%d could not open a channel: %v", f.Port, err)
 		reasons = append(reasons, err.Error())
 	}
 	return nil, &NoTunnel{"tunnel could not reach its target: " + strings.Join(reasons, "; ")}
 }
 
-func (f *Forward) open(origin string, wait time.Duration) (*chanConn, error, bool) {
+func (f *Forward) open(origin string, wait time.Duration) (*ChanConn, error, bool) {
 	host, portText, _ := net.SplitHostPort(origin)
 	var oport int
 	fmt.Sscanf(portText, "%d", &oport)
@@ -320,7 +336,7 @@ func (f *Forward) open(origin string, wait time.Duration) (*chanConn, error, boo
 			return nil, o.err, false
 		}
 		go ssh.DiscardRequests(o.reqs)
-		c := &chanConn{Channel: o.ch, fwd: f}
+		c := &ChanConn{Channel: o.ch, fwd: f}
 		f.mu.Lock()
 		if f.removed {
 			f.mu.Unlock()
@@ -340,14 +356,17 @@ func (f *Forward) open(origin string, wait time.Duration) (*chanConn, error, boo
 	}
 }
 
-// chanConn is an SSH channel as a net.Conn (for net/http and splicing).
-type chanConn struct {
+// ChanConn is an SSH channel as a net.Conn (for net/http and splicing).
+type ChanConn struct {
 	ssh.Channel
 	fwd  *Forward
 	once sync.Once
 }
 
-func (c *chanConn) Close() error {
+// Forward is the forward the channel was opened on.
+func (c *ChanConn) Forward() *Forward { return c.fwd }
+
+func (c *ChanConn) Close() error {
 	var err error
 	c.once.Do(func() {
 		err = c.Channel.Close()
@@ -363,8 +382,8 @@ type tunnelAddr struct{ port int }
 func (a tunnelAddr) Network() string { return "ssh" }
 func (a tunnelAddr) String() string  { return fmt.Sprintf("tunnel:%d", a.port) }
 
-func (c *chanConn) LocalAddr() net.Addr                { return tunnelAddr{0} }
-func (c *chanConn) RemoteAddr() net.Addr               { return tunnelAddr{c.fwd.Port} }
-func (c *chanConn) SetDeadline(t time.Time) error      { return nil }
-func (c *chanConn) SetReadDeadline(t time.Time) error  { return nil }
-func (c *chanConn) SetWriteDeadline(t time.Time) error { return nil }
+func (c *ChanConn) LocalAddr() net.Addr                { return tunnelAddr{0} }
+func (c *ChanConn) RemoteAddr() net.Addr               { return tunnelAddr{c.fwd.Port} }
+func (c *ChanConn) SetDeadline(t time.Time) error      { return nil }
+func (c *ChanConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *ChanConn) SetWriteDeadline(t time.Time) error { return nil }
