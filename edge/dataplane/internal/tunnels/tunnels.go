@@ -336,7 +336,7 @@ func (f *Forward) open(origin string, wait time.Duration) (*ChanConn, error, boo
 			return nil, o.err, false
 		}
 		go ssh.DiscardRequests(o.reqs)
-		c := &ChanConn{Channel: o.ch, fwd: f}
+		c := newChanConn(o.ch, f)
 		f.mu.Lock()
 		if f.removed {
 			f.mu.Unlock()
@@ -355,35 +355,3 @@ func (f *Forward) open(origin string, wait time.Duration) (*ChanConn, error, boo
 		return nil, fmt.Errorf("no answer within %s", wait), true
 	}
 }
-
-// ChanConn is an SSH channel as a net.Conn (for net/http and splicing).
-type ChanConn struct {
-	ssh.Channel
-	fwd  *Forward
-	once sync.Once
-}
-
-// Forward is the forward the channel was opened on.
-func (c *ChanConn) Forward() *Forward { return c.fwd }
-
-func (c *ChanConn) Close() error {
-	var err error
-	c.once.Do(func() {
-		err = c.Channel.Close()
-		c.fwd.mu.Lock()
-		delete(c.fwd.channels, c)
-		c.fwd.mu.Unlock()
-	})
-	return err
-}
-
-type tunnelAddr struct{ port int }
-
-func (a tunnelAddr) Network() string { return "ssh" }
-func (a tunnelAddr) String() string  { return fmt.Sprintf("tunnel:%d", a.port) }
-
-func (c *ChanConn) LocalAddr() net.Addr                { return tunnelAddr{0} }
-func (c *ChanConn) RemoteAddr() net.Addr               { return tunnelAddr{c.fwd.Port} }
-func (c *ChanConn) SetDeadline(t time.Time) error      { return nil }
-func (c *ChanConn) SetReadDeadline(t time.Time) error  { return nil }
-func (c *ChanConn) SetWriteDeadline(t time.Time) error { return nil }
