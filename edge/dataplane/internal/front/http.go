@@ -94,12 +94,29 @@ const (
 	ctxVisitor
 )
 
-// visitor is one public connection: its id, its last forward, its channels.
+// visitor is one public connection: its id, its last forward, its open
+// channels (each removes itself when it closes, so a long keep-alive
+// connection whose app closes after every answer holds only what is open).
 type visitor struct {
 	id    uint64
 	mu    sync.Mutex
 	last  *tunnels.Forward
-	chans []*tunnels.ChanConn
+	chans map[*tunnels.ChanConn]struct{}
+}
+
+func (v *visitor) add(c *tunnels.ChanConn) {
+	v.mu.Lock()
+	v.last = c.Forward()
+	if v.chans == nil {
+		v.chans = map[*tunnels.ChanConn]struct{}{}
+	}
+	v.chans[c] = struct{}{}
+	v.mu.Unlock()
+	c.OnClose(func() {
+		v.mu.Lock()
+		delete(v.chans, c)
+		v.mu.Unlock()
+	})
 }
 
 func (v *visitor) close() {
@@ -107,7 +124,7 @@ func (v *visitor) close() {
 	chans := v.chans
 	v.chans = nil
 	v.mu.Unlock()
-	for _, c := range chans {
+	for c := range chans {
 		c.Close()
 	}
 }
@@ -282,10 +299,7 @@ func (f *HTTP) dial(ctx context.Context, network, addr string) (net.Conn, error)
 		return nil, err
 	}
 	if v, _ := ctx.Value(ctxVisitor).(*visitor); v != nil {
-		v.mu.Lock()
-		v.last = c.Forward()
-		v.chans = append(v.chans, c)
-		v.mu.Unlock()
+		v.add(c)
 	}
 	return c, nil
 }

@@ -209,7 +209,8 @@ func (r *Registry) DropSession(s *Session) {
 }
 
 // Reconcile removes forwards whose port is no longer a tunnel, or whose
-// tunnel now belongs to another account (deleted, recreated elsewhere).
+// tunnel now belongs to another account (deleted, recreated elsewhere), and
+// the round-robin turns of sockets that are gone (so they never pile up).
 func (r *Registry) Reconcile(snap *state.Snapshot) {
 	for _, f := range r.All() {
 		owner := snap.PortOwner[f.Port]
@@ -217,6 +218,24 @@ func (r *Registry) Reconcile(snap *state.Snapshot) {
 			r.Remove(f, true)
 		}
 	}
+	live := make(map[string]bool, len(snap.ByDNS))
+	for _, sock := range snap.ByDNS {
+		live[sock.SocketID] = true
+	}
+	r.mu.Lock()
+	for id := range r.turns {
+		if !live[id] {
+			delete(r.turns, id)
+		}
+	}
+	r.mu.Unlock()
+}
+
+// Turns is how many sockets have a round-robin turn (for tests).
+func (r *Registry) Turns() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.turns)
 }
 
 // Candidates: the socket's live forwards, in round-robin order, set-aside ones last.

@@ -2,6 +2,7 @@ package tunnels
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -177,5 +178,23 @@ func TestOpenWithoutCandidatesIsNoTunnel(t *testing.T) {
 	var nt *NoTunnel
 	if !errors.As(err, &nt) || nt.Reason != "no tunnel of this socket is connected" {
 		t.Fatalf("Open(no candidates): %v", err)
+	}
+}
+
+// TestReconcileForgetsTurnsOfDeletedSockets: the round-robin turns stay as many
+// as the sockets that exist, however many come and go.
+func TestReconcileForgetsTurnsOfDeletedSockets(t *testing.T) {
+	r := NewRegistry(time.Second, time.Second, nil)
+	var kept []state.SocketIn
+	for i := range 1000 {
+		in := state.SocketIn{SocketID: fmt.Sprint("s", i), DNSName: fmt.Sprintf("s%d.edge.localhost", i), UserID: "u1"}
+		r.Candidates(&state.Socket{SocketIn: in})
+		if i%100 == 0 {
+			kept = append(kept, in)
+		}
+	}
+	r.Reconcile(state.NewSnapshot(state.StateIn{Sockets: kept}))
+	if n := r.Turns(); n > len(kept) {
+		t.Fatalf("%d turns kept for %d sockets", n, len(kept))
 	}
 }
