@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"mysocketd/edge/dataplane/internal/auth"
 	"mysocketd/edge/dataplane/internal/certs"
 	"mysocketd/edge/dataplane/internal/control"
 	"mysocketd/edge/dataplane/internal/front"
@@ -42,6 +43,10 @@ type options struct {
 	keepalive, openFirst, openLast, acmeRenewBefore, acmeCheck      time.Duration
 	keepaliveCount                                                  int
 	acmeDirectory, acmeCA, acmeEmail, tlsCert, tlsKey               string
+
+	bounds                             front.Bounds
+	connsPerVisitor, preauthPerAddress int
+	preauthTotal, authCheckMiB         int
 }
 
 func parseFlags() options {
@@ -67,12 +72,22 @@ func parseFlags() options {
 	flag.DurationVar(&o.acmeCheck, "acme-check-interval", time.Hour, "how often certificates are checked for renewal")
 	flag.StringVar(&o.tlsCert, "tls-cert", "", "a given certificate (e.g. a wildcard), PEM")
 	flag.StringVar(&o.tlsKey, "tls-key", "", "its private key, PEM")
+	boundsFlags(&o)
 	flag.Parse()
 	if o.control == "" || o.hostKey == "" {
 		fmt.Fprintln(os.Stderr, "dataplane: --control and --host-key are required")
 		os.Exit(2)
 	}
 	return o
+}
+
+// boundsFlags: the visitor limits (0 switches one off; edge/README.md lists them).
+func boundsFlags(o *options) {
+	flag.Float64Var(&o.bounds.VisitorShare, "visitor-share", 0.05, "share of an account's connection quota one visitor (an address; IPv6 /64) may hold")
+	flag.IntVar(&o.connsPerVisitor, "conns-per-visitor", 256, "open public connections (HTTP, HTTPS, TCP) one visitor may hold")
+	flag.IntVar(&o.preauthPerAddress, "ssh-preauth-per-address", 64, "SSH connections not logged in yet, per address")
+	flag.IntVar(&o.preauthTotal, "ssh-preauth-total", 1024, "SSH connections not logged in yet, in all (more wait in the backlog)")
+	flag.IntVar(&o.authCheckMiB, "auth-check-memory", 128, "MiB of scrypt password checks at once (more are shed: 503)")
 }
 
 func listen(host string, port int) net.Listener {
@@ -95,6 +110,13 @@ func main() {
 	// often (GOGC=400 unless the environment says otherwise).
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
+	}
+	// ...but never let garbage (the 16 MiB of each password check above all)
+	// pile up past a soft limit: the password checks' budget and room for the
+	// rest (GOMEMLIMIT, Go's own variable, overrides it).
+	authBudget := int64(o.authCheckMiB) << 20
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(authBudget + 384<<20)
 	}
 	keyPEM, err := os.ReadFile(o.hostKey)
 	if err != nil {
@@ -134,9 +156,11 @@ func main() {
 		chooser.ACME = acmeMgr
 		go acmeMgr.RenewLoop(o.acmeCheck, chooser.Allowed)
 	}
-	shared := front.Shared{State: holder, Tunnels: reg, Conns: limits.NewCounter()}
-	httpFront := front.NewHTTP(shared, strings.ToLower(o.apiName), o.apiUpstream, acmeMgr)
-	tcp := front.NewTCP(shared, o.listen)
+	shared := front.Shared{State: holder, Tunnels: reg, Holdings: limits.NewHoldings(), Bounds: o.bounds}
+	checks := auth.Options{MemoryBudget: authBudget, VisitorShare: o.bounds.VisitorShare}
+	httpFront := front.NewHTTP(shared, checks, strings.ToLower(o.apiName), o.apiUpstream, acmeMgr)
+	visitors := limits.NewCounts() // open public connections per visitor, across the fronts
+	tcp := front.NewTCP(shared, o.listen, visitors, o.connsPerVisitor)
 
 	os.Remove(o.control)
 	controlL, err := net.Listen("unix", o.control)
@@ -145,9 +169,10 @@ func main() {
 		os.Exit(1)
 	}
 	os.Chmod(o.control, 0o600)
-	sshL := listen(o.listen, o.sshPort)
-	httpL := listen(o.listen, o.httpPort)
-	httpsL := listen(o.listen, o.httpsPort)
+	sshL := limits.NewListener(listen(o.listen, o.sshPort), "ssh pre-auth", limits.NewCounts(),
+		o.preauthPerAddress, o.preauthTotal)
+	httpL := limits.NewListener(listen(o.listen, o.httpPort), "http", visitors, o.connsPerVisitor, 0)
+	httpsL := limits.NewListener(listen(o.listen, o.httpsPort), "https", visitors, o.connsPerVisitor, 0)
 	tlsConns := front.NewChanListener(httpsL.Addr())
 	tlsFront := front.NewTLS(shared, chooser, tlsConns)
 

@@ -47,13 +47,38 @@ import (
 
 const maxHeaderBytes = 64 << 10
 
-// Shared is what every front reads: the pushed state, the live tunnels, and
-// the count of what each account holds at once (one Counter for the HTTP,
-// TLS and TCP fronts, so the account's connection quota counts them all).
+// Shared is what every front reads: the pushed state, the live tunnels, what
+// each account and each of its visitors holds at once (one Holdings for the
+// HTTP, TLS and TCP fronts, so the account's connection quota counts them
+// all), and the fronts' bounds.
 type Shared struct {
-	State   *state.Holder
-	Tunnels *tunnels.Registry
-	Conns   *limits.Counter
+	State    *state.Holder
+	Tunnels  *tunnels.Registry
+	Holdings *limits.Holdings
+	Bounds   Bounds
+}
+
+// hold takes one of the account's connections for the visitor at remote:
+// release, or the edge's refusal (answer reason, status, text).
+func (sh Shared) hold(sock *state.Socket, remote string) (func(), *refusal) {
+	quota := sh.State.Get().Limits.ConnectionsPerAccount
+	release, refused := sh.Holdings.Acquire(sock.UserID, limits.Visitor(remote), quota, sh.Bounds.VisitorShare)
+	switch refused {
+	case limits.AccountFull:
+		return nil, &refusal{http.StatusServiceUnavailable, answer.Unavailable,
+			fmt.Sprintf("too many concurrent requests for this account (its quota is %d)", quota)}
+	case limits.VisitorShare:
+		return nil, &refusal{http.StatusTooManyRequests, answer.RateLimited,
+			fmt.Sprintf("too many concurrent requests from your address for this account (at most %d)",
+				limits.Share(quota, sh.Bounds.VisitorShare))}
+	}
+	return release, nil
+}
+
+type refusal struct {
+	status int
+	reason answer.Reason
+	text   string
 }
 
 // HTTP is the per-request front of the HTTP port and of terminated TLS.
@@ -131,8 +156,8 @@ func (v *visitor) close() {
 
 // NewHTTP: apiName (lower case) is proxied to apiUpstream over TLS; acme, when
 // not nil, answers its HTTP-01 challenges.
-func NewHTTP(sh Shared, apiName, apiUpstream string, acme *certs.ACME) *HTTP {
-	f := &HTTP{Shared: sh, apiName: apiName, acme: acme, auth: auth.NewChecker(sh.State)}
+func NewHTTP(sh Shared, checks auth.Options, apiName, apiUpstream string, acme *certs.ACME) *HTTP {
+	f := &HTTP{Shared: sh, apiName: apiName, acme: acme, auth: auth.NewChecker(sh.State, checks)}
 	transport := &http.Transport{
 		DialContext:           f.dial,
 		MaxIdleConns:          0,
@@ -201,13 +226,13 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer.Write(w, http.StatusForbidden, answer.Forbidden, "cloud authentication is not implemented by this edge")
 		return
 	}
-	peer := clientIP(r.RemoteAddr)
-	if sock.Protected && !f.auth.Pass(w, r, sock, peer) {
+	if sock.Protected && !f.auth.Pass(w, r, sock, r.RemoteAddr) {
 		return
 	}
-	release, ok := f.Conns.Acquire(sock.UserID, f.State.Get().Limits.ConnectionsPerAccount)
-	if !ok {
-		answer.Write(w, http.StatusServiceUnavailable, answer.Unavailable, "too many concurrent requests for this account")
+	release, refused := f.hold(sock, r.RemoteAddr)
+	if refused != nil {
+		w.Header().Set("Retry-After", "1")
+		answer.Write(w, refused.status, refused.reason, refused.text)
 		return
 	}
 	defer release()
@@ -233,13 +258,6 @@ func headerBytes(r *http.Request) int {
 		}
 	}
 	return n
-}
-
-func clientIP(remote string) string {
-	if h, _, err := net.SplitHostPort(remote); err == nil {
-		return h
-	}
-	return remote
 }
 
 // rewrite sends the request to a forward of its socket; the pool key names the forward.

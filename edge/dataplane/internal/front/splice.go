@@ -1,26 +1,33 @@
 package front
 
 // The splice: a visitor's raw connection (tcp sockets, tls passthrough)
-// carried to a tunnel byte for byte.
+// carried to a tunnel byte for byte, within the account's connection quota
+// and the visitor's share of it.
 
 import (
 	"io"
 	"net"
 	"sync"
 
+	"golang.org/x/time/rate"
+
 	"mysocketd/edge/dataplane/internal/logx"
 	"mysocketd/edge/dataplane/internal/state"
 	"mysocketd/edge/dataplane/internal/tunnels"
 )
 
+// refusals keeps a flood of refused connections to one log line a second.
+var refusals = rate.NewLimiter(1, 1)
+
 // spliceToSocket carries a visitor's connection (tcp, tls) to one of the
-// socket's tunnels, within the account's connection quota, and closes it.
-func (sh Shared) spliceToSocket(c net.Conn, sock *state.Socket, limits state.Limits) {
+// socket's tunnels, and closes it.
+func (sh Shared) spliceToSocket(c net.Conn, sock *state.Socket) {
 	defer c.Close()
-	release, ok := sh.Conns.Acquire(sock.UserID, limits.ConnectionsPerAccount)
-	if !ok {
-		logx.Printf("%s: connection refused: the account holds its quota of %d connections",
-			sock.DNSName, limits.ConnectionsPerAccount)
+	release, refused := sh.hold(sock, c.RemoteAddr().String())
+	if refused != nil {
+		if refusals.Allow() {
+			logx.Printf("%s: connection from %s refused: %s", sock.DNSName, c.RemoteAddr(), refused.text)
+		}
 		return
 	}
 	defer release()

@@ -75,17 +75,17 @@ func NewTLS(sh Shared, chooser *certs.Chooser, http *ChanListener) *TLS {
 	return &TLS{Shared: sh, certs: chooser, http: http}
 }
 
-// Serve accepts the TLS port's connections until l is closed.
+// Serve accepts the TLS port's connections until l (a limits.Listener, which
+// waits out EMFILE and caps each visitor) is closed.
 func (t *TLS) Serve(l net.Listener) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if logx.IsClosed(err) {
-				t.http.Close()
-				return
+			if !logx.IsClosed(err) {
+				logx.Printf("tls front: accept: %v", err)
 			}
-			time.Sleep(50 * time.Millisecond)
-			continue
+			t.http.Close()
+			return
 		}
 		go t.handle(c)
 	}
@@ -107,7 +107,7 @@ func (t *TLS) handle(c net.Conn) {
 }
 
 func (t *TLS) passthrough(c net.Conn, sock *state.Socket) {
-	t.spliceToSocket(c, sock, t.State.Get().Limits)
+	t.spliceToSocket(c, sock)
 }
 
 // ChanListener hands terminated TLS connections to an http.Server.

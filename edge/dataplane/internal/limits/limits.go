@@ -6,7 +6,6 @@
 //
 //   - Limiter: token buckets per key for failures (basic-auth attempts);
 //   - Holdings: what an account holds at once, and each visitor's share of it;
-//   - Counter: what an account holds at once (the fronts' use, until they move to Holdings);
 //   - Listener: caps on open connections per visitor and in total, and an
 //     accept loop that waits out EMFILE instead of spinning.
 package limits
@@ -84,32 +83,3 @@ func (l *Limiter) Spend(key string, perMinute float64) {
 
 // Len is how many buckets are held (for tests and figures).
 func (l *Limiter) Len() int { return l.buckets.Len() }
-
-// Counter counts the units each key holds at once.
-type Counter struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func NewCounter() *Counter { return &Counter{n: map[string]int{}} }
-
-// Acquire one unit for key unless it holds quota already (quota <= 0: no limit).
-func (c *Counter) Acquire(key string, quota int) (func(), bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if quota > 0 && c.n[key] >= quota {
-		return nil, false
-	}
-	c.n[key]++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			c.mu.Lock()
-			c.n[key]--
-			if c.n[key] <= 0 {
-				delete(c.n, key)
-			}
-			c.mu.Unlock()
-		})
-	}, true
-}
