@@ -45,6 +45,7 @@ type options struct {
 	acmeDirectory, acmeCA, acmeEmail, tlsCert, tlsKey               string
 
 	bounds                             front.Bounds
+	sshHandshake                       time.Duration
 	connsPerVisitor, preauthPerAddress int
 	preauthTotal, authCheckMiB         int
 }
@@ -74,6 +75,7 @@ func parseFlags() options {
 	flag.StringVar(&o.tlsKey, "tls-key", "", "its private key, PEM")
 	boundsFlags(&o)
 	flag.Parse()
+	o.bounds.PeekTimeout = o.bounds.HeadTimeout
 	if o.control == "" || o.hostKey == "" {
 		fmt.Fprintln(os.Stderr, "dataplane: --control and --host-key are required")
 		os.Exit(2)
@@ -81,10 +83,19 @@ func parseFlags() options {
 	return o
 }
 
-// boundsFlags: the visitor limits (0 switches one off; edge/README.md lists them).
+// boundsFlags: the timeouts and visitor limits (0 switches one off; edge/README.md lists them).
 func boundsFlags(o *options) {
-	flag.Float64Var(&o.bounds.VisitorShare, "visitor-share", 0.05, "share of an account's connection quota one visitor (an address; IPv6 /64) may hold")
+	b := &o.bounds
+	flag.DurationVar(&b.HeadTimeout, "head-timeout", 10*time.Second, "a request head (or a TLS ClientHello) must arrive within this")
+	flag.DurationVar(&b.BodyReadTimeout, "body-read-timeout", 15*time.Second, "a request body must bring a byte within this of the last (408)")
+	flag.DurationVar(&b.ResponseHeaderTimeout, "response-header-timeout", 100*time.Second, "the app must begin its answer within this (504)")
+	flag.DurationVar(&b.IdleTimeout, "idle-timeout", 60*time.Second, "a keep-alive connection is closed after this without a request")
+	flag.DurationVar(&b.SendTimeout, "send-timeout", 60*time.Second, "a visitor must take each write of an answer within this")
+	flag.DurationVar(&b.UpgradeIdleTimeout, "upgrade-idle-timeout", 300*time.Second, "an upgraded (WebSocket) connection is closed after this without a byte either way")
+	flag.DurationVar(&b.SpliceIdleTimeout, "splice-idle-timeout", 600*time.Second, "a tls passthrough or tcp connection is closed after this without a byte either way")
+	flag.Float64Var(&b.VisitorShare, "visitor-share", 0.05, "share of an account's connection quota one visitor (an address; IPv6 /64) may hold")
 	flag.IntVar(&o.connsPerVisitor, "conns-per-visitor", 256, "open public connections (HTTP, HTTPS, TCP) one visitor may hold")
+	flag.DurationVar(&o.sshHandshake, "ssh-handshake-timeout", 10*time.Second, "an SSH connection must log in within this")
 	flag.IntVar(&o.preauthPerAddress, "ssh-preauth-per-address", 64, "SSH connections not logged in yet, per address")
 	flag.IntVar(&o.preauthTotal, "ssh-preauth-total", 1024, "SSH connections not logged in yet, in all (more wait in the backlog)")
 	flag.IntVar(&o.authCheckMiB, "auth-check-memory", 128, "MiB of scrypt password checks at once (more are shed: 503)")
@@ -135,6 +146,7 @@ func main() {
 		s.Conn.Close()
 	})
 	sshServer := sshd.NewServer(holder, reg, hostKey, o.keepalive, o.keepaliveCount)
+	sshServer.HandshakeTimeout = o.sshHandshake
 
 	ca, caKey, err := certs.LoadOrCreateCA(o.dataDir)
 	if err != nil {

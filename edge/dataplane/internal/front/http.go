@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -163,16 +164,17 @@ func NewHTTP(sh Shared, checks auth.Options, apiName, apiUpstream string, acme *
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   1, // one key per visitor connection and forward
 		IdleConnTimeout:       60 * time.Second,
-		ResponseHeaderTimeout: 0,
+		ResponseHeaderTimeout: sh.Bounds.ResponseHeaderTimeout,
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     false,
 	}
 	f.proxy = &httputil.ReverseProxy{
-		Rewrite:       f.rewrite,
-		Transport:     transport,
-		FlushInterval: 0, // streamed (chunked, unknown-length) answers are still flushed at once
-		ErrorHandler:  f.proxyError,
-		BufferPool:    newBufferPool(),
+		Rewrite:        f.rewrite,
+		Transport:      transport,
+		FlushInterval:  0, // streamed (chunked, unknown-length) answers are still flushed at once
+		ErrorHandler:   f.proxyError,
+		ModifyResponse: f.fromApp,
+		BufferPool:     newBufferPool(),
 	}
 	if apiUpstream != "" {
 		target := &url.URL{Scheme: "http", Host: apiUpstream}
@@ -188,6 +190,9 @@ func NewHTTP(sh Shared, checks auth.Options, apiName, apiUpstream string, acme *
 }
 
 func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// From here on a body must keep moving: also the rest net/http reads away
+	// after the edge answered by itself without reading it.
+	defer guardBody(w, r, f.Bounds.BodyReadTimeout)()
 	host := state.HostOnly(r.Host)
 	if r.TLS == nil && f.acme != nil && strings.HasPrefix(r.URL.Path, certs.ACMEChallengePrefix) {
 		f.acme.ServeChallenge(w, r)
@@ -247,7 +252,19 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sock.Protected {
 		r.Header.Del("Authorization") // the edge's password is not the app's business
 	}
-	f.proxy.ServeHTTP(w, r)
+	out := newToVisitor(w, f.Bounds.SendTimeout)
+	defer out.done()
+	f.proxy.ServeHTTP(out, r)
+}
+
+// fromApp puts the idle timeout on an upgraded connection.
+func (f *HTTP) fromApp(res *http.Response) error {
+	if res.StatusCode == http.StatusSwitchingProtocols && f.Bounds.UpgradeIdleTimeout > 0 {
+		if rwc, ok := res.Body.(io.ReadWriteCloser); ok {
+			res.Body = newIdleUpgrade(rwc, f.Bounds.UpgradeIdleTimeout)
+		}
+	}
+	return nil
 }
 
 func headerBytes(r *http.Request) int {
@@ -333,7 +350,10 @@ func contains(fs []*tunnels.Forward, f *tunnels.Forward) bool {
 
 func (f *HTTP) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	var nt *tunnels.NoTunnel
+	var stalled *errBodyStalled
 	switch {
+	case errors.As(err, &stalled):
+		answer.Write(w, http.StatusRequestTimeout, answer.Timeout, "the request body stalled")
 	case errors.As(err, &nt):
 		answer.Write(w, http.StatusBadGateway, answer.NoTunnel, state.HostOnly(r.Host)+": "+nt.Reason)
 	case errors.Is(err, context.Canceled):
@@ -357,7 +377,7 @@ func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
 // NewServer is an http.Server for this front (the HTTP port and terminated
 // TLS each get one): visitors tracked, net/http's own error log silenced.
 func (f *HTTP) NewServer() *http.Server {
-	return &http.Server{Handler: f, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
+	return &http.Server{Handler: f, ReadHeaderTimeout: f.Bounds.HeadTimeout, IdleTimeout: f.Bounds.IdleTimeout,
 		MaxHeaderBytes: maxHeaderBytes * 2, ErrorLog: log.New(discard{}, "", 0),
 		ConnContext: f.connContext, ConnState: f.connState}
 }

@@ -46,11 +46,14 @@ type prefixConn struct {
 
 func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// peekSNI returns the server name of the ClientHello and a conn that replays it.
-func peekSNI(c net.Conn) (string, net.Conn, error) {
+// peekSNI returns the server name of the ClientHello and a conn that replays it;
+// the ClientHello must come within timeout.
+func peekSNI(c net.Conn, timeout time.Duration) (string, net.Conn, error) {
 	rec := &recordingConn{Conn: c}
 	var sni string
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if timeout > 0 {
+		c.SetReadDeadline(time.Now().Add(timeout))
+	}
 	err := tls.Server(rec, &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
 		sni = h.ServerName
 		return nil, errPeeked
@@ -92,7 +95,7 @@ func (t *TLS) Serve(l net.Listener) {
 }
 
 func (t *TLS) handle(c net.Conn) {
-	sni, replay, err := peekSNI(c)
+	sni, replay, err := peekSNI(c, t.Bounds.PeekTimeout)
 	if err != nil {
 		c.Close()
 		return

@@ -36,6 +36,8 @@ import (
 
 // Server is the SSH server; Serve accepts its connections.
 type Server struct {
+	HandshakeTimeout time.Duration // from the connection until logged in
+
 	state    *state.Holder
 	reg      *tunnels.Registry
 	config   *ssh.ServerConfig
@@ -50,7 +52,7 @@ type Server struct {
 // NewServer: a keepalive goes out every interval; a session that leaves count
 // of them unanswered is closed.
 func NewServer(holder *state.Holder, reg *tunnels.Registry, hostKey ssh.Signer, interval time.Duration, count int) *Server {
-	s := &Server{state: holder, reg: reg, interval: interval, count: count,
+	s := &Server{HandshakeTimeout: 10 * time.Second, state: holder, reg: reg, interval: interval, count: count,
 		sessions: map[*tunnels.Session]struct{}{}, perUser: map[string]int{}}
 	s.config = &ssh.ServerConfig{
 		PublicKeyCallback: s.checkKey,
@@ -105,7 +107,9 @@ func (s *Server) handle(c net.Conn) {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlive(true)
 	}
-	c.SetDeadline(time.Now().Add(30 * time.Second)) // login must finish in time
+	if s.HandshakeTimeout > 0 {
+		c.SetDeadline(time.Now().Add(s.HandshakeTimeout)) // login must finish in time
+	}
 	conn, chans, reqs, err := ssh.NewServerConn(c, s.config)
 	if pre, ok := c.(interface{ Release() }); ok {
 		pre.Release() // logged in or not, it is no longer a pre-auth connection
