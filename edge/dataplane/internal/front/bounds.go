@@ -1,7 +1,7 @@
 package front
 
 // The fronts' bounds: how long a visitor or an app may keep something open
-// without progress.
+// without progress, and the edge's own voice kept its own.
 //
 // Why it is shaped this way: every timeout here measures progress, never a
 // total, so a slow but live visitor (a large upload over a poor link, a long
@@ -13,7 +13,10 @@ package front
 //     ends after its idle timeout with no byte either way (idleWatch): a
 //     one-way stream keeps both directions alive;
 //   - the app must begin its answer within ResponseHeaderTimeout (504 `timeout`),
-//     and the visitor must take each write of it within SendTimeout.
+//     and the visitor must take each write of it within SendTimeout;
+// The edge speaks with the headers in answer.Voice; what the app sends (and
+// what a visitor sends to the app) never carries them, 1xx and trailers
+// included, so only the edge can mark an answer as its own.
 
 import (
 	"errors"
@@ -23,6 +26,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"mysocketd/edge/dataplane/internal/answer"
 )
 
 // Bounds are the fronts' timeouts and visitor limits (main's flags; edge/README.md lists them).
@@ -151,9 +156,10 @@ func (u *idleUpgrade) Close() error {
 	return u.ReadWriteCloser.Close()
 }
 
-// toVisitor is what ReverseProxy writes the app's answer through: every write
-// must be taken by the visitor within sendTimeout, so a visitor who stops
-// reading holds nothing for long.
+// toVisitor is what ReverseProxy writes the app's answer through: the edge's
+// headers are kept out of the 1xx answers it relays (final answers are
+// cleaned in ModifyResponse), and every write must be taken by the visitor
+// within sendTimeout, so a visitor who stops reading holds nothing for long.
 type toVisitor struct {
 	http.ResponseWriter
 	rc          *http.ResponseController
@@ -162,6 +168,13 @@ type toVisitor struct {
 
 func newToVisitor(w http.ResponseWriter, sendTimeout time.Duration) *toVisitor {
 	return &toVisitor{ResponseWriter: w, rc: http.NewResponseController(w), sendTimeout: sendTimeout}
+}
+
+func (w *toVisitor) WriteHeader(code int) {
+	if code < 200 {
+		answer.Strip(w.Header())
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *toVisitor) Write(p []byte) (int, error) {
@@ -179,3 +192,18 @@ func (w *toVisitor) done() {
 }
 
 func (w *toVisitor) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// trailerGuard strips the edge's headers from an answer's trailers, which
+// net/http fills in while the body reaches its end.
+type trailerGuard struct {
+	io.ReadCloser
+	res *http.Response
+}
+
+func (g trailerGuard) Read(p []byte) (int, error) {
+	n, err := g.ReadCloser.Read(p)
+	if err == io.EOF {
+		answer.Strip(g.res.Trailer)
+	}
+	return n, err
+}

@@ -7,7 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/http/httputil"
+	"net/textproto"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -78,6 +83,63 @@ func TestABodyMustKeepMoving(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTheAppCannotSpeakAsTheEdge: through a ReverseProxy set up as the front's,
+// the app's Mysocket-Edge never reaches the visitor: not in a 1xx, not in the
+// answer, not in its trailers; nor does a visitor's reach the app.
+func TestTheAppCannotSpeakAsTheEdge(t *testing.T) {
+	var fromVisitor atomic.Value
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fromVisitor.Store(r.Header.Get("Mysocket-Edge") + "|")
+		w.Header().Set("Mysocket-Edge", "no-tunnel")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Set("Trailer", "Mysocket-Edge")
+		w.Header().Add("mysocket-edge", "unknown-host")
+		w.WriteHeader(http.StatusBadGateway)
+		w.(http.Flusher).Flush()
+		fmt.Fprint(w, "the app's own answer")
+		w.Header().Set("Mysocket-Edge", "timeout")
+		w.Header().Set(http.TrailerPrefix+"Mysocket-Edge", "forbidden")
+	}))
+	defer app.Close()
+	target, _ := url.Parse(app.URL)
+	f := &HTTP{}
+	proxy := &httputil.ReverseProxy{ModifyResponse: f.fromApp, Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		toApp(pr)
+	}}
+	edge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxy.ServeHTTP(newToVisitor(w, 0), r)
+	}))
+	defer edge.Close()
+
+	var early []textproto.MIMEHeader
+	req, _ := http.NewRequest("GET", edge.URL, nil)
+	req.Header.Set("Mysocket-Edge", "unauthorized")
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error { early = append(early, h); return nil }}))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadGateway || string(body) != "the app's own answer" {
+		t.Fatalf("%d %q", res.StatusCode, body)
+	}
+	if len(early) != 1 {
+		t.Fatalf("%d 1xx answers, want the app's one", len(early))
+	}
+	for where, h := range map[string]http.Header{"answer": res.Header, "trailer": res.Trailer,
+		"103": http.Header(early[0])} {
+		if v := h.Values("Mysocket-Edge"); len(v) != 0 {
+			t.Errorf("the app's Mysocket-Edge reached the visitor in the %s: %q", where, v)
+		}
+	}
+	if got := fromVisitor.Load(); got != "|" {
+		t.Errorf("a visitor's Mysocket-Edge reached the app: %q", got)
 	}
 }
 

@@ -257,8 +257,13 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.proxy.ServeHTTP(out, r)
 }
 
-// fromApp puts the idle timeout on an upgraded connection.
+// fromApp cleans the app's answer of the edge's voice, and puts the idle
+// timeout on an upgraded connection.
 func (f *HTTP) fromApp(res *http.Response) error {
+	answer.Strip(res.Header)
+	if res.Trailer != nil || len(res.TransferEncoding) > 0 {
+		res.Body = trailerGuard{res.Body, res}
+	}
 	if res.StatusCode == http.StatusSwitchingProtocols && f.Bounds.UpgradeIdleTimeout > 0 {
 		if rwc, ok := res.Body.(io.ReadWriteCloser); ok {
 			res.Body = newIdleUpgrade(rwc, f.Bounds.UpgradeIdleTimeout)
@@ -303,7 +308,14 @@ func (f *HTTP) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = key
+	toApp(pr)
+}
+
+// toApp: what the app gets besides the visitor's request: its Host, the
+// X-Forwarded-* headers, and never a header the edge speaks with.
+func toApp(pr *httputil.ProxyRequest) {
 	pr.Out.Host = pr.In.Host
+	answer.Strip(pr.Out.Header) // a visitor cannot speak as the edge to the app either
 	pr.SetXForwarded()
 	if pr.In.TLS != nil {
 		pr.Out.Header.Set("X-Forwarded-Proto", "https")
