@@ -1,7 +1,7 @@
 """How the API fails: one middleware turns every failure into ``{"error_message": ...}``.
 
 Why it is shaped this way: handlers raise (ApiError, a policy refusal, bad
-input, the data plane unreachable) and never build error answers themselves,
+input, the store or the data plane unreachable) and never build error answers themselves,
 so every failure has the same JSON shape and the right status; unknown routes
 are JSON 404s, wrong methods JSON 405s, and an unexpected exception is logged
 and answered with a JSON 500 (no traceback ever reaches a client). A second
@@ -18,6 +18,7 @@ from aiohttp import web
 from . import schema
 from .plane import DataPlane, DataPlaneError
 from .policy import Refused
+from .store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,11 @@ async def json_errors(request: web.Request, handler):
         return error_response(exc.status, exc.message, headers)
     except schema.BadInput as exc:
         return error_response(400, str(exc))
+    except StoreUnavailable as exc:
+        log.error("store unavailable on %s %s: %s", request.method, request.path, exc)
+        return error_response(503, "the edge's database is unavailable: changes are refused until "
+                                   "it is back (everything that exists keeps working); try again",
+                              {"Retry-After": "5"})
     except DataPlaneError as exc:
         log.error("data plane: %s", exc)
         return error_response(503, "the edge's data plane is not available; try again",

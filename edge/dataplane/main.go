@@ -12,6 +12,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"mysocketd/edge/dataplane/internal/front"
 	"mysocketd/edge/dataplane/internal/limits"
 	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/nodes"
 	"mysocketd/edge/dataplane/internal/sshd"
 	"mysocketd/edge/dataplane/internal/state"
 	"mysocketd/edge/dataplane/internal/tunnels"
@@ -43,6 +45,8 @@ type options struct {
 	keepalive, openFirst, openLast, acmeRenewBefore, acmeCheck      time.Duration
 	keepaliveCount                                                  int
 	acmeDirectory, acmeCA, acmeEmail, tlsCert, tlsKey               string
+	nodeName, clusterSecretFile                                     string
+	linkPort                                                        int
 
 	bounds                             front.Bounds
 	sshHandshake                       time.Duration
@@ -73,6 +77,9 @@ func parseFlags() options {
 	flag.DurationVar(&o.acmeCheck, "acme-check-interval", time.Hour, "how often certificates are checked for renewal")
 	flag.StringVar(&o.tlsCert, "tls-cert", "", "a given certificate (e.g. a wildcard), PEM")
 	flag.StringVar(&o.tlsKey, "tls-key", "", "its private key, PEM")
+	flag.StringVar(&o.nodeName, "node-name", "", "this node's name among the edge's nodes (empty: one node)")
+	flag.IntVar(&o.linkPort, "link-port", -1, "port of the link between nodes (-1: none; 0: any)")
+	flag.StringVar(&o.clusterSecretFile, "cluster-secret-file", "", "file with the secret every node shares (with --link-port)")
 	boundsFlags(&o)
 	flag.Parse()
 	o.bounds.PeekTimeout = o.bounds.HeadTimeout
@@ -139,8 +146,7 @@ func main() {
 		logx.Printf("cannot parse the host key: %v", err)
 		os.Exit(1)
 	}
-	holder := &state.Holder{}
-	holder.Set(state.NewSnapshot(state.StateIn{}))
+	holder := state.NewHolder(o.nodeName)
 	reg := tunnels.NewRegistry(o.openFirst, o.openLast, func(s *tunnels.Session) {
 		logx.Printf("closing the SSH session of %s (%s): it serves no tunnel any more", s.UserName, s.Peer)
 		s.Conn.Close()
@@ -189,14 +195,31 @@ func main() {
 	tlsFront := front.NewTLS(shared, chooser, tlsConns)
 
 	httpSrv, httpsSrv := httpFront.NewServer(), httpFront.NewServer()
-	controlSrv := &http.Server{Handler: (&control.API{State: holder, Tunnels: reg, SSH: sshServer, TCP: tcp}).Handler()}
+	var links *nodes.Links
+	var linkL net.Listener
+	linkReady := ""
+	if o.linkPort >= 0 { // many nodes: the link to the others (internal/nodes)
+		secret, err := os.ReadFile(o.clusterSecretFile)
+		if err != nil || len(bytes.TrimSpace(secret)) < 16 {
+			logx.Printf("--cluster-secret-file: a secret of at least 16 characters is required with --link-port (%v)", err)
+			os.Exit(1)
+		}
+		links = nodes.New(nodes.Config{Name: o.nodeName, HostKey: hostKey, Secret: bytes.TrimSpace(secret),
+			Local: reg, Held: reg.HeldPorts, Logf: logx.Printf})
+		reg.SetLinks(links, o.nodeName)
+		linkL = listen(o.listen, o.linkPort)
+		go links.Serve(linkL)
+		linkReady = " link=" + linkL.Addr().String()
+	}
+	controlSrv := &http.Server{Handler: (&control.API{State: holder, Tunnels: reg, SSH: sshServer, TCP: tcp,
+		Links: links}).Handler()}
 	go controlSrv.Serve(controlL)
 	go sshServer.Serve(sshL)
 	go httpSrv.Serve(httpL)
 	go httpsSrv.Serve(tlsConns)
 	go tlsFront.Serve(httpsL)
 
-	fmt.Printf("DATAPLANE READY ssh=%s http=%s https=%s\n", sshL.Addr(), httpL.Addr(), httpsL.Addr())
+	fmt.Printf("DATAPLANE READY ssh=%s http=%s https=%s%s\n", sshL.Addr(), httpL.Addr(), httpsL.Addr(), linkReady)
 	logx.Printf("up: ssh=%s http=%s https=%s acme=%q internal_ca=%s/ca.crt", sshL.Addr(), httpL.Addr(),
 		httpsL.Addr(), o.acmeDirectory, o.dataDir)
 
@@ -206,6 +229,10 @@ func main() {
 	logx.Printf("stopping")
 	sshL.Close()
 	httpsL.Close()
+	if links != nil {
+		linkL.Close()
+		links.Close()
+	}
 	tcp.CloseAll()
 	sshServer.CloseAll()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -83,7 +83,7 @@ func NewChecker(holder *state.Holder, opts Options) *Checker {
 // (unavailable: the checks' memory budget is spent).
 func (c *Checker) Pass(w http.ResponseWriter, r *http.Request, sock *state.Socket, peer string) bool {
 	visitor := limits.Visitor(peer)
-	limit := c.state.Get().Limits.AuthFailuresPerMinute
+	limit := c.state.Limits().AuthFailuresPerMinute
 	if limit > 0 && !c.failures.Allowed(visitor, limit) {
 		w.Header().Set("Retry-After", "60")
 		answer.Write(w, http.StatusTooManyRequests, answer.RateLimited, "too many failed logins from your address; try again later")

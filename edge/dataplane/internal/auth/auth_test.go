@@ -90,8 +90,8 @@ func TestCheckerPass(t *testing.T) {
 		Protected: true, ProtectedUsername: "alice", PasswordHash: hash(t, "s3cret")}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			holder := &state.Holder{}
-			holder.Set(state.NewSnapshot(state.StateIn{Limits: state.Limits{AuthFailuresPerMinute: c.perMin}}))
+			holder := state.NewHolder("")
+			holder.Replace(state.StateIn{Limits: state.Limits{AuthFailuresPerMinute: c.perMin}})
 			checker := NewChecker(holder, roomy)
 			for i, a := range c.attempts {
 				r := httptest.NewRequest("GET", "http://web.edge.localhost/", nil)
@@ -169,8 +169,8 @@ func TestCheckerShedsPastItsBudgetAndPastAVisitorsShare(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			holder := &state.Holder{}
-			holder.Set(state.NewSnapshot(state.StateIn{Limits: state.Limits{AuthFailuresPerMinute: 5}}))
+			holder := state.NewHolder("")
+			holder.Replace(state.StateIn{Limits: state.Limits{AuthFailuresPerMinute: 5}})
 			checker := NewChecker(holder, c.opts)
 			c.before(checker)
 			rec := pass(checker, sock, "s3cret", c.peer)
@@ -192,8 +192,8 @@ func TestCheckerShedsPastItsBudgetAndPastAVisitorsShare(t *testing.T) {
 // by the edge (401, or shed: 429/503).
 func TestCheckerBoundsMemoryUnderAFlood(t *testing.T) {
 	sock := protected(hashN(t, "s3cret", 1024, 8)) // 1 MiB a check
-	holder := &state.Holder{}
-	holder.Set(state.NewSnapshot(state.StateIn{Limits: state.Limits{AuthFailuresPerMinute: 20}}))
+	holder := state.NewHolder("")
+	holder.Replace(state.StateIn{Limits: state.Limits{AuthFailuresPerMinute: 20}})
 	budget := int64(4 << 20)
 	checker := NewChecker(holder, Options{MemoryBudget: budget, VisitorShare: 0.25})
 	var wg sync.WaitGroup
@@ -230,8 +230,8 @@ func TestCheckerBoundsMemoryUnderAFlood(t *testing.T) {
 // password cost one check, even with room for only one at a time.
 func TestCheckerSharesIdenticalChecks(t *testing.T) {
 	sock := protected(hashN(t, "s3cret", 1<<14, 8)) // 16 MiB, tens of ms
-	holder := &state.Holder{}
-	holder.Set(state.NewSnapshot(state.StateIn{}))
+	holder := state.NewHolder("")
+	holder.Replace(state.StateIn{})
 	checker := NewChecker(holder, Options{MemoryBudget: 16 << 20, VisitorShare: 1})
 	var wg sync.WaitGroup
 	codes := make([]int, 12)

@@ -19,8 +19,8 @@ import (
 
 // fuzzFront is an HTTP front with one socket of every kind and no tunnel.
 func fuzzFront() *HTTP {
-	holder := &state.Holder{}
-	holder.Set(state.NewSnapshot(state.StateIn{Version: 1, Limits: state.Limits{ConnectionsPerAccount: 10,
+	holder := state.NewHolder("")
+	holder.Replace(state.StateIn{Version: 1, Limits: state.Limits{ConnectionsPerAccount: 10,
 		AuthFailuresPerMinute: 5}, Sockets: []state.SocketIn{
 		{SocketID: "1", UserID: "u", DNSName: "web.edge.localhost", Type: "http", LocalPorts: []int{10000}},
 		{SocketID: "2", UserID: "u", DNSName: "secure.edge.localhost", Type: "https"},
@@ -28,7 +28,7 @@ func fuzzFront() *HTTP {
 		{SocketID: "4", UserID: "u", DNSName: "pass.edge.localhost", Type: "http", Protected: true,
 			ProtectedUsername: "alice", PasswordHash: "scrypt$16$1$1$MDEyMzQ1Njc4OWFiY2RlZg==$AAAA"},
 		{SocketID: "5", UserID: "u", DNSName: "cloud.edge.localhost", Type: "http", CloudAuth: true},
-	}}))
+	}})
 	sh := Shared{State: holder, Tunnels: tunnels.NewRegistry(time.Second, time.Second, nil),
 		Holdings: limits.NewHoldings(), Bounds: Bounds{VisitorShare: 0.5, BodyReadTimeout: time.Second}}
 	return NewHTTP(sh, auth.Options{MemoryBudget: 1 << 20, VisitorShare: 1}, "api.edge.localhost", "127.0.0.1:9", nil)

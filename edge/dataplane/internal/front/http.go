@@ -62,7 +62,7 @@ type Shared struct {
 // hold takes one of the account's connections for the visitor at remote:
 // release, or the edge's refusal (answer reason, status, text).
 func (sh Shared) hold(sock *state.Socket, remote string) (func(), *refusal) {
-	quota := sh.State.Get().Limits.ConnectionsPerAccount
+	quota := sh.State.Limits().ConnectionsPerAccount
 	release, refused := sh.Holdings.Acquire(sock.UserID, limits.Visitor(remote), quota, sh.Bounds.VisitorShare)
 	switch refused {
 	case limits.AccountFull:
@@ -214,7 +214,7 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.api.ServeHTTP(w, r)
 		return
 	}
-	sock := f.State.Get().ByDNS[host]
+	sock := f.State.ByDNS(host)
 	if sock == nil {
 		answer.Write(w, http.StatusNotFound, answer.UnknownHost, "no socket named "+host)
 		return

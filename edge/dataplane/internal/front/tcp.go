@@ -91,7 +91,7 @@ func (t *TCP) serve(l net.Listener, port int) {
 }
 
 func (t *TCP) handle(c net.Conn, port int) {
-	sock := t.State.Get().ByTCPPort[port]
+	sock := t.State.ByTCPPort(port)
 	if sock == nil {
 		c.Close()
 		return

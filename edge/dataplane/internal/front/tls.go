@@ -100,7 +100,7 @@ func (t *TLS) handle(c net.Conn) {
 		c.Close()
 		return
 	}
-	if sock := t.State.Get().ByDNS[sni]; sock != nil && sock.Type == "tls" {
+	if sock := t.State.ByDNS(sni); sock != nil && sock.Type == "tls" {
 		t.passthrough(replay, sock)
 		return
 	}

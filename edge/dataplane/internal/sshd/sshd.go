@@ -64,7 +64,7 @@ func NewServer(holder *state.Holder, reg *tunnels.Registry, hostKey ssh.Signer, 
 }
 
 func (s *Server) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-	user := s.state.Get().UsersByName[meta.User()]
+	user := s.state.User(meta.User())
 	if user != nil && user.Key != nil && bytes.Equal(user.Key.Marshal(), key.Marshal()) {
 		return &ssh.Permissions{Extensions: map[string]string{"user_id": user.UserID}}, nil
 	}
@@ -119,15 +119,15 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
-	snap := s.state.Get()
-	user := snap.UsersByName[conn.User()]
+	user := s.state.User(conn.User())
+	limits := s.state.Limits()
 	sess := &tunnels.Session{ID: s.nextID.Add(1), Conn: conn, UserID: conn.Permissions.Extensions["user_id"],
 		UserName: conn.User(), Peer: c.RemoteAddr().String(), SuspectAfter: s.interval}
 	done := make(chan struct{})
 	defer close(done)
-	if user == nil || !s.admit(sess, snap.Limits.SessionsPerAccount) {
+	if user == nil || !s.admit(sess, limits.SessionsPerAccount) {
 		logx.Printf("SSH session refused: user=%s peer=%s: too many sessions for this account (quota %d)",
-			sess.UserName, sess.Peer, snap.Limits.SessionsPerAccount)
+			sess.UserName, sess.Peer, limits.SessionsPerAccount)
 		conn.Close()
 		return
 	}
@@ -234,7 +234,7 @@ func (s *Server) forward(sess *tunnels.Session, payload []byte) *tunnels.Forward
 		return nil
 	}
 	port := int(fr.Port)
-	owner := s.state.Get().PortOwner[port]
+	owner := s.state.PortOwner(port)
 	if owner == nil || owner.UserID != sess.UserID {
 		logx.Printf("forward refused: user=%s port=%d: not a tunnel of this account", sess.UserName, port)
 		return nil

@@ -33,6 +33,12 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// A ChanConn is a net.Conn for net/http and the splices, and an ssh.Channel for the relay.
+var (
+	_ net.Conn    = (*ChanConn)(nil)
+	_ ssh.Channel = (*ChanConn)(nil)
+)
+
 // readChunk bounds the conn's read buffer (a channel read returns at most what is buffered).
 const readChunk = 32 << 10
 
@@ -253,6 +259,14 @@ func (c *ChanConn) mapErr(err error) error {
 	}
 	return err
 }
+
+// SendRequest and Stderr make a ChanConn an ssh.Channel too, for the relay
+// between nodes (Registry.OpenLocal), which splices two channels.
+func (c *ChanConn) SendRequest(name string, wantReply bool, payload []byte) (bool, error) {
+	return c.ch.SendRequest(name, wantReply, payload)
+}
+
+func (c *ChanConn) Stderr() io.ReadWriter { return c.ch.Stderr() }
 
 // CloseWrite sends EOF: the tunnel's client sees the visitor's half-close.
 func (c *ChanConn) CloseWrite() error { return c.ch.CloseWrite() }
