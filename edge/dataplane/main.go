@@ -207,7 +207,9 @@ func main() {
 		links = nodes.New(nodes.Config{Name: o.nodeName, HostKey: hostKey, Secret: bytes.TrimSpace(secret),
 			Local: reg, Held: reg.HeldPorts, Logf: logx.Printf})
 		reg.SetLinks(links, o.nodeName)
-		linkL = listen(o.listen, o.linkPort)
+		// the link port is public too: the same pre-auth caps as the SSH port
+		linkL = limits.NewListener(listen(o.listen, o.linkPort), "link pre-auth", limits.NewCounts(),
+			o.preauthPerAddress, o.preauthTotal)
 		go links.Serve(linkL)
 		linkReady = " link=" + linkL.Addr().String()
 	}
