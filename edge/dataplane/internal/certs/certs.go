@@ -48,7 +48,7 @@ func (c *Chooser) Allowed(name string) bool {
 	if name == c.APIName {
 		return true
 	}
-	sock := c.State.Get().ByDNS[name]
+	sock := c.State.ByDNS(name)
 	return sock != nil && (sock.Type == "http" || sock.Type == "https")
 }
 

@@ -61,14 +61,14 @@ func TestChooserGet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	holder := &state.Holder{}
-	holder.Set(state.NewSnapshot(state.StateIn{Sockets: []state.SocketIn{
+	holder := state.NewHolder("")
+	holder.Replace(state.StateIn{Sockets: []state.SocketIn{
 		{SocketID: "s1", DNSName: "web.edge.localhost", Type: "http"},
 		{SocketID: "s2", DNSName: "secure.edge.localhost", Type: "https"},
 		{SocketID: "s3", DNSName: "pass.edge.localhost", Type: "tls"},
 		{SocketID: "s4", DNSName: "db.edge.localhost", Type: "tcp"},
 		{SocketID: "s5", DNSName: "app.given.test", Type: "http"},
-	}}))
+	}})
 	c := &Chooser{State: holder, APIName: "api.edge.localhost", Given: given(t), CA: ca, CAKey: caKey}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)

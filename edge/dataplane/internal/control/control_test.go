@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"mysocketd/edge/dataplane/internal/state"
 	"mysocketd/edge/dataplane/internal/tunnels"
 )
@@ -30,9 +32,9 @@ func TestPutState(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			holder := &state.Holder{}
-			holder.Set(state.NewSnapshot(state.StateIn{Version: 1, Sockets: []state.SocketIn{
-				{SocketID: "s1", UserID: "u1", LocalPorts: []int{10000}}}}))
+			holder := state.NewHolder("")
+			holder.Replace(state.StateIn{Version: 1, Sockets: []state.SocketIn{
+				{SocketID: "s1", UserID: "u1", LocalPorts: []int{10000}}}})
 			reg := tunnels.NewRegistry(time.Second, time.Second, nil)
 			reg.Claim(&tunnels.Forward{Port: 10000, Session: &tunnels.Session{ID: 1, UserID: "u1"}})
 			h := (&API{State: holder, Tunnels: reg}).Handler()
@@ -57,26 +59,38 @@ func TestPutState(t *testing.T) {
 	}
 }
 
+// closeConn is a client connection that only records Close (ssh.Conn's other methods unused).
+type closeConn struct {
+	ssh.Conn
+	closed *bool
+}
+
+func (c closeConn) Close() error { *c.closed = true; return nil }
+
+// TestForgetForward: the edge dropping a forward ends its session (no stale binding).
 func TestForgetForward(t *testing.T) {
 	cases := []struct {
-		port string
-		want string
+		port  string
+		want  string
+		ended bool
 	}{
-		{"10000", `{"forgotten":1}`},
-		{"10001", `{"forgotten":0}`},
+		{"10000", `{"forgotten":1}`, true},
+		{"10001", `{"forgotten":0}`, false},
 	}
 	for _, c := range cases {
 		t.Run(c.port, func(t *testing.T) {
+			ended := false
 			reg := tunnels.NewRegistry(time.Second, time.Second, nil)
-			reg.Claim(&tunnels.Forward{Port: 10000, Session: &tunnels.Session{ID: 1, UserID: "u1"}})
+			reg.Claim(&tunnels.Forward{Port: 10000, Session: &tunnels.Session{ID: 1, UserID: "u1",
+				Conn: closeConn{closed: &ended}}})
 			rec := httptest.NewRecorder()
 			(&API{Tunnels: reg}).Handler().ServeHTTP(rec,
 				httptest.NewRequest("POST", "/forget-forward", strings.NewReader(`{"local_port": `+c.port+`}`)))
 			if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != c.want {
 				t.Fatalf("%d %s, want %s", rec.Code, rec.Body, c.want)
 			}
-			if present := reg.Get(10000) != nil; present != (c.want == `{"forgotten":0}`) {
-				t.Fatalf("forward on 10000 present: %v after %s", present, rec.Body)
+			if present := reg.Get(10000) != nil; present != (c.want == `{"forgotten":0}`) || ended != c.ended {
+				t.Fatalf("forward on 10000 present: %v, session ended %v, after %s", present, ended, rec.Body)
 			}
 		})
 	}

@@ -39,8 +39,8 @@ type edge struct {
 func start(t *testing.T) *edge {
 	t.Helper()
 	alice, bob := signer(t), signer(t)
-	holder := &state.Holder{}
-	holder.Set(state.NewSnapshot(state.StateIn{Version: 1,
+	holder := state.NewHolder("")
+	holder.Replace(state.StateIn{Version: 1,
 		Users: []state.UserIn{
 			{UserID: "u1", UserName: "alice", SSHKey: string(ssh.MarshalAuthorizedKey(alice.PublicKey()))},
 			{UserID: "u2", UserName: "bob", SSHKey: string(ssh.MarshalAuthorizedKey(bob.PublicKey()))},
@@ -48,7 +48,7 @@ func start(t *testing.T) *edge {
 		Sockets: []state.SocketIn{
 			{SocketID: "s1", UserID: "u1", DNSName: "web.edge.localhost", Type: "http", LocalPorts: []int{10000, 10001}},
 			{SocketID: "s2", UserID: "u2", DNSName: "bob.edge.localhost", Type: "http", LocalPorts: []int{10002}},
-		}}))
+		}})
 	reg := tunnels.NewRegistry(time.Second, time.Second, nil)
 	srv := NewServer(holder, reg, signer(t), time.Second, 3)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -64,17 +64,6 @@ func (e *edge) dial(t *testing.T, user string, key ssh.Signer) (*ssh.Client, err
 	t.Helper()
 	return ssh.Dial("tcp", e.addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(key)},
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
-}
-
-// login: alice, logged in with her key, closed when the test ends.
-func (e *edge) login(t *testing.T) *ssh.Client {
-	t.Helper()
-	client, err := e.dial(t, "alice", e.alice)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	return client
 }
 
 func TestLogin(t *testing.T) {
@@ -117,7 +106,11 @@ func TestTCPIPForward(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := start(t)
-			client := e.login(t)
+			client, err := e.dial(t, "alice", e.alice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
 			ok, _, err := client.SendRequest("tcpip-forward", true, ssh.Marshal(forwardRequest{"127.0.0.1", c.port}))
 			if err != nil || ok != c.ok {
 				t.Fatalf("tcpip-forward %d: ok %v err %v, want ok %v", c.port, ok, err, c.ok)
@@ -155,7 +148,11 @@ func TestShellBanner(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := start(t)
-			client := e.login(t)
+			client, err := e.dial(t, "alice", e.alice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
 			for _, p := range c.ports {
 				client.SendRequest("tcpip-forward", true, ssh.Marshal(forwardRequest{"127.0.0.1", p}))
 			}

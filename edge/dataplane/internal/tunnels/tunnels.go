@@ -20,6 +20,12 @@
 //   - Every channel is remembered with its forward, so removing a forward
 //     (newest wins, tunnel deleted, /_admin/forget-forward) also ends its
 //     pooled and open channels: nothing keeps using a forward that is gone.
+//   - No stale binding: a forward whose tunnel was moved to another node ends
+//     its whole SSH session (OpenSSH learns of nothing less), so the client
+//     reconnects at once to where the tunnel is now (remote.go).
+//   - Each session knows its own forwards and a change of the state names the
+//     ports it touched (Follow), so removing forwards costs what is removed,
+//     never a scan of every forward.
 package tunnels
 
 import (
@@ -32,27 +38,40 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/crypto/ssh"
 
 	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/nodes"
 	"mysocketd/edge/dataplane/internal/state"
 )
 
 const (
 	failuresBeforeAside = 3
 	asideFor            = 10 * time.Second
+	// A tunnel on another node that refused is set aside for less: its refusal costs one round
+	// trip, and its client may be connecting there right now (a tunnel just moved).
+	remoteAsideFor = time.Second
 )
+
+func (f *Forward) asidePeriod() time.Duration {
+	if f.remote {
+		return remoteAsideFor
+	}
+	return asideFor
+}
 
 // Session is one logged-in SSH connection (the sshd package makes them).
 type Session struct {
 	ID           int64
-	Conn         *ssh.ServerConn
+	Conn         ssh.Conn // the client's connection, or the link to another node (remote.go)
 	UserID       string
 	UserName     string
 	Peer         string
 	SuspectAfter time.Duration // a keepalive unanswered this long makes the session suspect
 
-	pendingSince atomic.Int64 // when the unanswered keepalive was sent; 0: none
+	pendingSince atomic.Int64          // when the unanswered keepalive was sent; 0: none
+	forwards     map[*Forward]struct{} // guarded by the Registry's mu
 }
 
 // KeepaliveSent records that a keepalive went out at now and is unanswered.
@@ -80,6 +99,7 @@ type Forward struct {
 	failures   int
 	asideUntil time.Time
 	removed    bool
+	remote     bool // a forward held by another node, reached over the link (remote.go)
 }
 
 // NoTunnel: no forward of the socket could take the connection.
@@ -91,16 +111,35 @@ func (e *NoTunnel) Error() string { return e.Reason }
 type Registry struct {
 	mu            sync.Mutex
 	byPort        map[int]*Forward
-	turns         map[string]*atomic.Uint64
-	openFirst     time.Duration // channel-open wait while other forwards remain
-	openLast      time.Duration // channel-open wait for the last candidate
+	remote        remotes
+	events        events
+	turns         *lru.Cache[string, *atomic.Uint64] // round-robin turn per socket id: bounded (turnsKept)
+	openFirst     time.Duration                      // channel-open wait while other forwards remain
+	openLast      time.Duration                      // channel-open wait for the last candidate
 	onSessionIdle func(*Session)
+}
+
+// turnsKept bounds the round-robin turns: the sockets used least recently lose
+// theirs when more are in use (their next visitor starts a new round, which
+// costs nothing), so sockets that come and go never pile up, and no delta
+// needs to say which socket went.
+const turnsKept = 1 << 16
+
+func newTurns(n int) *lru.Cache[string, *atomic.Uint64] {
+	c, err := lru.New[string, *atomic.Uint64](n)
+	if err != nil {
+		panic(err) // only for n <= 0
+	}
+	return c
 }
 
 // NewRegistry: onIdle is called with a session that serves no forward any more.
 func NewRegistry(openFirst, openLast time.Duration, onIdle func(*Session)) *Registry {
-	return &Registry{byPort: map[int]*Forward{}, turns: map[string]*atomic.Uint64{},
+	r := &Registry{byPort: map[int]*Forward{}, turns: newTurns(turnsKept),
 		openFirst: openFirst, openLast: openLast, onSessionIdle: onIdle}
+	r.remote.init()
+	r.events.init()
+	return r
 }
 
 // Claim registers f, replacing a forward of the same account on the same port.
@@ -113,7 +152,12 @@ func (r *Registry) Claim(f *Forward) error {
 		return errors.New("port held by another account")
 	}
 	r.byPort[f.Port] = f
+	r.own(f)
+	if old != nil {
+		r.disown(old)
+	}
 	r.mu.Unlock()
+	r.events.add("up", f.Port)
 	if old != nil {
 		logx.Printf("forward replaced (newest session wins): local_port=%d user=%s old_peer=%s new_peer=%s",
 			f.Port, f.Session.UserName, old.Session.Peer, f.Session.Peer)
@@ -121,6 +165,18 @@ func (r *Registry) Claim(f *Forward) error {
 	}
 	logx.Printf("forward up: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 	return nil
+}
+
+// own and disown keep a session's own set of forwards (r.mu held).
+func (r *Registry) own(f *Forward) {
+	if f.Session.forwards == nil {
+		f.Session.forwards = map[*Forward]struct{}{}
+	}
+	f.Session.forwards[f] = struct{}{}
+}
+
+func (r *Registry) disown(f *Forward) {
+	delete(f.Session.forwards, f)
 }
 
 // Remove forgets f if it is still the port's forward; true when it was.
@@ -133,7 +189,9 @@ func (r *Registry) Remove(f *Forward, closeIdle bool) bool {
 		return false
 	}
 	delete(r.byPort, f.Port)
+	r.disown(f)
 	r.mu.Unlock()
+	r.events.add("down", f.Port)
 	logx.Printf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 	r.retire(f, closeIdle)
 	return true
@@ -173,14 +231,26 @@ func (r *Registry) All() []*Forward {
 	return out
 }
 
-// OfSession returns the forwards s serves.
-func (r *Registry) OfSession(s *Session) []*Forward {
-	var out []*Forward
-	for _, f := range r.All() {
-		if f.Session == s {
-			out = append(out, f)
-		}
+// HeldPorts lists the ports with a forward here (what the other nodes ask over the link).
+func (r *Registry) HeldPorts() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]int, 0, len(r.byPort))
+	for p := range r.byPort {
+		out = append(out, p)
 	}
+	return out
+}
+
+// OfSession returns the forwards s serves, by port.
+func (r *Registry) OfSession(s *Session) []*Forward {
+	r.mu.Lock()
+	out := make([]*Forward, 0, len(s.forwards))
+	for f := range s.forwards {
+		out = append(out, f)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
 	return out
 }
 
@@ -188,14 +258,16 @@ func (r *Registry) OfSession(s *Session) []*Forward {
 func (r *Registry) DropSession(s *Session) {
 	r.mu.Lock()
 	var gone []*Forward
-	for p, f := range r.byPort {
-		if f.Session == s {
-			delete(r.byPort, p)
-			gone = append(gone, f)
+	for f := range s.forwards {
+		if r.byPort[f.Port] == f {
+			delete(r.byPort, f.Port)
 		}
+		gone = append(gone, f)
 	}
+	s.forwards = nil
 	r.mu.Unlock()
 	for _, f := range gone {
+		r.events.add("down", f.Port)
 		logx.Printf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 		f.mu.Lock()
 		f.removed = true
@@ -208,45 +280,66 @@ func (r *Registry) DropSession(s *Session) {
 	}
 }
 
-// Reconcile removes forwards whose port is no longer a tunnel, or whose
-// tunnel now belongs to another account (deleted, recreated elsewhere).
-func (r *Registry) Reconcile(snap *state.Snapshot) {
-	for _, f := range r.All() {
-		owner := snap.PortOwner[f.Port]
-		if owner == nil || owner.UserID != f.Session.UserID {
+// Follow applies what a change of the state did to tunnel ports (state.Change): a forward
+// whose tunnel is gone or now another account's is removed (its session closed if it serves
+// nothing else); one whose tunnel was moved to another node ends its whole session, so the
+// client reconnects to where the tunnel is now. Costs the changed ports, not the total.
+func (r *Registry) Follow(changes []state.Change) {
+	for _, c := range changes {
+		r.remote.forget(c.Port)
+		f := r.Get(c.Port)
+		if f == nil {
+			continue
+		}
+		switch {
+		case c.Owner == nil || c.Owner.UserID != f.Session.UserID:
 			r.Remove(f, true)
+		case c.Moved:
+			if r.Remove(f, false) {
+				logx.Printf("ending the SSH session of %s (%s): local_port=%d was moved to node %s",
+					f.Session.UserName, f.Session.Peer, f.Port, c.Owner.NodeOf(f.Port))
+				f.Session.Conn.Close()
+			}
 		}
 	}
 }
 
-// Candidates: the socket's live forwards, in round-robin order, set-aside ones last.
+// Candidates: the socket's live forwards here and its tunnels held by other nodes (remote.go),
+// in one round-robin order (visitors spread over every tunnel of the name, as with one node),
+// set-aside ones last.
 func (r *Registry) Candidates(sock *state.Socket) []*Forward {
 	r.mu.Lock()
 	var live []*Forward
+	held := map[int]bool{}
 	for _, p := range sock.LocalPorts {
 		if f := r.byPort[p]; f != nil {
 			live = append(live, f)
+			held[p] = true
 		}
 	}
-	turn := r.turns[sock.SocketID]
-	if turn == nil {
+	turn, ok := r.turns.Get(sock.SocketID)
+	if !ok {
 		turn = &atomic.Uint64{}
-		r.turns[sock.SocketID] = turn
+		r.turns.Add(sock.SocketID, turn)
 	}
 	r.mu.Unlock()
-	if len(live) == 0 {
+	far := r.remote.candidates(sock, held)
+	if len(live) == 0 && len(far) == 0 {
 		return nil
 	}
-	start := int(turn.Add(1) % uint64(len(live)))
+	all := append(live, far...) // one turn over every tunnel of the name, wherever it is held
+	start := int(turn.Add(1) % uint64(len(all)))
 	now := time.Now()
-	ordered := make([]*Forward, 0, len(live))
+	ordered := make([]*Forward, 0, len(all))
 	var aside []*Forward
-	for i := range live {
-		f := live[(start+i)%len(live)]
-		if f.IsAside(now) {
-			aside = append(aside, f)
-		} else {
-			ordered = append(ordered, f)
+	for _, group := range [][]*Forward{all} {
+		for i := range group {
+			f := group[(start+i)%len(group)]
+			if f.IsAside(now) {
+				aside = append(aside, f)
+			} else {
+				ordered = append(ordered, f)
+			}
 		}
 	}
 	return append(ordered, aside...)
@@ -274,9 +367,9 @@ func (f *Forward) result(err error, timedOut bool) {
 	if timedOut || f.failures >= failuresBeforeAside {
 		if !time.Now().Before(f.asideUntil) {
 			logx.Printf("tunnel local_port=%d set aside for %s after %d failed channel opens",
-				f.Port, asideFor, f.failures)
+				f.Port, f.asidePeriod(), f.failures)
 		}
-		f.asideUntil = time.Now().Add(asideFor)
+		f.asideUntil = time.Now().Add(f.asidePeriod())
 	}
 }
 
@@ -321,7 +414,11 @@ func (f *Forward) open(origin string, wait time.Duration) (*ChanConn, error, boo
 	}
 	done := make(chan opened, 1)
 	go func() {
-		ch, reqs, err := f.Session.Conn.OpenChannel("forwarded-tcpip", payload)
+		kind := "forwarded-tcpip"
+		if f.remote {
+			kind = nodes.ChannelType // the node at the other end opens its forward of the port
+		}
+		ch, reqs, err := f.Session.Conn.OpenChannel(kind, payload)
 		done <- opened{ch, reqs, err}
 	}()
 	timer := time.NewTimer(wait)
@@ -336,7 +433,7 @@ func (f *Forward) open(origin string, wait time.Duration) (*ChanConn, error, boo
 			return nil, o.err, false
 		}
 		go ssh.DiscardRequests(o.reqs)
-		c := &ChanConn{Channel: o.ch, fwd: f}
+		c := newChanConn(o.ch, f)
 		f.mu.Lock()
 		if f.removed {
 			f.mu.Unlock()
@@ -355,35 +452,3 @@ func (f *Forward) open(origin string, wait time.Duration) (*ChanConn, error, boo
 		return nil, fmt.Errorf("no answer within %s", wait), true
 	}
 }
-
-// ChanConn is an SSH channel as a net.Conn (for net/http and splicing).
-type ChanConn struct {
-	ssh.Channel
-	fwd  *Forward
-	once sync.Once
-}
-
-// Forward is the forward the channel was opened on.
-func (c *ChanConn) Forward() *Forward { return c.fwd }
-
-func (c *ChanConn) Close() error {
-	var err error
-	c.once.Do(func() {
-		err = c.Channel.Close()
-		c.fwd.mu.Lock()
-		delete(c.fwd.channels, c)
-		c.fwd.mu.Unlock()
-	})
-	return err
-}
-
-type tunnelAddr struct{ port int }
-
-func (a tunnelAddr) Network() string { return "ssh" }
-func (a tunnelAddr) String() string  { return fmt.Sprintf("tunnel:%d", a.port) }
-
-func (c *ChanConn) LocalAddr() net.Addr                { return tunnelAddr{0} }
-func (c *ChanConn) RemoteAddr() net.Addr               { return tunnelAddr{c.fwd.Port} }
-func (c *ChanConn) SetDeadline(t time.Time) error      { return nil }
-func (c *ChanConn) SetReadDeadline(t time.Time) error  { return nil }
-func (c *ChanConn) SetWriteDeadline(t time.Time) error { return nil }

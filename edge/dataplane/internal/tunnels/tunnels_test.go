@@ -2,9 +2,12 @@ package tunnels
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"mysocketd/edge/dataplane/internal/state"
 )
@@ -58,36 +61,88 @@ func TestClaim(t *testing.T) {
 	}
 }
 
-func TestReconcile(t *testing.T) {
+// closeConn is a client connection that only records Close (ssh.Conn's other methods unused).
+type closeConn struct {
+	ssh.Conn
+	closed *bool
+}
+
+func (c closeConn) Close() error { *c.closed = true; return nil }
+
+// TestFollow: a change of the state removes exactly the forwards it takes away, and ends the
+// session of a forward whose tunnel moved to another node (no stale binding).
+func TestFollow(t *testing.T) {
 	cases := []struct {
 		name   string
+		from   string // the node 10000 was placed on before
 		owners []state.SocketIn
 		want   []int // ports still forwarded
+		idle   bool  // the session was closed as idle
+		ended  bool  // the session was ended (its tunnel moved)
 	}{
-		{"every port still a tunnel of its account", []state.SocketIn{
-			{SocketID: "s1", UserID: "u1", LocalPorts: []int{10000, 10001}}}, []int{10000, 10001}},
-		{"a tunnel deleted", []state.SocketIn{
-			{SocketID: "s1", UserID: "u1", LocalPorts: []int{10001}}}, []int{10001}},
-		{"a port now another account's", []state.SocketIn{
+		{"every port still a tunnel of its account", "a", []state.SocketIn{
+			{SocketID: "s1", UserID: "u1", LocalPorts: []int{10000, 10001}}}, []int{10000, 10001}, false, false},
+		{"a tunnel deleted", "a", []state.SocketIn{
+			{SocketID: "s1", UserID: "u1", LocalPorts: []int{10001}}}, []int{10001}, false, false},
+		{"a port now another account's", "a", []state.SocketIn{
 			{SocketID: "s1", UserID: "u1", LocalPorts: []int{10001}},
-			{SocketID: "s2", UserID: "u2", LocalPorts: []int{10000}}}, []int{10001}},
-		{"nothing left", nil, nil},
+			{SocketID: "s2", UserID: "u2", LocalPorts: []int{10000}}}, []int{10001}, false, false},
+		{"nothing left", "a", nil, nil, true, false},
+		{"a tunnel moved to another node", "a", []state.SocketIn{
+			{SocketID: "s1", UserID: "u1", Tunnels: []state.TunnelIn{{LocalPort: 10000, Node: "b"}, {LocalPort: 10001, Node: "a"}}}},
+			[]int{10001}, false, true},
+		{"a tunnel placed elsewhere whose client came here stays", "c", []state.SocketIn{
+			{SocketID: "s1", UserID: "u1", Tunnels: []state.TunnelIn{{LocalPort: 10000, Node: "c"}, {LocalPort: 10001, Node: "a"}}}},
+			[]int{10000, 10001}, false, false},
+		{"a tunnel recorded here stays", "c", []state.SocketIn{
+			{SocketID: "s1", UserID: "u1", Tunnels: []state.TunnelIn{{LocalPort: 10000, Node: "a"}, {LocalPort: 10001, Node: "a"}}}},
+			[]int{10000, 10001}, false, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := NewRegistry(time.Second, time.Second, nil)
+			idle, ended := false, false
+			r := NewRegistry(time.Second, time.Second, func(s *Session) { idle = true })
+			h := state.NewHolder("a")
+			h.Replace(state.StateIn{Version: 1, Sockets: []state.SocketIn{
+				{SocketID: "s1", UserID: "u1", Tunnels: []state.TunnelIn{{LocalPort: 10000, Node: c.from}, {LocalPort: 10001, Node: "a"}}}}})
 			s := session(1, "u1")
+			s.Conn = closeConn{closed: &ended}
 			r.Claim(forward(10000, s))
 			r.Claim(forward(10001, s))
-			r.Reconcile(state.NewSnapshot(state.StateIn{Sockets: c.owners}))
+			changes, _ := h.Apply(state.DeltaIn{Version: 2, SocketsGone: []string{"s1"}, Sockets: c.owners})
+			changes = append(changes, state.Change{Port: 10002}) // a port nobody forwards: nothing
+			r.Follow(changes)
 			var got []int
 			for _, f := range r.All() {
 				got = append(got, f.Port)
 			}
-			if !slices.Equal(got, c.want) {
-				t.Fatalf("forwards %v, want %v", got, c.want)
+			if !slices.Equal(got, c.want) || idle != c.idle || ended != c.ended {
+				t.Fatalf("forwards %v idle %v ended %v, want %v %v %v", got, idle, ended, c.want, c.idle, c.ended)
 			}
 		})
+	}
+}
+
+// TestEventsSayWhichForwardsCameUpAndWentDown: numbered, waited for, never repeated.
+func TestEventsSayWhichForwardsCameUpAndWentDown(t *testing.T) {
+	r := NewRegistry(time.Second, time.Second, nil)
+	boot, next, evs := r.Events(0, 10*time.Millisecond)
+	if next != 0 || len(evs) != 0 || boot == "" {
+		t.Fatalf("empty: %s %d %v", boot, next, evs)
+	}
+	s := session(1, "u1")
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		r.Claim(forward(10000, s))
+	}()
+	_, next, evs = r.Events(0, 5*time.Second) // waits for the claim
+	if len(evs) != 1 || evs[0].Kind != "up" || evs[0].Port != 10000 || next != 1 {
+		t.Fatalf("after claim: %d %v", next, evs)
+	}
+	r.DropSession(s)
+	_, next, evs = r.Events(next, time.Second)
+	if len(evs) != 1 || evs[0].Kind != "down" || next != 2 {
+		t.Fatalf("after drop: %d %v", next, evs)
 	}
 }
 
@@ -177,5 +232,26 @@ func TestOpenWithoutCandidatesIsNoTunnel(t *testing.T) {
 	var nt *NoTunnel
 	if !errors.As(err, &nt) || nt.Reason != "no tunnel of this socket is connected" {
 		t.Fatalf("Open(no candidates): %v", err)
+	}
+}
+
+// TestTurnsStayBounded: the round-robin turns never hold more sockets than
+// their bound, however many sockets come and go, and a socket in use keeps its
+// turn (its visitors keep going round).
+func TestTurnsStayBounded(t *testing.T) {
+	r := NewRegistry(time.Second, time.Second, nil)
+	r.turns = newTurns(10)
+	busy := &state.Socket{SocketIn: state.SocketIn{SocketID: "busy", UserID: "u1"}}
+	r.Candidates(busy)
+	turn, _ := r.turns.Get("busy")
+	for i := range 1000 {
+		r.Candidates(&state.Socket{SocketIn: state.SocketIn{SocketID: fmt.Sprint("s", i), UserID: "u1"}})
+		r.Candidates(busy)
+	}
+	if n := r.turns.Len(); n > 10 {
+		t.Fatalf("%d turns kept, bound 10", n)
+	}
+	if now, _ := r.turns.Get("busy"); now != turn {
+		t.Fatal("the socket in use lost its turn")
 	}
 }
