@@ -103,9 +103,15 @@ CREATE TABLE nodes (name TEXT PRIMARY KEY, tunnel_server TEXT NOT NULL, link TEX
     api TEXT NOT NULL, seen DOUBLE PRECISION NOT NULL)
 """
 
+# Single-use invite tokens: what is kept of a spent one is its SHA-256.
+_V3 = """
+CREATE TABLE used_invites (token_sha256 TEXT PRIMARY KEY, user_id TEXT NOT NULL, at {} NOT NULL)
+"""
+
 MIGRATIONS = (
     Migration(1, "accounts, sockets, tunnels, released ports, creations", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "placement, change log, membership", _V2_SQLITE, _V2_POSTGRES),
+    Migration(3, "spent invite tokens", _V3.format("REAL"), _V3.format("DOUBLE PRECISION")),
 )
 
 SCHEMA_VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
