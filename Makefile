@@ -9,6 +9,9 @@
 #   make demo      the blog's demo end to end on one machine (devcluster/demo.py)
 #   make chaos     the chaos suite alone, with its recovery table (tests/chaos)
 #   make bench     the benchmarks; writes bench/results/latest.json
+#                  (BENCH_BEFORE=<git ref>: that ref's controller measured beside this one)
+#   make push-image IMAGE=registry.example.com/team/mysocketd:0.1.0
+#                  the controller's image, built as `make images` builds it, pushed to your registry
 
 PYTHON ?= python3
 VENV := .venv
@@ -28,7 +31,7 @@ TESTS ?= tests/
 IN_NETNS := unshare --net --pid --fork --kill-child --mount-proc -- \
 	sh -c 'ip link set lo up && "$$@"; rc=$$?; $(PY) -m devcluster.cgroups; exit $$rc' in-netns
 
-.PHONY: test build binaries dataplane images cluster venv mysocketctl demo bench chaos
+.PHONY: test build binaries dataplane images push-image cluster venv mysocketctl demo bench chaos
 
 test: venv build mysocketctl
 	$(IN_NETNS) $(PY) -m pytest -ra --timeout=300 $(PYTEST_ARGS) $(TESTS)
@@ -45,6 +48,11 @@ dataplane:
 # Images for the local node, from Debian packages (debootstrap) and the Dockerfile, built by podman.
 images: venv
 	$(PY) -m devcluster.images
+
+# The image your cluster pulls (README: On your cluster, step 3). `podman login <registry>` first.
+push-image: venv
+	@test -n "$(IMAGE)" || { echo "make push-image: set IMAGE=<registry>/<name>:<tag>, e.g. IMAGE=registry.example.com/team/mysocketd:0.1.0"; exit 2; }
+	$(PY) -m devcluster.images --push "$(IMAGE)"
 
 cluster: venv build
 	$(PY) -m devcluster

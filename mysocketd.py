@@ -22,6 +22,7 @@ from lib import (config, health, identity, kube, logs, metrics, mysocket, proces
                  tunnels, uninstall)
 from lib.controller import Controller
 from lib.leader import Fence, LeaderElector
+from lib.moves import NodeWatch
 from lib.ownership import Ownership
 from lib.probe import Prober
 from lib.remote import Remote
@@ -96,22 +97,25 @@ def main(argv=None):
         leader = LeaderElector(k8s.rest, cfg.lease_namespace, cfg.lease_name)
     fence = Fence(leader)
     ownership = Ownership(cluster, adopt_original=cfg.adopt_original_sockets)
-    sockets = Sockets(api, ownership, fence, Remote())
+    # A short budget: a reconcile hands its calls to the pool and the loop moves on; the Service goes
+    # again the moment its call ends (lib/remote.py), so a burst has 8 calls on the way, not one.
+    sockets = Sockets(api, ownership, fence, Remote(budget=0.01, notify=queue.wake))
     # Every replica serves every exposed Service through its own tunnel (lib/serving.py), proves it is
     # alive with a Lease of its own (lib/replicas.py), and withdraws where no endpoint is ready.
     replica = replicas.replica_name(cfg.state_dir)
     lease = None if cfg.dry_run else replicas.ReplicaLease(k8s.rest, cfg.lease_namespace, cluster, replica)
-    endpoints = EndpointSliceWatcher(k8s, queue)
+    endpoints = EndpointSliceWatcher(k8s, queue, services=watcher)
     serving = Serving(sockets=sockets, supervisor=supervisor, cluster=cluster, replica=replica,
-                      endpoints=endpoints, lease=lease)
+                      endpoints=endpoints, lease=lease, connections=cfg.edge_connections)
     log.info("replica %s", replica, extra={"replica": replica})
+    nodes = None if cfg.dry_run else NodeWatch(api)     # the edge's live nodes, read every second
     controller = Controller(kube=k8s, sockets=sockets, supervisor=supervisor, watcher=watcher, queue=queue,
                             user_name=None, serving=serving, liveness=replicas.Liveness(k8s.rest, cfg.lease_namespace),
-                            home_namespace=cfg.lease_namespace, fence=fence, dry_run=cfg.dry_run)
+                            home_namespace=cfg.lease_namespace, fence=fence, dry_run=cfg.dry_run, nodes=nodes)
     prober = Prober(cfg.probe_url) if cfg.probe_url else None
     runner = Runner(config=cfg, session=Session(api, public_key), controller=controller, watcher=watcher,
                     supervisor=supervisor, queue=queue, known_hosts=known_hosts, leader=leader, prober=prober,
-                    companions=[c for c in (endpoints, lease) if c is not None])
+                    companions=[c for c in (endpoints, lease, nodes) if c is not None])
 
     if cfg.health_port:
         try:

@@ -13,8 +13,8 @@ Every process started is stopped on the way out (and `make bench` runs in a
 PID namespace, so none can outlive it).
 """
 
-import argparse
 import _thread
+import argparse
 import os
 import shutil
 import subprocess
@@ -25,11 +25,11 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import dataplane, edgechange, expose, multiplex, recovery, scale, sidebyside
+from bench import dataplane, edgechange, expose, globalctl, large, multiplex, recovery, scale, sidebyside
 from bench.stack import BenchStack, Deadline
 from bench.stats import Results, machine
 
-GROUPS = ("expose", "recovery", "scale", "dataplane", "multiplex", "sidebyside", "edgechange")
+GROUPS = ("expose", "recovery", "scale", "large", "dataplane", "multiplex", "sidebyside", "edgechange", "global")
 OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 GRACE = 90      # seconds past the budget before the watchdog interrupts a group that overran
 
@@ -43,6 +43,9 @@ def main(argv=None):
     p.add_argument("--only", action="append", choices=GROUPS, help="run only these groups (repeatable)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs) afterwards")
+    p.add_argument("--before", default=os.environ.get("BENCH_BEFORE", ""),
+                   help="a git ref (e.g. main) whose controller is measured beside this one in the expose, burst "
+                        "and large groups [env BENCH_BEFORE; default: none]")
     args = p.parse_args(argv)
     groups = args.only or list(GROUPS)
     if "recovery" in groups and "expose" not in groups:
@@ -62,9 +65,10 @@ def main(argv=None):
                      "figures include other work's interference")
     failed = []
     try:
+        before = _checkout(args.before, workdir / "before") if args.before else None
         with BenchStack(workdir) as stack:
             print(f"control plane up after {deadline.elapsed():.1f}s", flush=True)
-            _run_groups(stack, groups, results, deadline, args.runs, failed)
+            _run_groups(stack, groups, results, deadline, args.runs, failed, before)
     except KeyboardInterrupt:
         failed.append("interrupted (watchdog or Ctrl-C)")
         results.note("interrupted: the figures above are all that was measured")
@@ -73,7 +77,8 @@ def main(argv=None):
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     info["loadavg_at_end"] = os.getloadavg()
-    results.write(args.out, machine=info, code=_code_state(), command=" ".join(["python -m bench", *(argv or sys.argv[1:])]),
+    command = " ".join(["python -m bench", *(argv or sys.argv[1:])])
+    results.write(args.out, machine=info, code=_code_state(), command=command,
                   duration_s=round(deadline.elapsed(), 1), budget_s=args.deadline, failed=failed)
     print("\n" + results.table())
     for n in results.notes:
@@ -95,7 +100,19 @@ def _code_state():
     return {"commit": git("rev-parse", "HEAD"), "uncommitted": [line.split(maxsplit=1)[-1] for line in changed]}
 
 
-def _run_groups(stack, groups, results, deadline, runs, failed):
+def _checkout(ref, where):
+    """mysocketd.py and lib/ as they are at `ref` (read-only git), for the "before" controller."""
+    where.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref, "mysocketd.py", "lib"], cwd=str(OUT.parents[2]),
+                             capture_output=True, check=True, timeout=60)
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True, timeout=60)
+    commit = subprocess.run(["git", "rev-parse", ref], cwd=str(OUT.parents[2]), capture_output=True, text=True,
+                            timeout=10).stdout.strip()
+    print(f"before: {ref} ({commit[:12]}) in {where}", flush=True)
+    return where
+
+
+def _run_groups(stack, groups, results, deadline, runs, failed, before=None):
     scene = None
 
     def step(name, fn, needs):
@@ -117,7 +134,10 @@ def _run_groups(stack, groups, results, deadline, runs, failed):
             def do_expose():
                 nonlocal scene
                 scene = expose.setup(stack, edge, runs)
-                expose.run(scene, results, runs)
+                old = expose.setup(stack, edge, runs, "before", root=before) if before else None
+                expose.run(scene, results, runs, before=old)
+                if old is not None:
+                    old.controller.stop()
             step("floor + expose", do_expose, 20)
             if "recovery" in groups and scene is not None and len(scene.dnsnames) == runs:
                 restarts = 3 if deadline.left() > 240 else 1
@@ -125,7 +145,10 @@ def _run_groups(stack, groups, results, deadline, runs, failed):
             if scene is not None:
                 scene.controller.stop()
     if "scale" in groups:
-        step("burst + scale", lambda: scale.run(stack, results, deadline), 60)
+        step("burst + scale", lambda: scale.run(stack, results, deadline, before=before), 60)
+    if "large" in groups:
+        step("large: 100 / 1,000 of 10,000 Services, two replicas",
+             lambda: large.run(stack, results, deadline, before=before), 300)
     if "dataplane" in groups:
         step("data plane", lambda: dataplane.run(stack, results, deadline), 30)
     if "multiplex" in groups:
@@ -140,6 +163,8 @@ def _run_groups(stack, groups, results, deadline, runs, failed):
         step("many nodes: a change's cost, propagation",
              lambda: edgechange.run(results, before=os.environ.get("BENCH_EDGE_BEFORE"),
                                     workdir=stack.workdir / "edgechange"), 120)
+    if "global" in groups:
+        step("many nodes: mysocketd after a node's death", lambda: globalctl.run(stack, results), 60)
 
 
 if __name__ == "__main__":

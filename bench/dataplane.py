@@ -33,7 +33,8 @@ def run(stack, results, deadline, clients=(1, 8)):
             sock = edge.api("POST", "/connect", {"name": "dataplane"}, token=account.token).body
             local_port = int(sock["tunnels"][0]["local_port"])
             spec = sshargs.TunnelSpec(local_port, "127.0.0.1", port, account.user["user_name"])
-            ssh = spawn(sshargs.ssh_argv(spec, ssh_settings(edge, account), foreground=True), stack.workdir / "dataplane-ssh.log")
+            ssh = spawn(sshargs.ssh_argv(spec, ssh_settings(edge, account), foreground=True),
+                        stack.workdir / "dataplane-ssh.log")
             edge.wait_forward(local_port)
             results.note(f"data plane measured with {tool}, {SECONDS} s per run, new connection per request")
             for n in clients:

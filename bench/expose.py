@@ -19,14 +19,15 @@ from bench.floor import Floor
 from bench.stack import Scene, dnsnames
 
 
-def setup(stack, edge, count):
-    account = stack.account(edge, "acct-expose")
-    ns = stack.namespace("expose")
+def setup(stack, edge, count, tag="expose", root=None):
+    """A namespace of `count` Services not yet annotated and a controller (of `root`'s code, if given)."""
+    account = stack.account(edge, f"acct-{tag}")
+    ns = stack.namespace(tag)
     names = [f"svc{i:02d}" for i in range(count)]
     ips = stack.stand_ins(ns, names)
     stack.apply_services(ns, ips, annotated=False)
-    controller = stack.controller(edge, account, ns, "expose")
-    return Scene(stack, edge, account, controller, ns, "expose", ips)
+    controller = stack.controller(edge, account, ns, tag, root=root)
+    return Scene(stack, edge, account, controller, ns, tag, ips)
 
 
 def expose_once(env, name, timeout=30):
@@ -46,9 +47,11 @@ def expose_once(env, name, timeout=30):
             "dnsname": env.dnsnames[name]}
 
 
-def run(env, results, runs):
+def run(env, results, runs, before=None):
+    """`before`: a scene whose controller runs the code before (make bench BENCH_BEFORE=<ref>), measured
+    in the same rounds, so the before/after figures share the machine's moments."""
     floor = Floor(env.stack, env.edge, env.account)
-    floors, exposes = [], []
+    floors, exposes, befores = [], [], []
     for i, name in enumerate(list(env.services)[:runs]):
         pair = (floor.once, lambda n=name: expose_once(env, n))
         first, second = pair if i % 2 == 0 else pair[::-1]
@@ -56,8 +59,14 @@ def run(env, results, runs):
         f, e = (a, b) if i % 2 == 0 else (b, a)
         floors.append(f)
         exposes.append(e)
+        if before is not None:
+            befores.append(expose_once(before, name))
         print(f"  run {i + 1:2d}: floor {f['seconds']:.3f}s  expose {e['seconds']:.3f}s "
-              f"(kubectl {e['kubectl']:.3f}s)", flush=True)
+              f"(kubectl {e['kubectl']:.3f}s)" + (f"  before {befores[-1]['seconds']:.3f}s" if befores else ""),
+              flush=True)
+    if befores:
+        results.add("expose.before.first_200", [b["seconds"] for b in befores], "s",
+                    note="the same, by the code before (BENCH_BEFORE), in the same rounds")
     floor_s = [f["seconds"] for f in floors]
     expose_s = [e["seconds"] for e in exposes]
     results.add("floor.first_200", floor_s, "s")

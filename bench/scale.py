@@ -23,10 +23,10 @@ BURST = 100
 MORE = 200
 
 
-def new_scene(stack, edge, tag):
+def new_scene(stack, edge, tag, root=None):
     account = stack.account(edge, f"acct-{tag}")
     ns = stack.namespace(tag)
-    controller = stack.controller(edge, account, ns, tag)
+    controller = stack.controller(edge, account, ns, tag, root=root)
     return Scene(stack, edge, account, controller, ns, tag, {})
 
 
@@ -41,7 +41,8 @@ def idle(scene, results, count, seconds=10):
         c1, t1 = proc.cpu_times(), time.monotonic()
         cpu.append(100.0 * ((c1.user + c1.system) - (c0.user + c0.system)) / (t1 - t0))
         rss.append(proc.memory_info().rss / 2**20)
-    results.add(f"scale.{count}.controller_idle_cpu", cpu, "%", note="1 s slices of a 10 s idle window (cpu_times ticks: 1 % resolution)")
+    results.add(f"scale.{count}.controller_idle_cpu", cpu, "%",
+                note="1 s slices of a 10 s idle window (cpu_times ticks: 1 % resolution)")
     target = 80.0 if count == BURST else None
     results.add(f"scale.{count}.controller_rss", rss, "MB", target=target)
     kids = scene.controller.ssh_children()
@@ -53,8 +54,8 @@ def idle(scene, results, count, seconds=10):
     results.add(f"scale.{count}.edge_rss", [psutil.Process(scene.edge.pid).memory_info().rss / 2**20], "MB")
 
 
-def run(stack, results, deadline, burst_runs=3):
-    runs = []
+def run(stack, results, deadline, burst_runs=3, before=None):
+    runs, befores = [], []
     with stack.edge("edge-scale") as edge:
         scene = new_scene(stack, edge, "burst1")
         idle(scene, results, 0)
@@ -82,7 +83,19 @@ def run(stack, results, deadline, burst_runs=3):
             runs.append(burst.annotate_all(scene, names))
             print(f"  burst {i}: {runs[-1]['all_answer']:.2f}s", flush=True)
             scene.controller.stop()
+        for i in range(1, burst_runs + 1 if before else 1):
+            if deadline.left() < 120:
+                results.note(f"burst before: {len(befores)} runs instead of {burst_runs} (time budget)")
+                break
+            scene = new_scene(stack, edge, f"before{i}", root=before)
+            befores.append(burst.annotate_all(scene, names))
+            print(f"  burst before {i}: {befores[-1]['all_answer']:.2f}s", flush=True)
+            scene.controller.stop()
     _report(results, runs)
+    if befores:
+        results.add("burst.100.before.all_answer", [r["all_answer"] for r in befores], "s",
+                    note="the same burst by the code before (BENCH_BEFORE)")
+        results.add("burst.100.before.ssh_children_pss_total", [r["ssh_pss_total"] for r in befores], "MB")
 
 
 def _report(results, runs):

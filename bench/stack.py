@@ -133,10 +133,11 @@ class BenchStack:
         acct.token = edge.login(acct.email, acct.password)
         return acct
 
-    def controller(self, edge, account, namespace, cluster_name, workdir=None):
+    def controller(self, edge, account, namespace, cluster_name, workdir=None, root=None, extra_args=()):
+        """A controller of this code, or of `root` (a checkout of the code before: make bench's "before")."""
         c = ControllerProcess(workdir or self.workdir / f"controller-{cluster_name}", kubeconfig=self.sa_kubeconfig,
                               edge=edge, account=account, namespace=namespace, cluster_name=cluster_name,
-                              log_level="INFO")
+                              log_level="INFO", root=root or ROOT, extra_args=extra_args)
         self.controllers.append(c)
         return c.start()
 

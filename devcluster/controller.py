@@ -66,7 +66,7 @@ def free_port():
 
 class ControllerProcess:
     def __init__(self, workdir, *, kubeconfig, edge, account, namespace="", cluster_name="test",
-                 extra_args=(), log_level="DEBUG"):
+                 extra_args=(), log_level="DEBUG", root=REPO_ROOT):
         self.workdir = Path(workdir)
         self.kubeconfig = kubeconfig
         self.edge = edge
@@ -75,6 +75,7 @@ class ControllerProcess:
         self.cluster_name = cluster_name
         self.extra_args = list(extra_args)
         self.log_level = log_level
+        self.root = Path(root)             # the checkout whose mysocketd.py runs (make bench: before and after)
         self.health_port = free_port()
         self.state_dir = self.workdir / "state"
         self.secret_dir = self.workdir / "secret"
@@ -83,7 +84,7 @@ class ControllerProcess:
         self._ssh_pids = set()
 
     def argv(self):
-        argv = [sys.executable, str(REPO_ROOT / "mysocketd.py"),
+        argv = [sys.executable, str(self.root / "mysocketd.py"),
                 "--api-url", self.edge.api_url, "--ssh-host", self.edge.ssh_host,
                 "--ssh-port", str(self.edge.ssh_port), "--secret-dir", str(self.secret_dir),
                 "--state-dir", str(self.state_dir),
@@ -101,7 +102,7 @@ class ControllerProcess:
         env["KUBECONFIG"] = str(self.kubeconfig)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                         cwd=str(REPO_ROOT))
+                                         cwd=str(self.root))
         if wait_ready:
             self.wait_ready(timeout)
         return self
@@ -113,7 +114,7 @@ class ControllerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MYSOCKETD_")}
         env["KUBECONFIG"] = str(self.kubeconfig)
         result = subprocess.run([*self.argv(), "--uninstall", *extra], stdin=subprocess.DEVNULL,
-                                capture_output=True, text=True, env=env, cwd=str(REPO_ROOT), timeout=timeout)
+                                capture_output=True, text=True, env=env, cwd=str(self.root), timeout=timeout)
         return result.returncode, result.stdout + result.stderr
 
     def wait_ready(self, timeout=30):
@@ -139,16 +140,36 @@ class ControllerProcess:
         return self.http("/metrics")[1]
 
     def ssh_children(self):
-        """The live ssh processes this controller started (psutil.Process objects)."""
+        """The live ssh sessions this controller started (psutil.Process objects): each holds up to a
+        shard of its forwards (lib/tunnels.py). The short-lived `ssh -O forward|cancel` clients that add
+        and take away forwards are not sessions and are left out."""
         if self.proc is None or self.proc.poll() is not None:
             return []
         try:
             kids = psutil.Process(self.proc.pid).children()
         except psutil.NoSuchProcess:
             return []
-        found = [p for p in kids if _name(p) == "ssh" and _status(p) not in (psutil.STATUS_ZOMBIE, None)]
+        found = [p for p in kids if _name(p) == "ssh" and _status(p) not in (psutil.STATUS_ZOMBIE, None)
+                 and "-O" not in _cmdline(p)]
         self._ssh_pids.update(p.pid for p in found)
         return found
+
+    def session_of(self, namespace, name):
+        """The ssh session (a psutil.Process) that holds this Service's forward, as the log last said."""
+        label = None
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            message = str(entry.get("message", ""))
+            if message.startswith("tunnel up") and (entry.get("namespace"), entry.get("service")) == (namespace, name):
+                label = message.rsplit("(ssh session ", 1)[1].split(")", 1)[0]
+        if label is None:
+            return None
+        control = f"-{label.rsplit('#', 1)[1]}"
+        return next((p for p in self.ssh_children() if "-S" in _cmdline(p)
+                     and _cmdline(p)[_cmdline(p).index("-S") + 1].endswith(control)), None)
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -241,3 +262,10 @@ def _name(proc):
         return proc.name()
     except psutil.NoSuchProcess:
         return ""
+
+
+def _cmdline(proc):
+    try:
+        return proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return []

@@ -233,7 +233,7 @@ class Builder:
                 "pause": f"localhost/pause:dev-{key[:10]}"}
         self.base()
         with tempfile.TemporaryDirectory(dir=CACHE, prefix="ctx-") as empty:
-            for name, ref, containerfile, context, from_ref in (
+            for _name, ref, containerfile, context, from_ref in (
                     ("mysocketd", refs["mysocketd"], REPO_ROOT / "Dockerfile", REPO_ROOT, BASE_REF),
                     ("demo app", refs["demo_app"], CONTAINERFILES / "demo-app.Containerfile", empty, None),
                     ("pause", refs["pause"], CONTAINERFILES / "pause.Containerfile", empty, None)):
@@ -288,6 +288,28 @@ def _run(argv, check=True, timeout=600, stdin=None):
     return result
 
 
+def _pushable(image: str) -> bool:
+    """registry/name:tag, where the registry has a dot or a port (or is localhost), as podman needs it."""
+    name, _, tag = image.rpartition(":")
+    registry = name.split("/", 1)[0]
+    return bool(tag) and "/" not in tag and "/" in name and ("." in registry or ":" in registry
+                                                              or registry == "localhost")
+
+
+def _push(image: str) -> int:
+    """The controller's image, as built for the node, tagged `image` and pushed to its registry."""
+    builder = Builder()
+    builder.podman("tag", NodeImages.load().mysocketd, image)
+    result = builder.podman("push", image, check=False, timeout=1800)
+    if result.returncode != 0:
+        print(f"devcluster.images: podman push {image} failed (is `podman login <registry>` done?):\n"
+              f"{(result.stdout + result.stderr)[-2000:]}", file=sys.stderr)
+        return 1
+    print(f"pushed {image}: install with --set image.repository={image.rpartition(':')[0]} "
+          f"--set image.tag={image.rpartition(':')[2]}", file=sys.stderr)
+    return 0
+
+
 def check_prerequisites() -> None:
     missing = [tool for tool in ("podman", "runc", "debootstrap", "tar") if shutil.which(tool) is None]
     if missing:
@@ -301,14 +323,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devcluster.images", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--print", action="store_true", help="print the archive and references, build nothing")
+    parser.add_argument("--push", metavar="IMAGE", help="then tag the controller's image IMAGE (e.g. "
+                        "registry.example.com/team/mysocketd:0.1.0) and push it there (`podman login` first)")
     args = parser.parse_args(argv)
     try:
         if args.print:
             print(json.dumps(NodeImages.load().__dict__, default=str, indent=2))
             return 0
+        if args.push is not None and not _pushable(args.push):
+            raise ImageBuildError(f"--push {args.push!r}: name the image with its registry and a tag, e.g. "
+                                  "IMAGE=registry.example.com/team/mysocketd:0.1.0")
         key = images_key()
         if (CACHE / f"node-images-{key}.json").exists() and (CACHE / f"node-images-{key}.tar").exists():
-            return 0
+            return _push(args.push) if args.push else 0
         check_prerequisites()
         CACHE.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -316,6 +343,8 @@ def main(argv=None) -> int:
             fcntl.flock(lock, fcntl.LOCK_EX)
             images = Builder().all()
         print(f"node images ready: {images.archive.name} ({time.monotonic() - started:.0f}s)", file=sys.stderr)
+        if args.push:
+            return _push(args.push)
     except ImageBuildError as e:
         print(f"devcluster.images: {e}", file=sys.stderr)
         return 1

@@ -43,6 +43,7 @@ class Membership:
         self.me = me
         self._on_change = on_change
         self._live: list = [me]
+        self._known: dict = {}                        # name -> Node, every node in the store, dead ones too
         self._fresh_since: Optional[float] = None     # monotonic time of the first beat of this run
         self.store_down_since: Optional[float] = None
         self._task: Optional[asyncio.Task] = None
@@ -60,8 +61,15 @@ class Membership:
         return None
 
     def tunnel_server(self, tunnel: Tunnel) -> str:
-        """Where the tunnel's client connects: its node's SSH host (this node's if unknown)."""
+        """Where the tunnel's client connects: its node's SSH host (this node's if unknown).
+
+        A tunnel whose node is dead but not moved yet (the instant between the declaration and the
+        move) keeps its node's host until the move says where it goes: answering this node instead
+        sent a client that asked then here, and being served here is then where the tunnel is, even
+        when the socket's other tunnel is here too; a guess of the move could differ from the move."""
         node = self.node(tunnel.node) if tunnel.node else None
+        if node is None and tunnel.node:
+            node = self._known.get(tunnel.node)
         return (node or self.me).tunnel_server
 
     def place(self, taken: list) -> str:
@@ -106,6 +114,7 @@ class Membership:
     async def _beat(self) -> None:
         await self._store.heartbeat(self.me)
         nodes = await self._store.nodes()
+        self._known = {n.name: n for n in nodes}
         now = time.monotonic()
         if self.store_down_since is not None:
             log.info("membership: the store is back after %.1f s", now - self.store_down_since)

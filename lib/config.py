@@ -54,6 +54,7 @@ class Config:
     lease_namespace: str
     lease_name: str
     probe_url: str              # "" = no traffic probe
+    edge_connections: int = 2   # tunnels per Service and replica, on distinct edge nodes (lib/serving.py)
     uninstall: bool = False     # lib/uninstall.py instead of the controller
     deployment: str = "mysocketd"   # mysocketd's own Deployment (in lease_namespace), stopped by --uninstall
     email_file: str = ""        # where the e-mail was read, re-read at each login ("" = given by flag/env)
@@ -132,12 +133,17 @@ def parser():
     _flag(p, "log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
     _flag(p, "health-port", 8080, "port for /healthz, /readyz and /metrics (0 = off)", int)
     _flag(p, "resync-seconds", 300, "how often to re-check every Service against the API and clean up", int)
-    _flag(p, "leader-election", False, "hold a Lease so that only one replica exposes Services", bool)
-    _flag(p, "lease-namespace", "mysocket", "mysocketd's own namespace: the leader-election Lease and the "
-                                            "ConfigMap of inherited sockets")
+    _flag(p, "leader-election", False, "run several replicas: every replica serves every exposed Service "
+                                       "through its own tunnels, and the one holding the Lease alone creates "
+                                       "and deletes sockets and writes Services", bool)
+    _flag(p, "lease-namespace", "mysocket", "mysocketd's own namespace (it must exist): the Leases (the "
+                                            "leader's and each replica's) and the ConfigMap of inherited sockets")
     _flag(p, "lease-name", "mysocketd", "name of the leader-election Lease")
     _flag(p, "probe-url", "", "check every 10 s that each http tunnel carries traffic by fetching this URL "
                               "through the edge, e.g. https://{dnsname}/ (empty: off)")
+    _flag(p, "edge-connections", 2, "tunnels per exposed Service and replica, each on another edge node where "
+                                    "the edge has several (never more than its live nodes): the name stays on "
+                                    "that many nodes even with one replica", int)
     _flag(p, "uninstall", False, "instead of running: stop mysocketd's Deployment, stop exposing every Service, "
                                  "delete every socket this cluster owns, release every finalizer and annotation "
                                  "mysocketd wrote, then exit (README: Uninstall)", bool)
@@ -183,6 +189,8 @@ def load(argv=None):
         raise ConfigError(f"no account password: set MYSOCKETD_PASSWORD or mount {secret_dir}/password")
     if "/" in args.cluster_name:
         raise ConfigError(f"--cluster-name must not contain '/' (it is part of a socket name): {args.cluster_name!r}")
+    if not 1 <= args.edge_connections <= 8:
+        raise ConfigError(f"--edge-connections must be from 1 to 8, not {args.edge_connections}")
     if args.log_format not in ("json", "text"):
         raise ConfigError(f"--log-format must be json or text, not {args.log_format!r}")
     return Config(
@@ -206,6 +214,7 @@ def load(argv=None):
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
         probe_url=args.probe_url,
+        edge_connections=args.edge_connections,
         uninstall=args.uninstall,
         deployment=args.deployment,
         email_file="" if args.email else os.path.join(secret_dir, "email"),

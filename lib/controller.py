@@ -34,10 +34,10 @@ import json
 import logging
 import time
 
-from kubernetes.client.exceptions import ApiException
-
 from lib import inheritance, kube, metrics, mysocket, protected, services
+from lib.apierrors import Conflict, NotFound
 from lib.leader import Fence, Fenced
+from lib.moves import Moves
 from lib.ownership import pool_socket_name
 from lib.pools import Pools
 from lib.remote import Pending
@@ -57,7 +57,7 @@ __all__ = ["Controller", "Record", "SWEEP", "TAKE_LEAD"]
 
 class Controller:
     def __init__(self, *, kube, sockets, supervisor, watcher, queue, user_name, serving=None, liveness=None,
-                 home_namespace="mysocket", fence=None, dry_run=False):
+                 home_namespace="mysocket", fence=None, dry_run=False, nodes=None):
         self.kube = kube
         self.sockets = sockets
         self.remote = sockets.remote
@@ -79,6 +79,8 @@ class Controller:
         self._inherited_loaded = False
         self._taking_lead = False
         self.sweep = Sweep(self, liveness)
+        # The edge moved a tunnel to another node; `nodes`: lib.moves.NodeWatch, the edge's live nodes.
+        self.moves = Moves(sockets=sockets, queue=queue, nodes=nodes)
         self.pools = Pools(sockets=sockets, watcher=watcher, cluster=self.ownership.cluster, scope=kube.namespace,
                            event=self._event)
 
@@ -107,7 +109,7 @@ class Controller:
             self._taking_lead = False           # the next lead starts afresh
             raise
         self._taking_lead = False
-        for key in set(self.watcher.keys()) | set(self.supervisor.children):
+        for key in set(self.watcher.keys()) | {k[:2] for k in self.supervisor.forwards}:
             self.queue.add(key)
         return True
 
@@ -118,16 +120,20 @@ class Controller:
         self.remote.forget()
 
     def _load_inheritance(self, write):
-        """The previous release's sockets this cluster inherits: taken by the leader, read by the others."""
+        """The previous release's sockets this cluster inherits: taken by the leader, read by the others.
+
+        The ConfigMap's calls run off the loop like every other (lib/remote.py): Pending until they end."""
         if self._inherited_loaded:
             return True
         if write:
             self.fence.check()
-            self.ownership.inherited = inheritance.load_or_take(
-                self.kube, self.home_namespace, self.ownership.cluster,
-                [self.watcher.get(k) for k in self.watcher.keys()], self.sockets.snapshot())
+            services, sockets = [self.watcher.get(k) for k in self.watcher.keys()], self.sockets.snapshot()
+            self.ownership.inherited = self.remote.call(
+                "inheritance", inheritance.load_or_take, self.kube, self.home_namespace, self.ownership.cluster,
+                [s for s in services if s is not None], sockets, guard=self.fence.check)
         else:
-            inherited = inheritance.load(self.kube, self.home_namespace, self.ownership.cluster)
+            inherited = self.remote.call("inheritance", inheritance.load, self.kube, self.home_namespace,
+                                         self.ownership.cluster)
             if inherited is None:
                 return False                    # the leader has not taken the inventory yet
             self.ownership.inherited = inherited
@@ -162,6 +168,9 @@ class Controller:
     def _reconcile(self, key, svc):
         leading = self.fence.is_open()
         record = self.records.get(key)
+        if record is not None and self.moves.due(key):
+            del self.records[key]           # read where its tunnels are placed now (lib/moves.py)
+            record = None
         if svc is None or (record and record.uid != svc["metadata"]["uid"]):
             self._forget(key)               # deleted (its finalizer, if any, was handled before)
             if svc is None:
@@ -197,7 +206,7 @@ class Controller:
             if record is None or record.exposure != exposure:
                 log.info("dry-run: would expose %s:%d as a %s socket", exposure.cluster_ip, exposure.port,
                          exposure.socket_type, extra=_fields(key))
-                self.records[key] = Record(meta["uid"], exposure, "", "", "", 0)
+                self.records[key] = Record(meta["uid"], exposure, "", "")
             return
         recheck = key in self.recheck
         self.recheck.discard(key)
@@ -216,17 +225,18 @@ class Controller:
         # The child first: the public name works ~10 ms sooner, and the write-back cannot fail it.
         if self.serving.apply(key, record, self.user_name) and leading:
             self._say_serving(svc, record)
+        self.moves.settle(key, lambda: self.serving.is_up(key, record))
         if leading:
             self._write_back(svc, record, valid)
 
     def _stop_forwarding(self, key, svc, error, leading):
         """Nothing valid to forward to: stop the child, keep the socket and the name, say so once."""
-        if key in self.supervisor.children and leading:
+        if key in self.supervisor.forwards and leading:
             dnsname = (svc["metadata"].get("annotations") or {}).get(DNSNAME, "")
             self._event(svc, "Warning", "TunnelStopped", f"not forwarding {dnsname} any more ({error.reason}); "
                         "the socket and its name are kept")
             log.warning("stopped forwarding: %s", error, extra=_fields(key))
-        self.supervisor.remove(key)
+        self.serving.stop(key)
         self.records.pop(key, None)
 
     def _follow(self, key, svc, exposure):
@@ -324,16 +334,17 @@ class Controller:
         self._event(svc, "Warning" if record.withdrawn else "Normal", reason, message)
         self.fence.check()
         self.remote.call(f"condition {reason}", self.kube.set_condition, svc, SERVING_CONDITION,
-                         not record.withdrawn, reason, message)
+                         not record.withdrawn, reason, message, guard=self.fence.check)
 
     def _patch(self, svc, **changes):
         self.fence.check()
         ident = "patch " + json.dumps(changes, sort_keys=True)
-        return self.remote.call(ident, self.kube.patch_metadata, svc, **changes)
+        return self.remote.call(ident, self.kube.patch_metadata, svc, guard=self.fence.check, **changes)
 
     def _set_lb_hostname(self, svc, hostname):
         self.fence.check()
-        self.remote.call(f"status {hostname}", self.kube.set_load_balancer_hostname, svc, hostname)
+        self.remote.call(f"status {hostname}", self.kube.set_load_balancer_hostname, svc, hostname,
+                         guard=self.fence.check)
 
     # -- taking it away ----------------------------------------------------------
 
@@ -365,7 +376,8 @@ class Controller:
             self._set_lb_hostname(svc, None)    # only our class: another class's status is its controller's
         if not deleting and services.has_condition(svc, SERVING_CONDITION):
             self.fence.check()
-            self.remote.call("condition cleared", self.kube.remove_condition, svc, SERVING_CONDITION)
+            self.remote.call("condition cleared", self.kube.remove_condition, svc, SERVING_CONDITION,
+                             guard=self.fence.check)
         drop = {} if retain else {k: None for k in OURS if k in annotations}
         if drop or FINALIZER in (svc["metadata"].get("finalizers") or []):
             self._patch(svc, annotations=drop, remove_finalizer=FINALIZER)
@@ -375,7 +387,8 @@ class Controller:
         self._patch(svc, annotations={SERVED_BY: said})
 
     def _forget(self, key):
-        self.supervisor.remove(key)
+        self.serving.stop(key)
+        self.moves.forget(key)
         record = self.records.pop(key, None)
         self.failures.pop(key, None)
         self.surprises.pop(key, None)
@@ -386,24 +399,30 @@ class Controller:
     # -- what the supervisor saw -------------------------------------------------
 
     def on_transition(self, t):
-        svc = self.watcher.get(t.key)
+        """A connection (lib/serving.connection_key) came up, went down or failed: say so on its Service;
+        down or failed, look at where its tunnels are placed again (lib/moves.py)."""
+        key = t.key[:2]
+        svc = self.watcher.get(key)
         if t.kind == "up":
-            log.info("tunnel up: %s", t.detail, extra=_fields(t.key))
+            log.info("tunnel up: %s", t.detail, extra=_fields(key))
             self._event(svc, "Normal", "TunnelUp", t.detail)
-        elif t.kind == "down":
-            log.warning("tunnel down, restarting: %s", t.detail, extra=_fields(t.key))
+            return
+        if t.kind == "down":
+            log.warning("tunnel down, restarting: %s", t.detail, extra=_fields(key))
             self._event(svc, "Warning", "TunnelDown", f"{t.detail}; restarting")
         else:
-            log.warning("tunnel failed: %s; retrying in %.1fs", t.detail, t.retry_in, extra=_fields(t.key))
+            log.warning("tunnel failed: %s; retrying in %.1fs", t.detail, t.retry_in, extra=_fields(key))
             self._event(svc, "Warning", "TunnelFailed", t.detail)
-            if t.failures % 3 == 0:
-                # Keeps failing: perhaps the socket or tunnel is gone. Check the API again.
-                self.records.pop(t.key, None)
-                self.sockets.invalidate()
-                self.queue.add(t.key)
+        # The node may be dead and its tunnels moved, or the socket or tunnel gone: check the API again.
+        self.moves.doubt(key, t.failures)
+
+    def follow_nodes(self):
+        """An edge node left the live set: look where every Service's tunnels are now (lib/moves.py)."""
+        self.moves.follow(self.records)
 
     def tunnel_stale(self, key):
-        message = "the edge has no working tunnel for this name although ssh runs; replacing the ssh child"
+        message = ("the edge has no working tunnel for this name although its ssh session runs; asking for "
+                   "the forward again")
         log.warning(message, extra=_fields(key))
         self._event(self.watcher.get(key), "Warning", "TunnelStale", message)
 
@@ -421,7 +440,7 @@ class Controller:
         delay = min(30.0, 2.0 ** (n - 1))
         if isinstance(error, mysocket.Unavailable) and error.retry_after:
             delay = max(delay, error.retry_after)
-        if isinstance(error, ApiException) and error.status in (404, 409):
+        if isinstance(error, (NotFound, Conflict)):
             delay = 0.2                         # changed or gone meanwhile: look again soon
         reason = error.__class__.__name__
         metrics.RECONCILE_ERRORS.labels(reason).inc()

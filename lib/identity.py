@@ -14,9 +14,8 @@ mistake and is said in one line.
 
 import logging
 
-from kubernetes.client.exceptions import ApiException
-
 from lib import kube
+from lib.apierrors import Forbidden
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +32,10 @@ def resolve(k8s, override, stopping, *, cap=30.0):
     while not stopping.is_set():
         try:
             return k8s.namespace_uid("kube-system")
-        except ApiException as e:
-            if e.status in (401, 403):
-                raise NoIdentity(f"cannot read the UID of namespace kube-system, this cluster's identity "
-                                 f"(HTTP {e.status}): grant `get` on namespaces/kube-system as yaml/mysocketd.yaml "
-                                 "does, or set --cluster-name to a name no other cluster on the account uses") from None
-            problem = kube.describe_error(e)
+        except Forbidden as e:
+            raise NoIdentity(f"cannot read the UID of namespace kube-system, this cluster's identity "
+                             f"(HTTP {e.status}): grant `get` on namespaces/kube-system as yaml/mysocketd.yaml "
+                             "does, or set --cluster-name to a name no other cluster on the account uses") from None
         except kube.ERRORS as e:
             problem = kube.describe_error(e)
         log.warning("cannot read this cluster's identity yet (%s); trying again in %.0fs", problem, delay)

@@ -28,6 +28,7 @@ public name.
 """
 
 import base64
+import collections
 import datetime
 import json
 import logging
@@ -36,9 +37,20 @@ import queue
 import socket as pysocket
 import threading
 
-from kubernetes.client.exceptions import ApiException, ConflictException
 from kubernetes.watch.watch import iter_resp_lines
-from urllib3.exceptions import HTTPError
+
+from lib.apierrors import (
+    Conflict,
+    Gone,
+    Invalid,
+    KubeError,
+    NoNamespace,
+    NotFound,
+    from_status,
+    mapped,
+    missing_namespace,
+    response_error,
+)
 
 FIELD_MANAGER = "mysocketd"
 SMP = "application/strategic-merge-patch+json"
@@ -47,29 +59,24 @@ MERGE = "application/merge-patch+json"
 log = logging.getLogger(__name__)
 
 
-class Gone(Exception):
-    """The watch's resourceVersion is too old: list again."""
+__all__ = ["ERRORS", "ChangedMeanwhile", "Gone", "Kube", "Rest", "describe_error"]
 
 
-class ChangedMeanwhile(ConflictException):
+class ChangedMeanwhile(Conflict):
     """A 409: the Service written was deleted and re-created under its name since it was read."""
 
     def __init__(self, service):
         meta = service["metadata"]
-        super().__init__(status=409, reason=f"Conflict: Service {meta['namespace']}/{meta['name']} was deleted and "
-                                            f"re-created meanwhile (uid {meta['uid']} is gone)")
+        super().__init__(f"Conflict: Service {meta['namespace']}/{meta['name']} was deleted and "
+                         f"re-created meanwhile (uid {meta['uid']} is gone)", status=409)
 
 
-# What a call to the apiserver can raise: an answer (ApiException) or no answer at all.
-ERRORS = (ApiException, HTTPError, OSError)
+# What a call to the apiserver can raise (lib/apierrors.py): an answer, or no answer at all.
+ERRORS = (KubeError,)
 
 
 def describe_error(error):
     """A short, secret-free description of an apiserver error for a log line."""
-    if isinstance(error, ApiException):
-        return f"Kubernetes API: HTTP {error.status} {error.reason}"
-    if isinstance(error, HTTPError):
-        return f"Kubernetes API unreachable: {error.__class__.__name__}"
     return str(error)[:300]
 
 
@@ -137,20 +144,38 @@ class Rest:
         self.api = api
 
     def call(self, method, path, *, query=None, body=None, content_type="application/json", timeout=(5, 30)):
-        """The urllib3 response of a 2xx answer (not yet read); ApiException otherwise."""
+        """The urllib3 response of a 2xx answer (not yet read); a lib.apierrors error otherwise."""
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
-        request = self.api.param_serialize(method, path, query_params=list((query or {}).items()),
-                                           header_params=headers, body=body, auth_settings=["BearerToken"])
-        resp = self.api.call_api(*request, _request_timeout=timeout)
-        if not 200 <= resp.status <= 299:
-            resp.read()
-            raise ApiException.from_response(http_resp=resp, body=None, data=None)
+        with mapped():
+            request = self.api.param_serialize(method, path, query_params=list((query or {}).items()),
+                                               header_params=headers, body=body, auth_settings=["BearerToken"])
+            resp = self.api.call_api(*request, _request_timeout=timeout)
+            if not 200 <= resp.status <= 299:
+                resp.read()
+                raise response_error(resp)
         return resp.response
 
     def json(self, method, path, **kwargs):
-        return json.loads(self.call(method, path, **kwargs).data)
+        resp = self.call(method, path, **kwargs)
+        with mapped():
+            return json.loads(resp.data)
+
+    def items(self, path, query=None, page=500, timeout=(5, 60)):
+        """Every item of a collection, a page at a time (`limit`/`continue`), and the list's resourceVersion.
+
+        Pages keep each answer (and the apiserver's work per request) bounded however large the
+        cluster; a continue token that expired meanwhile (410) is the caller's cue to list again.
+        """
+        items, token = [], None
+        while True:
+            body = self.json("GET", path, query={**(query or {}), "limit": str(page),
+                                                 **({"continue": token} if token else {})}, timeout=timeout)
+            items += body.get("items") or []
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                return items, (body.get("metadata") or {}).get("resourceVersion")
 
 
 SERVICES = ("/api/v1", "services")
@@ -180,12 +205,12 @@ class Kube:
     def watch_services(self, resource_version, timeout_seconds=240, idle_timeout=90):
         return self.watch(SERVICES, resource_version, timeout_seconds, idle_timeout)
 
-    def list(self, kind):
+    def list(self, kind, selector=None):
         """All objects of a kind (SERVICES, ENDPOINT_SLICES) in scope, and the resourceVersion to watch from."""
-        body = self.rest.json("GET", _collection_path(kind, self.namespace), timeout=(5, 60))
-        return body["items"], body["metadata"]["resourceVersion"]
+        return self.rest.items(_collection_path(kind, self.namespace),
+                               query={"labelSelector": selector} if selector else None)
 
-    def watch(self, kind, resource_version, timeout_seconds=240, idle_timeout=90):
+    def watch(self, kind, resource_version, timeout_seconds=240, idle_timeout=90, selector=None):
         """Yield (type, object dict) from resource_version until the server ends the watch.
 
         BOOKMARK events are yielded too: they only advance the resourceVersion
@@ -193,23 +218,24 @@ class Kube:
         watch's, so a healthy stream on a quiet cluster can say nothing until
         timeout_seconds). The read timeout (idle_timeout) ends a stream that
         said nothing for that long, whether quiet or silently dropped on the
-        way: urllib3's ReadTimeoutError, which the caller treats as routine.
+        way: lib.apierrors.Silent, which the caller treats as routine.
         """
         query = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
                  "timeoutSeconds": str(timeout_seconds)}
+        if selector:
+            query["labelSelector"] = selector
         resp = self.rest.call("GET", _collection_path(kind, self.namespace), query=query,
                               timeout=(5, idle_timeout))
         try:
-            for line in iter_resp_lines(resp):
-                if not line:
-                    continue
-                event = json.loads(line)
-                if event["type"] == "ERROR":
-                    status = event.get("object") or {}
-                    if status.get("code") == 410:
-                        raise Gone(status.get("message", "resourceVersion too old"))
-                    raise ApiException(status=status.get("code"), reason=status.get("message"))
-                yield event["type"], event["object"]
+            with mapped():
+                for line in iter_resp_lines(resp):
+                    if not line:
+                        continue
+                    event = json.loads(line)
+                    if event["type"] == "ERROR":
+                        status = event.get("object") or {}
+                        raise from_status(status.get("code"), status.get("message", ""))
+                    yield event["type"], event["object"]
         finally:
             resp.release_conn()
 
@@ -221,12 +247,11 @@ class Kube:
         """
         try:
             body = self.rest.json("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         meta = body.get("metadata") or {}
-        return {"data": {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (body.get("data") or {}).items()},
+        data = body.get("data") or {}
+        return {"data": {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in data.items()},
                 "labels": meta.get("labels") or {},
                 "version": f"{meta.get('uid')}/{meta.get('resourceVersion')}"}
 
@@ -238,10 +263,8 @@ class Kube:
         """A ConfigMap's data, or None if it does not exist."""
         try:
             body = self.rest.json("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         return body.get("data") or {}
 
     def create_configmap(self, namespace, name, data):
@@ -251,9 +274,12 @@ class Kube:
         try:
             return self.rest.json("POST", f"/api/v1/namespaces/{namespace}/configmaps", body=body,
                                   query={"fieldManager": FIELD_MANAGER}).get("data") or {}
-        except ApiException as e:
-            if e.status != 409:
-                raise
+        except Conflict:
+            pass
+        except NotFound as e:
+            if missing_namespace(e):
+                raise NoNamespace(namespace, "--lease-namespace (MYSOCKETD_LEASE_NAMESPACE)") from None
+            raise
         return self.configmap(namespace, name)
 
     # -- writing -----------------------------------------------------------
@@ -279,7 +305,7 @@ class Kube:
         try:
             return self.rest.json("PATCH", _service_path(service) + subresource, body=body,
                                   content_type=content_type, query={"fieldManager": FIELD_MANAGER})
-        except ApiException as e:
+        except Invalid as e:
             if _stale_uid(e):
                 raise ChangedMeanwhile(service) from None
             raise
@@ -307,8 +333,6 @@ class Kube:
 
 def _stale_uid(error):
     """True for the apiserver's answer to a patch whose metadata.uid is not the object's."""
-    if error.status != 422:
-        return False
     try:
         causes = json.loads(error.body or "{}").get("details", {}).get("causes") or []
     except (ValueError, AttributeError):
@@ -325,15 +349,21 @@ class EventRecorder(threading.Thread):
     """Posts core/v1 Events in order, off the controller's loop; a repeat bumps the earlier one's count.
 
     The queue is bounded: while the apiserver is away, the oldest news is
-    what matters least, so new Events beyond the bound are dropped.
+    what matters least, so new Events beyond the bound are dropped. What was
+    posted is remembered per Service and reason, not per text: a message that
+    changes (a retry delay, a count) replaces the record instead of adding one,
+    and the least recently used records beyond `remembered` are forgotten, so
+    the memory is bounded by what is exposed, never by how long it ran.
     """
 
-    def __init__(self, rest, size=1000):
+    def __init__(self, rest, size=1000, remembered=10000):
         super().__init__(name="events", daemon=True)
         self.rest = rest
         self.queue = queue.Queue(size)
         self.instance = pysocket.gethostname()
-        self._posted = {}       # (uid, reason, message) -> (Event name, count); only this thread touches it
+        self.remembered = remembered
+        # (uid, reason) -> (message, Event name, count), least recently used first; only this thread touches it
+        self._posted = collections.OrderedDict()
         self.start()
 
     def post(self, service, kind, reason, message):
@@ -367,15 +397,15 @@ class EventRecorder(threading.Thread):
                 self._post(*item)
 
     def _post(self, meta, kind, reason, message):
-        key = (meta["uid"], reason, message)
+        key = (meta["uid"], reason)
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         events = f"/api/v1/namespaces/{meta['namespace']}/events"
         try:
-            if key in self._posted:
-                name, count = self._posted[key]
+            said, name, count = self._posted.get(key, (None, None, 0))
+            if said == message:
                 self.rest.json("PATCH", f"{events}/{name}", body={"count": count + 1, "lastTimestamp": now},
                                content_type=MERGE)
-                self._posted[key] = (name, count + 1)
+                self._remember(key, (message, name, count + 1))
                 return
             body = {
                 "metadata": {"generateName": meta["name"] + ".", "namespace": meta["namespace"]},
@@ -387,8 +417,14 @@ class EventRecorder(threading.Thread):
                 "firstTimestamp": now, "lastTimestamp": now, "count": 1,
             }
             created = self.rest.json("POST", events, body=body)
-            self._posted[key] = (created["metadata"]["name"], 1)
-        except (ApiException, HTTPError, OSError) as e:
+            self._remember(key, (message, created["metadata"]["name"], 1))
+        except KubeError as e:
             self._posted.pop(key, None)
             log.warning("could not post Event %s: %s", reason, getattr(e, "status", None) or e.__class__.__name__,
                         extra={"namespace": meta["namespace"], "service": meta["name"]})
+
+    def _remember(self, key, value):
+        self._posted[key] = value
+        self._posted.move_to_end(key)
+        while len(self._posted) > self.remembered:
+            self._posted.popitem(last=False)

@@ -26,15 +26,14 @@ not take the Lease, and a leader that becomes unfit releases it so that a
 standby can serve.
 """
 
-import datetime
 import logging
 import socket
 import threading
 import time
 import uuid
 
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+from lib.apierrors import Conflict, KubeError
+from lib.leases import Leases, now_micro
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,12 @@ class Fenced(Exception):
 
 
 class Fence:
-    """`check()` before every shared write; without an elector (a single replica) it is always open."""
+    """`check()` before every shared write; without an elector (a single replica) it is always open.
+
+    Checked twice: when a write is decided (on the loop), and again by the thread that sends it, just
+    before each attempt goes out (lib/remote.py, lib/mysocket.py's `guard`): a call that waited in the
+    pool, or a DELETE retried after a 5xx seconds later, is not sent once the renew deadline passed.
+    """
 
     def __init__(self, elector=None):
         self.elector = elector
@@ -60,10 +64,6 @@ class Fence:
             raise Fenced(f"not a confirmed leader ({self.elector.state()})")
 
 
-def _now_micro():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class LeaderElector(threading.Thread):
     def __init__(self, rest, namespace, name, *, identity=None, lease_seconds=10, renew_deadline=None,
                  renew_every=2.0, retry_every=1.0, clock=time.monotonic, fit=lambda: True):
@@ -71,7 +71,7 @@ class LeaderElector(threading.Thread):
         renew_deadline = lease_seconds * 0.7 if renew_deadline is None else renew_deadline
         if not renew_every < renew_deadline < lease_seconds:
             raise ValueError("the renew deadline must be longer than the renew period and shorter than the lease")
-        self.rest = rest                # lib.kube.Rest
+        self.leases = Leases(rest, namespace)
         self.namespace = namespace
         self.lease_name = name
         self.identity = identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
@@ -117,34 +117,23 @@ class LeaderElector(threading.Thread):
         """One look at the Lease: renew, acquire, release or stand by (a test drives this with a fake clock)."""
         try:
             self._try()
-        except (ApiException, HTTPError, OSError) as e:
+        except KubeError as e:
             if self._held:
-                log.warning("cannot renew the Lease (%s); %s", getattr(e, "status", None) or e.__class__.__name__,
+                log.warning("cannot renew the Lease (%s); %s", e,
                             "still leading" if self.state() == LEADING else
                             "not writing anything until it is renewed or another holder is seen")
-
-    def _path(self, name=""):
-        return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases" + (f"/{name}" if name else "")
-
-    def _read(self):
-        return self.rest.json("GET", self._path(self.lease_name))
-
-    def _write(self, lease):
-        self.rest.json("PUT", self._path(self.lease_name), body=lease)
 
     def _try(self):
         sent = self.clock()
         fit = self.fit()
-        try:
-            lease = self._read()
-        except ApiException as e:
-            if e.status != 404 or not fit:
-                raise
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.lease_name, "namespace": self.namespace},
-                    "spec": self._spec(transitions=0, acquired=_now_micro())}
-            self.rest.json("POST", self._path(), body=body)
-            self._renewed(sent)
+        lease = self.leases.get(self.lease_name)
+        if lease is None:
+            if fit:
+                try:
+                    self.leases.create(self.lease_name, self._spec(transitions=0, acquired=now_micro()))
+                except Conflict:
+                    return                  # another candidate made it first: look again next time
+                self._renewed(sent)
             return
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
@@ -161,20 +150,17 @@ class LeaderElector(threading.Thread):
                 log.warning("not fit to lead (loop stuck or not logged in): releasing the Lease")
                 self._release(lease)
             return
-        lease["spec"] = self._spec(
-            transitions=(spec.get("leaseTransitions") or 0) + (0 if mine else 1),
-            acquired=spec.get("acquireTime") if mine and spec.get("acquireTime") else _now_micro())
+        new = self._spec(transitions=(spec.get("leaseTransitions") or 0) + (0 if mine else 1),
+                         acquired=spec.get("acquireTime") if mine and spec.get("acquireTime") else now_micro())
         try:
-            self._write(lease)      # carries metadata.resourceVersion: a racing candidate gets 409
-        except ApiException as e:
-            if e.status == 409:
-                return
-            raise
+            self.leases.replace(self.lease_name, lease, new)     # carries its resourceVersion: a racer gets 409
+        except Conflict:
+            return
         self._renewed(sent)
 
     def _spec(self, transitions, acquired):
         return {"holderIdentity": self.identity, "leaseDurationSeconds": self.lease_seconds,
-                "acquireTime": acquired, "renewTime": _now_micro(), "leaseTransitions": transitions}
+                "acquireTime": acquired, "renewTime": now_micro(), "leaseTransitions": transitions}
 
     def _renewed(self, sent):
         if not self._held or self.state() != LEADING:
@@ -197,11 +183,10 @@ class LeaderElector(threading.Thread):
         """Let a standby take over at once instead of after lease_seconds; writes stop before the request."""
         self._renewed_at = _NEVER
         try:
-            lease = lease or self._read()
-            if lease["spec"].get("holderIdentity") == self.identity:
-                lease["spec"].update(holderIdentity="", leaseDurationSeconds=1, renewTime=_now_micro())
-                self._write(lease)
+            lease = lease or self.leases.get(self.lease_name)
+            if lease and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
+                released = {**lease["spec"], "holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now_micro()}
+                self.leases.replace(self.lease_name, lease, released)
                 log.info("released the Lease")
-        except (ApiException, HTTPError, OSError) as e:
-            log.warning("could not release the Lease (%s); a standby takes over when it expires",
-                        getattr(e, "status", None) or e.__class__.__name__)
+        except KubeError as e:
+            log.warning("could not release the Lease (%s); a standby takes over when it expires", e)

@@ -16,6 +16,10 @@ what every caller would otherwise repeat:
   said only spends its rate limit again. Calls that create something are
   retried only after a 429 (the server did nothing): after a timeout or a 5xx
   the socket may exist, and only the caller can look for it (by name);
+- `before_send`, for the calls that change something: asked before every
+  attempt goes out, retries included, so a leader whose fence closed while a
+  DELETE waited for its retry (up to `max_retry_after` and the timeouts) does
+  not send it (it raises instead, lib/leader.py's Fenced);
 - errors a user can act on: `BadCredentials`, `NotFound`, and an `ApiError`
   that says so when the URL answers with a page instead of JSON. A 404 page is
   not the API saying "no such socket", so a delete never reports a socket gone
@@ -132,41 +136,60 @@ class Client:
     def sockets(self):
         return self._request("list_sockets", "GET", "connect")
 
-    def connect(self, fields):
+    def connect(self, fields, before_send=None):
         """A new socket that already has one tunnel: one call instead of two."""
-        return self._request("connect", "POST", "connect", fields, retry=False)
+        return self._request("connect", "POST", "connect", fields, retry=False, before_send=before_send)
 
     def socket(self, socket_id):
         return self._request("get_socket", "GET", f"socket/{socket_id}")
 
-    def create_socket(self, fields):
+    def create_socket(self, fields, before_send=None):
         """A new socket without tunnels (each replica adds its own); `unique_name` in fields: the
         account's socket of that name if there is one (an edge addition, edge/README.md)."""
-        return self._request("create_socket", "POST", "socket", fields, retry=False)
+        return self._request("create_socket", "POST", "socket", fields, retry=False, before_send=before_send)
 
-    def update_socket(self, socket_id, fields):
+    def update_socket(self, socket_id, fields, before_send=None):
         """Change a socket's basic auth in place (an edge addition, edge/README.md)."""
-        return self._request("update_socket", "PATCH", f"socket/{socket_id}", fields)
+        return self._request("update_socket", "PATCH", f"socket/{socket_id}", fields, before_send=before_send)
 
-    def delete_socket(self, socket_id, unless_used_by_others=None):
+    def delete_socket(self, socket_id, unless_used_by_others=None, before_send=None):
         """Delete; with a prefix, only if every tunnel's owner starts with it (else Conflict)."""
         query = f"?unless_used_by_others={urllib.parse.quote(unless_used_by_others, safe='')}" \
             if unless_used_by_others is not None else ""
-        return self._delete("delete_socket", f"socket/{socket_id}{query}")
+        return self._delete("delete_socket", f"socket/{socket_id}{query}", before_send)
 
     def create_tunnel(self, socket_id, owner=None):
         body = {"owner": owner} if owner else {}
         return self._request("create_tunnel", "POST", f"socket/{socket_id}/tunnel", body, retry=False)
 
-    def delete_tunnel(self, socket_id, tunnel_id):
-        return self._delete("delete_tunnel", f"socket/{socket_id}/tunnel/{tunnel_id}")
+    def delete_tunnel(self, socket_id, tunnel_id, before_send=None):
+        return self._delete("delete_tunnel", f"socket/{socket_id}/tunnel/{tunnel_id}", before_send)
+
+    def edge_nodes(self):
+        """How many nodes of the edge are live (`live_nodes`), 1 when the edge does not say."""
+        return max(1, len(self.live_nodes() or ()))
+
+    def live_nodes(self):
+        """The names of the edge's live nodes: `GET /health`'s `live_nodes` (this project's edge,
+        edge/README.md); None when the edge does not say (an older edge, the historical service), which
+        counts as one node, so no replica asks for tunnels on nodes that do not exist. A health check,
+        not an API call: no token, not counted in mysocketd_api_requests_total."""
+        try:
+            resp = self.http.get(self.api_url + "health", timeout=self.timeout)
+            body = resp.json()
+        except requests.RequestException as e:
+            raise Unavailable("edge_nodes", None, f"cannot reach {self.api_url} ({e.__class__.__name__})") from None
+        except ValueError:
+            return None
+        nodes = body.get("live_nodes") if isinstance(body, dict) else None
+        return frozenset(str(n) for n in nodes) if isinstance(nodes, list) else None
 
     # -- plumbing --------------------------------------------------------------
 
-    def _delete(self, call, path):
+    def _delete(self, call, path, before_send=None):
         """True if deleted, False if it was already gone: deleting is idempotent for the caller."""
         try:
-            self._request(call, "DELETE", path)
+            self._request(call, "DELETE", path, before_send=before_send)
             return True
         except NotFound:
             return False
@@ -175,7 +198,7 @@ class Client:
         if self._token is None or self.clock() >= self._renew_at:
             self.login()
 
-    def _request(self, call, method, path, body=None, auth=True, retry=True):
+    def _request(self, call, method, path, body=None, auth=True, retry=True, before_send=None):
         attempt, relogged = 0, False
         while True:
             attempt += 1
@@ -183,6 +206,8 @@ class Client:
             if auth:
                 self._ensure_token()
                 headers["x-access-token"] = self._token
+            if before_send is not None:
+                before_send()               # raises when this write may no longer be sent (the fence)
             try:
                 resp = self.http.request(method, self.api_url + path, json=body, headers=headers,
                                          timeout=self.timeout)

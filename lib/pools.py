@@ -45,7 +45,7 @@ class Pools:
         socket = found.socket
         mine = f"{self.cluster}/{key[0]}/{key[1]}/"
         for tunnel in tunnels_of(socket, mine):
-            self.sockets.delete_tunnel(socket, tunnel)
+            self.sockets.delete_tunnel(socket, tunnel, fenced=True)
         if any(self.member(k, pool) for k in self.watcher.keys() if k != key):
             return                              # another Service here still serves the pool
         if self.sockets.leave_pool(socket, self.prefix()):
@@ -76,5 +76,5 @@ def withdraw(sockets, socket, prefix):
     """Take the tunnels tagged `prefix` off a pool's socket, then the socket too if no other member's
     tunnel is on it (the edge's sparing delete decides, atomically). True if the socket went."""
     for tunnel in tunnels_of(socket, prefix):
-        sockets.delete_tunnel(socket, tunnel)
+        sockets.delete_tunnel(socket, tunnel, fenced=True)
     return sockets.leave_pool(socket, prefix)

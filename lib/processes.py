@@ -135,7 +135,7 @@ def leftovers(marker, exclude):
     for p in psutil.process_iter(["name", "cmdline"]):
         try:
             cmd = p.info["cmdline"] or []
-            if p.pid not in exclude and p.info["name"] == "ssh" and marker in cmd and "-R" in cmd:
+            if p.pid not in exclude and p.info["name"] == "ssh" and marker in cmd:
                 found.append(p.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

@@ -13,8 +13,7 @@ noticed (and given to the edge in place) without keeping the password itself
 anywhere but in memory.
 """
 
-from kubernetes.client.exceptions import ApiException
-
+from lib.apierrors import Forbidden
 from lib.services import PROTECTED_SECRET
 
 
@@ -27,9 +26,7 @@ def credentials(remote, kube, svc, name):
     ns = svc["metadata"]["namespace"]
     try:
         secret = remote.call(f"secret {name}", kube.secret, ns, name)
-    except ApiException as e:
-        if e.status != 403:
-            raise
+    except Forbidden:
         raise Unusable(_say(name, ns, "cannot be read by mysocketd: grant it `get` on Secrets in this namespace "
                                       "(yaml/optional/protected-secret-rbac.yaml)")) from None
     if secret is None:

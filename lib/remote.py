@@ -15,15 +15,24 @@ once (`shared`) for whoever needs it while it runs, each waiting within its
 own budget and each queued again when it ends; a caller that must see a
 newer list than the one running asks under another name.
 
+A write checks the leadership fence twice: when it is decided, and again
+(`guard`) on the worker just before it is sent, so one that waited for a
+free worker past the renew deadline is never sent.
+
+The budget is short (a few milliseconds in mysocketd): a burst of Services
+then has up to `workers` calls on the way at once instead of one after the
+other, and the loop never waits on the network. A call that ends after its
+budget calls `notify()` (the work queue's wake-up), so the loop collects its
+outcome and runs that Service again at once, not on its next periodic turn.
+
 Only the loop thread ever touches the kept outcomes, the caches and the
-supervisor: a worker thread runs the call and nothing else. While a Service
+supervisor: a worker thread runs the call and nothing else (and `notify`). While a Service
 has a call running it is not reconciled again ("one decision at a time per
 Service" holds); `busy(key)` says so.
 """
 
 import concurrent.futures
 import time
-
 
 SHARED = ("", "(shared)")           # the key a shared call is kept under
 
@@ -33,10 +42,11 @@ class Pending(Exception):
 
 
 class Remote:
-    def __init__(self, *, workers=8, budget=0.5, clock=time.monotonic):
+    def __init__(self, *, workers=8, budget=0.5, clock=time.monotonic, notify=None):
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remote")
         self.budget = budget
         self.clock = clock
+        self.notify = notify        # called on the worker when a call that went Pending ends
         self._key = None
         self._deadline = 0.0
         self._running = {}          # (key, ident) -> (generation, Future)
@@ -50,23 +60,33 @@ class Remote:
         self._key = key
         self._deadline = self.clock() + self.budget
 
-    def call(self, ident, fn, *args, **kwargs):
+    def call(self, ident, fn, *args, guard=None, **kwargs):
         """fn(*args, **kwargs), or its kept outcome; Pending if it is still running after the budget.
 
-        `ident` names the call among this Service's calls (same ident = same call on a re-run).
+        `ident` names the call among this Service's calls (same ident = same call on a re-run);
+        `guard()`, if given, runs on the worker right before fn and may raise instead (the fence).
         """
         slot = (self._key, ident)
         future = self._done.pop(slot, None)
         if future is None:
-            if slot in self._running:
-                raise Pending(ident)
-            future = self.pool.submit(fn, *args, **kwargs)
+            running = self._running.get(slot)
+            if running is not None:
+                if not (running[1].done() and running[0] == self._generation):
+                    raise Pending(ident)
+                future = self._running.pop(slot)[1]     # ended, not collected yet: its outcome now
+                return future.result()
+            future = self.pool.submit(_guarded, guard, fn, args, kwargs)
             try:
                 future.exception(timeout=max(0.0, self._deadline - self.clock()))
             except concurrent.futures.TimeoutError:
                 self._running[slot] = (self._generation, future)
+                self._on_done(future)
                 raise Pending(ident) from None
         return future.result()
+
+    def _on_done(self, future):
+        if self.notify is not None:
+            future.add_done_callback(lambda _: self.notify())
 
     def shared(self, ident, fn):
         """fn(), one call for every reconcile that asks for `ident` while it runs; Pending as in `call`."""
@@ -76,6 +96,7 @@ class Remote:
             running = self._running.get(slot)
             if running is None or running[0] != self._generation:
                 running = self._running[slot] = (self._generation, self.pool.submit(fn))
+                self._on_done(running[1])
             try:
                 running[1].exception(timeout=max(0.0, self._deadline - self.clock()))
             except concurrent.futures.TimeoutError:
@@ -91,7 +112,8 @@ class Remote:
             del self._done[slot]
 
     def busy(self, key):
-        return any(k == key for k, _ in self._running)
+        """A call of key's still runs (one that ended is handed to its next run at once)."""
+        return any(k == key and not future.done() for (k, _), (_, future) in self._running.items())
 
     def collect(self):
         """Keep the outcomes of calls that ended; return the keys to queue again."""
@@ -120,14 +142,20 @@ class Remote:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _guarded(guard, fn, args, kwargs):
+    if guard is not None:
+        guard()
+    return fn(*args, **kwargs)
+
+
 class Direct:
     """The same interface with no threads: the call is made there and then (tests, one-off tools)."""
 
     def begin(self, key):
         pass
 
-    def call(self, ident, fn, *args, **kwargs):
-        return fn(*args, **kwargs)
+    def call(self, ident, fn, *args, guard=None, **kwargs):
+        return _guarded(guard, fn, args, kwargs)
 
     def shared(self, ident, fn):
         return fn()

@@ -17,16 +17,14 @@ instead of making new ones.
 """
 
 import dataclasses
-import datetime
 import hashlib
 import logging
 import socket
 import threading
 import time
 
-from kubernetes.client.exceptions import ApiException
-
-from lib import kube
+from lib.apierrors import KubeError
+from lib.leases import Leases, now_micro
 
 log = logging.getLogger(__name__)
 
@@ -65,78 +63,75 @@ def _lease_name(cluster, replica):
     return "mysocketd-replica-" + hashlib.sha256(f"{cluster}/{replica}".encode()).hexdigest()[:16]
 
 
-def _now_micro():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class ReplicaLease(threading.Thread):
     """This replica's proof of life: its own Lease, renewed every `renew_every` s, deleted on a clean stop."""
 
     def __init__(self, rest, namespace, cluster, replica, *, lease_seconds=30, renew_every=5.0):
         super().__init__(name="replica-lease", daemon=True)
-        self.rest = rest
-        self.namespace = namespace
+        self.leases = Leases(rest, namespace)
         self.holder = f"{cluster}/{replica}"
         self.name = _lease_name(cluster, replica)
         self.lease_seconds = lease_seconds
         self.renew_every = renew_every
         self.renewed = threading.Event()    # renewed at least once (tunnels are made only after)
         self._stopping = threading.Event()
-
-    def _path(self, name=""):
-        return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases" + (f"/{name}" if name else "")
+        self._problem = None                # said once per change, not every renew_every
 
     def run(self):
         while not self._stopping.is_set():
             try:
                 self._renew()
                 self.renewed.set()
-            except kube.ERRORS as e:
-                log.warning("cannot renew this replica's Lease (%s)", kube.describe_error(e))
+                if self._problem:
+                    log.info("renewed this replica's Lease again")
+                self._problem = None
+            except KubeError as e:
+                if str(e) != self._problem:
+                    log.warning("cannot renew this replica's Lease (%s); trying again every %gs", e,
+                                self.renew_every)
+                self._problem = str(e)
             self._stopping.wait(self.renew_every)
 
     def _renew(self):
-        spec = {"holderIdentity": self.holder, "leaseDurationSeconds": self.lease_seconds, "renewTime": _now_micro()}
-        try:
-            lease = self.rest.json("GET", self._path(self.name))
-        except ApiException as e:
-            if e.status != 404:
-                raise
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.name, "namespace": self.namespace, "labels": LABELS}, "spec": spec}
-            self.rest.json("POST", self._path(), body=body)
-            return
-        lease["spec"] = spec
-        self.rest.json("PUT", self._path(self.name), body=lease)
+        spec = {"holderIdentity": self.holder, "leaseDurationSeconds": self.lease_seconds, "renewTime": now_micro()}
+        lease = self.leases.get(self.name)
+        if lease is None:
+            self.leases.create(self.name, spec, labels=LABELS)
+        else:
+            self.leases.replace(self.name, lease, spec)
 
     def stop(self):
         """A clean stop: the Lease goes, so the leader may remove this replica's tunnels at once."""
         self._stopping.set()
         self.join(timeout=5)
         try:
-            self.rest.json("DELETE", self._path(self.name))
-        except kube.ERRORS as e:
-            log.info("could not delete this replica's Lease (%s); it expires", kube.describe_error(e))
+            self.leases.delete(self.name)
+        except KubeError as e:
+            log.info("could not delete this replica's Lease (%s); it expires", e)
 
 
 class Liveness:
     """The leader's view of which replicas of this cluster live (see the module docstring)."""
 
     def __init__(self, rest, namespace, *, lease_seconds=30, clock=time.monotonic):
-        self.rest = rest
-        self.namespace = namespace
+        self.store = Leases(rest, namespace)
         self.lease_seconds = lease_seconds
         self.clock = clock
         self._seen = {}             # holder -> (renewTime, when that value was first seen)
         self._names = {}            # holder -> the Lease's name
         self._listed = False
 
+    def list(self):
+        """The replicas' Leases (a call: the sweep makes it off the loop, then hands the answer to `update`)."""
+        return self.store.list(LABELS)
+
     def refresh(self):
-        selector = ",".join(f"{k}={v}" for k, v in LABELS.items())
-        body = self.rest.json("GET", f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases",
-                              query={"labelSelector": selector})
+        self.update(self.list())
+
+    def update(self, items):
+        """Take a fresh list of the replicas' Leases into account (on the loop: no call)."""
         now, seen, names = self.clock(), {}, {}
-        for lease in body.get("items") or []:
+        for lease in items or []:
             spec = lease.get("spec") or {}
             holder, renewed = spec.get("holderIdentity") or "", spec.get("renewTime")
             names[holder] = lease["metadata"]["name"]

@@ -16,8 +16,15 @@ the queue for a retry.
 Bad credentials are not a crash: the loop stays up, /readyz says not ready,
 and the login is tried again with backoff (logged once per attempt), while the
 Services wait in the queue and the replica gives up the Lease.
+
+Nothing on this loop waits on the network for more than a moment: the login
+runs on a thread of its own (an edge that accepts and never answers `/login`
+holds up only the login, up to ~60 s with its retries), every call a
+reconcile or the sweep makes goes through lib/remote.py, the Leases are
+renewed by their own threads, and Events are posted by theirs.
 """
 
+import concurrent.futures
 import logging
 import os
 import time
@@ -31,29 +38,44 @@ log = logging.getLogger(__name__)
 
 
 class Session:
-    """Logged in, or when to try again."""
+    """Logged in, or when to try again. The login itself runs on a thread of its own: `ensure()` waits
+    for it at most `budget` seconds, then says "not yet" and looks again on the next turn."""
 
-    def __init__(self, api, public_key, clock=time.monotonic, cap=300.0):
+    def __init__(self, api, public_key, clock=time.monotonic, cap=300.0, budget=0.25):
         self.api = api
         self.public_key = public_key
         self.clock = clock
         self.cap = cap
+        self.budget = budget
         self.ok = False
         self.user_name = None
         self.failures = 0
         self.next_try = 0.0
         self.problem = "not logged in yet"
         self._tried = None              # hash of the credentials of the last attempt (never the values)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="login")
+        self._attempt = None            # the login on its way
+
+    def _login(self):
+        user_id = self.api.login()
+        return user_id, self.api.user() or {}
 
     def ensure(self):
         if self.ok:
             return True
-        if self.clock() < self.next_try and not self._credentials_changed():
-            return False
-        self._tried = self._current_credentials()
+        if self._attempt is None:
+            if self.clock() < self.next_try and not self._credentials_changed():
+                return False
+            self._tried = self._current_credentials()
+            self._attempt = self._pool.submit(self._login)
         try:
-            user_id = self.api.login()
-            user = self.api.user() or {}
+            self._attempt.exception(timeout=self.budget)
+        except concurrent.futures.TimeoutError:
+            self.problem = "logging in: the edge has not answered yet"
+            return False
+        attempt, self._attempt = self._attempt, None
+        try:
+            user_id, user = attempt.result()
         except mysocket.ApiError as e:
             self.lost(e)
             return False
@@ -107,6 +129,7 @@ class Runner:
         self._host_keys = set()
         self._known_hosts_size = -1
         self._last_surprise = None
+        self._lead_problem = None   # said once until it changes
 
     # -- for /healthz, /readyz and the elector ------------------------------------
 
@@ -154,7 +177,7 @@ class Runner:
                     self._surprise(e)
                     stopping.wait(1.0)
         finally:
-            log.info("stopping: ending %d ssh children; nothing remote is deleted", len(self.supervisor.children))
+            log.info("stopping: ending %d ssh sessions; nothing remote is deleted", len(self.supervisor.sessions))
             self.watcher.stop()
             self.supervisor.stop_all()
             for companion in self.companions:
@@ -182,7 +205,8 @@ class Runner:
         # Leader or not, every replica serves every exposed Service (its own tunnels): the controller asks
         # the fence, per Service, whether it may also create, delete and write.
         self.controller.user_name = self.session.user_name
-        key = self.queue.get(timeout=0.25)
+        self._collect()                     # calls that ended since: their Services go again at once
+        key = self.queue.get(timeout=self._turn())
         if key is not None and self.controller.remote.busy(key):
             key = None                      # a call of its own still runs: queued again when it ends
         if key is not None:
@@ -211,11 +235,14 @@ class Runner:
         except Fenced:
             return False
         except (mysocket.ApiError, *kube.ERRORS) as e:
-            log.warning("cannot take the lead yet (%s); trying again", e if isinstance(e, mysocket.ApiError)
-                        else kube.describe_error(e))
+            problem = str(e) if isinstance(e, mysocket.ApiError) else kube.describe_error(e)
+            if problem != self._lead_problem:       # once, not every second
+                log.warning("cannot take the lead yet (%s); trying again every second until it can", problem)
+            self._lead_problem = problem
             if isinstance(e, mysocket.BadCredentials):
                 self.session.lost(e)
             return False
+        self._lead_problem = None
         self._acting = True
         self._next_sweep = time.monotonic()     # the first sweep now, whatever waits in the queue
         return True
@@ -238,25 +265,33 @@ class Runner:
             self._surprise(e)
             self._next_sweep = now + 30
 
+    def _turn(self):
+        """A quarter second when idle; 20 ms while the supervisor waits for an answer from ssh."""
+        return 0.02 if self.supervisor.busy() else 0.25
+
     def _tick(self):
         now = time.monotonic()
         if now < self._next_tick:
             return
-        self._next_tick = now + 0.25
+        self._next_tick = now + self._turn()
         for stage in (self._supervise, self._probe, self._log_new_host_keys):
             try:
                 stage()
             except Exception as e:  # noqa: BLE001 -- one stage's surprise must not stop the others
                 self._surprise(e)
 
-    def _supervise(self):
+    def _collect(self):
         for key in self.controller.remote.collect():
             if key == SWEEP:
                 self._next_sweep = time.monotonic()
             elif key != TAKE_LEAD:          # taking the lead is tried again every second anyway
                 self.queue.add(key)
+
+    def _supervise(self):
+        self._collect()
         for transition in self.supervisor.poll():
             self.controller.on_transition(transition)
+        self.controller.follow_nodes()
         metrics.TUNNELS_UP.set(self.supervisor.tunnels_up())
 
     def _probe(self):

@@ -91,6 +91,17 @@ def opted_in(service):
     return of_our_class(service)
 
 
+def concerns_us(service):
+    """True for a Service mysocketd has anything to do with: asked for (even with a bad value), or carrying
+    anything mysocketd wrote (an annotation, the finalizer, the condition). The rest of a large cluster
+    is only counted, never reconciled (lib/watcher.py)."""
+    meta = service["metadata"]
+    annotations = meta.get("annotations") or {}
+    return (ENABLED in annotations or of_our_class(service) or FINALIZER in (meta.get("finalizers") or [])
+            or any(k in annotations for k in (DNSNAME, SOCKET_ID, TUNNEL_ID, LAST_VALID, SERVED_BY))
+            or has_condition(service, "mysocket.io/Serving"))
+
+
 def has_condition(service, kind):
     return any(c.get("type") == kind for c in (service.get("status") or {}).get("conditions") or [])
 

@@ -65,13 +65,21 @@ class Sockets:
         self.fence = fence          # lib.leader.Fence: every remote change checks it first
         self.remote = remote or Direct()    # lib.remote: a slow call holds up only its own Service
         self._by_id = None
+        self._nodes = None
         self._epoch = 0
 
     def invalidate(self):
         """The next look lists again, with a list begun after this moment."""
         self._by_id = None
+        self._nodes = None
         self._epoch += 1
         self.remote.drop_shared()
+
+    def edge_nodes(self):
+        """How many nodes the edge has live (lib/mysocket.py), asked again after each invalidate()."""
+        if self._nodes is None:
+            self._nodes = self.remote.shared(f"edge nodes #{self._epoch}", self.api.edge_nodes)
+        return self._nodes
 
     def snapshot(self):
         """The account's sockets by id. One list serves every Service that needs it (lib/remote.py):
@@ -129,30 +137,35 @@ class Sockets:
         with self._in_doubt():
             if pool:
                 fields = {**fields, "name": pool_socket_name(pool), "unique_name": True}
-                socket = self.remote.call("create", self.api.create_socket, fields)
+                socket = self.remote.call("create", self.api.create_socket, fields, before_send=self._check_fence)
             else:
-                socket = self.remote.call("create", self.api.connect, {**fields, "tunnel_owner": owner})
+                socket = self.remote.call("create", self.api.connect, {**fields, "tunnel_owner": owner},
+                                          before_send=self._check_fence)
             socket.setdefault("tunnels", [])
             self.snapshot()[socket["socket_id"]] = socket
         return socket
 
-    def add_tunnel(self, socket, owner):
-        """This replica's own tunnel on a socket (no leadership needed: it is this replica's)."""
+    def add_tunnel(self, socket, owner, nth=0):
+        """This replica's own tunnel on a socket (no leadership needed: it is this replica's); `nth`: how
+        many it has already, so its second is another call than its first (lib/remote.py)."""
         with self._in_doubt():
-            tunnel = self.remote.call(f"tunnel {socket['socket_id']}", self.api.create_tunnel, socket["socket_id"],
-                                      owner)
+            tunnel = self.remote.call(f"tunnel {socket['socket_id']}" + (f" #{nth}" if nth else ""),
+                                      self.api.create_tunnel, socket["socket_id"], owner)
             tunnel["local_port"] = int(tunnel["local_port"])
         socket.setdefault("tunnels", []).append(tunnel)
         return tunnel
 
-    def delete_tunnel(self, socket, tunnel):
-        """Delete a tunnel this cluster owns (its tag says so); refuses anything else."""
+    def delete_tunnel(self, socket, tunnel, fenced=False):
+        """Delete a tunnel this cluster owns (its tag says so); refuses anything else. `fenced`: the
+        leader's delete of another replica's tunnel (the sweep, leaving a pool), sent only while leading."""
         if not (tunnel.get("owner") or "").startswith(self.ownership.cluster + "/") and \
                 self.ownership.owner(socket) is None:
             raise NotOurs(f"refusing to delete tunnel {tunnel.get('tunnel_id')}: neither it nor its socket is "
                           "this cluster's")
+        if fenced:
+            self._check_fence()
         self.remote.call(f"delete tunnel {tunnel['tunnel_id']}", self.api.delete_tunnel, socket["socket_id"],
-                         tunnel["tunnel_id"])
+                         tunnel["tunnel_id"], before_send=self._check_fence if fenced else None)
         socket["tunnels"] = [t for t in socket.get("tunnels") or [] if t["tunnel_id"] != tunnel["tunnel_id"]]
 
     def update_protection(self, socket, fields):
@@ -160,7 +173,7 @@ class Sockets:
         self._check_fence()
         body = {k: fields[k] for k in ("protected_socket", "protected_username", "protected_password")}
         updated = self.remote.call(f"protect {socket['socket_id']}", self.api.update_socket, socket["socket_id"],
-                                   body)
+                                   body, before_send=self._check_fence)
         socket.update({k: v for k, v in (updated or {}).items() if k != "tunnels"})
 
     def leave_pool(self, socket, prefix):
@@ -169,7 +182,7 @@ class Sockets:
         self._check_fence()
         try:
             self.remote.call(f"leave {socket['socket_id']}", self.api.delete_socket, socket["socket_id"],
-                             prefix)
+                             prefix, before_send=self._check_fence)
         except mysocket.Conflict:
             return False
         if self._by_id is not None:
@@ -182,7 +195,8 @@ class Sockets:
             raise NotOurs(f"refusing to delete socket {socket.get('socket_id')} ({socket.get('name')!r}): "
                           "it is not this cluster's")
         self._check_fence()
-        self.remote.call(f"delete {socket['socket_id']}", self.api.delete_socket, socket["socket_id"])
+        self.remote.call(f"delete {socket['socket_id']}", self.api.delete_socket, socket["socket_id"],
+                         before_send=self._check_fence)
         if self._by_id is not None:
             self._by_id.pop(socket["socket_id"], None)
 

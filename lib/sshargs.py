@@ -19,6 +19,20 @@ class TunnelSpec:
     target_host: str
     target_port: int
     user_name: str
+    server: str = ""        # the tunnel's `tunnel_server`: the edge node it is placed on ("" = --ssh-host)
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Endpoint:
+    """Where, and as whom, an ssh session connects: forwards share a session only if all three agree."""
+
+    host: str
+    port: int
+    user_name: str
+
+    @property
+    def label(self):
+        return f"{self.user_name}@{self.host}:{self.port}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,19 +63,35 @@ def resolve_ssh(name="ssh"):
     return path
 
 
-def ssh_argv(spec, settings, log_path=None, foreground=False):
-    """The argv of one tunnel. `-f` with ExitOnForwardFailure: the foreground process exits 0 only once
-    the edge accepted the forward (see lib/processes.py); `-E` keeps the background one's last words.
-    `foreground`: a plain `ssh -N` that stays the process it was started as (the benchmarks' floor)."""
+def endpoint_of(spec, settings):
+    """The one place that says which SSH endpoint a tunnel connects to: the edge node it is placed on.
+
+    An edge of several nodes puts each tunnel on one of them and names that node's host in the
+    tunnel's `tunnel_server` (a host, no port: every node listens for SSH on the same port, which is
+    --ssh-port). An empty one (the historical service, an older edge) means --ssh-host. The supervisor's
+    sessions are keyed by this Endpoint, so each node's tunnels get sessions of their own.
+    """
+    return Endpoint(spec.server or settings.host, settings.port, spec.user_name)
+
+
+def host_key_alias(settings):
+    """The name every node's host key is checked under: --ssh-host's known_hosts entry.
+
+    The nodes of one edge share one SSH host key (edge/README.md), so the line an operator pinned for
+    --ssh-host (`ssh-keyscan -p 2222 <host>`: `[host]:2222 ssh-ed25519 ...`), or the one recorded on
+    first use, vouches for every node a tunnel is placed on; a node with another key is refused.
+    With HostKeyAlias ssh adds no port to the name, so the alias carries it as known_hosts writes it.
+    """
+    return settings.host if settings.port == 22 else f"[{settings.host}]:{settings.port}"
+
+
+def _forward(spec):
     target = f"[{spec.target_host}]" if ":" in spec.target_host else spec.target_host
-    mode = [] if foreground else ["-f"]
-    log = ["-E", log_path] if log_path and not foreground else []
+    return f"{spec.local_port}:{target}:{spec.target_port}"
+
+
+def _options(settings):
     return [
-        settings.binary, "-F", "none", *mode, "-N", "-T", *log,
-        "-R", f"{spec.local_port}:{target}:{spec.target_port}",
-        "-l", spec.user_name,
-        "-p", str(settings.port),
-        "-i", settings.identity_file,
         "-o", "IdentitiesOnly=yes",
         # AES-GCM first: with AES-NI on both ends it costs the edge less than OpenSSH's default
         # chacha20-poly1305 (edge CPU per proxied request -15..45% in make bench's side test).
@@ -74,7 +104,54 @@ def ssh_argv(spec, settings, log_path=None, foreground=False):
         "-o", f"ConnectTimeout={settings.connect_timeout}",
         "-o", f"StrictHostKeyChecking={'yes' if settings.strict_host_keys else 'accept-new'}",
         "-o", f"UserKnownHostsFile={settings.known_hosts_file}",
+        "-o", f"HostKeyAlias={host_key_alias(settings)}",
         "-o", "LogLevel=ERROR",
+    ]
+
+
+def master_argv(endpoint, settings, control_path, log_path):
+    """An ssh session that holds forwards added later through its control socket (`-M -S`).
+
+    `-f` as for a single tunnel: the foreground exits 0 once the edge accepted the key (no forwards
+    yet), and the process that holds the connection stays. It carries no forward of its own, so a
+    forward the edge refuses never ends it (ExitOnForwardFailure covers only forwards on the command
+    line); each forward's own answer comes from `forward_argv`.
+    """
+    return [
+        settings.binary, "-F", "none", "-f", "-N", "-T", "-E", log_path,
+        "-M", "-S", control_path, "-o", "ControlPersist=no",
+        "-l", endpoint.user_name, "-p", str(endpoint.port), "-i", settings.identity_file,
+        *_options(settings), endpoint.host,
+    ]
+
+
+def forward_argv(spec, endpoint, settings, control_path, cancel=False):
+    """`ssh -O forward` (or `-O cancel`) of one remote forward in a running session.
+
+    The master sends the edge a tcpip-forward request and answers this client only when the edge has
+    answered: exit 0 is the edge's yes for this one forward, 255 its no (ssh(1), -O; mux.c). So "up"
+    stays ssh's own report, per forward, as with ExitOnForwardFailure on a single tunnel.
+    """
+    return [
+        settings.binary, "-F", "none", "-S", control_path, "-O", "cancel" if cancel else "forward",
+        "-R", _forward(spec), "-l", endpoint.user_name, "-p", str(endpoint.port),
+        "-i", settings.identity_file, "-o", "LogLevel=ERROR", endpoint.host,
+    ]
+
+
+def ssh_argv(spec, settings, log_path=None, foreground=False):
+    """The argv of one tunnel. `-f` with ExitOnForwardFailure: the foreground process exits 0 only once
+    the edge accepted the forward (see lib/processes.py); `-E` keeps the background one's last words.
+    `foreground`: a plain `ssh -N` that stays the process it was started as (the benchmarks' floor)."""
+    mode = [] if foreground else ["-f"]
+    log = ["-E", log_path] if log_path and not foreground else []
+    return [
+        settings.binary, "-F", "none", *mode, "-N", "-T", *log,
+        "-R", _forward(spec),
+        "-l", spec.user_name,
+        "-p", str(settings.port),
+        "-i", settings.identity_file,
+        *_options(settings),
         settings.host,
     ]
 
@@ -95,6 +172,8 @@ _EXPLANATIONS = (
     ("Connection reset", "the edge closed the connection"),
     ("closed by remote host", "the edge closed the connection"),
     ("Load key", "ssh could not read the private key"),
+    ("Control socket connect", "the ssh session this forward belongs to has ended"),
+    ("Connection to master closed", "the ssh session this forward belongs to has ended"),
     ("invalid format", "ssh could not read the private key"),
 )
 

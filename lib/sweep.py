@@ -5,7 +5,9 @@ confirmed leader whose Service watch is live (a stale cache must never decide
 that something is gone). One list of the account's sockets (and one of the
 replicas' Leases) serves every step:
 
-- a Service whose socket or tunnel vanished is queued again (it is recreated);
+- a Service whose socket or tunnel vanished, or whose tunnel the edge moved to
+  another node, is queued again (it is recreated, or follows the move); so is
+  one with fewer tunnels than --edge-connections (the edge may have gained nodes);
 - a socket of this cluster whose Service is provably gone or opted out is
   deleted (lib/ownership.py says which are this cluster's);
 - a tunnel of this cluster whose replica is gone for good (lib/replicas.py),
@@ -51,7 +53,9 @@ class Sweep:
             raise
         self._listing = False
         if self.liveness is not None:
-            self.liveness.refresh()     # after the sockets: a tunnel seen there has its Lease by now
+            # After the sockets: a tunnel seen there has its Lease by now. Listed off the loop
+            # (lib/remote.py); Pending ends this run, and the next one takes the list on its way.
+            self.liveness.update(c.remote.call("list replica leases", self.liveness.list))
         self._requeue_vanished(snapshot)
         for socket, owner in c.sockets.owned():
             if self._leftover(socket, owner):
@@ -62,7 +66,7 @@ class Sweep:
                 if why:
                     log.info("deleting tunnel %s of socket %s: %s", tunnel["tunnel_id"], socket.get("dnsname"), why)
                     if not c.dry_run:
-                        c.sockets.delete_tunnel(socket, tunnel)
+                        c.sockets.delete_tunnel(socket, tunnel, fenced=True)
         for socket, pool in list(c.sockets.pools()):
             c.pools.leave_if_unused(socket, pool)
         for key, record in list(c.records.items()):
@@ -76,9 +80,14 @@ class Sweep:
     def _requeue_vanished(self, snapshot):
         for key, record in list(self.c.records.items()):
             socket = snapshot.get(record.socket_id)
-            if socket is None or all(t["tunnel_id"] != record.tunnel_id for t in socket.get("tunnels") or []):
-                log.warning("socket or tunnel disappeared from the API; recreating", extra=_fields(key))
+            placed = {t["tunnel_id"]: str(t.get("tunnel_server") or "") for t in (socket or {}).get("tunnels") or []}
+            if socket is None or any(placed.get(t.tunnel_id) != t.server for t in record.tunnels):
+                log.warning("socket or tunnel disappeared from the API, or a tunnel moved to another node; "
+                            "looking again", extra=_fields(key))
                 del self.c.records[key]
+                self.c.queue.add(key)
+            elif record.socket_id and len(record.tunnels) < self.c.serving.connections:
+                del self.c.records[key]     # fewer than it wants: the edge may have more nodes by now
                 self.c.queue.add(key)
 
     def _in_scope(self, namespace):

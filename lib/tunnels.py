@@ -1,21 +1,35 @@
-"""Supervisor of the `ssh -R` children, one per exposed Service.
+"""Supervisor of this replica's remote forwards, held in shared ssh sessions.
 
-Shaped after Supervisor/supervisor's process.py, a state machine whose OS
-side is behind seams (lib/processes.py), so it is table-tested without
-processes:
+Why shared sessions: one `ssh` per forward cost 1.4 MB PSS and an SSH session
+at the edge each (138 MB per 100 forwards); the same forwards in a few
+sessions cost ~3 MB (bench/multiplex.py). Why not one session for all: one
+death would cost every name at once. So a replica's forwards are grouped by
+(endpoint, shard):
 
-- starting: the foreground `ssh -f` runs. It exits 0 once the edge accepted
-  the forward (ssh's own report, see lib/processes.py) and leaves a
-  background ssh holding the connection: that is "up", and nothing else is.
-  A non-zero exit (refused forward, refused key, an edge that never answers
-  until ConnectTimeout) is a failure.
-- up: the background ssh runs. When it ends after staying up `stable_after`
-  seconds, that was a dropped connection: restart at once. When it ends
-  sooner, it backs off like a child that never came up, so a tunnel that
-  flaps is not restarted in a hot loop.
-- backing off: 0.5 s, 1 s, 2 s ... capped and jittered; reset once a child
-  has stayed up `stable_after` seconds.
-- a stopped (hung) process is killed; stop is SIGTERM, a deadline, SIGKILL.
+- the endpoint is where a forward's tunnel must be connected
+  (`sshargs.endpoint_of`: the node its `tunnel_server` names), so a
+  Service's tunnels on two nodes are never in one session;
+- the shard (lib/shards.py has the rule and why): at most `shard_size` (20)
+  forwards a session, filled lowest first, and a forward never moves. One ssh
+  death costs at most 20 of this replica's forwards, for the ~0.3 s a restart
+  takes, while the other replica's tunnels (and a pool's other clusters)
+  serve those names. Adding or removing a forward touches only its own
+  session.
+
+Each session is an OpenSSH ControlMaster that carries no forward of its own;
+each forward is added with `ssh -O forward` and taken away with `ssh -O
+cancel` (lib/sshargs.py). Shaped after Supervisor's process.py, with the OS
+behind seams (lib/processes.py), so it is table-tested without processes:
+
+- a session starts with the foreground `ssh -f -M`, which exits 0 once the
+  edge accepted the key and leaves the background master holding the
+  connection. When that master ends after `stable_after` seconds up, the
+  connection dropped: it restarts at once and its forwards go "down"; sooner,
+  or never up, and it backs off (0.5 s, 1 s, 2 s ... capped and jittered).
+- a forward is "up" only when its `ssh -O forward` exits 0: the master answers
+  it only after the edge said yes to that forward. A refusal fails that
+  forward alone, with its own backoff; its session and neighbours go on. A
+  stopped (hung) master is killed and restarted.
 
 It never blocks for long and never raises on a child's behalf: the controller
 calls `poll()` from its loop and turns the returned transitions into Events
@@ -29,7 +43,7 @@ import random
 import signal
 import time
 
-from lib import metrics, processes, sshargs
+from lib import metrics, processes, shards, sshargs
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +55,6 @@ class Transition:
     detail: str = ""
     retry_in: float = 0.0
     failures: int = 0            # consecutive failures so far (for "failed")
-
-
-@dataclasses.dataclass
-class _Child:
-    spec: sshargs.TunnelSpec
-    log_path: str
-    argv: list = None
-    proc: object = None          # the foreground ssh (a Popen) while starting
-    background: int = None       # pid of the background ssh while up
-    started_at: float = 0.0
-    up_at: float = None
-    failures: int = 0            # consecutive failures (for the backoff)
-    next_start: float = 0.0
-
-    @property
-    def up(self):
-        return self.background is not None
-
-    def pids(self):
-        return [pid for pid in (self.proc.pid if self.proc else None, self.background) if pid is not None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +72,7 @@ class Seams:
 
 class Supervisor:
     def __init__(self, settings, log_dir, *, seams=Seams(), clock=time.monotonic, jitter=random.uniform,
-                 stable_after=3.0, backoff_cap=60.0, stop_timeout=3.0, hang_check_every=1.0):
+                 stable_after=3.0, backoff_cap=60.0, stop_timeout=3.0, hang_check_every=1.0, shard_size=20):
         self.settings = settings
         self.log_dir = log_dir
         self.os = seams
@@ -88,137 +82,270 @@ class Supervisor:
         self.backoff_cap = backoff_cap
         self.stop_timeout = stop_timeout
         self.hang_check_every = hang_check_every
+        self.shard_size = shard_size
         self._next_hang_check = 0.0
         self._pending = []              # transitions found outside poll(), returned by the next poll()
-        self.children = {}
+        self.forwards = {}              # key -> shards.Forward
+        self.sessions = {}              # (Endpoint, shard) -> shards.Session
         os.makedirs(log_dir, mode=0o700, exist_ok=True)
+        self.control_dir = shards.control_dir(log_dir)
 
     # -- what the controller asks for ------------------------------------
 
     def ensure(self, key, spec):
-        """Run exactly one child for key with this spec; a changed spec replaces the child."""
-        child = self.children.get(key)
-        if child and child.spec == spec:
+        """Forward exactly this spec for key; a changed spec replaces the forward in its session.
+
+        Asked for at once (or its new session started at once), not on the next poll: the public name
+        works that much sooner."""
+        forward = self.forwards.get(key)
+        if forward and forward.spec == spec:
             return
-        if child:
-            log.info("replacing ssh child: the forward changed", extra=_fields(key))
-            self._stop([child])
-        path = os.path.join(self.log_dir, f"{key[0]}.{key[1]}.log")
-        self.children[key] = child = _Child(spec=spec, log_path=path)
-        self._start(key, child)
+        if forward:
+            log.info("replacing the forward: it changed", extra=_fields(key))
+            self.remove(key)
+        session = shards.place(self.sessions, key, sshargs.endpoint_of(spec, self.settings),
+                               size=self.shard_size, control_dir=self.control_dir, log_dir=self.log_dir)
+        self.forwards[key] = forward = shards.Forward(spec=spec, session=(session.endpoint, session.shard),
+                                                log_path=os.path.join(self.log_dir, ".".join(map(str, key)) + ".log"))
+        if session.up and spec.local_port not in session.cancelling:
+            self._ask(key, forward, session)
+        elif session.proc is None and session.background is None and session.argv is None:
+            self._start(session)
+
+    def busy(self):
+        """True while an answer is on its way (a session starting, a forward asked or cancelled): the
+        loop then polls often, so nothing waits for the next quarter second."""
+        return any(s.proc is not None or s.cancelling for s in self.sessions.values()) or \
+            any(f.proc is not None for f in self.forwards.values())
 
     def remove(self, key):
-        child = self.children.pop(key, None)
-        if child:
-            self._stop([child])
+        """Take one forward away; the other forwards of its session never notice."""
+        forward = self.forwards.pop(key, None)
+        if forward is None:
+            return
+        session = self.sessions[forward.session]
+        session.keys.discard(key)
+        if not session.keys:
+            self._stop_sessions([session], [forward])     # the last one: the session goes, and the forward with it
+            del self.sessions[forward.session]
+            return
+        self._withdraw(forward, session)
 
     def restart(self, key):
-        """Replace a child that is alive but useless (the traffic probe said so)."""
-        child = self.children.get(key)
-        if child:
-            self._stop([child])
+        """Ask the edge for a forward again that is up but useless (the traffic probe said so)."""
+        forward = self.forwards.get(key)
+        if forward:
+            self._withdraw(forward, self.sessions[forward.session])
+            forward.up_at, forward.next_start = None, self.clock()
             metrics.SSH_RESTARTS.inc()
-            self._start(key, child)
 
     def stop_all(self):
-        children = list(self.children.values())
-        self.children.clear()
-        self._stop(children)
+        self._stop_sessions(list(self.sessions.values()), list(self.forwards.values()))
+        self.sessions.clear()
+        self.forwards.clear()
+        shards.remove_private(self.control_dir)
 
     def is_up(self, key):
-        child = self.children.get(key)
-        return bool(child and child.up)
+        forward = self.forwards.get(key)
+        return bool(forward and forward.up and self.sessions[forward.session].up)
 
     def tunnels_up(self):
-        return sum(1 for c in self.children.values() if c.up)
+        return sum(1 for key in self.forwards if self.is_up(key))
+
+    def session_of(self, key):
+        """The label of the session that holds key's forward (`host:port#shard`), for logs and tests."""
+        forward = self.forwards.get(key)
+        return self.sessions[forward.session].label if forward else None
 
     def pids(self):
-        return {pid for c in self.children.values() for pid in c.pids()}
+        pids = {pid for s in self.sessions.values() for pid in s.pids()}
+        pids |= {f.proc.pid for f in self.forwards.values() if f.proc is not None}
+        return pids | {p.pid for s in self.sessions.values() for p, _ in s.cancelling.values()}
 
     # -- the loop ----------------------------------------------------------
 
     def poll(self):
-        """Reap, promote, restart; returns the transitions since the last poll."""
+        """Reap, promote, restart, ask; returns the transitions since the last poll."""
         now = self.clock()
         transitions, self._pending = self._pending, []
-        # Reading /proc for every child is the one cost that grows with the number of tunnels; a hang
+        # Reading /proc for every master is one cost that grows with the number of sessions; a hang
         # is rare and can wait a second, a death (a waitpid) cannot.
         check_hangs = now >= self._next_hang_check
         if check_hangs:
             self._next_hang_check = now + self.hang_check_every
-        for key, child in self.children.items():
+        for session in self.sessions.values():
             if check_hangs:
-                self._kill_if_hung(key, child)
-            if child.proc is not None and child.proc.poll() is not None:
-                transitions.append(self._started_or_failed(key, child, now))
-            elif child.background is not None:
-                code = self.os.exit_code(child.background)
+                self._kill_if_hung(session)
+            if session.proc is not None and session.proc.poll() is not None:
+                transitions += self._started_or_failed(session, now)
+            elif session.background is not None:
+                code = self.os.exit_code(session.background)
                 if code is not None:
-                    transitions.append(self._ended(key, child, now, code))
-                elif child.failures and now - child.up_at >= self.stable_after:
-                    child.failures = 0
-            if child.proc is None and child.background is None and now >= child.next_start:
-                metrics.SSH_RESTARTS.inc()
-                self._start(key, child)
+                    transitions += self._ended(session, now, code)
+                elif session.failures and now - session.up_at >= self.stable_after:
+                    session.failures = 0
+            for port, (proc, _) in list(session.cancelling.items()):
+                if proc.poll() is not None:
+                    del session.cancelling[port]
+            if session.proc is None and session.background is None and now >= session.next_start:
+                if session.argv is not None:
+                    metrics.SSH_RESTARTS.inc()
+                self._start(session)
+        for key, forward in self.forwards.items():
+            session = self.sessions[forward.session]
+            if forward.proc is not None:
+                if forward.proc.poll() is not None:
+                    transitions += self._answered(key, forward, session, now)
+                elif now - forward.asked_at > self.settings.connect_timeout:
+                    self.os.send(forward.proc.pid, signal.SIGKILL)     # no answer from the edge: a failure
+            elif forward.up:
+                if forward.failures and now - forward.up_at >= self.stable_after:
+                    forward.failures = 0
+            elif session.up and now >= forward.next_start and forward.spec.local_port not in session.cancelling:
+                self._ask(key, forward, session)
         if check_hangs:
-            self.os.end_strays([c.argv for c in self.children.values()])
+            self.os.end_strays(self._argvs())
         return transitions
 
-    def _kill_if_hung(self, key, child):
-        for pid in child.pids():
+    def _kill_if_hung(self, session):
+        for pid in session.pids():
             if self.os.stopped(pid):
-                log.warning("ssh child is stopped (hung); killing it", extra=_fields(key, pid=pid))
+                log.warning("ssh session is stopped (hung); killing it", extra={"session": session.label, "pid": pid})
                 self.os.send(pid, signal.SIGKILL)
 
-    def _started_or_failed(self, key, child, now):
-        code, child.proc = child.proc.returncode, None
+    def _started_or_failed(self, session, now):
+        code, session.proc = session.proc.returncode, None
         if code == 0:
-            child.background = self.os.find_background(child.argv, self.pids())
-            if child.background is not None:
-                child.up_at = now
-                return Transition(key, "up", f"the edge accepted the forward of port {child.spec.local_port} "
-                                             f"to {child.spec.target_host}:{child.spec.target_port}")
-        return self._failed(key, child, now, sshargs.explain_exit(code, _tail(child.log_path)))
+            session.background = self.os.find_background(session.argv, self.pids())
+            if session.background is not None:
+                session.up_at = now
+                log.debug("ssh session up", extra={"session": session.label, "forwards": len(session.keys)})
+                return []                   # its forwards are asked for below, on this same poll
+        return self._session_failed(session, now, sshargs.explain_exit(code, _tail(session.log_path)))
 
-    def _ended(self, key, child, now, code):
-        child.background = None
-        detail = sshargs.explain_exit(code, _tail(child.log_path))
-        lasted = now - child.up_at
+    def _ended(self, session, now, code):
+        session.background = None
+        session.cancelling.clear()          # they went with their master
+        detail = sshargs.explain_exit(code, _tail(session.log_path))
+        lasted = now - session.up_at
         if lasted < self.stable_after:
-            return self._failed(key, child, now, f"{detail}; it had been up only {lasted:.1f}s")
-        child.failures = 0
-        child.next_start = now
-        return Transition(key, "down", detail, 0.0)
+            return self._session_failed(session, now, f"{detail}; it had been up only {lasted:.1f}s")
+        session.failures = 0
+        session.next_start = now
+        was_up = [key for key in sorted(session.keys) if self.forwards[key].up]
+        self._drop_forwards(session)
+        log.warning("ssh session %s ended after %.0fs: %s; restarting it with its %d forwards", session.label,
+                    lasted, detail, len(session.keys), extra={"session": session.label})
+        return [Transition(key, "down", f"{detail} (ssh session {session.label})") for key in was_up]
 
-    def _failed(self, key, child, now, detail):
-        child.failures += 1
-        delay = min(self.backoff_cap, 0.5 * 2.0 ** (child.failures - 1)) * self.jitter(0.8, 1.2)
-        child.next_start = now + delay
-        return Transition(key, "failed", detail, delay, child.failures)
+    def _session_failed(self, session, now, detail):
+        session.failures += 1
+        delay = self._backoff(session.failures)
+        session.next_start = now + delay
+        self._drop_forwards(session)
+        return [Transition(key, "failed", f"{detail} (ssh session {session.label})", delay, session.failures)
+                for key in sorted(session.keys)]
 
-    def _start(self, key, child):
-        child.argv = sshargs.ssh_argv(child.spec, self.settings, child.log_path)
+    def _drop_forwards(self, session):
+        """The session is gone: none of its forwards is up, and each is asked for again once it is back."""
+        for key in session.keys:
+            forward = self.forwards[key]
+            if forward.proc is not None:
+                self.os.stop([forward.proc.pid], self.stop_timeout)
+            forward.proc, forward.up_at, forward.next_start = None, None, 0.0
+
+    def _answered(self, key, forward, session, now):
+        code, forward.proc = forward.proc.returncode, None
+        if not session.up:
+            return []                       # the session ended meanwhile: its own transition says so
+        if code == 0:
+            forward.up_at = now
+            spec = forward.spec
+            return [Transition(key, "up", f"the edge accepted the forward of port {spec.local_port} to "
+                                          f"{spec.target_host}:{spec.target_port} (ssh session {session.label})")]
+        detail = sshargs.explain_exit(code, _tail(forward.log_path))
+        if code < 0:
+            detail = f"the edge did not answer the forward within {self.settings.connect_timeout}s"
+        forward.failures += 1
+        delay = self._backoff(forward.failures)
+        forward.next_start = now + delay
+        self._cancel(forward, session)      # the master may keep a refused forward listed: the retry asks anew
+        return [Transition(key, "failed", detail, delay, forward.failures)]
+
+    def _ask(self, key, forward, session):
+        forward.argv = sshargs.forward_argv(forward.spec, session.endpoint, self.settings, session.control_path)
         try:
-            child.proc = self.os.spawn(child.argv, child.log_path)
-        except OSError as e:            # a pids limit, a full disk: this child's problem, retried with backoff
-            child.proc = None
-            self._pending.append(self._failed(key, child, self.clock(), f"cannot start ssh: {e}"))
+            forward.proc = self.os.spawn(forward.argv, forward.log_path)
+        except OSError as e:            # a pids limit, a full disk: this forward's problem, retried with backoff
+            forward.proc = None
+            forward.failures += 1
+            delay = self._backoff(forward.failures)
+            forward.next_start = self.clock() + delay
+            self._pending.append(Transition(key, "failed", f"cannot start ssh: {e}", delay, forward.failures))
             return
-        child.started_at = self.clock()
-        log.debug("started ssh child", extra=_fields(key, pid=child.proc.pid))
+        forward.asked_at = self.clock()
 
-    def _stop(self, children):
-        pids = [pid for c in children for pid in c.pids()]
-        starting = [c.argv for c in children if c.proc is not None]
-        for c in children:
-            c.proc, c.background = None, None
+    def _withdraw(self, forward, session):
+        """Take the forward out of its running session (`-O cancel`); a new ask for that port waits for it."""
+        if forward.proc is not None:
+            self.os.stop([forward.proc.pid], self.stop_timeout)
+            forward.proc = None
+            self._cancel(forward, session)      # the master may have sent the request already
+        elif forward.up:
+            self._cancel(forward, session)
+        forward.up_at = None
+
+    def _cancel(self, forward, session):
+        if not session.up:
+            return
+        argv = sshargs.forward_argv(forward.spec, session.endpoint, self.settings, session.control_path,
+                                    cancel=True)
+        try:
+            session.cancelling[forward.spec.local_port] = (self.os.spawn(argv, os.devnull), argv)
+        except OSError as e:
+            log.warning("cannot cancel a forward (%s); its session keeps it until it restarts", e,
+                        extra={"session": session.label})
+
+    def _backoff(self, failures):
+        return min(self.backoff_cap, 0.5 * 2.0 ** (failures - 1)) * self.jitter(0.8, 1.2)
+
+    # -- sessions ------------------------------------------------------------
+
+    def _start(self, session):
+        session.argv = sshargs.master_argv(session.endpoint, self.settings, session.control_path, session.log_path)
+        _unlink(session.control_path)       # a master's socket left by a killed one would disable multiplexing
+        try:
+            session.proc = self.os.spawn(session.argv, session.log_path)
+        except OSError as e:
+            session.proc = None
+            self._pending += self._session_failed(session, self.clock(), f"cannot start ssh: {e}")
+            return
+        log.debug("started ssh session", extra={"session": session.label, "pid": session.proc.pid})
+
+    def _stop_sessions(self, sessions, forwards):
+        pids = [pid for s in sessions for pid in s.pids()]
+        pids += [p.pid for s in sessions for p, _ in s.cancelling.values()]
+        pids += [f.proc.pid for f in forwards if f.proc is not None]
+        starting = [s.argv for s in sessions if s.proc is not None]
+        for s in sessions:
+            s.proc, s.background = None, None
+            s.cancelling.clear()
+        for f in forwards:
+            f.proc, f.up_at = None, None
         if pids:
             self.os.stop(pids, self.stop_timeout)
-        # A foreground ssh stopped while starting may have forked its background one just before:
-        # now that the foreground has ended, that one is our child; end it too, or it holds the port.
+        # A foreground ssh stopped while starting may have forked its master just before: now that the
+        # foreground has ended, that one is our child; end it too, or it holds a session at the edge.
         late = [pid for pid in (self.os.find_background(argv, self.pids()) for argv in starting) if pid]
         if late:
             self.os.stop(late, self.stop_timeout)
+        for s in sessions:
+            _unlink(s.control_path)
+
+    def _argvs(self):
+        argvs = [s.argv for s in self.sessions.values()]
+        argvs += [f.argv for f in self.forwards.values() if f.proc is not None]
+        return argvs + [argv for s in self.sessions.values() for _, argv in s.cancelling.values()]
 
     # -- an earlier run's children -----------------------------------------
 
@@ -228,6 +355,13 @@ class Supervisor:
         if found:
             processes.stop(found, self.stop_timeout)
         return len(found)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _tail(path, size=2048):

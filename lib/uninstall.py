@@ -41,11 +41,11 @@ import threading
 import time
 import uuid
 
-from kubernetes.client.exceptions import ApiException
-
 from lib import identity, inheritance, kube, mysocket, pools, replicas, services
+from lib.apierrors import Conflict, Forbidden, KubeError, NoNamespace, NotFound
 from lib.controller import OURS, SERVING_CONDITION
 from lib.leader import Fence, Fenced, LeaderElector
+from lib.leases import Leases, now_micro
 from lib.ownership import Ownership
 from lib.sockets import Sockets
 
@@ -133,9 +133,7 @@ def _ownership(cfg, k8s, cluster):
         inherited = inheritance.load(k8s, cfg.lease_namespace, cluster) or {}    # none: this cluster never led
     except ValueError as e:
         raise Refused(str(e)) from None
-    except ApiException as e:
-        if e.status != 403:
-            raise
+    except Forbidden:
         raise Refused(f"cannot read the inherited-sockets ConfigMap in {cfg.lease_namespace} (HTTP 403): run this "
                       "as mysocketd's ServiceAccount, whose Role grants it") from None
     log.info("cluster identity %s; %d inherited sockets", cluster, len(inherited), extra={"cluster": cluster})
@@ -181,15 +179,13 @@ def _scale_to_zero(cfg, k8s, clock, sleep):
         if (scale.get("spec") or {}).get("replicas"):
             k8s.rest.json("PATCH", path, body={"spec": {"replicas": 0}}, content_type=kube.MERGE)
             log.info("scaled %s to 0 replicas", where)
-    except ApiException as e:
-        if e.status == 404:
-            log.info("no %s: nothing to stop", where)
-            return False
-        if e.status == 403:
-            raise Refused(f"cannot scale {where} to 0 (HTTP 403): run this as mysocketd's ServiceAccount with "
+    except NotFound:
+        log.info("no %s: nothing to stop", where)
+        return False
+    except Forbidden:
+        raise Refused(f"cannot scale {where} to 0 (HTTP 403): run this as mysocketd's ServiceAccount with "
                           "--deployment naming its Deployment, or stop mysocketd yourself and pass --deployment ''"
                           ) from None
-        raise
     deadline = clock() + SCALE_TIMEOUT
     while True:
         replicas = (k8s.rest.json("GET", path).get("status") or {}).get("replicas") or 0
@@ -207,43 +203,26 @@ def _seize_lease(rest, namespace, name, identity_):
     (None, None) when the namespace does not exist. A write carries the resourceVersion it read,
     so a renewal racing this one makes it read and try again instead of being overwritten blindly.
     """
-    path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
-    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    store = Leases(rest, namespace)
+    now = now_micro()
     spec = {"holderIdentity": identity_, "leaseDurationSeconds": LEASE_SECONDS, "acquireTime": now,
             "renewTime": now}
     for _ in range(5):
         try:
-            lease = rest.json("GET", f"{path}/{name}")
-        except ApiException as e:
-            if e.status == 403:
-                raise _lease_refused(namespace, e) from None
-            if e.status != 404:
-                raise
-            try:
-                rest.json("POST", path, body={"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                              "metadata": {"name": name, "namespace": namespace},
-                                              "spec": {**spec, "leaseTransitions": 0}})
-            except ApiException as e2:
-                if e2.status == 404:
-                    log.info("no namespace %s: no mysocketd can be leading there", namespace)
-                    return None, None
-                if e2.status == 403:
-                    raise _lease_refused(namespace, e2) from None
-                if e2.status == 409:
-                    continue
-                raise
-            return "", LEASE_SECONDS
-        old = lease.get("spec") or {}
-        previous = old.get("holderIdentity") or ""
-        lease["spec"] = {**spec, "leaseTransitions": (old.get("leaseTransitions") or 0) + 1}
-        try:
-            rest.json("PUT", f"{path}/{name}", body=lease)
-        except ApiException as e:
-            if e.status == 409:
-                continue
-            if e.status == 403:
-                raise _lease_refused(namespace, e) from None
-            raise
+            lease = store.get(name)
+            if lease is None:
+                store.create(name, {**spec, "leaseTransitions": 0})
+                return "", LEASE_SECONDS
+            old = lease.get("spec") or {}
+            previous = old.get("holderIdentity") or ""
+            store.replace(name, lease, {**spec, "leaseTransitions": (old.get("leaseTransitions") or 0) + 1})
+        except NoNamespace:
+            log.info("no namespace %s: no mysocketd can be leading there", namespace)
+            return None, None
+        except Forbidden as e:
+            raise _lease_refused(namespace, e) from None
+        except Conflict:
+            continue
         if previous:
             log.info("took the Lease %s/%s from %s", namespace, name, previous)
         return previous, int(old.get("leaseDurationSeconds") or LEASE_SECONDS)
@@ -314,12 +293,12 @@ def _release_services(k8s, fence, outcome, look, rounds=3):
             except kube.ChangedMeanwhile:
                 changed_meanwhile = True
                 continue
-            except ApiException as e:
-                if e.status == 404:
-                    continue                        # deleted meanwhile: nothing left to release
-                if e.status == 409:
-                    changed_meanwhile = True
-                    continue
+            except NotFound:
+                continue                            # deleted meanwhile: nothing left to release
+            except Conflict:
+                changed_meanwhile = True
+                continue
+            except KubeError as e:
                 outcome.left.append(f"Service {_name(svc)}: {kube.describe_error(e)}")
                 continue
             outcome.released.append(_name(svc))
@@ -373,10 +352,10 @@ def _delete_replica_leases(liveness, cluster, k8s, clock, sleep):
             log.info("left the Lease of replica %s/%s: it is still renewed", cluster, replica)
             continue
         try:
-            k8s.rest.json("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{liveness.namespace}/leases/{name}")
-        except ApiException as e:
-            if e.status != 404:
-                log.warning("cannot delete the Lease of replica %s/%s: %s", cluster, replica, kube.describe_error(e))
+            if not liveness.store.delete(name):
+                continue
+        except KubeError as e:
+            log.warning("cannot delete the Lease of replica %s/%s: %s", cluster, replica, e)
             continue
         log.info("deleted the Lease that replica %s/%s left", cluster, replica)
 

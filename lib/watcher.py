@@ -14,21 +14,26 @@ healthy stream says nothing until the server ends it. The idle timeout (the
 read timeout) is also the only way out of a flow that a middlebox dropped
 without closing. Either way the watch resumes at once, without backoff.
 
-The cache holds the newest dict of every object in scope; the controller
-reads it and never lists on its own. This thread only writes the cache and
-queues keys; every decision is the controller's. A change to an EndpointSlice
-queues the Service it belongs to (its label kubernetes.io/service-name).
+Cost grows with what is exposed, not with the cluster. Every list is paged
+(lib/kube.py). The cache keeps in full only the Services that concern
+mysocketd (asked for, or carrying anything it wrote: lib/services.concerns_us);
+of the others it keeps the name and uid (so the sweep knows they exist) and
+queues nothing. EndpointSlices are one filtered watch: a slice is kept as two
+numbers (its Service and how many ready endpoints it lists), and a change
+queues its Service only when that Service concerns mysocketd, so a pod churning
+in a Service nobody exposed costs one parsed event and no reconcile.
+
+This thread only writes the cache and queues keys; every decision is the
+controller's.
 """
 
 import logging
 import threading
 
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError, ReadTimeoutError
-
 from lib import metrics
-from lib.kube import ENDPOINT_SLICES, SERVICES, Gone
-from lib.services import key_of
+from lib.apierrors import Gone, KubeError, Silent
+from lib.kube import ENDPOINT_SLICES, SERVICES
+from lib.services import concerns_us, key_of
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -51,14 +56,27 @@ class ServiceWatcher(threading.Thread):
         self.watching = False               # a watch stream is open right now
         self.resource_version = None        # the newest one seen; None: list again
         self._stopping = threading.Event()
+        self._ours = set()                  # keys of the cached objects that concern mysocketd
 
     def get(self, key):
         with self._lock:
             return self.cache.get(key)
 
     def keys(self):
+        """The keys of the Services that concern mysocketd (the rest are never reconciled)."""
         with self._lock:
-            return list(self.cache)
+            return list(self._ours)
+
+    def concerns(self, key):
+        with self._lock:
+            return key in self._ours
+
+    def keep(self, obj):
+        """(what the cache keeps of obj, whether it concerns mysocketd)."""
+        if concerns_us(obj):
+            return obj, True
+        meta = obj["metadata"]
+        return {"metadata": {k: meta.get(k) for k in ("namespace", "name", "uid", "resourceVersion")}}, False
 
     def stop(self):
         self._stopping.set()
@@ -66,6 +84,12 @@ class ServiceWatcher(threading.Thread):
     def queued_key(self, obj):
         """The key of the Service a change to obj concerns."""
         return key_of(obj)
+
+    def relisted(self, cache):
+        """A fresh list replaced the cache (for an index kept beside it)."""
+
+    def changed(self, kind, key, kept):
+        """One watch event was applied to the cache (for an index kept beside it)."""
 
     def run(self):
         failures = 0
@@ -76,13 +100,11 @@ class ServiceWatcher(threading.Thread):
                 self._watch()
                 failures = 0
             except Gone:
+                self.watching = False
                 self._gone()
-            except (ApiException, HTTPError, OSError, ValueError) as e:
+            except (KubeError, ValueError) as e:
                 self.watching = False
                 status = getattr(e, "status", None)
-                if status == 410:               # Gone as the HTTP answer rather than as an ERROR event
-                    self._gone()
-                    continue
                 failures += 1
                 delay = min(self.backoff_cap, 0.5 * 2 ** (failures - 1))
                 reason = f"HTTP {status}" if status else e.__class__.__name__
@@ -98,12 +120,20 @@ class ServiceWatcher(threading.Thread):
 
     def _relist(self):
         items, rv = self.kube.list(self.KIND)
-        fresh = {key_of(s): s for s in items}
+        fresh, ours, queued = {}, set(), set()
+        for obj in items:
+            kept, concerned = self.keep(obj)
+            fresh[key_of(obj)] = kept
+            if concerned:
+                ours.add(key_of(obj))
+                queued.add(self.queued_key(obj))
         with self._lock:
             gone = {k: v for k, v in self.cache.items() if k not in fresh}
-            self.cache = fresh
+            queued |= {self.queued_key(v) for k, v in gone.items() if k in self._ours}
+            self.cache, self._ours = fresh, ours
         self.resource_version = rv
-        for key in {self.queued_key(o) for o in list(fresh.values()) + list(gone.values())} - {None}:
+        self.relisted(fresh)
+        for key in queued - {None}:
             self.queue.add(key)
         self.synced.set()
         log.info("listed %d %ss", len(fresh), self.WHAT,
@@ -116,18 +146,23 @@ class ServiceWatcher(threading.Thread):
                                              idle_timeout=self.idle_timeout):
                 if kind != "BOOKMARK":
                     key = key_of(obj)
+                    kept, concerned = self.keep(obj)
                     with self._lock:
+                        was = key in self._ours
                         if kind == "DELETED":
                             self.cache.pop(key, None)
+                            self._ours.discard(key)
                         else:
-                            self.cache[key] = obj
+                            self.cache[key] = kept
+                            (self._ours.add if concerned else self._ours.discard)(key)
+                    self.changed(kind, key, kept)
                     queued = self.queued_key(obj)
-                    if queued is not None:
+                    if queued is not None and (concerned or was):
                         self.queue.add(queued)
                 self.resource_version = obj.get("metadata", {}).get("resourceVersion") or self.resource_version
                 if self._stopping.is_set():
                     break
-        except ReadTimeoutError:
+        except Silent:
             log.info("the %s watch was silent for %gs; resuming", self.WHAT, self.idle_timeout,
                      extra={"resource_version": self.resource_version})
             metrics.WATCH_RESTARTS.labels("idle").inc()
@@ -138,20 +173,56 @@ class ServiceWatcher(threading.Thread):
 
 
 class EndpointSliceWatcher(ServiceWatcher):
-    """The EndpointSlices in scope, so a tunnel takes traffic only while its Service has a ready endpoint."""
+    """The EndpointSlices in scope, so a tunnel takes traffic only while its Service has a ready endpoint.
+
+    One filtered watch of every slice: each is kept as (its Service, its ready endpoints), and a change
+    queues its Service only when `services` (the Service watcher) says that Service concerns mysocketd.
+    """
 
     KIND, WHAT = ENDPOINT_SLICES, "EndpointSlice"
 
+    def __init__(self, kube, queue, services=None, **kwargs):
+        super().__init__(kube, queue, **kwargs)
+        self.services = services            # ServiceWatcher: whose slices are worth a reconcile
+        self._by_service = {}               # Service key -> {slice key: ready endpoints}
+        self._service_of = {}               # slice key -> Service key
+
+    def keep(self, obj):
+        ready = sum(1 for e in obj.get("endpoints") or [] if (e.get("conditions") or {}).get("ready") is not False)
+        service = self.queued_key(obj)
+        return (service, ready), service is not None and (self.services is None or self.services.concerns(service))
+
     def queued_key(self, obj):
+        if isinstance(obj, tuple):
+            return obj[0]
         service = ((obj.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
         return (obj["metadata"]["namespace"], service) if service else None
+
+    def relisted(self, cache):
+        index = {}
+        for key, (service, ready) in cache.items():
+            if service is not None:
+                index.setdefault(service, {})[key] = ready
+        with self._lock:
+            self._by_service = index
+            self._service_of = {key: service for service, slices in index.items() for key in slices}
+
+    def changed(self, kind, key, kept):
+        service, ready = kept
+        with self._lock:
+            before = self._service_of.pop(key, None)
+            if before is not None:
+                slices = self._by_service.get(before, {})
+                slices.pop(key, None)
+                if not slices:
+                    self._by_service.pop(before, None)
+            if kind != "DELETED" and service is not None:
+                self._by_service.setdefault(service, {})[key] = ready
+                self._service_of[key] = service
 
     def ready(self, key):
         """How many ready endpoints the Service `key` has; None when it has no EndpointSlice at all
         (a Service without a selector, or a cluster where nothing maintains them): then unknown."""
         with self._lock:
-            slices = [s for s in self.cache.values() if self.queued_key(s) == tuple(key)]
-        if not slices:
-            return None
-        return sum(1 for s in slices for e in s.get("endpoints") or []
-                   if (e.get("conditions") or {}).get("ready") is not False)
+            slices = self._by_service.get(tuple(key))
+            return None if not slices else sum(slices.values())

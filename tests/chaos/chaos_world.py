@@ -3,8 +3,9 @@
 Each case breaks something real (a process, the edge, the API, the
 apiserver), measures how long until traffic flows again, and then asserts
 the end state exactly with `World.check()`: the account's sockets on the edge
-are exactly the exposed Services (none lost, duplicated or leaked), there is
-one ssh child per exposed Service in each running replica (active-active),
+are exactly the exposed Services (none lost, duplicated or leaked), each
+running replica holds every exposed Service's forward (active-active) in one
+ssh session per shard of SHARD_SIZE forwards (lib/tunnels.py),
 finalizers sit only on exposed Services,
 and every exposed Service answers through the edge. The figures go to a table
 printed at the end of the run (`make chaos` shows it) and to
@@ -13,6 +14,7 @@ printed at the end of the run (`make chaos` shows it) and to
 
 import inspect
 import json
+import math
 import statistics
 import time
 
@@ -23,6 +25,7 @@ from lib.tunnels import Supervisor
 
 RESULTS = []
 STABLE_AFTER = inspect.signature(Supervisor).parameters["stable_after"].default
+SHARD_SIZE = inspect.signature(Supervisor).parameters["shard_size"].default
 
 
 def measure(what, fn, timeout=60.0, interval=0.02):
@@ -87,8 +90,8 @@ class World:
         return [c for controller in self.controllers for c in controller.ssh_children()]
 
     def wait_tunnels_up(self, timeout=30, stable=STABLE_AFTER + 0.5):
-        """Until every child has been up `stable` seconds in a row, so the next fault is one fault on a
-        steady state, not a flap (a child that dies sooner after coming up backs off: lib/tunnels.py)."""
+        """Until every forward has been up `stable` seconds in a row, so the next fault is one fault on a
+        steady state, not a flap (a session that dies sooner after coming up backs off: lib/tunnels.py)."""
         wanted = f"mysocketd_tunnels_up {float(len(self.exposed()))}"
         since = [None]
 
@@ -117,8 +120,9 @@ class World:
         wait_for("exactly one socket per exposed Service",
                  lambda: self.counts() == {"lost": 0, "duplicated": 0, "leaked": 0}, timeout=timeout)
         running = [c for c in self.controllers if c.proc is not None and c.proc.poll() is None]
-        wait_for("one ssh child per exposed Service in each running replica",
-                 lambda: len(self.ssh_children()) == len(exposed) * len(running), timeout=timeout)
+        sessions = math.ceil(len(exposed) / SHARD_SIZE)
+        wait_for(f"{sessions} ssh sessions (one per shard) in each running replica",
+                 lambda: len(self.ssh_children()) == sessions * len(running), timeout=timeout)
         if exposed:
             self.wait_all_answer(timeout)
         for name, svc in self.services().items():

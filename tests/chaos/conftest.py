@@ -31,7 +31,8 @@ def world(control_plane, controller_kubeconfig, edge, tmp_path_factory, replicas
     args = ["--probe-url", f"http://{edge.host}:{edge.http_port}/", "--resync-seconds", "10"]
     if replicas > 1:
         args += ["--leader-election", "--lease-name", ns]
-    controllers = [ControllerProcess(workdir / f"controller{i}", kubeconfig=controller_kubeconfig, edge=edge, account=account,
+    controllers = [ControllerProcess(workdir / f"controller{i}", kubeconfig=controller_kubeconfig, edge=edge,
+                                     account=account,
                                      namespace=ns, cluster_name="chaos", log_level="INFO", extra_args=args)
                    for i in range(replicas)]
     with StandIns(control_plane, workdir) as standins:

@@ -6,7 +6,7 @@ the controller looks again at once (409) or backs off (anything else).
 
 import pytest
 from kubernetes import config as kube_config
-from kubernetes.client.exceptions import ApiException
+from lib.apierrors import Conflict, Invalid, NotFound
 
 from lib import kube as kube_mod
 
@@ -35,7 +35,7 @@ def recreated(cluster, name, **spec):
 def test_a_write_with_a_stale_uid_is_a_conflict(cluster, kube, write):
     """The apiserver answers 422 Invalid ("metadata.uid: field is immutable"), not 409."""
     old, new = recreated(cluster, "again", type="LoadBalancer", loadBalancerClass="mysocket.io/tunnel")
-    with pytest.raises(ApiException) as raised:
+    with pytest.raises(Conflict) as raised:
         write(kube, old)
     assert raised.value.status == 409 and isinstance(raised.value, kube_mod.ChangedMeanwhile)
     assert "re-created" in raised.value.reason
@@ -48,7 +48,7 @@ def test_a_write_with_a_stale_uid_is_a_conflict(cluster, kube, write):
 def test_other_invalid_writes_stay_invalid(cluster, kube):
     """Only the uid answer is a conflict: an ingress on a ClusterIP Service is the caller's mistake."""
     svc = cluster.service("plain")
-    with pytest.raises(ApiException) as raised:
+    with pytest.raises(Invalid) as raised:
         kube.set_load_balancer_hostname(svc, "x.example")
     assert raised.value.status == 422
 
@@ -56,6 +56,6 @@ def test_other_invalid_writes_stay_invalid(cluster, kube):
 def test_a_write_to_a_deleted_service_is_not_found(cluster, kube):
     svc = cluster.service("gone")
     cluster.delete("gone", wait=True)
-    with pytest.raises(ApiException) as raised:
+    with pytest.raises(NotFound) as raised:
         kube.patch_metadata(svc, annotations={"a": "b"})
     assert raised.value.status == 404

@@ -35,7 +35,7 @@ def test_one_leader_and_a_clean_hand_over(elector):
     a = elector("a")
     wait_for("a leads", a.is_leader, timeout=10)
     b = elector("b")
-    renewed = lambda: a.rest.json("GET", a._path(a.lease_name))["spec"]["renewTime"]   # noqa: E731
+    renewed = lambda: a.leases.get(a.lease_name)["spec"]["renewTime"]   # noqa: E731
     first = renewed()
     wait_for("a renewing the Lease", lambda: renewed() != first, timeout=10)
     assert a.is_leader() and not b.is_leader()

@@ -99,8 +99,9 @@ def test_an_upgrade_keeps_every_name_and_leaves_unrecorded_sockets_alone(
     # A Service restored after the upgrade, carrying the leftover's id, inherits nothing.
     cluster_b.service("gone", annotations={**ENABLED, **_recorded(leftover)})
     standins_b.for_service(ns, "gone")
-    restored = wait_for("the restored Service's own name", lambda: (lambda d: d if d and d != leftover["dnsname"]
-                                                                     else None)(annotations(cluster_b.get("gone")).get(DNSNAME)))
+    restored = wait_for("the restored Service's own name",
+                        lambda: (lambda d: d if d and d != leftover["dnsname"] else None)(
+                            annotations(cluster_b.get("gone")).get(DNSNAME)))
     assert restored != leftover["dnsname"]
     assert leftover["socket_id"] in {s["socket_id"] for s in account_sockets(edge, account)}
 
@@ -171,7 +172,8 @@ def test_a_service_that_keeps_failing_does_not_stop_the_sweep(cluster, standins,
     wait_for("the leftover swept", lambda: ghost["socket_id"] not in
              {s["socket_id"] for s in account_sockets(edge, account)})
     renamed = wait_for("web's vanished socket recreated",
-                       lambda: (lambda d: d if d and d != dnsname else None)(annotations(cluster.get("web")).get(DNSNAME)))
+                       lambda: (lambda d: d if d and d != dnsname else None)(
+                           annotations(cluster.get("web")).get(DNSNAME)))
     wait_for("web answering on its new name", lambda: answered(edge, renamed))
 
 

@@ -120,7 +120,8 @@ def test_only_true_exposes_and_an_unknown_value_deletes_nothing(cluster, standin
 
 def test_the_last_valid_options_survive_a_restart(cluster, standins, make_controller, edge):
     first = make_controller()
-    cluster.service("web", ports=((8000, "http"), (9090, "admin")), annotations={**ENABLED, "mysocket.io/port": "admin"})
+    cluster.service("web", ports=((8000, "http"), (9090, "admin")),
+                    annotations={**ENABLED, "mysocket.io/port": "admin"})
     standins.for_service(cluster.ns, "web", port=8000)
     [admin] = standins.for_service(cluster.ns, "web", port=9090)
     dnsname = exposed(cluster, edge, "web")

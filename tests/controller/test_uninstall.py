@@ -178,7 +178,9 @@ def test_a_pool_member_leaves_without_taking_the_name_and_the_last_takes_it(clus
         dnsname = exposed(cluster, edge, "web")
         assert exposed(other, edge, "web") == dnsname
         [socket] = account_sockets(edge, account)
-        wait_for("a tunnel of each cluster", lambda: len(account_sockets(edge, account)[0]["tunnels"]) == 2)
+        # Connected, not only created: the name answered through mine's tunnel alone until theirs is up.
+        wait_for("a connected tunnel of each cluster", lambda: sum(
+            bool(t.get("connected")) for t in account_sockets(edge, account)[0]["tunnels"]) == 2)
         # What the leader writes when the endpoints go (tests/chaos/test_chaos_pools.py makes it for real).
         cluster.cp.kubectl("patch", "service", "web", "-n", cluster.ns, "--subresource=status", "--type=merge", "-p",
                            json.dumps({"status": {"conditions": [{

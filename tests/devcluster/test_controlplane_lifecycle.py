@@ -51,7 +51,7 @@ def test_stop_after_failed_test_body_still_cleans_up():
     with pytest.raises(ZeroDivisionError):
         with ControlPlane() as cp:
             procs = [psutil.Process(pid) for pid in cp.pids().values()]
-            1 / 0
+            1 / 0  # noqa: B018 -- the failure under test
     assert len(procs) == 2 and not any(_alive(p) for p in procs)
     assert find_processes(NAMES, str(cp.workdir)) == []
 

@@ -31,7 +31,8 @@ def make_ca_and_leaf(workdir: Path, name: str, sans: str) -> tuple:
     """(ca.pem, leaf.pem, leaf.key): a throwaway CA and a leaf it signs."""
     ca_key, ca = workdir / "ca.key", workdir / "ca.pem"
     key, csr, crt = workdir / (name + ".key"), workdir / (name + ".csr"), workdir / (name + ".pem")
-    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True, timeout=30)
+    def run(*a):
+        return subprocess.run(["openssl", *a], check=True, capture_output=True, timeout=30)
     run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
         "-days", "2", "-subj", "/CN=test CA", "-keyout", str(ca_key), "-out", str(ca))
     run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",

@@ -7,8 +7,8 @@ the data plane's peak memory is recorded (and bounded, generously), and nothing
 is lost: every tunnel stays connected, the data plane is the same process.
 
 One edge serves the whole module (the password flood runs last: on an edge without
-bounds it takes every tunnel down, and the memory it took is not given back): account X with the attacked sockets (A: the
-app, B: another of X's sockets, P: basic auth, T: tcp) and account Y with C. Its
+bounds it takes every tunnel down, and the memory it took is not given back): account X
+with the attacked sockets (A: the app, B: another of X's sockets, P: basic auth, T: tcp) and account Y with C. Its
 quota is 100 concurrent connections per account; the new settings are given by
 their environment variables, so the same suite runs against an older edge (which
 ignores them) to show what it did before. Figures are printed at the end of the

@@ -92,7 +92,8 @@ def test_another_accounts_socket_cannot_be_changed_or_deleted(edge, account, new
 
 
 def test_connect_tags_the_tunnel_it_makes(edge, account):
-    sock = edge.api("POST", "/connect", {"name": "web", "tunnel_owner": "cluster-a/ns/web/r1"}, token=account.token).body
+    sock = edge.api("POST", "/connect", {"name": "web", "tunnel_owner": "cluster-a/ns/web/r1"},
+                    token=account.token).body
     assert [(t["owner"], t["connected"]) for t in sock["tunnels"]] == [("cluster-a/ns/web/r1", False)]
     plain = edge.api("POST", "/connect", {"name": "old-client"}, token=account.token).body
     assert plain["tunnels"][0]["owner"] == ""

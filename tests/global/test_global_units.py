@@ -118,3 +118,20 @@ def test_a_database_from_before_migrations_and_owners_is_adopted_as_it_is(tmp_pa
 ])
 def test_store_urls_are_logged_without_passwords(url, shown):
     assert masked(url) == shown
+
+
+def test_a_tunnel_on_a_dead_node_not_moved_yet_stays_there_until_the_move_says_where():
+    """Not the answering node: a client that asks in that instant and connects there would put the
+    socket's two tunnels on one node for good (being served somewhere is where a tunnel is)."""
+    from edge.membership import Membership
+    from edge.store import Node
+
+    s = State()
+    dead = Tunnel("t1", "s1", 10000, "own", "node2")
+    me = Node("node3", "10.0.0.3")
+    m = Membership(None, s, me)
+    m._live = [Node("node1", "10.0.0.1"), me]                  # node2 just declared dead
+    m._known = {n.name: n for n in (*m._live, Node("node2", "10.0.0.2"))}
+    assert m.tunnel_server(dead) == "10.0.0.2"                 # where it was, not the answering node
+    assert m.tunnel_server(Tunnel("t2", "s1", 10001, "own", "node1")) == "10.0.0.1"
+    assert m.tunnel_server(Tunnel("t3", "s1", 10002, "own", "gone")) == "10.0.0.3"   # unknown: this node

@@ -21,7 +21,8 @@ def test_flag_beats_env_beats_file(tmp_path, monkeypatch):
     (tmp_path / "password").write_text("p")
     monkeypatch.setenv("MYSOCKETD_EMAIL", "env@example.com")
     assert config.load([*EDGE, "--secret-dir", str(tmp_path)]).email == "env@example.com"
-    assert config.load([*EDGE, "--email", "flag@example.com", "--secret-dir", str(tmp_path)]).email == "flag@example.com"
+    loaded = config.load([*EDGE, "--email", "flag@example.com", "--secret-dir", str(tmp_path)])
+    assert loaded.email == "flag@example.com"
 
 
 def test_known_hosts_from_the_secret_when_present(tmp_path):

@@ -4,9 +4,7 @@ leaderelection_test.go): each case fails on a wrong state or a wrong number of A
 import copy
 
 import pytest
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
-
+from lib.apierrors import Conflict, NotFound, Unreachable
 from lib.leader import LEADING, STANDBY, UNCONFIRMED, Fence, Fenced, LeaderElector
 
 
@@ -38,16 +36,16 @@ class FakeRest:
             raise self.fail
         if method == "GET":
             if self.lease is None:
-                raise ApiException(status=404)
+                raise NotFound(status=404)
             return copy.deepcopy(self.lease)
         if method == "POST":
             if self.lease is not None:
-                raise ApiException(status=409)
+                raise Conflict(status=409)
             self.lease = dict(body, metadata={"resourceVersion": "1"})
             return self.lease
         if method == "PUT":
             if body["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
-                raise ApiException(status=409)
+                raise Conflict(status=409)
             version = str(int(self.lease["metadata"]["resourceVersion"]) + 1)
             self.lease = dict(body, metadata={"resourceVersion": version})
             return self.lease
@@ -112,7 +110,7 @@ def test_a_leader_that_cannot_renew_stops_writing_at_the_renew_deadline_but_keep
     e = elector(rest, clock)
     fence = Fence(e)
     e.step()
-    rest.fail = HTTPError("apiserver unreachable")
+    rest.fail = Unreachable("apiserver unreachable")
     clock.now += 6.9
     e.step()
     assert e.state() == LEADING and fence.is_open()

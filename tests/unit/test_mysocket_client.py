@@ -373,3 +373,30 @@ def test_an_error_without_a_json_body_keeps_its_meaning(api, client):
     """An empty 404 (no page at all) is still the API's answer."""
     api.answer("DELETE", "socket/s1", (404, None))
     assert client.delete_socket("s1") is False
+
+
+class _Elector:
+    """A leadership that the test ends while a write waits for its retry."""
+
+    def __init__(self):
+        self.current = "leading"
+
+    def state(self):
+        return self.current
+
+
+def test_a_retried_delete_whose_fence_closed_meanwhile_is_not_sent(api, clock):
+    """The first DELETE gets a 503; while the client waits to retry, the renew deadline passes. The retry
+    must not go out: a standby may lead by now (lib/leader.py)."""
+    from lib.leader import Fence, Fenced
+    api.answer("DELETE", "socket/s1", (503, {"error_message": "busy"}), (204, None))
+    elector = _Elector()
+    fence = Fence(elector)
+
+    def sleep(seconds):
+        elector.current = "unconfirmed"
+
+    client = mysocket.Client(api.url, EMAIL, PASSWORD, sleep=sleep, clock=clock)
+    with pytest.raises(Fenced):
+        client.delete_socket("s1", before_send=fence.check)
+    assert api.calls("DELETE") == [("DELETE", "/socket/s1")]

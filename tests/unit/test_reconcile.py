@@ -17,6 +17,12 @@ CLUSTER = "c1"
 KEY = ("demo", "web")
 
 
+def _sent(before_send):
+    """As lib/mysocket.py does before every attempt of a write."""
+    if before_send is not None:
+        before_send()
+
+
 class FakeApi:
     """The Mysocket API: an account's sockets in memory, every call recorded."""
 
@@ -29,14 +35,16 @@ class FakeApi:
         self.calls.append("list")
         return copy.deepcopy(list(self.sockets_by_id.values()))
 
-    def create_socket(self, fields):
+    def create_socket(self, fields, before_send=None):
+        _sent(before_send)
         self.calls.append("create_socket")
         n = next(self.ids)
         socket = {**fields, "socket_id": f"s{n}", "dnsname": f"name-{n}.edge", "tunnels": []}
         self.sockets_by_id[socket["socket_id"]] = socket
         return copy.deepcopy(socket)
 
-    def connect(self, fields):
+    def connect(self, fields, before_send=None):
+        _sent(before_send)
         self.calls.append(f"connect {fields['tunnel_owner']}")
         n = next(self.ids)
         socket = {**fields, "socket_id": f"s{n}", "dnsname": f"name-{n}.edge",
@@ -51,10 +59,12 @@ class FakeApi:
         self.sockets_by_id[socket_id]["tunnels"].append(tunnel)
         return dict(tunnel)
 
-    def delete_tunnel(self, socket_id, tunnel_id):
+    def delete_tunnel(self, socket_id, tunnel_id, before_send=None):
+        _sent(before_send)
         self.calls.append(f"delete_tunnel {tunnel_id}")
 
-    def delete_socket(self, socket_id):
+    def delete_socket(self, socket_id, before_send=None):
+        _sent(before_send)
         self.calls.append(f"delete {socket_id}")
         return self.sockets_by_id.pop(socket_id, None) is not None
 
@@ -118,20 +128,20 @@ class FakeWatcher:
 
 class FakeSupervisor:
     def __init__(self):
-        self.children = {}
+        self.forwards = {}
         self.calls = []
 
     def ensure(self, key, spec):
-        if self.children.get(key) != spec:
+        if self.forwards.get(key) != spec:
             self.calls.append(("ensure", spec.local_port, spec.target_port))
-        self.children[key] = spec
+        self.forwards[key] = spec
 
     def remove(self, key):
-        if self.children.pop(key, None):
+        if self.forwards.pop(key, None):
             self.calls.append(("remove",))
 
     def stop_all(self):
-        self.children.clear()
+        self.forwards.clear()
 
 
 class Fence:
@@ -201,8 +211,9 @@ def test_a_new_service_is_one_create_with_its_tunnel_two_patches_one_child_and_a
 
 def test_a_restart_finds_its_socket_and_its_own_tunnel_with_one_list_and_nothing_else(world):
     mine = {"socket_id": "s9", "name": socket_name(CLUSTER, "demo", "web"), "dnsname": "kept.edge",
-            "socket_type": "http", "tunnels": [{"tunnel_id": "t8", "local_port": 10008, "owner": f"{CLUSTER}/demo/web/other"},
-                                               {"tunnel_id": "t9", "local_port": 10009, "owner": MINE}]}
+            "socket_type": "http",
+            "tunnels": [{"tunnel_id": "t8", "local_port": 10008, "owner": f"{CLUSTER}/demo/web/other"},
+                        {"tunnel_id": "t9", "local_port": 10009, "owner": MINE}]}
     recorded = {**ON, DNSNAME: "kept.edge", SOCKET_ID: "s9", LAST_VALID: "{}"}
     c = world.make(sockets=[mine], svc=service(recorded, finalizers=[FINALIZER]))
     c.reconcile(KEY)

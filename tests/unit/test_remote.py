@@ -141,3 +141,54 @@ def test_a_newer_list_is_asked_for_under_another_name_and_old_ones_are_dropped(r
     with pytest.raises(Pending):
         remote.shared("list #2", again)         # the kept outcome was dropped: a new call
     again.release.set()
+
+
+def test_a_write_that_waited_for_a_worker_past_the_fence_is_not_sent():
+    """Decided while leading, but every worker was busy; by the time one is free the fence closed."""
+    from lib.leader import Fenced
+
+    remote = Remote(workers=1, budget=0.05)
+    try:
+        busy, write = Call(), Call()
+        leading = [True]
+
+        def fence():
+            if not leading[0]:
+                raise Fenced("not a confirmed leader (unconfirmed)")
+
+        remote.begin("a")
+        with pytest.raises(Pending):
+            remote.call("list", busy)
+        remote.begin("b")
+        fence()                                     # the decision was taken as a confirmed leader
+        with pytest.raises(Pending):
+            remote.call("delete", write, guard=fence)
+        leading[0] = False                          # the renew deadline passes while it waits
+        busy.release.set()
+        write.release.set()
+        wait_for("both calls to end", lambda: remote.collect() >= {"b"} or not remote.busy("b"))
+        remote.begin("b")
+        with pytest.raises(Fenced):
+            remote.call("delete", write, guard=fence)
+        assert write.made == 0
+    finally:
+        remote.close()
+
+
+def test_a_call_that_ends_after_its_budget_wakes_the_loop_and_its_outcome_is_taken_at_once():
+    """A short budget keeps the loop free; the Service goes again the moment its call ends, not on a tick."""
+    woken = threading.Event()
+    remote = Remote(workers=2, budget=0.0, notify=woken.set)
+    try:
+        call = Call()
+        remote.begin("a")
+        with pytest.raises(Pending):
+            remote.call("connect", call)
+        assert not woken.is_set() and remote.busy("a")
+        call.release.set()
+        assert woken.wait(5) and not remote.busy("a")
+        remote.begin("a")
+        assert remote.call("connect", call) == "created" and call.made == 1     # before any collect()
+        assert remote.collect() == set()
+    finally:
+        remote.close()

@@ -16,6 +16,9 @@ class Leases:
         return {"items": [{"metadata": {"name": f"lease-{h}"}, "spec": {"holderIdentity": h, "renewTime": t}}
                           for h, t in self.renewed.items()]}
 
+    def items(self, path, query=None, **_):
+        return self.json("GET", path, query=query)["items"], "1"
+
 
 def test_a_replica_is_gone_when_its_lease_is_deleted_or_unchanged_for_a_whole_lease():
     now = [100.0]

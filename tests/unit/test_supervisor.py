@@ -14,7 +14,7 @@ KEY = ("demo", "web")
 
 
 class FakeProc:
-    """The foreground `ssh -f`: exit(0) means the edge accepted the forward and a background ssh took over."""
+    """A spawned ssh: the foreground `ssh -f -M` of a session, or an `ssh -O forward|cancel` client."""
 
     def __init__(self, world, argv):
         self.world, self.argv = world, argv
@@ -24,9 +24,18 @@ class FakeProc:
     def poll(self):
         return self.returncode
 
+    @property
+    def kind(self):
+        return self.argv[self.argv.index("-O") + 1] if "-O" in self.argv else "master"
+
+    @property
+    def forward(self):
+        return self.argv[self.argv.index("-R") + 1] if "-R" in self.argv else None
+
     def accepted(self):
-        """As ssh -f: fork the background process, then exit 0."""
-        self.world.background[self.world.new_pid()] = {"argv": self.argv, "code": None}
+        """The edge said yes: a master forks its background process (as ssh -f), then the client exits 0."""
+        if self.kind == "master":
+            self.world.background[self.world.new_pid()] = {"argv": self.argv, "code": None}
         self.returncode = 0
 
     def refused(self, code=255):
@@ -48,11 +57,25 @@ class World:
     def new_pid(self):
         return next(self.pids)
 
-    def last(self):
-        return self.spawned[-1]
+    def last(self, kind=None):
+        return [p for p in self.spawned if kind is None or p.kind == kind][-1]
+
+    def of(self, kind):
+        return [p for p in self.spawned if p.kind == kind]
+
+    def running(self, kind):
+        return [p for p in self.of(kind) if p.returncode is None]
 
     def background_of(self, proc):
         return next(pid for pid, b in self.background.items() if b["argv"] is proc.argv)
+
+    def answer_all(self):
+        """Every master and client still running gets the edge's yes; then the supervisor polls."""
+        for _ in range(3):
+            for p in self.spawned:
+                if p.returncode is None:
+                    p.accepted()
+            self.sup.poll()
 
     def seams(self):
         def spawn(argv, log_path):
@@ -90,52 +113,90 @@ def world(tmp_path):
     w = World()
     w.sup = tunnels.Supervisor(SETTINGS, str(tmp_path), seams=w.seams(), clock=lambda: w.now,
                                jitter=lambda a, b: 1.0, stable_after=10.0, backoff_cap=8.0, stop_timeout=0.1,
-                               hang_check_every=0.0)
+                               hang_check_every=0.0, shard_size=20)
     return w
 
 
-def test_up_only_when_ssh_says_the_edge_accepted_the_forward(world):
+def spec(i):
+    return sshargs.TunnelSpec(local_port=10000 + i, target_host="10.96.0.10", target_port=8000, user_name="u1")
+
+
+def key(i):
+    return ("demo", f"svc{i:02d}")
+
+
+def test_up_only_when_ssh_says_the_edge_accepted_the_session_and_then_the_forward(world):
     world.sup.ensure(KEY, SPEC)
-    [proc] = world.spawned
-    assert proc.argv == sshargs.ssh_argv(SPEC, SETTINGS, world.sup.children[KEY].log_path)
+    world.sup.poll()
+    [master] = world.spawned
+    session = world.sup.sessions[next(iter(world.sup.sessions))]
+    assert master.argv == sshargs.master_argv(sshargs.endpoint_of(SPEC, SETTINGS), SETTINGS,
+                                              session.control_path, session.log_path)
     world.now = 60.0                                # however long it takes: time alone is no evidence
     assert world.sup.poll() == [] and not world.sup.is_up(KEY)
-    proc.accepted()
+    master.accepted()
+    assert world.sup.poll() == [] and not world.sup.is_up(KEY)     # the session is up, the forward asked
+    [client] = world.of("forward")
+    assert client.forward == "10001:10.96.0.10:8000" and session.control_path in client.argv
+    client.accepted()
     [t] = world.sup.poll()
     assert (t.kind, t.key) == ("up", KEY) and world.sup.is_up(KEY) and world.sup.tunnels_up() == 1
+    assert world.sup.session_of(KEY) in t.detail
 
 
 def test_an_edge_that_never_answers_is_a_failure_not_a_flap(world):
     """ssh waits for ConnectTimeout, then exits 255: never up, and backed off."""
     world.sup.ensure(KEY, SPEC)
+    world.sup.poll()
     world.now = 10.0
     world.last().refused(255)
     [t] = world.sup.poll()
     assert t.kind == "failed" and t.retry_in == 0.5 and not world.sup.is_up(KEY)
 
 
+def test_a_forward_the_edge_never_answers_is_killed_and_failed(world):
+    world.sup.ensure(KEY, SPEC)
+    world.sup.poll()
+    world.last("master").accepted()
+    world.sup.poll()
+    client = world.last("forward")
+    world.now = SETTINGS.connect_timeout + 1.0
+    world.sup.poll()
+    assert (client.pid, 9) in world.signals
+    [t] = world.sup.poll()
+    assert t.kind == "failed" and "did not answer" in t.detail
+
+
 def test_ensure_same_spec_is_a_no_op(world):
     world.sup.ensure(KEY, SPEC)
+    world.answer_all()
     world.sup.ensure(KEY, SPEC)
-    assert len(world.spawned) == 1
-
-
-def test_changed_spec_replaces_the_child(world):
-    world.sup.ensure(KEY, SPEC)
-    first = world.spawned[0]
-    first.accepted()
     world.sup.poll()
-    background = world.background_of(first)
-    world.sup.ensure(KEY, sshargs.TunnelSpec(10001, "10.96.0.10", 9090, "u1"))
-    assert background in world.stopped_pids and len(world.spawned) == 2
-    assert "10001:10.96.0.10:9090" in world.spawned[1].argv
+    assert [p.kind for p in world.spawned] == ["master", "forward"]
 
 
-def test_quick_exits_back_off_exponentially_then_reset_once_stable(world):
+def test_changed_spec_cancels_the_old_forward_before_asking_for_the_new_one(world):
     world.sup.ensure(KEY, SPEC)
+    world.sup.ensure(("demo", "other"), spec(2))    # the session stays: it holds another forward
+    world.answer_all()
+    master_pid = world.background_of(world.of("master")[0])
+    world.sup.ensure(KEY, sshargs.TunnelSpec(10001, "10.96.0.10", 9090, "u1"))
+    world.sup.poll()
+    [cancel] = world.of("cancel")
+    assert cancel.forward == "10001:10.96.0.10:8000"
+    assert all(p.forward != "10001:10.96.0.10:9090" for p in world.spawned)     # not while the port is held
+    cancel.accepted()
+    world.sup.poll()
+    assert world.last("forward").forward == "10001:10.96.0.10:9090"
+    assert master_pid not in world.stopped_pids and len(world.of("master")) == 1
+
+
+def test_session_backs_off_exponentially_then_resets_once_stable(world):
+    world.sup.ensure(KEY, SPEC)
+    world.sup.poll()
     delays = []
     for _ in range(6):
-        world.last().refused()
+        world.last("master").refused()
         [t] = world.sup.poll()
         assert t.kind == "failed"
         delays.append(t.retry_in)
@@ -147,26 +208,29 @@ def test_quick_exits_back_off_exponentially_then_reset_once_stable(world):
         world.sup.poll()
         assert len(world.spawned) == count + 1      # restarted on time
     assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]   # capped
-    world.last().accepted()
+    world.last("master").accepted()
+    world.sup.poll()
+    world.last("forward").accepted()
     assert [t.kind for t in world.sup.poll()] == ["up"]
     world.now += 10.5
     world.sup.poll()                                # stayed up: the backoff is reset
-    world.background[world.background_of(world.last())]["code"] = 255
+    world.background[world.background_of(world.last("master"))]["code"] = 255
     [t] = world.sup.poll()
     assert t.kind == "down" and t.retry_in == 0.0
-    assert len(world.spawned) == 8                  # a child that was up is restarted at once
-    world.last().refused()
+    assert len(world.of("master")) == 8             # a session that was up is restarted at once
+    world.last("master").refused()
     assert world.sup.poll()[0].retry_in == 0.5      # and its backoff starts again from 0.5 s
 
 
-def test_a_child_that_dies_soon_after_up_backs_off_like_one_never_up(world):
+def test_a_session_that_dies_soon_after_up_backs_off_like_one_never_up(world):
     world.sup.ensure(KEY, SPEC)
+    world.sup.poll()
     delays = []
     for _ in range(3):
-        world.last().accepted()
-        assert [t.kind for t in world.sup.poll()] == ["up"]
+        world.answer_all()
+        assert world.sup.is_up(KEY)
         world.now += 1.0
-        world.background[world.background_of(world.last())]["code"] = 255
+        world.background[world.background_of(world.last("master"))]["code"] = 255
         [t] = world.sup.poll()
         assert t.kind == "failed" and "up only 1.0s" in t.detail
         delays.append(t.retry_in)
@@ -175,21 +239,118 @@ def test_a_child_that_dies_soon_after_up_backs_off_like_one_never_up(world):
     assert delays == [0.5, 1.0, 2.0]
 
 
-def test_a_hung_child_is_killed_and_restarted(world):
-    before = REGISTRY.get_sample_value("mysocketd_ssh_restarts_total")
-    world.sup.ensure(KEY, SPEC)
-    world.last().accepted()
+def test_a_forward_is_asked_for_at_once_and_a_new_session_started_at_once(world):
+    """Not on the next poll: the loop polls every quarter second when idle, and the name would wait."""
+    world.sup.ensure(key(0), spec(0))
+    assert [p.kind for p in world.spawned] == ["master"] and world.sup.busy()
+    world.answer_all()
+    assert not world.sup.busy()
+    world.sup.ensure(key(1), spec(1))
+    assert [p.kind for p in world.spawned] == ["master", "forward", "forward"] and world.sup.busy()
+
+
+def test_a_refused_forward_fails_alone_and_is_asked_again_after_its_backoff(world):
+    for i in range(3):
+        world.sup.ensure(key(i), spec(i))
     world.sup.poll()
+    world.last("master").accepted()
+    world.sup.poll()
+    clients = world.of("forward")
+    clients[0].accepted(), clients[2].accepted()
+    with open(world.sup.forwards[key(1)].log_path, "w") as log:
+        log.write("mux_client_forward: forwarding request failed: "
+                  "remote port forwarding failed for listen port 10001\n")
+    clients[1].refused()
+    transitions = world.sup.poll()
+    assert sorted((t.key, t.kind) for t in transitions) == [(key(0), "up"), (key(1), "failed"), (key(2), "up")]
+    [failed] = [t for t in transitions if t.kind == "failed"]
+    assert "refused the forward" in failed.detail and failed.retry_in == 0.5
+    [cancel] = world.running("cancel")              # the master may keep it listed: the retry asks anew
+    assert cancel.forward == clients[1].forward
+    cancel.accepted()
+    world.now += 0.5
+    world.sup.poll()
+    assert world.last("forward").forward == clients[1].forward and len(world.of("master")) == 1
+    assert world.stopped_pids == [] and world.sup.is_up(key(0)) and world.sup.is_up(key(2))
+
+
+def test_forwards_fill_the_lowest_shard_with_room_and_never_move(world):
+    for i in range(45):
+        world.sup.ensure(key(i), spec(i))
+    assert sorted(len(s.keys) for s in world.sup.sessions.values()) == [5, 20, 20]
+    shard_of = {key(i): world.sup.session_of(key(i)) for i in range(45)}
+    for i in (3, 4, 21):
+        world.sup.remove(key(i))
+    for i in (50, 51, 52, 53):
+        world.sup.ensure(key(i), spec(i))
+    assert [world.sup.session_of(key(i))[-2:] for i in (50, 51, 52, 53)] == ["#0", "#0", "#1", "#2"]
+    assert all(world.sup.session_of(k) == shard for k, shard in shard_of.items() if k in world.sup.forwards)
+    other_user = sshargs.TunnelSpec(20000, "10.96.0.10", 80, "u2")     # another endpoint: its own session
+    world.sup.ensure(("demo", "u2"), other_user)
+    assert world.sup.session_of(("demo", "u2")) != world.sup.session_of(key(0)) and len(world.sup.sessions) == 4
+
+
+def test_a_session_death_restarts_only_its_shard(world):
+    for i in range(25):
+        world.sup.ensure(key(i), spec(i))
+    world.answer_all()
+    assert world.sup.tunnels_up() == 25
+    first, second = (world.sup.sessions[k] for k in sorted(world.sup.sessions, key=lambda k: k[1]))
+    spawned, stopped = len(world.spawned), list(world.stopped_pids)
     world.now = 30.0
-    background = world.background_of(world.last())
-    world.hung.add(background)
-    [t] = world.sup.poll()
-    assert t.kind == "down" and (background, 9) in world.signals
-    assert len(world.spawned) == 2
+    world.background[first.background]["code"] = -9
+    transitions = world.sup.poll()
+    assert sorted(t.key for t in transitions) == sorted(first.keys) and {t.kind for t in transitions} == {"down"}
+    assert [p.kind for p in world.spawned[spawned:]] == ["master"]      # one new master, nothing else
+    assert world.stopped_pids == stopped and second.up
+    assert all(world.sup.is_up(k) for k in second.keys) and world.sup.tunnels_up() == 5
+    world.answer_all()
+    assert world.sup.tunnels_up() == 25
+    assert len([p for p in world.spawned[spawned:] if p.kind == "forward"]) == 20
+
+
+def test_adding_and_removing_a_forward_touches_no_other(world):
+    for i in range(5):
+        world.sup.ensure(key(i), spec(i))
+    world.answer_all()
+    spawned, stopped = len(world.spawned), list(world.stopped_pids)
+    world.sup.ensure(key(7), spec(7))
+    world.sup.remove(key(2))
+    world.answer_all()
+    assert sorted((p.kind, p.forward) for p in world.spawned[spawned:]) == [
+        ("cancel", "10002:10.96.0.10:8000"), ("forward", "10007:10.96.0.10:8000")]
+    assert world.stopped_pids == stopped and world.sup.tunnels_up() == 5
+
+
+def test_the_probe_restarts_one_forward_not_its_session(world):
+    before = REGISTRY.get_sample_value("mysocketd_ssh_restarts_total")
+    for i in range(3):
+        world.sup.ensure(key(i), spec(i))
+    world.answer_all()
+    spawned = len(world.spawned)
+    world.sup.restart(key(1))
+    assert not world.sup.is_up(key(1)) and world.sup.is_up(key(0))
+    world.answer_all()
+    assert [(p.kind, p.forward) for p in world.spawned[spawned:]] == [
+        ("cancel", "10001:10.96.0.10:8000"), ("forward", "10001:10.96.0.10:8000")]
+    assert world.sup.is_up(key(1)) and world.stopped_pids == []
     assert REGISTRY.get_sample_value("mysocketd_ssh_restarts_total") - before == 1
 
 
-def test_a_child_that_cannot_be_started_is_a_failure_with_backoff(world):
+def test_a_hung_session_is_killed_and_restarted(world):
+    before = REGISTRY.get_sample_value("mysocketd_ssh_restarts_total")
+    world.sup.ensure(KEY, SPEC)
+    world.answer_all()
+    world.now = 30.0
+    background = world.background_of(world.last("master"))
+    world.hung.add(background)
+    [t] = world.sup.poll()
+    assert t.kind == "down" and (background, 9) in world.signals
+    assert len(world.of("master")) == 2
+    assert REGISTRY.get_sample_value("mysocketd_ssh_restarts_total") - before == 1
+
+
+def test_a_session_that_cannot_be_started_is_a_failure_with_backoff(world):
     def no_pids(argv, log_path):
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
@@ -199,26 +360,26 @@ def test_a_child_that_cannot_be_started_is_a_failure_with_backoff(world):
     assert t.kind == "failed" and "cannot start ssh" in t.detail and t.retry_in == 0.5
 
 
-def test_a_child_stopped_while_starting_leaves_no_background_ssh(world):
-    """The foreground may fork its background ssh just as it is told to stop: that one is ended too."""
+def test_a_session_stopped_while_starting_leaves_no_background_ssh(world):
+    """The foreground may fork its master just as it is told to stop: that one is ended too."""
     world.sup.ensure(KEY, SPEC)
-    starting = world.last()
+    world.sup.poll()
+    starting = world.last("master")
     starting.accepted()                             # forked, but the supervisor has not polled yet
     background = world.background_of(starting)
-    world.sup.ensure(KEY, sshargs.TunnelSpec(10001, "10.96.0.10", 9090, "u1"))
+    world.sup.remove(KEY)                           # the last forward: the session goes
     assert starting.pid in world.stopped_pids and background in world.stopped_pids
 
 
-def test_remove_and_stop_all_signal_every_child(world):
+def test_removing_the_last_forward_ends_its_session_and_stop_all_signals_every_process(world):
     world.sup.ensure(KEY, SPEC)
-    world.sup.ensure(("demo", "api"), sshargs.TunnelSpec(10002, "10.96.0.11", 80, "u1"))
-    world.spawned[0].accepted()
-    world.sup.poll()
-    first_background = world.background_of(world.spawned[0])
+    world.sup.ensure(("demo", "api"), sshargs.TunnelSpec(10002, "10.96.0.11", 80, "u2"))   # its own session
+    world.answer_all()
+    first, second = (world.background_of(p) for p in world.of("master"))
     world.sup.remove(KEY)
-    assert world.stopped_pids == [first_background]
+    assert world.stopped_pids == [first] and len(world.sup.sessions) == 1
     world.sup.stop_all()
-    assert world.stopped_pids == [first_background, world.spawned[1].pid] and world.sup.children == {}
+    assert world.stopped_pids == [first, second] and world.sup.forwards == {} and world.sup.sessions == {}
 
 
 def test_explain_exit():
@@ -227,6 +388,20 @@ def test_explain_exit():
     assert "refused the key" in sshargs.explain_exit(255, "u1@edge: Permission denied (publickey).\n")
     assert sshargs.explain_exit(-9, "") == "killed by signal 9"
     assert sshargs.explain_exit(1, "") == "ssh exited with code 1"
+
+
+def test_master_and_forward_argvs():
+    endpoint = sshargs.endpoint_of(SPEC, SETTINGS)
+    assert endpoint == sshargs.Endpoint("edge", 2222, "u1")
+    master = sshargs.master_argv(endpoint, SETTINGS, "/ctl/s0", "/state/s0.log")
+    assert master[:5] == ["ssh", "-F", "none", "-f", "-N"] and "-R" not in master
+    assert master[master.index("-S") + 1] == "/ctl/s0" and "-M" in master and master[-1] == "edge"
+    for option in ("ExitOnForwardFailure=yes", "BatchMode=yes", "ServerAliveInterval=5", "ControlPersist=no"):
+        assert option in master
+    forward = sshargs.forward_argv(SPEC, endpoint, SETTINGS, "/ctl/s0")
+    assert forward[forward.index("-O") + 1] == "forward" and forward[forward.index("-R") + 1] == "10001:10.96.0.10:8000"
+    cancel = sshargs.forward_argv(SPEC, endpoint, SETTINGS, "/ctl/s0", cancel=True)
+    assert cancel[cancel.index("-O") + 1] == "cancel" and cancel[-1] == "edge"
 
 
 def test_argv_is_a_list_with_the_contract_options():

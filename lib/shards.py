@@ -1,0 +1,102 @@
+"""Where a forward lives: the records of sessions and forwards, and the sharding rule.
+
+A replica's forwards are grouped by (endpoint, shard) (lib/tunnels.py says
+why): a forward joins the lowest-numbered session of its endpoint that holds
+fewer than `size` forwards, and stays there until it is removed, so one ssh
+death costs at most `size` forwards and a change never moves a neighbour. A
+hash of the key would need no state, but gives shards of uneven size (no
+bound on the blast radius) and moves forwards whenever the number of shards
+changes. The endpoint is `sshargs.endpoint_of(spec)`: a Service's tunnels on
+two edge nodes are never in one session.
+
+Pure records and one rule: the supervisor (lib/tunnels.py) drives the
+processes; this module only says where each forward goes and where each
+session's control socket lives.
+"""
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+
+from lib import sshargs
+
+_PRIVATE_PREFIX = "mysocketd-ctl-"
+
+
+@dataclasses.dataclass
+class Forward:
+    spec: sshargs.TunnelSpec
+    session: tuple               # (Endpoint, shard)
+    log_path: str
+    proc: object = None          # `ssh -O forward` while the edge is being asked
+    argv: list = None
+    asked_at: float = 0.0
+    up_at: float = None
+    failures: int = 0
+    next_start: float = 0.0
+
+    @property
+    def up(self):
+        return self.up_at is not None
+
+
+@dataclasses.dataclass
+class Session:
+    endpoint: sshargs.Endpoint
+    shard: int
+    control_path: str
+    log_path: str
+    keys: set = dataclasses.field(default_factory=set)
+    argv: list = None
+    proc: object = None          # the foreground `ssh -f -M` while starting
+    background: int = None       # pid of the master while up
+    up_at: float = None
+    failures: int = 0
+    next_start: float = 0.0
+    cancelling: dict = dataclasses.field(default_factory=dict)   # local_port -> (proc, argv) of `-O cancel`
+
+    @property
+    def up(self):
+        return self.background is not None
+
+    @property
+    def label(self):
+        return f"{self.endpoint.label}#{self.shard}"
+
+    def pids(self):
+        return [pid for pid in (self.proc.pid if self.proc else None, self.background) if pid is not None]
+
+
+def place(sessions, key, endpoint, *, size, control_dir, log_dir):
+    """The sharding rule: key joins the lowest shard of `endpoint` in `sessions` with room, or a new one
+    (added to `sessions`, not started); returns that Session."""
+    shards = sorted(shard for (e, shard) in sessions if e == endpoint)
+    for shard in shards:
+        session = sessions[(endpoint, shard)]
+        if len(session.keys) < size:
+            session.keys.add(key)
+            return session
+    shard = next(i for i in range(len(shards) + 1) if i not in shards)
+    name = f"{hashlib.sha256(repr(endpoint).encode()).hexdigest()[:8]}-{shard}"
+    session = Session(endpoint=endpoint, shard=shard, control_path=os.path.join(control_dir, name),
+                      log_path=os.path.join(log_dir, f"session-{name}.log"), keys={key})
+    sessions[(endpoint, shard)] = session
+    return session
+
+
+def control_dir(log_dir):
+    """Where the sessions' control sockets live: a socket path must fit in 108 bytes (sun_path), so a
+    deep state directory (a test's) gets a private one under the temporary directory instead."""
+    wanted = os.path.join(os.path.dirname(os.path.abspath(log_dir)), "ssh-ctl")
+    if len(wanted) + 20 > 100:
+        return tempfile.mkdtemp(prefix=_PRIVATE_PREFIX)
+    os.makedirs(wanted, mode=0o700, exist_ok=True)
+    return wanted
+
+
+def remove_private(path):
+    """A private control directory (made by control_dir) goes with the last session; a shared one stays."""
+    if path.startswith(tempfile.gettempdir() + os.sep + _PRIVATE_PREFIX):
+        shutil.rmtree(path, ignore_errors=True)
