@@ -23,6 +23,9 @@ import tempfile
 from lib import sshargs
 
 _PRIVATE_PREFIX = "mysocketd-ctl-"
+_SUN_PATH = 108  # bytes in sockaddr_un.sun_path, the NUL included
+_SSH_SUFFIX = 17  # ssh binds "<ControlPath>.<16 random letters>" first, then renames it
+_LONGEST_NAME = len("0123abcd-999")  # place(): 8 hex digits of the endpoint, "-", the shard
 
 
 @dataclasses.dataclass
@@ -87,10 +90,11 @@ def place(sessions, key, endpoint, *, size, control_dir, log_dir):
 
 
 def control_dir(log_dir):
-    """Where the sessions' control sockets live: a socket path must fit in 108 bytes (sun_path), so a
+    """Where the sessions' control sockets live: a socket path must fit in 108 bytes (sun_path), and
+    ssh first binds it with a 17-character suffix ("." and 16 random letters) before renaming it, so a
     deep state directory (a test's) gets a private one under the temporary directory instead."""
     wanted = os.path.join(os.path.dirname(os.path.abspath(log_dir)), "ssh-ctl")
-    if len(wanted) + 20 > 100:
+    if len(wanted) + len(os.sep) + _LONGEST_NAME + _SSH_SUFFIX + 1 > _SUN_PATH:
         return tempfile.mkdtemp(prefix=_PRIVATE_PREFIX)
     os.makedirs(wanted, mode=0o700, exist_ok=True)
     return wanted
