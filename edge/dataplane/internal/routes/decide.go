@@ -97,7 +97,8 @@ func (c *Compiled) listenerFor(port int, protocol, host string) *listener {
 	return best
 }
 
-// Certificate is the certificate of the HTTPS listener that fits the server name, or nil.
+// Certificate is the certificate of the HTTPS listener that fits the server name, or nil: none fits, or
+// the listener has none of its own (the edge's certificate for the socket's name then serves).
 func (c *Compiled) Certificate(sni string) *tls.Certificate {
 	l := c.listenerFor(443, "HTTPS", normalize(sni))
 	if l == nil || len(l.certs) == 0 {

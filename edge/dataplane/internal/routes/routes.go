@@ -34,10 +34,10 @@ type Table struct {
 
 type Listener struct {
 	Name         string  `json:"name"`
-	Port         int     `json:"port"`     // 80: the HTTP front; 443: the HTTPS/TLS front
-	Protocol     string  `json:"protocol"` // HTTP | HTTPS | TLS
-	Hostname     string  `json:"hostname"` // "" = every name
-	Certificates []Cert  `json:"certificates"`
+	Port         int     `json:"port"`         // 80: the HTTP front; 443: the HTTPS/TLS front
+	Protocol     string  `json:"protocol"`     // HTTP | HTTPS | TLS
+	Hostname     string  `json:"hostname"`     // "" = every name
+	Certificates []Cert  `json:"certificates"` // none on HTTPS: the edge's own certificate for the socket's name
 	Routes       []Route `json:"routes"`
 }
 
@@ -165,9 +165,6 @@ func Compile(t Table) (*Compiled, error) {
 				return nil, fmt.Errorf("listener %s: certificate: %w", in.Name, err)
 			}
 			l.certs = append(l.certs, cert)
-		}
-		if in.Protocol == "HTTPS" && len(l.certs) == 0 {
-			return nil, fmt.Errorf("listener %s: HTTPS needs a certificate", in.Name)
 		}
 		for j, r := range in.Routes {
 			if r.Action < 0 || r.Action >= len(t.Actions) {

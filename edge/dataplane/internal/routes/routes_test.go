@@ -280,7 +280,6 @@ func TestCompileRefusesWhatItCannotServe(t *testing.T) {
 	cases := map[string]Table{
 		"port":       {Listeners: []Listener{{Name: "l", Port: 8080, Protocol: "HTTP"}}},
 		"protocol":   {Listeners: []Listener{{Name: "l", Port: 80, Protocol: "UDP"}}},
-		"no cert":    {Listeners: []Listener{{Name: "l", Port: 443, Protocol: "HTTPS"}}},
 		"bad cert":   {Listeners: []Listener{{Name: "l", Port: 443, Protocol: "HTTPS", Certificates: []Cert{{"x", "y"}}}}},
 		"action":     {Listeners: []Listener{{Name: "l", Port: 80, Protocol: "HTTP", Routes: []Route{{Action: 3}}}}},
 		"regex":      {Actions: []Action{{}}, Listeners: []Listener{{Name: "l", Port: 80, Protocol: "HTTP", Routes: []Route{{Match: Match{Path: PathMatch{"RegularExpression", "("}}}}}}},
