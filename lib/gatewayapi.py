@@ -117,7 +117,7 @@ def translate(world: World) -> Picture:
             tables.append(routetable.Listener(listener.name, listener.port, listener.protocol, listener.hostname,
                                               listener.certificates, routetable.ordered(entries)))
         plans[key] = GatewayPlan(verdict, tuple(tables),
-                                 {l.name: attached.get((key, l.name), 0) for l in verdict.listeners},
+                                 {lis.name: attached.get((key, lis.name), 0) for lis in verdict.listeners},
                                  frozenset(targets))
     return Picture(classes, plans, routes)
 
@@ -141,7 +141,7 @@ def gateway_status(gateway, plan: GatewayPlan, edge: EdgeAnswer, now=None):
         programmed = Condition("Programmed", False, "AddressNotAssigned", "the edge gave the socket no address")
     else:
         programmed = Condition("Programmed", False, "Pending", edge.message)
-    old_listeners = {l.get("name"): l.get("conditions") for l in previous.get("listeners") or []}
+    old_listeners = {lis.get("name"): lis.get("conditions") for lis in previous.get("listeners") or []}
     listeners = []
     for listener in verdict.listeners:
         if listener.serving and programmed.status:

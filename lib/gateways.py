@@ -107,16 +107,15 @@ def validate(gateway, secrets, grants):
     spec = gateway.get("spec") or {}
     listeners = [_listener(entry, namespace, secrets, grants) for entry in spec.get("listeners") or []]
     listeners = _mark_conflicts(listeners)
-    valid = [l for l in listeners if l.usable]
+    invalid = "; ".join(f"{lis.name}: {lis.accepted.message or lis.conflicted.message}"
+                        for lis in listeners if not lis.usable)
     if spec.get("addresses"):
         accepted = Condition("Accepted", False, "UnsupportedAddress",
                              "spec.addresses: the edge gives every Gateway its own address; remove them")
-    elif not valid:
-        accepted = Condition("Accepted", False, "ListenersNotValid", "no listener can be served: "
-                             + "; ".join(f"{l.name}: {l.accepted.message or l.conflicted.message}" for l in listeners))
-    elif len(valid) < len(listeners):
-        accepted = Condition("Accepted", True, "ListenersNotValid", "some listeners cannot be served: " + "; ".join(
-            f"{l.name}: {l.accepted.message or l.conflicted.message}" for l in listeners if not l.usable))
+    elif all(not lis.usable for lis in listeners):
+        accepted = Condition("Accepted", False, "ListenersNotValid", "no listener can be served: " + invalid)
+    elif invalid:
+        accepted = Condition("Accepted", True, "ListenersNotValid", "some listeners cannot be served: " + invalid)
     else:
         accepted = Condition("Accepted", True, "Accepted", "")
     return Gateway(namespace, meta.get("name", ""), meta.get("generation", 0), tuple(listeners), accepted)

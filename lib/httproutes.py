@@ -102,18 +102,19 @@ def parents(route, gateways, namespace_labels, kind=HTTP_ROUTE):
 
 def _attach(ref, gateway, route_namespace, names, namespace_labels, kind):
     section, port = ref.get("sectionName"), ref.get("port")
-    candidates = [l for l in gateway.listeners
-                  if (section is None or l.name == section) and (port is None or l.port == port)]
+    candidates = [lis for lis in gateway.listeners
+                  if (section is None or lis.name == section) and (port is None or lis.port == port)]
     if not candidates:
         what = " and ".join(filter(None, [section and f"sectionName {section}", port and f"port {port}"]))
-        return Condition("Accepted", False, "NoMatchingParent", f"Gateway {gateway.name} has no listener with {what}"), ()
-    allowed = [l for l in candidates if l.usable and kind in l.kinds
-               and allows_namespace(l, route_namespace, gateway.namespace, namespace_labels)]
+        return Condition("Accepted", False, "NoMatchingParent",
+                         f"Gateway {gateway.name} has no listener with {what}"), ()
+    allowed = [lis for lis in candidates if lis.usable and kind in lis.kinds
+               and allows_namespace(lis, route_namespace, gateway.namespace, namespace_labels)]
     if not allowed:
         return Condition("Accepted", False, "NotAllowedByListeners",
                          f"no listener of Gateway {gateway.name} allows {kind[1]}s from namespace "
                          f"{route_namespace}"), ()
-    attached = tuple(l.name for l in allowed if effective_hostnames(names, l))
+    attached = tuple(lis.name for lis in allowed if effective_hostnames(names, lis))
     if not attached:
         return Condition("Accepted", False, "NoMatchingListenerHostname",
                          f"no listener of Gateway {gateway.name} serves the hostnames {', '.join(names)}"), ()

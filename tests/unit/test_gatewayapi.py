@@ -103,13 +103,13 @@ def only_listener(gw, secrets=None, grants=()):
     (listener(protocol="TLS", port=443, tls={"mode": "Passthrough"}), True, "Accepted"),
 ])
 def test_listener_accepted(entry, accepted, reason):
-    _, l = only_listener(gateway(listeners=[entry]))
-    assert (l.accepted.status, l.accepted.reason) == (accepted, reason)
+    _, lis = only_listener(gateway(listeners=[entry]))
+    assert (lis.accepted.status, lis.accepted.reason) == (accepted, reason)
 
 
 def test_unsupported_protocol_lists_no_kinds_and_fails_the_gateway_alone():
-    verdict, l = only_listener(gateway(listeners=[listener("invalid", 1111, "INVALID")]))
-    assert l.kinds == ()
+    verdict, lis = only_listener(gateway(listeners=[listener("invalid", 1111, "INVALID")]))
+    assert lis.kinds == ()
     assert (verdict.accepted.status, verdict.accepted.reason) == (False, "ListenersNotValid")
     verdict = gateways.validate(gateway(listeners=[listener(), listener("invalid", 1111, "INVALID")]), {}, [])
     assert (verdict.accepted.status, verdict.accepted.reason) == (True, "ListenersNotValid")
@@ -124,8 +124,8 @@ def test_unsupported_protocol_lists_no_kinds_and_fails_the_gateway_alone():
 ])
 def test_allowed_route_kinds(kinds, supported, resolved):
     entry = listener(allowedRoutes={"namespaces": {"from": "All"}, "kinds": kinds})
-    _, l = only_listener(gateway(listeners=[entry]))
-    assert (l.kinds, l.resolved_refs.reason) == (supported, resolved)
+    _, lis = only_listener(gateway(listeners=[entry]))
+    assert (lis.kinds, lis.resolved_refs.reason) == (supported, resolved)
 
 
 def https(ref, name="https", hostname=None):
@@ -150,11 +150,11 @@ def https(ref, name="https", hostname=None):
      "may not read Secret infra/locked"),
 ])
 def test_certificate_refs(ref, secrets, grants, reason, words):
-    _, l = only_listener(gateway(listeners=[https(ref)]), secrets, grants)
-    assert l.resolved_refs.reason == reason and words in l.resolved_refs.message
-    assert l.accepted.status and l.usable                  # routes still attach; the listener serves nothing
-    assert l.serving is (reason == "ResolvedRefs")
-    assert bool(l.certificates) is (reason == "ResolvedRefs")
+    _, lis = only_listener(gateway(listeners=[https(ref)]), secrets, grants)
+    assert lis.resolved_refs.reason == reason and words in lis.resolved_refs.message
+    assert lis.accepted.status and lis.usable                  # routes still attach; the listener serves nothing
+    assert lis.serving is (reason == "ResolvedRefs")
+    assert bool(lis.certificates) is (reason == "ResolvedRefs")
 
 
 @pytest.mark.parametrize("entries, conflicted", [
@@ -167,8 +167,8 @@ def test_certificate_refs(ref, secrets, grants, reason, words):
 ])
 def test_conflicts(entries, conflicted):
     verdict = gateways.validate(gateway(listeners=entries), {("infra", "c"): secret("infra", "c")}, [])
-    assert [l.conflicted.status for l in verdict.listeners] == conflicted
-    assert [l.accepted.status for l in verdict.listeners] == [not c for c in conflicted]
+    assert [lis.conflicted.status for lis in verdict.listeners] == conflicted
+    assert [lis.accepted.status for lis in verdict.listeners] == [not c for c in conflicted]
 
 
 def test_static_addresses_are_not_accepted():
@@ -235,7 +235,7 @@ def test_hostname_intersection_counts_attached_routes_per_listener():
     assert plan.attached == {"listener-1": 2, "listener-2": 1, "listener-3": 1}
     s5 = picture.routes[("infra", "s5")].parents[0].accepted
     assert (s5.status, s5.reason) == (False, "NoMatchingListenerHostname")
-    by_listener = {l.name: {(e.hostname, e.match.path) for e in l.entries} for l in plan.listeners}
+    by_listener = {lis.name: {(e.hostname, e.match.path) for e in lis.entries} for lis in plan.listeners}
     assert by_listener["listener-1"] == {("very.specific.com", "/"), }
     assert by_listener["listener-2"] == {("foo.wildcard.io", "/"), ("foo.bar.wildcard.io", "/")}
     assert by_listener["listener-3"] == {("*.anotherwildcard.io", "/")}
@@ -430,7 +430,7 @@ def test_table_json_shares_one_action_per_rule():
 def test_listeners_that_cannot_serve_get_no_table():
     gw = gateway(listeners=[listener(), https({"name": "missing"})])
     plan = gatewayapi.translate(world([gw], [route()])).gateways[("infra", "gw")]
-    assert [l.name for l in plan.listeners] == ["http"]
+    assert [lis.name for lis in plan.listeners] == ["http"]
 
 
 NOW = "2026-02-02T00:00:00Z"

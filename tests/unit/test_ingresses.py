@@ -104,7 +104,7 @@ def test_tls_hosts_get_their_secret_and_the_rest_the_edges_certificate():
                       {"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend("api", 8080)}]}}]}
     plan = ingresses.plan(ingress(spec), SERVICES, {("shop", "shop-tls"): tls_secret(),
                                                     ("shop", "locked"): gateways.UNREADABLE})
-    names = [(l.name, l.port, l.hostname, len(l.certificates)) for l in plan.listeners]
+    names = [(lis.name, lis.port, lis.hostname, len(lis.certificates)) for lis in plan.listeners]
     assert names == [("http", 80, "", 0), ("https-0-shop.example.com", 443, "shop.example.com", 1),
                      ("https", 443, "", 0)]
     assert entries(plan.listeners[1]) == [("shop.example.com", "PathPrefix", "/", ["shop/web:80"]),
@@ -112,7 +112,7 @@ def test_tls_hosts_get_their_secret_and_the_rest_the_edges_certificate():
     assert plan.listeners[1].certificates[0].cert_pem == CERT
     assert any("may not read Secret locked" in p for p in plan.problems)
     table = plan.table
-    assert [l["name"] for l in table["listeners"]] == ["http", "https-0-shop.example.com", "https"]
+    assert [lis["name"] for lis in table["listeners"]] == ["http", "https-0-shop.example.com", "https"]
 
 
 def test_load_balancer_status():
