@@ -54,6 +54,7 @@ class SuiteRun:
     features: tuple = CLAIMED_FEATURES
     version: str = "dev"
     run_test: str = ""                  # one test by its short name (development only: not a conformance run)
+    keep_base: bool = False             # leave the base manifests for the next run (development only)
     timeout_minutes: int = 30
     debug: bool = False
 
@@ -158,6 +159,8 @@ def argv(run: SuiteRun):
             f"-report-output={run.report}"]
     if run.run_test:
         args.append(f"-run-test={run.run_test}")
+    if run.keep_base:
+        args.append("-cleanup-base-resources=false")
     if run.debug:
         args.append("-debug")
     return args
