@@ -12,7 +12,7 @@ the whole of it is table-tested (tests/unit/test_gatewayapi.py).
 
 import dataclasses
 
-from lib import conditions, gateways, httproutes, routetable
+from lib import conditions, gateways, httproutes, routetable, services
 from lib.conditions import Condition
 from lib.gateways import CONTROLLER_NAME, GROUP
 
@@ -82,17 +82,20 @@ class EdgeAnswer:
 def translate(world: World) -> Picture:
     classes = {c["metadata"]["name"]: gateways.class_accepted(c) for c in world.classes if gateways.class_is_ours(c)}
     ours = {name for name, cond in classes.items() if cond.status}
-    verdicts = {}
+    verdicts, pooled = {}, set()
     for gw in world.gateways:
         if (gw.get("spec") or {}).get("gatewayClassName") in ours:
             verdict = gateways.validate(gw, world.secrets, world.grants)
             verdicts[(verdict.namespace, verdict.name)] = verdict
+            if ((gw["metadata"].get("annotations") or {}).get(services.POOL) or "").strip():
+                pooled.add((verdict.namespace, verdict.name))
     routes, per_listener, attached = {}, {}, {}
     for route in world.http_routes:
         parents = httproutes.parents(route, verdicts, world.namespace_labels)
         if not parents:
             continue
-        rules = httproutes.rules(route, world.services, world.grants)
+        rules = httproutes.rules(route, world.services, world.grants,
+                                 pooled=any(p.gateway in pooled for p in parents))
         routes[httproutes.key_of(route)] = RouteVerdict(route, tuple(parents), rules)
         if rules.accepted_problem:
             continue

@@ -121,10 +121,14 @@ def _attach(ref, gateway, route_namespace, names, namespace_labels, kind):
     return Condition("Accepted", True, "Accepted"), attached
 
 
-def rules(route, services, grants):
-    """Rules of `route` as actions, with ResolvedRefs. `services`: {(ns, name): Service dict}."""
+def rules(route, services, grants, pooled=False):
+    """Rules of `route` as actions, with ResolvedRefs. `services`: {(ns, name): Service dict}.
+
+    `pooled`: the route serves a Gateway shared by the clusters of a pool. A Service that does not exist
+    here keeps its backend in the table then (another cluster of the pool may have it; the edge answers
+    500 only when no cluster has a tunnel for it), and the route says so without calling it unresolved."""
     namespace = key_of(route)[0]
-    actions, dropped, problems, targets = [], [], [], set()
+    actions, dropped, problems, targets, elsewhere = [], [], [], set(), []
     for index, rule in enumerate((route.get("spec") or {}).get("rules") or []):
         filters, why = _filters(rule.get("filters") or [], allow_redirect=True)
         if why:
@@ -134,13 +138,17 @@ def rules(route, services, grants):
         backends = []
         for ref in rule.get("backendRefs") or []:
             target, problem = _backend(ref, namespace, services, grants)
+            if pooled and problem is not None and problem.reason == "BackendNotFound" and _is_absent(ref, namespace,
+                                                                                                   services):
+                target, problem = Target(ref.get("namespace") or namespace, ref.get("name", ""), ref.get("port")), None
+                elsewhere.append(target.key)
             bfilters, bwhy = _filters(ref.get("filters") or [], allow_redirect=False)
             if bwhy:
                 problem = problem or Condition("ResolvedRefs", False, "UnsupportedValue", f"backendRef: {bwhy}")
                 target = None
             if problem:
                 problems.append(problem)
-            if target:
+            if target and target.key not in elsewhere:
                 targets.add(target)
             backends.append(routetable.Backend(target.key if target else "", ref.get("weight", 1), tuple(bfilters)))
         extension = next((f for f in rule.get("filters") or [] if f.get("type") == "ExtensionRef"), None)
@@ -151,10 +159,18 @@ def rules(route, services, grants):
                                       f"{ext.get('name')} is not known to mysocketd"))
             backends = [routetable.Backend("", 1)]
         actions.append(routetable.Action(tuple(filters), tuple(backends)))
-    resolved = problems[0] if problems else Condition("ResolvedRefs", True, "ResolvedRefs")
+    resolved = problems[0] if problems else Condition(
+        "ResolvedRefs", True, "ResolvedRefs",
+        f"not in this cluster, left to the pool's other clusters: {', '.join(sorted(set(elsewhere)))}"
+        if elsewhere else "")
     if len(problems) > 1:
         resolved = dataclasses.replace(resolved, message="; ".join(p.message for p in problems))
     return Rules(tuple(actions), resolved, tuple(dropped), frozenset(targets))
+
+
+def _is_absent(ref, namespace, services):
+    return (ref.get("group") or "", ref.get("kind") or "Service") == ("", "Service") and \
+        services.get((ref.get("namespace") or namespace, ref.get("name", ""))) is None
 
 
 def _backend(ref, namespace, services, grants):

@@ -37,8 +37,8 @@ def listener(name="http", port=80, protocol="HTTP", hostname=None, from_="Same",
     return out
 
 
-def gateway(name="gw", ns="infra", listeners=None, generation=2, **spec):
-    return {"metadata": {"namespace": ns, "name": name, "generation": generation},
+def gateway(name="gw", ns="infra", listeners=None, generation=2, annotations=None, **spec):
+    return {"metadata": {"namespace": ns, "name": name, "generation": generation, "annotations": annotations or {}},
             "spec": {"gatewayClassName": "mysocket", "listeners": listeners or [listener()], **spec}}
 
 
@@ -481,3 +481,23 @@ def test_unchanged_conditions_keep_their_transition_time_and_others_are_kept():
 def test_backends_of_a_table():
     plan = gatewayapi.translate(world([gateway()], [route()])).gateways[("infra", "gw")]
     assert routetable.backends_of(plan.listeners) == {"infra/svc:8080"}
+
+
+def test_a_pooled_gateway_leaves_services_it_lacks_to_the_other_clusters():
+    gw = gateway(annotations=None)
+    gw["metadata"]["annotations"] = {"mysocket.io/pool": "shop"}
+    r = route(rules=[{"backendRefs": [{"name": "svc", "port": 8080, "weight": 3},
+                                      {"name": "in-the-other-cluster", "port": 8080, "weight": 1},
+                                      {"name": "svc", "port": 9999, "weight": 1}]}])
+    picture = gatewayapi.translate(world([gw], [r]))
+    plan = picture.gateways[("infra", "gw")]
+    assert [(b.key, b.weight) for b in plan.listeners[0].entries[0].action.backends] == [
+        ("infra/svc:8080", 3), ("infra/in-the-other-cluster:8080", 1), ("", 1)]   # a missing port is still wrong
+    assert {t.key for t in plan.targets} == {"infra/svc:8080"}                     # tunnels only for what is here
+    resolved = picture.routes[("infra", "r")].rules.resolved_refs
+    assert resolved.reason == "BackendNotFound" and "no port 9999" in resolved.message
+    r = route(rules=[{"backendRefs": [{"name": "in-the-other-cluster", "port": 8080}]}])
+    resolved = gatewayapi.translate(world([gw], [r])).routes[("infra", "r")].rules.resolved_refs
+    assert resolved.status and "left to the pool's other clusters: infra/in-the-other-cluster:8080" in resolved.message
+    unpooled = gatewayapi.translate(world([gateway()], [r])).routes[("infra", "r")].rules.resolved_refs
+    assert unpooled.reason == "BackendNotFound"
