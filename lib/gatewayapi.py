@@ -18,7 +18,7 @@ from lib.gateways import CONTROLLER_NAME, GROUP
 
 # What the GatewayClass says mysocketd supports (status.supportedFeatures; the conformance run claims these).
 SUPPORTED_FEATURES = (
-    "Gateway", "HTTPRoute", "ReferenceGrant",
+    "Gateway", "HTTPRoute", "ReferenceGrant", "TLSRoute",
     "HTTPRouteHostRewrite", "HTTPRouteMethodMatching", "HTTPRoutePathRedirect", "HTTPRoutePathRewrite",
     "HTTPRoutePortRedirect", "HTTPRouteQueryParamMatching", "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect", "HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode",
@@ -34,6 +34,7 @@ class World:
     classes: list = dataclasses.field(default_factory=list)
     gateways: list = dataclasses.field(default_factory=list)
     http_routes: list = dataclasses.field(default_factory=list)
+    tls_routes: list = dataclasses.field(default_factory=list)
     grants: list = dataclasses.field(default_factory=list)
     services: dict = dataclasses.field(default_factory=dict)          # (ns, name) -> Service
     secrets: dict = dataclasses.field(default_factory=dict)           # (ns, name) -> Secret | gateways.UNREADABLE
@@ -67,7 +68,8 @@ class RouteVerdict:
 class Picture:
     classes: dict                       # class name -> Condition (ours only)
     gateways: dict                      # (ns, name) -> GatewayPlan (ours only)
-    routes: dict                        # (ns, name) -> RouteVerdict (routes with a parent of ours)
+    routes: dict                        # (ns, name) -> RouteVerdict (HTTPRoutes with a parent of ours)
+    tls_routes: dict = dataclasses.field(default_factory=dict)     # ... TLSRoutes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,24 +91,11 @@ def translate(world: World) -> Picture:
             verdicts[(verdict.namespace, verdict.name)] = verdict
             if ((gw["metadata"].get("annotations") or {}).get(services.POOL) or "").strip():
                 pooled.add((verdict.namespace, verdict.name))
-    routes, per_listener, attached = {}, {}, {}
-    for route in world.http_routes:
-        parents = httproutes.parents(route, verdicts, world.namespace_labels)
-        if not parents:
-            continue
-        rules = httproutes.rules(route, world.services, world.grants,
-                                 pooled=any(p.gateway in pooled for p in parents))
-        routes[httproutes.key_of(route)] = RouteVerdict(route, tuple(parents), rules)
-        if rules.accepted_problem:
-            continue
-        seen = set()
-        for parent in parents:
-            for name in parent.listeners:
-                if (parent.gateway, name) in seen:
-                    continue
-                seen.add((parent.gateway, name))
-                attached[(parent.gateway, name)] = attached.get((parent.gateway, name), 0) + 1
-                per_listener.setdefault((parent.gateway, name), []).append((route, rules))
+    routes, tls_routes, per_listener, attached = {}, {}, {}, {}
+    for kind, found, objects in ((gateways.HTTP_ROUTE, routes, world.http_routes),
+                                 (gateways.TLS_ROUTE, tls_routes, world.tls_routes)):
+        for route in objects:
+            _attach(route, kind, found, world, verdicts, pooled, attached, per_listener)
     plans = {}
     for key, verdict in verdicts.items():
         tables, targets = [], set()
@@ -122,7 +111,27 @@ def translate(world: World) -> Picture:
         plans[key] = GatewayPlan(verdict, tuple(tables),
                                  {lis.name: attached.get((key, lis.name), 0) for lis in verdict.listeners},
                                  frozenset(targets))
-    return Picture(classes, plans, routes)
+    return Picture(classes, plans, routes, tls_routes)
+
+
+def _attach(route, kind, found, world, verdicts, pooled, attached, per_listener):
+    """One route's verdict on our Gateways, counted on the listeners it attached to."""
+    parents = httproutes.parents(route, verdicts, world.namespace_labels, kind)
+    if not parents:
+        return
+    rules = httproutes.rules(route, world.services, world.grants, pooled=any(p.gateway in pooled for p in parents),
+                             kind=kind)
+    found[httproutes.key_of(route)] = RouteVerdict(route, tuple(parents), rules)
+    if rules.accepted_problem:
+        return
+    seen = set()
+    for parent in parents:
+        for name in parent.listeners:
+            if (parent.gateway, name) in seen:
+                continue
+            seen.add((parent.gateway, name))
+            attached[(parent.gateway, name)] = attached.get((parent.gateway, name), 0) + 1
+            per_listener.setdefault((parent.gateway, name), []).append((route, rules))
 
 
 def class_status(gateway_class, condition, now=None):

@@ -141,10 +141,6 @@ def _listener(entry, namespace, secrets, grants):
                           f"{protocol} listeners carry {', '.join(k for _, k in protocol_kinds)}, not "
                           f"{', '.join(bad_kinds)}")
                 if bad_kinds else Condition("ResolvedRefs", True, "ResolvedRefs"))
-    if port != edge_port:
-        return Listener(**base, accepted=Condition("Accepted", False, "PortUnavailable",
-                                                   f"the edge serves {protocol} on port {edge_port} only"),
-                        resolved_refs=resolved)
     mode = ""
     certificates = ()
     if protocol in ("HTTPS", "TLS"):
@@ -153,6 +149,11 @@ def _listener(entry, namespace, secrets, grants):
         if mode != wanted:
             return Listener(**base, tls_mode=mode, resolved_refs=resolved, accepted=Condition(
                 "Accepted", False, "UnsupportedValue", f"tls.mode {mode}: {protocol} listeners here are {wanted}"))
+    if port != edge_port:
+        return Listener(**base, tls_mode=mode, accepted=Condition(
+            "Accepted", False, "PortUnavailable", f"the edge serves {protocol} on port {edge_port} only"),
+            resolved_refs=resolved)
+    if protocol in ("HTTPS", "TLS"):
         if mode == "Terminate":
             certificates, problem = _certificates(tls.get("certificateRefs") or [], namespace, secrets, grants)
             if problem is not None and resolved.status:

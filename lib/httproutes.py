@@ -121,7 +121,7 @@ def _attach(ref, gateway, route_namespace, names, namespace_labels, kind):
     return Condition("Accepted", True, "Accepted"), attached
 
 
-def rules(route, services, grants, pooled=False):
+def rules(route, services, grants, pooled=False, kind=HTTP_ROUTE):
     """Rules of `route` as actions, with ResolvedRefs. `services`: {(ns, name): Service dict}.
 
     `pooled`: the route serves a Gateway shared by the clusters of a pool. A Service that does not exist
@@ -137,7 +137,7 @@ def rules(route, services, grants, pooled=False):
             continue
         backends = []
         for ref in rule.get("backendRefs") or []:
-            target, problem = _backend(ref, namespace, services, grants)
+            target, problem = _backend(ref, namespace, services, grants, kind)
             if pooled and problem is not None and problem.reason == "BackendNotFound" and _is_absent(ref, namespace,
                                                                                                    services):
                 target, problem = Target(ref.get("namespace") or namespace, ref.get("name", ""), ref.get("port")), None
@@ -173,7 +173,7 @@ def _is_absent(ref, namespace, services):
         services.get((ref.get("namespace") or namespace, ref.get("name", ""))) is None
 
 
-def _backend(ref, namespace, services, grants):
+def _backend(ref, namespace, services, grants, route_kind=HTTP_ROUTE):
     """(Target, None) when the ref is valid, else (None, the ResolvedRefs condition saying why)."""
     group, kind = ref.get("group") or "", ref.get("kind") or "Service"
     ns, name, port = ref.get("namespace") or namespace, ref.get("name", ""), ref.get("port")
@@ -181,7 +181,7 @@ def _backend(ref, namespace, services, grants):
     if (group, kind) != ("", "Service"):
         return None, Condition("ResolvedRefs", False, "InvalidKind",
                                f"backendRef {where}: only Services are backends, not {group or 'core'}/{kind}")
-    if not refgrants.permitted(grants, refgrants.Ref(GROUP, "HTTPRoute", namespace),
+    if not refgrants.permitted(grants, refgrants.Ref(GROUP, route_kind[1], namespace),
                                refgrants.Ref("", "Service", ns, name)):
         return None, Condition("ResolvedRefs", False, "RefNotPermitted",
                                f"Service {where} is in another namespace and no ReferenceGrant there allows it")
@@ -195,7 +195,7 @@ def _backend(ref, namespace, services, grants):
     port_spec = next((p for p in spec.get("ports") or [] if p.get("port") == port), None)
     if port is None or port_spec is None:
         return None, Condition("ResolvedRefs", False, "BackendNotFound", f"Service {where} has no port {port}")
-    if port_spec.get("appProtocol") not in SUPPORTED_APP_PROTOCOLS:
+    if route_kind == HTTP_ROUTE and port_spec.get("appProtocol") not in SUPPORTED_APP_PROTOCOLS:
         return None, Condition("ResolvedRefs", False, "UnsupportedProtocol",
                                f"Service {where} port {port}: appProtocol {port_spec['appProtocol']} is not served")
     return Target(ns, name, port), None

@@ -501,3 +501,55 @@ def test_a_pooled_gateway_leaves_services_it_lacks_to_the_other_clusters():
     assert resolved.status and "left to the pool's other clusters: infra/in-the-other-cluster:8080" in resolved.message
     unpooled = gatewayapi.translate(world([gateway()], [r])).routes[("infra", "r")].rules.resolved_refs
     assert unpooled.reason == "BackendNotFound"
+
+
+def tls_route(name="t", hostnames=("abc.example.com",), backend="svc", ns="infra", parent="gw"):
+    return {"metadata": {"namespace": ns, "name": name, "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"parentRefs": [{"name": parent, "namespace": "infra"}], "hostnames": list(hostnames),
+                     "rules": [{"backendRefs": [{"name": backend, "port": 8080}]}]}}
+
+
+PASSTHROUGH = listener("tls", 443, "TLS", "*.example.com", tls={"mode": "Passthrough"})
+
+
+def test_tls_routes_attach_to_passthrough_listeners_by_sni():
+    picture = gatewayapi.translate(World(classes=[gwclass()], gateways=[gateway(listeners=[PASSTHROUGH, listener()])],
+                                         tls_routes=[tls_route(), tls_route("other", ("abc.other.org",))],
+                                         services=SERVICES, namespace_labels={"infra": {}}))
+    plan = picture.gateways[("infra", "gw")]
+    assert plan.attached == {"tls": 1, "http": 0}
+    tls_table = plan.table["listeners"][0]
+    assert (tls_table["protocol"], tls_table["port"]) == ("TLS", 443)
+    assert [(r["hostname"], plan.table["actions"][r["action"]]["backends"][0]["backend"])
+            for r in tls_table["routes"]] == [("abc.example.com", "infra/svc:8080")]
+    other = picture.tls_routes[("infra", "other")].parents[0].accepted
+    assert (other.status, other.reason) == (False, "NoMatchingListenerHostname")
+    assert picture.routes == {}                                     # HTTPRoutes and TLSRoutes apart
+
+
+def test_tls_routes_do_not_attach_to_http_listeners_nor_http_routes_to_tls():
+    gw = gateway(listeners=[listener()])
+    picture = gatewayapi.translate(World(classes=[gwclass()], gateways=[gw], tls_routes=[tls_route()],
+                                         services=SERVICES, namespace_labels={"infra": {}}))
+    assert picture.tls_routes[("infra", "t")].parents[0].accepted.reason == "NotAllowedByListeners"
+    gw = gateway(listeners=[PASSTHROUGH])
+    picture = gatewayapi.translate(World(classes=[gwclass()], gateways=[gw], http_routes=[route()],
+                                         services=SERVICES, namespace_labels={"infra": {}}))
+    assert picture.routes[("infra", "r")].parents[0].accepted.reason == "NotAllowedByListeners"
+
+
+def test_a_tls_routes_grant_names_tlsroute():
+    grant = {"metadata": {"namespace": "web"}, "spec": {
+        "from": [{"group": GROUP, "kind": "TLSRoute", "namespace": "infra"}],
+        "to": [{"group": "", "kind": "Service"}]}}
+    r = tls_route(backend="web-backend")
+    r["spec"]["rules"][0]["backendRefs"][0].update(namespace="web")
+    tls_rules = httproutes.rules(r, SERVICES, [grant], kind=gateways.TLS_ROUTE)
+    http_rules = httproutes.rules(r, SERVICES, [grant])
+    assert tls_rules.resolved_refs.status and http_rules.resolved_refs.reason == "RefNotPermitted"
+
+
+def test_a_terminating_tls_listener_is_an_unsupported_value_whatever_its_port():
+    entry = listener("tls-terminate", 8443, "TLS", "terminate.example.com", tls={"mode": "Terminate"})
+    verdict = gateways.validate(gateway(listeners=[entry]), {}, [])
+    assert (verdict.listeners[0].accepted.status, verdict.listeners[0].accepted.reason) == (False, "UnsupportedValue")
