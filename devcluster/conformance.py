@@ -39,7 +39,7 @@ CLAIMED_FEATURES = (
     "HTTPRouteHostRewrite", "HTTPRouteMethodMatching", "HTTPRoutePathRedirect", "HTTPRoutePathRewrite",
     "HTTPRoutePortRedirect", "HTTPRouteQueryParamMatching", "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect", "HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode",
-    "HTTPRoute308RedirectStatusCode", "HTTPRouteBackendRequestHeaderModification", "HTTPRouteParentRefPort",
+    "HTTPRoute308RedirectStatusCode", "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteNamedRouteRule", "GatewayHTTPListenerIsolation",
 )
 REPORT = REPO_ROOT / "conformance" / f"report-{GATEWAY_API_VERSION}.yaml"

@@ -22,7 +22,7 @@ SUPPORTED_FEATURES = (
     "HTTPRouteHostRewrite", "HTTPRouteMethodMatching", "HTTPRoutePathRedirect", "HTTPRoutePathRewrite",
     "HTTPRoutePortRedirect", "HTTPRouteQueryParamMatching", "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect", "HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode",
-    "HTTPRoute308RedirectStatusCode", "HTTPRouteBackendRequestHeaderModification", "HTTPRouteParentRefPort",
+    "HTTPRoute308RedirectStatusCode", "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteNamedRouteRule", "GatewayHTTPListenerIsolation",
 )
 
