@@ -15,6 +15,7 @@ from .binary import NoBinary
 from .config import parse_args
 from .plane import DataPlaneError
 from .run import run
+from .store import StoreUnavailable, masked
 
 
 def main(argv=None) -> int:
@@ -25,14 +26,15 @@ def main(argv=None) -> int:
     logging.getLogger(__name__).info(
         "config: api_port=%s ssh_port=%s http_port=%s listen=%s domain=%s data_dir=%s "
         "token_lifetime=%s tcp_ports=%s-%s tunnel_server=%s admin=%s https_port=%s "
-        "registration=%s tls=%s api_listen=%s",
+        "registration=%s tls=%s api_listen=%s node=%s store=%s",
         config.api_port, config.ssh_port, config.http_port, config.listen, config.domain,
         config.data_dir, config.token_lifetime, config.tcp_ports.first,
         config.tcp_ports.last, config.tunnel_server, config.admin, config.https_port,
-        config.registration, config.tls_source, config.api_listen)
+        config.registration, config.tls_source, config.api_listen, config.node_name,
+        masked(config.store))
     try:
         asyncio.run(run(config))
-    except (OSError, DataPlaneError, NoBinary) as exc:
+    except (OSError, DataPlaneError, NoBinary, StoreUnavailable) as exc:
         logging.getLogger(__name__).error("cannot start the edge: %s", exc)
         return 1
     return 0

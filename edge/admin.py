@@ -1,10 +1,11 @@
 """Admin endpoints under /_admin/ (only with --admin): faults, dropping SSH, live forwards.
 
 They exist for tests, benchmarks and the demo: switch API faults on and off,
-cut every SSH session at once (clients must reconnect), forget one forward
-while its SSH session stays up (a stale binding: the client sees nothing
-wrong, the public side answers 502, which only an end-to-end probe notices),
-and see which forwards are connected. Without --admin none of these routes
+cut every SSH session at once (clients must reconnect), drop one forward (as
+the edge does when a tunnel moves: by design that ends its SSH session, so the
+client reconnects at once; before, the session stayed up with the forward
+gone, a stale binding only an end-to-end probe noticed), and see which
+forwards are connected. Without --admin none of these routes
 exist (404).
 """
 

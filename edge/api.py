@@ -11,10 +11,15 @@ Why it is shaped this way:
 - Policy (edge.policy) is asked before anything costly or lasting happens:
   rate limits on registration and login, quotas on sockets and tunnels, the
   registration policy; scrypt runs in the policy's own small thread pool.
-- Every change is pushed to the data plane (edge.plane) before the client
-  gets its answer: a new tunnel can be forwarded at once, and a deleted
-  socket or tunnel loses its live SSH forwards and its public tcp port, so
-  nothing keeps serving it.
+- Reads come from this node's picture (edge.cache), never from the store, so
+  they keep working while the store is away; writes go to the store
+  (edge.store) and the handler answers only once this node applied its own
+  change (edge.feed) and pushed it to the data plane: a new tunnel can be
+  forwarded at once, and a deleted socket or tunnel loses its live SSH
+  forwards and its public tcp port, so nothing keeps serving it. When the
+  store cannot be reached, writes answer 503 with a clear error_message.
+- Each tunnel is placed on a live node (edge.membership, edge.placement), a
+  socket's tunnels on distinct nodes, and its ``tunnel_server`` says which.
 """
 
 import asyncio
@@ -30,12 +35,19 @@ from . import schema
 from .admin import add_admin_routes
 from .auth import DUMMY_HASH, TokenIssuer, hash_password, verify_password
 from .faults import Faults
+from .health import add_health_route
 from .hostkey import parse_public_key
 from .names import new_dnsname
 from .plane import DataPlane, DataPlaneError
 from .policy import Policy, Refused
-from .store import DuplicateEmail, NoFreeLocalPort, Socket, Store, Tunnel, User
+from .cache import State
+from .feed import Feed
+from .membership import Membership
+from .store import (DuplicateEmail, NoFreeLocalPort, Socket, SqlStore, StoreUnavailable, Tunnel,
+                    User)
+from .store.sql import IntegrityError
 from .tcpports import NoFreeTcpPort, TcpPorts
+from .views import socket_json, tunnel_json, user_json
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +56,14 @@ TOKEN_HEADER = "x-access-token"
 
 @dataclass
 class ApiDeps:
-    store: Store
+    store: SqlStore
+    state: State
+    feed: Feed
+    membership: Membership
     plane: DataPlane
     tokens: TokenIssuer
     tcp_front: TcpPorts
     domain: str
-    tunnel_server: str
     policy: Policy
     faults: Optional[Faults] = None   # set only with --admin
 
@@ -78,6 +92,11 @@ async def json_errors(request: web.Request, handler):
         return error_response(exc.status, exc.message, headers)
     except schema.BadInput as exc:
         return error_response(400, str(exc))
+    except StoreUnavailable as exc:
+        log.error("store unavailable on %s %s: %s", request.method, request.path, exc)
+        return error_response(503, "the edge's database is unavailable: changes are refused until "
+                                   "it is back (everything that exists keeps working); try again",
+                              {"Retry-After": "5"})
     except DataPlaneError as exc:
         log.error("data plane: %s", exc)
         return error_response(503, "the edge's data plane is not available; try again")
@@ -108,66 +127,63 @@ def client_address(request: web.Request) -> str:
     return peer
 
 
-def user_json(user: User) -> dict:
-    return {"name": user.name, "email": user.email, "user_id": user.user_id,
-            "user_name": user.user_name, "sshkey": user.sshkey}
-
-
 class Api:
     def __init__(self, deps: ApiDeps):
         self._deps = deps
         self._store = deps.store
+        self._state = deps.state
         self._plane = deps.plane
         self._policy = deps.policy
 
     # -- helpers ----------------------------------------------------------
     def _tunnel_json(self, tunnel: Tunnel, live: Optional[set] = None) -> dict:
-        out = {"tunnel_id": tunnel.tunnel_id, "local_port": tunnel.local_port,
-               "tunnel_server": self._deps.tunnel_server, "owner": tunnel.owner}
-        if live is not None:
-            out["connected"] = tunnel.local_port in live
-        return out
+        return tunnel_json(tunnel, self._deps.membership.tunnel_server(tunnel), live)
 
     async def _live_ports(self) -> Optional[set]:
-        """local_ports an SSH session forwards right now; None if the data plane cannot say."""
+        """local_ports an SSH session forwards right now, on any live node; None if the data plane
+        cannot say."""
         try:
-            return {t["local_port"] for t in await self._plane.tunnels()}
+            return {t["local_port"] for t in await self._plane.tunnels(everywhere=True)}
         except DataPlaneError:
             return None
 
-    def _socket_json(self, sock: Socket, user: User, live: Optional[set] = None) -> dict:
-        ports = {"http": [80, 443], "https": [80, 443], "tls": [443]}.get(
-            sock.socket_type, [sock.tcp_port])
-        return {
-            "socket_id": sock.socket_id, "name": sock.name, "dnsname": sock.dnsname,
-            "socket_type": sock.socket_type, "socket_tcp_ports": ports,
-            "protected_socket": sock.protected_socket,
-            "protected_username": sock.protected_username,
-            "cloud_authentication_enabled": sock.cloud_authentication_enabled,
-            "cloud_authentication_email_allowed_addressses": list(sock.allowed_addresses),
-            "cloud_authentication_email_allowed_domains": list(sock.allowed_domains),
-            "user_name": user.user_name,
-            "tunnels": [self._tunnel_json(t, live) for t in self._store.tunnels_of(sock.socket_id)],
-        }
+    def _socket_json(self, sock: Socket, user: User, live: Optional[set] = None,
+                     tunnels: Optional[list] = None) -> dict:
+        if tunnels is None:
+            tunnels = self._state.tunnels_of(sock.socket_id)
+        return socket_json(sock, user, [self._tunnel_json(t, live) for t in tunnels])
 
-    def _user(self, request: web.Request) -> User:
+    async def _known(self, lookup):
+        """lookup() in this node's picture; on a miss, catch up with the store once and look
+        again: a client behind several nodes may ask this one for what another node made a
+        moment ago (its own write), and must not be told it does not exist."""
+        found = lookup()
+        if found is None and await self._deps.feed.refresh():
+            found = lookup()
+        return found
+
+    async def _user(self, request: web.Request) -> User:
         token = request.headers.get(TOKEN_HEADER)
         if not token:
             raise ApiError(401, "missing x-access-token header")
         user_id = self._deps.tokens.user_id(token)
-        user = self._store.user_by_id(user_id) if user_id else None
+        user = await self._known(lambda: self._state.user_by_id(user_id)) if user_id else None
         if user is None:
             raise ApiError(401, "invalid or expired token")
         return user
 
-    def _owned_socket(self, request: web.Request, user: User) -> Socket:
-        sock = self._store.socket(request.match_info["socket_id"], user.user_id)
+    async def _owned_socket(self, request: web.Request, user: User) -> Socket:
+        sock = await self._known(lambda: self._state.socket(request.match_info["socket_id"], user.user_id))
         if sock is None:
             raise ApiError(404, "socket not found")
         return sock
 
     async def _body(self, request: web.Request, empty_ok: bool = False) -> dict:
         return schema.json_object(await request.read(), empty_ok)
+
+    async def _applied(self, seq: int) -> None:
+        """Return once this node has applied its own write (and its data plane knows)."""
+        await self._deps.feed.until(seq)
 
     # -- accounts ---------------------------------------------------------
     async def post_user(self, request):
@@ -176,7 +192,7 @@ class Api:
         invite = body.get("invite_token")
         self._policy.registration_allowed(client_address(request),
                                           invite if isinstance(invite, str) else "")
-        if self._store.user_by_email(fields.email):
+        if self._state.user_by_email(fields.email):
             raise ApiError(409, "an account with this email exists already")
         password_hash = await self._policy.hash(hash_password, fields.password)
         user_id = str(uuid.uuid4())
@@ -184,17 +200,17 @@ class Api:
                     name=fields.name, email=fields.email,
                     password_hash=password_hash, sshkey=fields.sshkey)
         try:
-            self._store.add_user(user)
+            seq = await self._store.add_user(user)
         except DuplicateEmail:
             raise ApiError(409, "an account with this email exists already") from None
-        await self._plane.push()
+        await self._applied(seq)
         log.info("account created: user_name=%s", user.user_name)
         return web.json_response(user_json(user))
 
     async def post_login(self, request):
         email, password = schema.login(await self._body(request))
         self._policy.login_allowed(client_address(request), email)
-        user = self._store.user_by_email(email)
+        user = await self._known(lambda: self._state.user_by_email(email))
         stored = user.password_hash if user else DUMMY_HASH
         ok = await self._policy.hash(verify_password, password, stored)
         if not (user and ok):
@@ -203,17 +219,17 @@ class Api:
         return web.json_response({"token": self._deps.tokens.issue(user.user_id)})
 
     async def get_user(self, request):
-        user = self._user(request)
+        user = await self._user(request)
         if request.match_info["user_id"] != user.user_id:
             raise ApiError(404, "user not found")
         return web.json_response(user_json(user))
 
     # -- sockets ----------------------------------------------------------
     async def get_connect(self, request):
-        user = self._user(request)
+        user = await self._user(request)
         live = await self._live_ports()
         return web.json_response(
-            [self._socket_json(s, user, live) for s in self._store.sockets_of(user.user_id)])
+            [self._socket_json(s, user, live) for s in self._state.sockets_of(user.user_id)])
 
     async def post_connect(self, request):
         return await self._create_socket(request, with_tunnel=True)
@@ -222,17 +238,17 @@ class Api:
         return await self._create_socket(request, with_tunnel=False)
 
     async def _create_socket(self, request, with_tunnel: bool):
-        user = self._user(request)
+        user = await self._user(request)
         body = await self._body(request)
         fields = schema.new_socket(body)
         unique = not with_tunnel and schema.unique_name(body)
         if unique:
-            existing = self._named(user, fields)
+            existing = self._named(user, self._state.socket_by_name(user.user_id, fields.name), fields)
             if existing is not None:
                 return web.json_response(self._socket_json(existing, user, await self._live_ports()))
-        self._policy.socket_allowed(self._store.count_sockets_of_user(user.user_id))
+        self._policy.socket_allowed(self._state.count_sockets_of_user(user.user_id))
         if with_tunnel:
-            self._check_tunnel_quota(user)
+            await self._check_tunnel_quota(user)
         password_hash = ""
         if fields.protected_socket:
             password_hash = await self._policy.hash(hash_password, fields.protected_password)
@@ -242,9 +258,41 @@ class Api:
                 tcp_port = await self._deps.tcp_front.open_new()
             except NoFreeTcpPort:
                 raise ApiError(503, "no free public tcp port on this edge") from None
-        sock = Socket(
+        tunnels = []
+        if with_tunnel:
+            tunnels = [Tunnel(tunnel_id=str(uuid.uuid4()), socket_id="", local_port=0,
+                              owner=schema.tunnel_owner({"owner": body.get("tunnel_owner")}),
+                              node=self._deps.membership.place([]))]
+        try:
+            for attempt in range(3):       # a dnsname another node took at the same moment: another
+                sock = self._new_socket(user, fields, tcp_port, password_hash)
+                try:
+                    stored, made, seq = await self._store.add_socket(sock, tunnels, unique)
+                    break
+                except IntegrityError:
+                    if attempt == 2:
+                        raise
+        except NoFreeLocalPort:
+            await self._deps.tcp_front.close(tcp_port)
+            raise ApiError(503, "no free local_port left on this edge") from None
+        except BaseException:
+            await self._deps.tcp_front.close(tcp_port)
+            raise
+        if stored is not sock:
+            # Another request (on any node) made it first: theirs it is.
+            await self._deps.tcp_front.close(tcp_port)
+            existing = self._named(user, stored, fields)
+            return web.json_response(self._socket_json(existing, user, await self._live_ports(),
+                                                       self._state.tunnels_of(existing.socket_id)))
+        await self._applied(seq)
+        log.info("socket created: %s type=%s user=%s", sock.dnsname, sock.socket_type,
+                 user.user_name)
+        return web.json_response(self._socket_json(sock, user, live=set(), tunnels=made))   # nothing forwards it yet
+
+    def _new_socket(self, user: User, fields, tcp_port, password_hash: str) -> Socket:
+        return Socket(
             socket_id=str(uuid.uuid4()), user_id=user.user_id, name=fields.name,
-            dnsname=new_dnsname(self._deps.domain, self._store.dnsname_taken),
+            dnsname=new_dnsname(self._deps.domain, self._state.dnsname_taken),
             socket_type=fields.socket_type, tcp_port=tcp_port,
             protected_socket=fields.protected_socket,
             protected_username=fields.protected_username,
@@ -252,29 +300,9 @@ class Api:
             cloud_authentication_enabled=fields.cloud_authentication_enabled,
             allowed_addresses=list(fields.allowed_addresses),
             allowed_domains=list(fields.allowed_domains))
-        existing = self._named(user, fields) if unique else None
-        if existing is not None:
-            # Another request made it while this one waited (hashing, a tcp port): theirs it is.
-            # Nothing was awaited between that check and this one, so two never both insert.
-            await self._deps.tcp_front.close(tcp_port)
-            return web.json_response(self._socket_json(existing, user, await self._live_ports()))
-        try:
-            self._store.add_socket(sock, [str(uuid.uuid4())] if with_tunnel else [],
-                                   schema.tunnel_owner({"owner": body.get("tunnel_owner")}))
-        except NoFreeLocalPort:
-            await self._deps.tcp_front.close(tcp_port)
-            raise ApiError(503, "no free local_port left on this edge") from None
-        except BaseException:
-            await self._deps.tcp_front.close(tcp_port)
-            raise
-        await self._plane.push()
-        log.info("socket created: %s type=%s user=%s", sock.dnsname, sock.socket_type,
-                 user.user_name)
-        return web.json_response(self._socket_json(sock, user, live=set()))   # nothing forwards it yet
 
-    def _named(self, user: User, fields) -> Optional[Socket]:
+    def _named(self, user: User, sock: Optional[Socket], fields) -> Optional[Socket]:
         """The account's socket with this name (unique_name), or None; 409 if its options differ."""
-        sock = self._store.socket_by_name(user.user_id, fields.name)
         if sock is None:
             return None
         if (sock.socket_type, sock.protected_socket, sock.protected_username,
@@ -285,80 +313,79 @@ class Api:
         return sock
 
     async def get_socket(self, request):
-        user = self._user(request)
+        user = await self._user(request)
         live = await self._live_ports()
-        return web.json_response(self._socket_json(self._owned_socket(request, user), user, live))
+        return web.json_response(self._socket_json(await self._owned_socket(request, user), user, live))
 
     async def patch_socket(self, request):
         """Change a socket's basic auth in place (a rotated password keeps the name)."""
-        user = self._user(request)
-        sock = self._owned_socket(request, user)
+        user = await self._user(request)
+        sock = await self._owned_socket(request, user)
         protected, username, password = schema.protection(await self._body(request))
         password_hash = await self._policy.hash(hash_password, password) if protected else ""
-        sock = self._owned_socket(request, user)          # still there after the await?
-        self._store.set_protection(sock.socket_id, protected, username, password_hash)
-        await self._plane.push()
+        sock = await self._owned_socket(request, user)          # still there after the await?
+        await self._applied(await self._store.set_protection(sock, protected, username, password_hash))
         log.info("socket protection changed: %s user=%s", sock.dnsname, user.user_name)
-        sock = self._owned_socket(request, user)
+        sock = await self._owned_socket(request, user)
         return web.json_response(self._socket_json(sock, user, await self._live_ports()))
 
     async def delete_socket(self, request):
-        user = self._user(request)
-        sock = self._owned_socket(request, user)
+        user = await self._user(request)
+        sock = await self._owned_socket(request, user)
         keep_for = request.query.get("unless_used_by_others")
         if keep_for is not None:
-            others = [t for t in self._store.tunnels_of(sock.socket_id)
+            others = [t for t in self._state.tunnels_of(sock.socket_id)
                       if not (t.owner and t.owner.startswith(keep_for))]
             if others:
                 raise ApiError(409, "the socket has {} tunnel(s) of other owners".format(len(others)))
-        self._store.delete_socket(sock.socket_id)
-        await self._plane.push()
-        await self._deps.tcp_front.close(sock.tcp_port)
+        await self._applied(await self._store.delete_socket(sock.socket_id))
         log.info("socket deleted: %s user=%s", sock.dnsname, user.user_name)
         return web.Response(status=204)
 
     # -- tunnels ----------------------------------------------------------
-    def _check_tunnel_quota(self, user: User) -> None:
+    async def _check_tunnel_quota(self, user: User) -> None:
         self._policy.tunnel_allowed(
-            self._store.count_tunnels_of_user(user.user_id),
-            self._store.tunnels_created_since(user.user_id, time.time() - 3600))
+            self._state.count_tunnels_of_user(user.user_id),
+            await self._store.tunnels_created_since(user.user_id, time.time() - 3600))
 
     async def get_tunnels(self, request):
-        user = self._user(request)
-        sock = self._owned_socket(request, user)
+        user = await self._user(request)
+        sock = await self._owned_socket(request, user)
         live = await self._live_ports()
         return web.json_response(
-            [self._tunnel_json(t, live) for t in self._store.tunnels_of(sock.socket_id)])
+            [self._tunnel_json(t, live) for t in self._state.tunnels_of(sock.socket_id)])
 
     async def post_tunnel(self, request):
-        user = self._user(request)
-        sock = self._owned_socket(request, user)
+        user = await self._user(request)
+        sock = await self._owned_socket(request, user)
         owner = schema.tunnel_owner(await self._body(request, empty_ok=True))  # the contract sends {}
-        self._check_tunnel_quota(user)
+        await self._check_tunnel_quota(user)
         try:
-            tunnel = self._store.add_tunnel(sock.socket_id, str(uuid.uuid4()), owner)
+            tunnel, seq = await self._store.add_tunnel(
+                sock, Tunnel(tunnel_id=str(uuid.uuid4()), socket_id=sock.socket_id, local_port=0,
+                             owner=owner), place=self._deps.membership.place)
         except NoFreeLocalPort:
             raise ApiError(503, "no free local_port left on this edge") from None
-        await self._plane.push()
-        log.info("tunnel created: %s local_port=%d", sock.dnsname, tunnel.local_port)
+        await self._applied(seq)
+        log.info("tunnel created: %s local_port=%d node=%s", sock.dnsname, tunnel.local_port,
+                 tunnel.node)
         return web.json_response(self._tunnel_json(tunnel, live=set()))       # nothing forwards it yet
 
-    def _owned_tunnel(self, request) -> Tunnel:
-        user = self._user(request)
-        sock = self._owned_socket(request, user)
-        tunnel = self._store.tunnel(sock.socket_id, request.match_info["tunnel_id"])
+    async def _owned_tunnel(self, request) -> Tunnel:
+        user = await self._user(request)
+        sock = await self._owned_socket(request, user)
+        tunnel = await self._known(lambda: self._state.tunnel(sock.socket_id, request.match_info["tunnel_id"]))
         if tunnel is None:
             raise ApiError(404, "tunnel not found")
         return tunnel
 
     async def get_tunnel(self, request):
-        tunnel = self._owned_tunnel(request)
+        tunnel = await self._owned_tunnel(request)
         return web.json_response(self._tunnel_json(tunnel, await self._live_ports()))
 
     async def delete_tunnel(self, request):
-        tunnel = self._owned_tunnel(request)
-        self._store.delete_tunnel(tunnel.tunnel_id)
-        await self._plane.push()
+        tunnel = await self._owned_tunnel(request)
+        await self._applied(await self._store.delete_tunnel(tunnel.tunnel_id))
         log.info("tunnel deleted: local_port=%d", tunnel.local_port)
         return web.Response(status=204)
 
@@ -382,6 +409,7 @@ def make_app(deps: ApiDeps) -> web.Application:
     app.router.add_post("/socket/{socket_id}/tunnel", api.post_tunnel)
     app.router.add_get("/socket/{socket_id}/tunnel/{tunnel_id}", api.get_tunnel)
     app.router.add_delete("/socket/{socket_id}/tunnel/{tunnel_id}", api.delete_tunnel)
+    add_health_route(app, deps.plane, deps.membership, deps.state)
     if deps.faults is not None:
         add_admin_routes(app, deps.plane, deps.faults)
     return app

@@ -1,10 +1,12 @@
 """Build and find the edge's Go data plane (edge/dataplane/) -- ``python -m edge.binary``.
 
 Why it is shaped this way:
-- The binary is named by a hash of its sources (go.mod, go.sum, *.go), so a
-  second build does nothing, a changed source builds a new binary, and
-  several work trees can share one cache directory without overwriting each
-  other's binaries. The cache is ``.cache/edge/`` (override: EDGE_CACHE_DIR).
+- The binary is named by a hash of its sources: go.mod, go.sum and every .go
+  file under edge/dataplane/ (the internal/ packages too), each hashed with its
+  path relative to edge/dataplane/, so moving a file between packages is a
+  change. A second build does nothing, a changed source builds a new binary,
+  and several work trees can share one cache directory without overwriting
+  each other's binaries. The cache is ``.cache/edge/`` (override: EDGE_CACHE_DIR).
 - Builds hold a lock file, so parallel test processes that find no binary
   build it once. ``python -m edge`` builds on demand when Go is installed;
   when it is not, it says so in one line instead of a traceback.
@@ -27,12 +29,26 @@ class NoBinary(Exception):
     """The data plane binary is missing and cannot be built here."""
 
 
+def source_files() -> list:
+    """go.mod, go.sum and every .go file of every package (tests too: one rule, no guessing)."""
+    return sorted(path for path in SOURCE_DIR.rglob("*") if path.is_file()
+                  and (path.suffix == ".go" or path.relative_to(SOURCE_DIR).as_posix() in ("go.mod", "go.sum")))
+
+
 def source_hash() -> str:
     digest = hashlib.sha256()
-    for path in sorted(SOURCE_DIR.iterdir()):
-        if path.suffix == ".go" or path.name in ("go.mod", "go.sum"):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in source_files():
+        name = path.relative_to(SOURCE_DIR).as_posix()
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def go_version() -> str:
+    """The Go version go.mod asks for (its `go` line), e.g. 1.26.8."""
+    for line in (SOURCE_DIR / "go.mod").read_text().splitlines():
+        if line.startswith("go "):
+            return line.split()[1]
+    return "?"
 
 
 def cache_dir() -> Path:
@@ -47,8 +63,8 @@ def _go() -> str:
     go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK)
                                 else None)
     if go is None:
-        raise NoBinary("the edge's data plane is written in Go and no `go` (>= 1.22) is on PATH: "
-                       "install Go, or set EDGE_DATAPLANE_BIN to a built binary")
+        raise NoBinary("the edge's data plane is written in Go and no `go` (>= {}) is on PATH: "
+                       "install Go, or set EDGE_DATAPLANE_BIN to a built binary".format(go_version()))
     return go
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from .faults import FaultSettings
+from .store.url import is_postgres
 from .tcpports import PortRange
 
 REGISTRATION_POLICIES = ("open", "closed", "invite")
@@ -59,6 +60,10 @@ class EdgeConfig:
     limits: Limits
     plane_args: list
     tls_source: str
+    store: str = ""
+    node_name: str = ""
+    link_port: int = 0
+    cluster_secret_file: str = ""
 
 
 def _port(text: str) -> int:
@@ -118,6 +123,15 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "on TLS only, as --api-name on the HTTPS port)")
     add("--api-name", "", "public name of the REST API on the HTTPS port (default: "
         "api.<domain>)")
+    add("--store", "", "where the edge's state lives: empty for the embedded SQLite file in "
+        "--data-dir (one node), or a PostgreSQL URL (postgresql://user:pass@host/db) that "
+        "every node of a many-node edge shares")
+    add("--node-name", "", "this node's name among the edge's nodes, unique and stable "
+        "(default: its --tunnel-server)")
+    add("--link-port", "2223", "port of the link between nodes (with --store postgresql://...; "
+        "0 = any free port)", type=_port)
+    add("--cluster-secret-file", "", "file holding the secret every node of the edge shares "
+        "for the link between nodes (required with --store postgresql://...)")
     add("--local-ports", "10000-65535", "tunnel local_port numbers handed out (a range A-B)",
         type=_range)
     add("--tls-cert", "", "a given certificate (PEM; e.g. a wildcard for *.<domain>) used "
@@ -217,7 +231,23 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
             plane_args += ["--acme-ca", a.acme_ca]
         tls_source = ("the given certificate where it applies, else " if a.tls_cert else "") + \
             "ACME ({})".format(a.acme_directory)
+    if a.store.strip() not in ("", "sqlite") and not is_postgres(a.store.strip()):
+        parser.error("--store: give a PostgreSQL URL (postgresql://...) or leave it empty for SQLite")
+    cluster_secret = b""
+    if is_postgres(a.store.strip()):
+        if not a.cluster_secret_file:
+            parser.error("--store postgresql://... needs --cluster-secret-file (the secret every "
+                         "node shares for the link between nodes)")
+        try:
+            cluster_secret = Path(a.cluster_secret_file).read_bytes().strip()
+        except OSError as exc:
+            parser.error("--cluster-secret-file: {}".format(exc))
+        if len(cluster_secret) < 16:
+            parser.error("--cluster-secret-file: the secret must be at least 16 characters")
+    tunnel_server = a.tunnel_server or _default_tunnel_server(a.listen, domain)
     return EdgeConfig(
+        store=a.store.strip(), node_name=a.node_name or tunnel_server,
+        link_port=a.link_port, cluster_secret_file=a.cluster_secret_file if cluster_secret else "",
         api_port=a.api_port, ssh_port=a.ssh_port, http_port=a.http_port,
         https_port=a.https_port, api_name=(a.api_name or "api." + domain).lower(),
         api_listen=a.api_listen or (a.listen if _loopback(a.listen) else "127.0.0.1"),
@@ -226,5 +256,5 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
         domain=domain, data_dir=a.data_dir, listen=a.listen,
         token_lifetime=a.token_lifetime, tcp_ports=a.tcp_ports, admin=a.admin,
         log_level=a.log_level,
-        tunnel_server=a.tunnel_server or _default_tunnel_server(a.listen, domain),
+        tunnel_server=tunnel_server,
         faults=faults)

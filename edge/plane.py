@@ -5,11 +5,14 @@ Why it is shaped this way:
   (edge/dataplane/, see edge/README.md for the measurements behind that);
   accounts, sockets, quotas and the REST API stay here. This module is the
   only place that knows the child exists.
-- State goes one way, as a whole: after every change the API awaits
-  ``push()``, which sends a full snapshot built from the database with a
-  growing version number. Pushes are serialised, so the child never sees an
-  older picture after a newer one, and the API answers its client only once
-  the data plane knows (an ``ssh -R`` right after ``POST /connect`` works).
+- State goes one way: the whole picture once (``push()``, at start and after
+  a restart of the child), then only what changed (``push_delta()``, one
+  PATCH per batch of changes, so a change costs the same with 10 sockets or
+  10,000), each with a growing version number. Pushes are serialised, so the
+  child never sees an older picture after a newer one, and the API answers its
+  client only once the data plane knows (an ``ssh -R`` right after ``POST
+  /connect`` works). The live nodes go the same way (``set_nodes()``), and
+  the child tells which forwards came up (``events()``).
 - The child is supervised: if it dies, it is started again on the same
   ports, given the current snapshot and its tcp ports again, and the log
   says so. Stopping sends SIGTERM and waits, then SIGKILL.
@@ -29,7 +32,8 @@ from .binary import ensure_built
 
 log = logging.getLogger(__name__)
 
-_READY = re.compile(r"DATAPLANE READY ssh=(\S+):(\d+) http=(\S+):(\d+) https=(\S+):(\d+)")
+_READY = re.compile(r"DATAPLANE READY ssh=(\S+):(\d+) http=(\S+):(\d+) https=(\S+):(\d+)"
+                    r"(?: link=(\S+):(\d+))?")
 READY_TIMEOUT = 20.0
 
 
@@ -40,7 +44,7 @@ class DataPlaneError(Exception):
 @dataclass
 class PlaneOptions:
     listen: str
-    ports: dict                 # {"ssh": n, "http": n, "https": n}; 0 = any, replaced once known
+    ports: dict                 # {"ssh": n, "http": n, "https": n, "link": n}; 0 = any, replaced once known
     data_dir: Path
     host_key: Path
     domain: str
@@ -61,6 +65,7 @@ class DataPlane:
         self._version = 0
         self._stopping = False
         self._watch: Optional[asyncio.Task] = None
+        self._nodes: Optional[dict] = None   # the last set_nodes(), sent again after a restart
         self.control = options.data_dir / "dataplane.sock"
 
     @property
@@ -68,13 +73,18 @@ class DataPlane:
         return dict(self.options.ports)
 
     @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None and not self._stopping
+
+    @property
     def pid(self) -> Optional[int]:
         return self._proc.pid if self._proc else None
 
     def _argv(self, binary: Path) -> list:
         o = self.options
+        link = ["--link-port", str(o.ports["link"])] if "link" in o.ports else []
         return [str(binary), "--listen", o.listen, "--ssh-port", str(o.ports["ssh"]),
-                "--http-port", str(o.ports["http"]), "--https-port", str(o.ports["https"]),
+                "--http-port", str(o.ports["http"]), "--https-port", str(o.ports["https"]), *link,
                 "--control", str(self.control), "--host-key", str(o.host_key),
                 "--data-dir", str(o.data_dir), "--domain", o.domain, "--api-name", o.api_name,
                 "--api-upstream", o.api_upstream, *o.extra_args]
@@ -94,11 +104,15 @@ class DataPlane:
             raise DataPlaneError("the data plane exited with status {} (see the log above)".format(code))
         m = _READY.search(line)
         self.options.ports = {"ssh": int(m.group(2)), "http": int(m.group(4)), "https": int(m.group(6))}
+        if m.group(8):
+            self.options.ports["link"] = int(m.group(8))
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.UnixConnector(path=str(self.control)),
                 timeout=aiohttp.ClientTimeout(total=30))
         await self.push()
+        if self._nodes is not None:
+            await self._call("PUT", "/nodes", self._nodes)
         for port in self._tcp_ports():
             try:
                 await self.open_tcp(port)
@@ -131,7 +145,14 @@ class DataPlane:
                 log.error("the data plane did not start again: %s", exc)
                 delay = min(delay * 2, 10)
 
-    async def stop(self) -> None:
+    async def restart(self) -> None:
+        """Start the child again on the same ports (new files in the data dir), with the state."""
+        await self._terminate()
+        self._stopping = False
+        await self.start()
+
+    async def _terminate(self) -> None:
+        """SIGTERM, up to 3 s, then SIGKILL; no restart (``_stopping``)."""
         self._stopping = True
         if self._watch:
             self._watch.cancel()
@@ -141,6 +162,9 @@ class DataPlane:
                 await asyncio.wait_for(self._proc.wait(), 3)
             except asyncio.TimeoutError:
                 await self._kill()
+
+    async def stop(self) -> None:
+        await self._terminate()
         if self._session:
             await self._session.close()
 
@@ -167,14 +191,32 @@ class DataPlane:
             state = dict(self._snapshot(), version=self._version)
             await self._call("PUT", "/state", state)
 
+    async def push_delta(self, delta: dict) -> None:
+        """Send only what changed (edge.planestate.delta_json); returns once applied."""
+        async with self._lock:
+            self._version += 1
+            await self._call("PATCH", "/state", dict(delta, version=self._version))
+
+    async def set_nodes(self, nodes: dict) -> None:
+        """This node and the live nodes' links (edge.planestate.nodes_json)."""
+        self._nodes = nodes
+        await self._call("PUT", "/nodes", nodes)
+
+    async def events(self, after: int, wait: float = 10.0) -> dict:
+        """Forwards that came up or went down after event ``after`` (waits up to ``wait`` s
+        for one): ``{"boot": id, "next": n, "events": [{"kind", "local_port"}]}``."""
+        return await self._call("GET", "/events?after={}&wait={}".format(after, wait))
+
     async def open_tcp(self, port: int) -> int:
         return (await self._call("POST", "/tcp/open", {"port": port}))["port"]
 
     async def close_tcp(self, port: int) -> None:
         await self._call("POST", "/tcp/close", {"port": port})
 
-    async def tunnels(self) -> list:
-        return await self._call("GET", "/tunnels")
+    async def tunnels(self, everywhere: bool = False) -> list:
+        """Forwards held here; ``everywhere``: and those every other live node holds (asked over
+        the link between nodes, a second at most)."""
+        return await self._call("GET", "/tunnels" + ("?everywhere=1" if everywhere else ""))
 
     async def drop_ssh(self) -> int:
         return (await self._call("POST", "/drop-ssh"))["dropped"]

@@ -1,7 +1,8 @@
 """Start every part of the edge, announce READY, stop cleanly.
 
 Why it is shaped this way:
-- Start order: state (database, token secret, SSH host key), the REST API
+- Start order: the store (migrations), this node's picture of it
+  (edge.feed), the files every node shares (edge.shared), the REST API
   (its port is what the data plane proxies the API's public name to), then
   the Go data plane (edge.plane), which gets the whole state and the tcp
   sockets' ports before READY. Only when all of them listen is the single
@@ -10,7 +11,9 @@ Why it is shaped this way:
   with port 0 and read the real ports from that line.
 - SIGTERM/SIGINT only set an event. Shutdown stops the data plane (which
   closes every SSH session and public connection) and gives the API one
-  second for in-flight requests, so the process exits 0 promptly.
+  second for in-flight requests, so the process exits 0 promptly. A node
+  of a shared store leaves the edge first (edge.membership), so its tunnels
+  move at once.
 """
 
 import asyncio
@@ -20,14 +23,19 @@ import sys
 
 from aiohttp import web
 
+from . import planestate, shared
 from .api import ApiDeps, make_app
 from .auth import TokenIssuer, load_or_create_secret
+from .cache import State
 from .config import EdgeConfig
 from .faults import Faults
+from .feed import Feed
+from .forwards import Forwards
 from .hostkey import load_or_create_host_key
-from .plane import DataPlane, PlaneOptions
+from .membership import Membership
+from .plane import DataPlane, DataPlaneError, PlaneOptions
 from .policy import Policy
-from .store import Store
+from .store import Node, make_store
 from .tcpports import TcpPorts
 
 log = logging.getLogger(__name__)
@@ -53,45 +61,103 @@ async def run(config: EdgeConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(config.data_dir / DB_FILE,
-                  local_ports=(config.local_ports.first, config.local_ports.last),
-                  quarantine=config.limits.port_quarantine)
+    store = make_store(config.store, config.data_dir / DB_FILE,
+                       local_ports=(config.local_ports.first, config.local_ports.last),
+                       quarantine=config.limits.port_quarantine)
+    log.info("store: %s", store.describe)
+    await store.open()
+    try:
+        await _serve(config, store, stop)
+    finally:
+        await store.close()
+    log.info("stopped")
+    sys.stdout.flush()
+
+
+async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
+    state = State()
     policy = Policy(config.limits, config.registration, config.invite_tokens)
+    if store.shared:               # this node's files, in case it is the edge's first
+        load_or_create_secret(config.data_dir)
+        load_or_create_host_key(config.data_dir)
+    await shared.share(store, config.data_dir, shared.KEY_FILES)
+    await shared.share(store, config.data_dir, shared.CA_FILES)
     tokens = TokenIssuer(load_or_create_secret(config.data_dir), config.token_lifetime)
     host_key = load_or_create_host_key(config.data_dir)
 
     limits = plane_limits(config)
+    ports = {"ssh": config.ssh_port, "http": config.http_port, "https": config.https_port}
+    extra = list(config.plane_args) + ["--node-name", config.node_name]
+    if store.shared:               # the link between nodes (edge/dataplane/internal/nodes)
+        ports["link"] = config.link_port
+        extra += ["--cluster-secret-file", config.cluster_secret_file]
     plane = DataPlane(
-        PlaneOptions(listen=config.listen,
-                     ports={"ssh": config.ssh_port, "http": config.http_port,
-                            "https": config.https_port},
+        PlaneOptions(listen=config.listen, ports=ports,
                      data_dir=config.data_dir, host_key=host_key, domain=config.domain,
-                     api_name=config.api_name, api_upstream="", extra_args=config.plane_args),
-        snapshot=lambda: dict(store.dataplane_state(), limits=limits),
-        tcp_ports=lambda: sorted(store.used_tcp_ports()))
-    tcp_ports = TcpPorts(plane, config.tcp_ports, store.used_tcp_ports)
-    deps = ApiDeps(store=store, plane=plane, tokens=tokens, tcp_front=tcp_ports,
-                   domain=config.domain, tunnel_server=config.tunnel_server, policy=policy,
+                     api_name=config.api_name, api_upstream="", extra_args=extra),
+        snapshot=lambda: dict(planestate.full_state(state), limits=limits),
+        tcp_ports=lambda: sorted(state.used_tcp_ports()))
+    tcp_ports = TcpPorts(plane, config.tcp_ports, state.used_tcp_ports)
+
+    async def on_delta(delta) -> None:
+        await plane.push_delta(planestate.delta_json(state, delta))
+        for socket_id, sock in delta.sockets.items():
+            await tcp_ports.follow(socket_id, sock.tcp_port if sock else None)
+
+    async def on_reload() -> None:
+        await plane.push()
+        for sock in list(state.sockets.values()):
+            await tcp_ports.follow(sock.socket_id, sock.tcp_port)
+
+    feed = Feed(store, state, on_delta, on_reload)
+    await feed.load()
+    me = Node(name=config.node_name, tunnel_server=config.tunnel_server)
+
+    async def on_live(live: list) -> None:
+        try:
+            await plane.set_nodes(planestate.nodes_json(me, live))
+        except DataPlaneError as exc:       # it gets them again when it restarts
+            log.error("data plane: cannot give it the live nodes: %s", exc)
+
+    membership = Membership(store, state, me, on_change=on_live if store.shared else None)
+    forwards = Forwards(plane, store, state, feed, me.name)
+    deps = ApiDeps(store=store, state=state, feed=feed, membership=membership, plane=plane,
+                   tokens=tokens, tcp_front=tcp_ports, domain=config.domain, policy=policy,
                    faults=Faults(config.faults) if config.admin else None)
     runner = web.AppRunner(make_app(deps), handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, config.api_listen, config.api_port)
     await site.start()
     api_addr = _addr(runner.addresses[0])
+    me.api = api_addr
     plane.options.api_upstream = "127.0.0.1:{}".format(runner.addresses[0][1]) \
         if config.api_listen in ("0.0.0.0", "::", "") else api_addr
     try:
         await plane.start()
+        if await shared.share(store, config.data_dir, shared.CA_FILES):
+            await plane.restart()           # another node's CA won: serve with that one
+        for sock in state.sockets.values():
+            tcp_ports.started(sock.socket_id, sock.tcp_port)
+        if "link" in plane.ports:
+            me.link = "{}:{}".format(config.tunnel_server, plane.ports["link"])
+        feed.start()
+        await membership.start()
+        if store.shared:
+            await on_live(membership.live_nodes())
+        forwards.start()
     except BaseException:
+        await forwards.stop()
+        await membership.stop()
+        await feed.stop()
         await plane.stop()
         await runner.cleanup()
         raise
     ports = plane.ports
     host = config.listen
     addrs = {k: _addr((host, v)) for k, v in ports.items()}
-    log.info("edge up: api=%s ssh=%s http=%s https=%s domain=%s admin=%s data_dir=%s",
-             api_addr, addrs["ssh"], addrs["http"], addrs["https"], config.domain, config.admin,
-             config.data_dir)
+    log.info("edge up: node=%s api=%s ssh=%s http=%s https=%s domain=%s admin=%s data_dir=%s",
+             me.name, api_addr, addrs["ssh"], addrs["http"], addrs["https"], config.domain,
+             config.admin, config.data_dir)
     log.info("TLS: %s; the internal CA's root certificate is %s (clients that should trust "
              "this edge's own certificates trust that file)", config.tls_source,
              config.data_dir / "ca.crt")
@@ -101,9 +167,9 @@ async def run(config: EdgeConfig) -> None:
     await stop.wait()
 
     log.info("stopping")
+    await forwards.stop()
+    await membership.stop()
+    await feed.stop()
     await plane.stop()
     await runner.cleanup()
     policy.close()
-    store.close()
-    log.info("stopped")
-    sys.stdout.flush()

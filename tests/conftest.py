@@ -17,6 +17,7 @@ from devcluster import ControlPlane, assert_private_netns
 from devcluster.names import dns_label
 from devcluster.stack import Cluster
 from devcluster.standin import StandIns
+from edge.testclients import Backends, SshClients
 from edge.testing import EdgeProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -85,3 +86,19 @@ def controller_kubeconfig(control_plane):
 def cluster(control_plane, namespace):
     """kubectl verbs on the test's namespace (devcluster.stack.Cluster)."""
     return Cluster(control_plane, namespace)
+
+
+@pytest.fixture
+def ssh(tmp_path):
+    """OpenSSH clients a test starts (edge.testclients.SshClients); every one stopped at teardown."""
+    clients = SshClients(tmp_path)
+    yield clients
+    clients.stop_all()
+
+
+@pytest.fixture
+def backend():
+    """Factory: backend(name) -> a started HttpBackend, shut down at teardown."""
+    backends = Backends()
+    yield backends.start
+    backends.close()

@@ -12,12 +12,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"crypto/tls"
-	"errors"
 	"flag"
 	"fmt"
-	"log"
 	"net"
 	"net/http"
 	"os"
@@ -28,13 +26,17 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"mysocketd/edge/dataplane/internal/certs"
+	"mysocketd/edge/dataplane/internal/control"
+	"mysocketd/edge/dataplane/internal/front"
+	"mysocketd/edge/dataplane/internal/limits"
+	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/nodes"
+	"mysocketd/edge/dataplane/internal/sshd"
+	"mysocketd/edge/dataplane/internal/state"
+	"mysocketd/edge/dataplane/internal/tunnels"
 )
-
-var logger = log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
-
-func logf(format string, args ...any) { logger.Printf("dataplane: "+format, args...) }
-
-func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
 
 type options struct {
 	listen, control, hostKey, dataDir, domain, apiName, apiUpstream string
@@ -42,6 +44,8 @@ type options struct {
 	keepalive, openFirst, openLast, acmeRenewBefore, acmeCheck      time.Duration
 	keepaliveCount                                                  int
 	acmeDirectory, acmeCA, acmeEmail, tlsCert, tlsKey               string
+	nodeName, clusterSecretFile                                     string
+	linkPort                                                        int
 }
 
 func parseFlags() options {
@@ -67,6 +71,9 @@ func parseFlags() options {
 	flag.DurationVar(&o.acmeCheck, "acme-check-interval", time.Hour, "how often certificates are checked for renewal")
 	flag.StringVar(&o.tlsCert, "tls-cert", "", "a given certificate (e.g. a wildcard), PEM")
 	flag.StringVar(&o.tlsKey, "tls-key", "", "its private key, PEM")
+	flag.StringVar(&o.nodeName, "node-name", "", "this node's name among the edge's nodes (empty: one node)")
+	flag.IntVar(&o.linkPort, "link-port", -1, "port of the link between nodes (-1: none; 0: any)")
+	flag.StringVar(&o.clusterSecretFile, "cluster-secret-file", "", "file with the secret every node shares (with --link-port)")
 	flag.Parse()
 	if o.control == "" || o.hostKey == "" {
 		fmt.Fprintln(os.Stderr, "dataplane: --control and --host-key are required")
@@ -78,7 +85,7 @@ func parseFlags() options {
 func listen(host string, port int) net.Listener {
 	l, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(port)))
 	if err != nil {
-		logf("cannot listen: %v", err)
+		logx.Printf("cannot listen: %v", err)
 		os.Exit(1)
 	}
 	return l
@@ -98,96 +105,104 @@ func main() {
 	}
 	keyPEM, err := os.ReadFile(o.hostKey)
 	if err != nil {
-		logf("cannot read the host key: %v", err)
+		logx.Printf("cannot read the host key: %v", err)
 		os.Exit(1)
 	}
 	hostKey, err := ssh.ParsePrivateKey(keyPEM)
 	if err != nil {
-		logf("cannot parse the host key: %v", err)
+		logx.Printf("cannot parse the host key: %v", err)
 		os.Exit(1)
 	}
-	state := &StateHolder{}
-	state.Set(buildSnapshot(StateIn{}))
-	var sshd *SSHServer
-	reg := NewRegistry(o.openFirst, o.openLast, func(s *Session) {
-		logf("closing the SSH session of %s (%s): it serves no tunnel any more", s.UserName, s.Peer)
+	holder := state.NewHolder(o.nodeName)
+	reg := tunnels.NewRegistry(o.openFirst, o.openLast, func(s *tunnels.Session) {
+		logx.Printf("closing the SSH session of %s (%s): it serves no tunnel any more", s.UserName, s.Peer)
 		s.Conn.Close()
 	})
-	sshd = NewSSHServer(state, reg, hostKey, o.keepalive, o.keepaliveCount)
+	sshServer := sshd.NewServer(holder, reg, hostKey, o.keepalive, o.keepaliveCount)
 
-	ca, caKey, err := loadOrCreateCA(o.dataDir)
+	ca, caKey, err := certs.LoadOrCreateCA(o.dataDir)
 	if err != nil {
-		logf("internal CA: %v", err)
+		logx.Printf("internal CA: %v", err)
 		os.Exit(1)
 	}
-	given, err := loadGiven(o.tlsCert, o.tlsKey)
+	given, err := certs.LoadGiven(o.tlsCert, o.tlsKey)
 	if err != nil {
-		logf("--tls-cert/--tls-key: %v", err)
+		logx.Printf("--tls-cert/--tls-key: %v", err)
 		os.Exit(1)
 	}
-	certs := &Certs{state: state, apiName: strings.ToLower(o.apiName), domain: o.domain, given: given,
-		ca: ca, caKey: caKey, leaves: map[string]*tls.Certificate{}}
-	var acmeMgr *ACME
+	chooser := &certs.Chooser{State: holder, APIName: strings.ToLower(o.apiName), Given: given, CA: ca, CAKey: caKey}
+	var acmeMgr *certs.ACME
 	if o.acmeDirectory != "" {
-		if acmeMgr, err = NewACME(o.dataDir, o.acmeDirectory, o.acmeCA, o.acmeEmail, o.acmeRenewBefore); err != nil {
-			logf("ACME: %v", err)
+		if acmeMgr, err = certs.NewACME(o.dataDir, o.acmeDirectory, o.acmeCA, o.acmeEmail, o.acmeRenewBefore); err != nil {
+			logx.Printf("ACME: %v", err)
 			os.Exit(1)
 		}
-		certs.acme = acmeMgr
-		go acmeMgr.RenewLoop(o.acmeCheck, certs.allowed)
+		chooser.ACME = acmeMgr
+		go acmeMgr.RenewLoop(o.acmeCheck, chooser.Allowed)
 	}
-	conns := NewCounter()
-	front := NewFront(state, reg, strings.ToLower(o.apiName), o.apiUpstream, acmeMgr)
-	front.conns = conns
-	tcp := &TCPFront{state: state, reg: reg, conns: conns, listen: o.listen, open: map[int]net.Listener{}}
+	shared := front.Shared{State: holder, Tunnels: reg, Conns: limits.NewCounter()}
+	httpFront := front.NewHTTP(shared, strings.ToLower(o.apiName), o.apiUpstream, acmeMgr)
+	tcp := front.NewTCP(shared, o.listen)
 
 	os.Remove(o.control)
 	controlL, err := net.Listen("unix", o.control)
 	if err != nil {
-		logf("control socket: %v", err)
+		logx.Printf("control socket: %v", err)
 		os.Exit(1)
 	}
 	os.Chmod(o.control, 0o600)
 	sshL := listen(o.listen, o.sshPort)
 	httpL := listen(o.listen, o.httpPort)
 	httpsL := listen(o.listen, o.httpsPort)
-	tlsConns := newChanListener(httpsL.Addr())
-	tlsFront := &TLSFront{state: state, reg: reg, certs: certs, conns: conns, http: tlsConns}
+	tlsConns := front.NewChanListener(httpsL.Addr())
+	tlsFront := front.NewTLS(shared, chooser, tlsConns)
 
-	newServer := func(h *Front) *http.Server {
-		return &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
-			MaxHeaderBytes: maxHeaderBytes * 2, ErrorLog: log.New(discard{}, "", 0),
-			ConnContext: h.ConnContext, ConnState: h.ConnState}
+	httpSrv, httpsSrv := httpFront.NewServer(), httpFront.NewServer()
+	var links *nodes.Links
+	var linkL net.Listener
+	linkReady := ""
+	if o.linkPort >= 0 { // many nodes: the link to the others (internal/nodes)
+		secret, err := os.ReadFile(o.clusterSecretFile)
+		if err != nil || len(bytes.TrimSpace(secret)) < 16 {
+			logx.Printf("--cluster-secret-file: a secret of at least 16 characters is required with --link-port (%v)", err)
+			os.Exit(1)
+		}
+		links = nodes.New(nodes.Config{Name: o.nodeName, HostKey: hostKey, Secret: bytes.TrimSpace(secret),
+			Local: reg, Held: reg.HeldPorts, Logf: logx.Printf})
+		reg.SetLinks(links, o.nodeName)
+		linkL = listen(o.listen, o.linkPort)
+		go links.Serve(linkL)
+		linkReady = " link=" + linkL.Addr().String()
 	}
-	httpSrv, httpsSrv := newServer(front), newServer(front)
-	controlSrv := &http.Server{Handler: (&Control{state: state, reg: reg, sshd: sshd, tcp: tcp}).Handler()}
+	controlSrv := &http.Server{Handler: (&control.API{State: holder, Tunnels: reg, SSH: sshServer, TCP: tcp,
+		Links: links}).Handler()}
 	go controlSrv.Serve(controlL)
-	go sshd.Serve(sshL)
+	go sshServer.Serve(sshL)
 	go httpSrv.Serve(httpL)
 	go httpsSrv.Serve(tlsConns)
 	go tlsFront.Serve(httpsL)
 
-	fmt.Printf("DATAPLANE READY ssh=%s http=%s https=%s\n", sshL.Addr(), httpL.Addr(), httpsL.Addr())
-	logf("up: ssh=%s http=%s https=%s acme=%q internal_ca=%s/ca.crt", sshL.Addr(), httpL.Addr(),
+	fmt.Printf("DATAPLANE READY ssh=%s http=%s https=%s%s\n", sshL.Addr(), httpL.Addr(), httpsL.Addr(), linkReady)
+	logx.Printf("up: ssh=%s http=%s https=%s acme=%q internal_ca=%s/ca.crt", sshL.Addr(), httpL.Addr(),
 		httpsL.Addr(), o.acmeDirectory, o.dataDir)
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	<-stop
-	logf("stopping")
+	logx.Printf("stopping")
 	sshL.Close()
 	httpsL.Close()
+	if links != nil {
+		linkL.Close()
+		links.Close()
+	}
 	tcp.CloseAll()
-	sshd.CloseAll()
+	sshServer.CloseAll()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	httpSrv.Shutdown(ctx)
 	httpsSrv.Shutdown(ctx)
 	controlSrv.Close()
 	os.Remove(o.control)
-	logf("stopped")
+	logx.Printf("stopped")
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }

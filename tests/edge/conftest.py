@@ -10,8 +10,7 @@ import time
 import psutil
 import pytest
 
-from edge.testing import HttpBackend
-from edgetest_helpers import SshClients, make_account
+from edgetest_helpers import make_account
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,25 +37,3 @@ def account(edge, tmp_path):
 def new_account(edge, tmp_path):
     """Factory: new_account() -> another fresh Account on the module's edge."""
     return lambda key_type="ed25519": make_account(edge, tmp_path, key_type)
-
-
-@pytest.fixture
-def ssh(tmp_path):
-    clients = SshClients(tmp_path)
-    yield clients
-    clients.stop_all()
-
-
-@pytest.fixture
-def backend():
-    """Factory: backend(name) -> a started HttpBackend, shut down at teardown."""
-    started = []
-
-    def start(name="backend"):
-        server = HttpBackend(name).__enter__()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.__exit__(None, None, None)

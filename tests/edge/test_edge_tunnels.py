@@ -324,14 +324,23 @@ def test_admin_drop_ssh_ends_every_session(edge, account, ssh, backend):
     edge.wait_forward(port, present=False)
 
 
-def test_admin_forget_forward_leaves_a_stale_binding(edge, account, ssh, backend):
-    """The session stays up (ssh sees nothing wrong) while the public side answers 502."""
+def test_a_forward_the_edge_drops_ends_its_session_no_stale_binding(edge, account, ssh, backend):
+    """The edge never leaves a session up whose forward it dropped (#26): ssh exits at once
+    (and a client that reconnects is served again), instead of a stale binding that only a
+    probe would notice."""
     sock = new_socket(edge, account)
     port = sock["tunnels"][0]["local_port"]
-    proc = ssh.start(forward_argv(edge, account, port, backend().port))
+    other = new_socket(edge, account)["tunnels"][0]["local_port"]     # a second forward of the session
+    be = backend()
+    proc = ssh.start(edge.ssh_argv(account.key_path, account.user_name, options=[
+        "-N", "-R", "{}:127.0.0.1:{}".format(port, be.port),
+        "-R", "{}:127.0.0.1:{}".format(other, be.port)]))
     edge.wait_forward(port)
     assert edge.get(sock["dnsname"])[0] == 200
     assert edge.api("POST", "/_admin/forget-forward", {"local_port": port}).body == {"forgotten": 1}
-    assert edge.get(sock["dnsname"])[0] == 502
-    assert proc.poll() is None
+    assert wait_exit(proc) is not None                 # the whole session ended, not only the forward
+    edge.wait_forward(other, present=False)
+    ssh.start(forward_argv(edge, account, port, be.port))
+    edge.wait_forward(port)
+    assert edge.get(sock["dnsname"])[0] == 200
     assert edge.api("POST", "/_admin/forget-forward", {"local_port": "x"}).status == 400

@@ -1,4 +1,4 @@
-package main
+package auth
 
 // Protected-socket passwords are stored by the Python side as
 // scrypt$N$r$p$<salt b64>$<hash b64>; this checks a password against one.

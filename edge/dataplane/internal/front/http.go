@@ -1,6 +1,7 @@
-package main
-
-// The public HTTP(S) front: every request is routed by its own Host and
+// Package front answers "where does a visitor's connection go": the public
+// fronts (HTTP, TLS, TCP ports) and the splice to a tunnel.
+//
+// The HTTP(S) front: every request is routed by its own Host and
 // checked against its own socket's auth, then proxied over a tunnel.
 //
 // Why it is shaped this way:
@@ -16,16 +17,15 @@ package main
 //     the pods exactly as it would without the edge.
 //   - Everything the edge answers by itself carries `Mysocket-Edge: <reason>`
 //     and a short plain-text body, so it is never mistaken for the app's.
-//   - Basic-auth failures are rate-limited per client address; a verified
-//     password is cached (scrypt costs tens of milliseconds on purpose).
+//   - Whether a visitor may pass is the auth package's answer; what the edge
+//     answers by itself is the answer package's.
+package front
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -35,33 +35,48 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"mysocketd/edge/dataplane/internal/answer"
+	"mysocketd/edge/dataplane/internal/auth"
+	"mysocketd/edge/dataplane/internal/certs"
+	"mysocketd/edge/dataplane/internal/limits"
+	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/state"
+	"mysocketd/edge/dataplane/internal/tunnels"
 )
 
 const maxHeaderBytes = 64 << 10
 
-type Front struct {
-	state    *StateHolder
-	reg      *Registry
+// Shared is what every front reads: the pushed state, the live tunnels, and
+// the count of what each account holds at once (one Counter for the HTTP,
+// TLS and TCP fronts, so the account's connection quota counts them all).
+type Shared struct {
+	State   *state.Holder
+	Tunnels *tunnels.Registry
+	Conns   *limits.Counter
+}
+
+// HTTP is the per-request front of the HTTP port and of terminated TLS.
+type HTTP struct {
+	Shared
 	proxy    *httputil.ReverseProxy
 	api      *httputil.ReverseProxy // the REST API behind apiName, over TLS only
 	apiName  string
-	acme     *ACME
-	authOK   sync.Map // sha256(socket, hash, password) -> struct{}
-	failures *Limiter
-	conns    *Counter
+	acme     *certs.ACME
+	auth     *auth.Checker
 	nextID   atomic.Uint64
 	visitors sync.Map // net.Conn -> *visitor
 }
 
-// ConnContext and ConnState are the http.Server hooks that track visitors.
-func (f *Front) ConnContext(ctx context.Context, c net.Conn) context.Context {
+// connContext and connState are the http.Server hooks that track visitors.
+func (f *HTTP) connContext(ctx context.Context, c net.Conn) context.Context {
 	v := &visitor{id: f.nextID.Add(1)}
 	f.visitors.Store(c, v)
 	return context.WithValue(ctx, ctxVisitor, v)
 }
 
-func (f *Front) ConnState(c net.Conn, state http.ConnState) {
-	switch state {
+func (f *HTTP) connState(c net.Conn, cs http.ConnState) {
+	switch cs {
 	case http.StateClosed:
 		if v, ok := f.visitors.LoadAndDelete(c); ok {
 			v.(*visitor).close()
@@ -83,8 +98,8 @@ const (
 type visitor struct {
 	id    uint64
 	mu    sync.Mutex
-	last  *Forward
-	chans []*chanConn
+	last  *tunnels.Forward
+	chans []*tunnels.ChanConn
 }
 
 func (v *visitor) close() {
@@ -97,9 +112,10 @@ func (v *visitor) close() {
 	}
 }
 
-func NewFront(state *StateHolder, reg *Registry, apiName, apiUpstream string, acme *ACME) *Front {
-	f := &Front{state: state, reg: reg, apiName: apiName, acme: acme,
-		failures: NewLimiter(), conns: NewCounter()}
+// NewHTTP: apiName (lower case) is proxied to apiUpstream over TLS; acme, when
+// not nil, answers its HTTP-01 challenges.
+func NewHTTP(sh Shared, apiName, apiUpstream string, acme *certs.ACME) *HTTP {
+	f := &HTTP{Shared: sh, apiName: apiName, acme: acme, auth: auth.NewChecker(sh.State)}
 	transport := &http.Transport{
 		DialContext:           f.dial,
 		MaxIdleConns:          0,
@@ -123,81 +139,64 @@ func NewFront(state *StateHolder, reg *Registry, apiName, apiUpstream string, ac
 			r.SetXForwarded()
 			r.Out.Host = r.In.Host
 		}, ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			edgeAnswer(w, http.StatusBadGateway, "unavailable", "the API is not reachable")
+			answer.Write(w, http.StatusBadGateway, answer.Unavailable, "the API is not reachable")
 		}}
 	}
 	return f
 }
 
-// edgeAnswer writes one of the edge's own answers.
-func edgeAnswer(w http.ResponseWriter, status int, reason, text string) {
-	h := w.Header()
-	h.Set("Mysocket-Edge", reason)
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	fmt.Fprintln(w, text)
-}
-
-func hostOnly(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	return strings.TrimSuffix(strings.ToLower(host), ".")
-}
-
-func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	host := hostOnly(r.Host)
-	if r.TLS == nil && f.acme != nil && strings.HasPrefix(r.URL.Path, acmeChallengePrefix) {
+func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host := state.HostOnly(r.Host)
+	if r.TLS == nil && f.acme != nil && strings.HasPrefix(r.URL.Path, certs.ACMEChallengePrefix) {
 		f.acme.ServeChallenge(w, r)
 		return
 	}
 	if host == "" {
-		edgeAnswer(w, http.StatusBadRequest, "bad-request", "the request has no Host header")
+		answer.Write(w, http.StatusBadRequest, answer.BadRequest, "the request has no Host header")
 		return
 	}
 	if headerBytes(r) > maxHeaderBytes {
-		edgeAnswer(w, http.StatusRequestHeaderFieldsTooLarge, "too-large", "request head too large")
+		answer.Write(w, http.StatusRequestHeaderFieldsTooLarge, answer.TooLarge, "request head too large")
 		return
 	}
 	if host == f.apiName && f.api != nil {
 		if r.TLS == nil {
-			redirectHTTPS(w, r, host)
+			answer.RedirectHTTPS(w, r, host)
 			return
 		}
 		f.api.ServeHTTP(w, r)
 		return
 	}
-	sock := f.state.Get().ByDNS[host]
+	sock := f.State.ByDNS(host)
 	if sock == nil {
-		edgeAnswer(w, http.StatusNotFound, "unknown-host", "no socket named "+host)
+		answer.Write(w, http.StatusNotFound, answer.UnknownHost, "no socket named "+host)
 		return
 	}
 	switch {
 	case sock.Type == "tcp" || sock.Type == "tls":
-		edgeAnswer(w, http.StatusMisdirectedRequest, "misdirected",
+		answer.Write(w, http.StatusMisdirectedRequest, answer.Misdirected,
 			fmt.Sprintf("%s is a %s socket: connect to its own port", host, sock.Type))
 		return
 	case sock.Type == "https" && r.TLS == nil:
-		redirectHTTPS(w, r, host)
+		answer.RedirectHTTPS(w, r, host)
 		return
 	case sock.CloudAuth:
-		edgeAnswer(w, http.StatusForbidden, "forbidden", "cloud authentication is not implemented by this edge")
+		answer.Write(w, http.StatusForbidden, answer.Forbidden, "cloud authentication is not implemented by this edge")
 		return
 	}
 	peer := clientIP(r.RemoteAddr)
-	if sock.Protected && !f.authorized(w, r, sock, peer) {
+	if sock.Protected && !f.auth.Pass(w, r, sock, peer) {
 		return
 	}
-	release, ok := f.conns.Acquire(sock.UserID, f.state.Get().Limits.ConnectionsPerAccount)
+	release, ok := f.Conns.Acquire(sock.UserID, f.State.Limits().ConnectionsPerAccount)
 	if !ok {
-		edgeAnswer(w, http.StatusServiceUnavailable, "unavailable", "too many concurrent requests for this account")
+		answer.Write(w, http.StatusServiceUnavailable, answer.Unavailable, "too many concurrent requests for this account")
 		return
 	}
 	defer release()
-	cands := f.reg.Candidates(sock)
+	cands := f.Tunnels.Candidates(sock)
 	if len(cands) == 0 {
-		edgeAnswer(w, http.StatusBadGateway, "no-tunnel", host+": no tunnel of this socket is connected")
+		answer.Write(w, http.StatusBadGateway, answer.NoTunnel, host+": no tunnel of this socket is connected")
 		return
 	}
 	ctx := context.WithValue(r.Context(), ctxSocket, sock)
@@ -207,11 +206,6 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Authorization") // the edge's password is not the app's business
 	}
 	f.proxy.ServeHTTP(w, r)
-}
-
-func redirectHTTPS(w http.ResponseWriter, r *http.Request, host string) {
-	w.Header().Set("Mysocket-Edge", "https-redirect")
-	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
 }
 
 func headerBytes(r *http.Request) int {
@@ -231,49 +225,21 @@ func clientIP(remote string) string {
 	return remote
 }
 
-func (f *Front) authorized(w http.ResponseWriter, r *http.Request, sock *Socket, peer string) bool {
-	limit := f.state.Get().Limits.AuthFailuresPerMinute
-	if limit > 0 && !f.failures.Allowed("auth:"+peer, limit) {
-		w.Header().Set("Retry-After", "60")
-		edgeAnswer(w, http.StatusTooManyRequests, "rate-limited", "too many failed logins from your address; try again later")
-		return false
-	}
-	user, pass, ok := r.BasicAuth()
-	if ok && subtle.ConstantTimeCompare([]byte(user), []byte(sock.ProtectedUsername)) == 1 {
-		sum := sha256.Sum256([]byte(sock.SocketID + "\x00" + sock.PasswordHash + "\x00" + pass))
-		key := hex.EncodeToString(sum[:])
-		if _, hit := f.authOK.Load(key); hit {
-			return true
-		}
-		if verifyScrypt(pass, sock.PasswordHash) {
-			f.authOK.Store(key, struct{}{})
-			return true
-		}
-	}
-	if ok && limit > 0 {
-		f.failures.Spend("auth:"+peer, limit)
-	}
-	// spelled as RFC 7235 does (not Go's canonical Www-Authenticate), for naive clients
-	w.Header()["WWW-Authenticate"] = []string{fmt.Sprintf(`Basic realm="%s", charset="UTF-8"`, sock.DNSName)}
-	edgeAnswer(w, http.StatusUnauthorized, "unauthorized", "this socket needs a username and password")
-	return false
-}
-
 // rewrite sends the request to a forward of its socket; the pool key names the forward.
-func (f *Front) rewrite(pr *httputil.ProxyRequest) {
+func (f *HTTP) rewrite(pr *httputil.ProxyRequest) {
 	ctx := pr.In.Context()
-	sock := ctx.Value(ctxSocket).(*Socket)
+	sock := ctx.Value(ctxSocket).(*state.Socket)
 	v, _ := ctx.Value(ctxVisitor).(*visitor)
 	var vid uint64
-	var pick *Forward
+	var pick *tunnels.Forward
 	if v != nil {
 		vid = v.id
 		v.mu.Lock()
 		pick = v.last
 		v.mu.Unlock()
 	}
-	cands := f.reg.Candidates(sock)
-	if pick == nil || !contains(cands, pick) || pick.isAside(time.Now()) {
+	cands := f.Tunnels.Candidates(sock)
+	if pick == nil || !contains(cands, pick) || pick.IsAside(time.Now()) {
 		pick = nil
 		if len(cands) > 0 {
 			pick = cands[0]
@@ -294,12 +260,12 @@ func (f *Front) rewrite(pr *httputil.ProxyRequest) {
 
 // dial opens a channel for the transport: the forward the key names first,
 // then the socket's other forwards, as long as nothing was sent.
-func (f *Front) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	sock, _ := ctx.Value(ctxSocket).(*Socket)
+func (f *HTTP) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	sock, _ := ctx.Value(ctxSocket).(*state.Socket)
 	if sock == nil {
-		return nil, &NoTunnel{"no socket for this connection"}
+		return nil, &tunnels.NoTunnel{Reason: "no socket for this connection"}
 	}
-	cands := f.reg.Candidates(sock)
+	cands := f.Tunnels.Candidates(sock)
 	host, _, _ := net.SplitHostPort(addr)
 	if parts := strings.SplitN(host, ".", 4); len(parts) == 4 && parts[3] == "forward" {
 		port, _ := strconv.Atoi(parts[0])
@@ -311,20 +277,20 @@ func (f *Front) dial(ctx context.Context, network, addr string) (net.Conn, error
 		}
 	}
 	peer, _ := ctx.Value(ctxPeer).(string)
-	c, err := f.reg.Open(cands, peer)
+	c, err := f.Tunnels.Open(cands, peer)
 	if err != nil {
 		return nil, err
 	}
 	if v, _ := ctx.Value(ctxVisitor).(*visitor); v != nil {
 		v.mu.Lock()
-		v.last = c.fwd
+		v.last = c.Forward()
 		v.chans = append(v.chans, c)
 		v.mu.Unlock()
 	}
 	return c, nil
 }
 
-func contains(fs []*Forward, f *Forward) bool {
+func contains(fs []*tunnels.Forward, f *tunnels.Forward) bool {
 	for _, x := range fs {
 		if x == f {
 			return true
@@ -333,18 +299,18 @@ func contains(fs []*Forward, f *Forward) bool {
 	return false
 }
 
-func (f *Front) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	var nt *NoTunnel
+func (f *HTTP) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	var nt *tunnels.NoTunnel
 	switch {
 	case errors.As(err, &nt):
-		edgeAnswer(w, http.StatusBadGateway, "no-tunnel", hostOnly(r.Host)+": "+nt.Reason)
+		answer.Write(w, http.StatusBadGateway, answer.NoTunnel, state.HostOnly(r.Host)+": "+nt.Reason)
 	case errors.Is(err, context.Canceled):
 		w.WriteHeader(499) // the visitor left; nobody reads this
 	case errors.Is(err, context.DeadlineExceeded):
-		edgeAnswer(w, http.StatusGatewayTimeout, "timeout", "the tunnel's target did not answer in time")
+		answer.Write(w, http.StatusGatewayTimeout, answer.Timeout, "the tunnel's target did not answer in time")
 	default:
-		logf("proxy %s: %v", hostOnly(r.Host), err)
-		edgeAnswer(w, http.StatusBadGateway, "upstream-failed", "the tunnel's target broke off the answer")
+		logx.Printf("proxy %s: %v", state.HostOnly(r.Host), err)
+		answer.Write(w, http.StatusBadGateway, answer.UpstreamFailed, "the tunnel's target broke off the answer")
 	}
 }
 
@@ -355,3 +321,15 @@ func newBufferPool() *bufferPool {
 }
 func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
 func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
+
+// NewServer is an http.Server for this front (the HTTP port and terminated
+// TLS each get one): visitors tracked, net/http's own error log silenced.
+func (f *HTTP) NewServer() *http.Server {
+	return &http.Server{Handler: f, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
+		MaxHeaderBytes: maxHeaderBytes * 2, ErrorLog: log.New(discard{}, "", 0),
+		ConnContext: f.connContext, ConnState: f.connState}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -1,4 +1,4 @@
-package main
+package certs
 
 // Certificates from an ACME CA (RFC 8555) by HTTP-01, with golang.org/x/crypto/acme.
 //
@@ -31,10 +31,15 @@ import (
 	"time"
 
 	"golang.org/x/crypto/acme"
+
+	"mysocketd/edge/dataplane/internal/answer"
+	"mysocketd/edge/dataplane/internal/logx"
 )
 
-const acmeChallengePrefix = "/.well-known/acme-challenge/"
+// ACMEChallengePrefix is the path under which the CA fetches HTTP-01 answers.
+const ACMEChallengePrefix = "/.well-known/acme-challenge/"
 
+// ACME obtains, keeps and renews certificates from an ACME CA.
 type ACME struct {
 	client      *acme.Client
 	dir         string
@@ -76,14 +81,15 @@ func NewACME(dataDir, directory, caFile, email string, renewBefore time.Duration
 	return a, nil
 }
 
+// ServeChallenge answers the CA's HTTP-01 request.
 func (a *ACME) ServeChallenge(w http.ResponseWriter, r *http.Request) {
-	token := strings.TrimPrefix(r.URL.Path, acmeChallengePrefix)
+	token := strings.TrimPrefix(r.URL.Path, ACMEChallengePrefix)
 	if v, ok := a.tokens.Load(token); ok {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write([]byte(v.(string)))
 		return
 	}
-	edgeAnswer(w, http.StatusNotFound, "unknown-host", "no such ACME challenge")
+	answer.Write(w, http.StatusNotFound, answer.UnknownHost, "no such ACME challenge")
 }
 
 // Get returns the name's certificate, obtaining it first if there is none.
@@ -138,13 +144,13 @@ func (a *ACME) renew(name string) (*tls.Certificate, error) {
 	defer cancel()
 	cert, err := a.obtain(ctx, name)
 	if err != nil {
-		logf("ACME: %s: %v", name, err)
+		logx.Printf("ACME: %s: %v", name, err)
 		return nil, err
 	}
 	a.mu.Lock()
 	a.certs[name] = cert
 	a.mu.Unlock()
-	logf("ACME: certificate for %s issued, serial %x, valid until %s", name, cert.Leaf.SerialNumber,
+	logx.Printf("ACME: certificate for %s issued, serial %x, valid until %s", name, cert.Leaf.SerialNumber,
 		cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	return cert, nil
 }
@@ -248,7 +254,7 @@ func (a *ACME) toDisk(name string, c *tls.Certificate) {
 		buf = append(buf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
 	if err := writeFile0600(a.certPath(name), buf); err != nil {
-		logf("ACME: cannot keep the certificate of %s: %v", name, err)
+		logx.Printf("ACME: cannot keep the certificate of %s: %v", name, err)
 	}
 }
 

@@ -1,14 +1,13 @@
-package main
-
-// Where the certificate for a public name comes from, in this order:
+// Package certs answers "which certificate does this name get", in this order:
 //  1. a given certificate (e.g. a wildcard for *.<domain>) when it covers the name;
-//  2. ACME, when a directory URL is configured (see acme.go);
+//  2. ACME, when a directory URL is configured (see acme.go, HTTP-01);
 //  3. the edge's own internal CA, created on first start in the data
 //     directory (ca.crt is what a client trusts), so that TLS works out of
 //     the box and no name is ever served without TLS.
 //
 // Only names the edge serves get a certificate (a socket's dnsname, the API
 // name): a visitor cannot make the edge ask an ACME CA for arbitrary names.
+package certs
 
 import (
 	"crypto"
@@ -26,46 +25,52 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/state"
 )
 
-type Certs struct {
-	state   *StateHolder
-	apiName string
-	domain  string
-	given   *tls.Certificate
-	acme    *ACME
-	ca      *x509.Certificate
-	caKey   crypto.Signer
-	mu      sync.Mutex
-	leaves  map[string]*tls.Certificate
+// Chooser picks the certificate of each name; Get is a tls.Config's GetCertificate.
+type Chooser struct {
+	State   *state.Holder
+	APIName string            // the REST API's public name, lower case
+	Given   *tls.Certificate  // --tls-cert/--tls-key, or nil
+	ACME    *ACME             // nil: no ACME
+	CA      *x509.Certificate // the internal CA
+	CAKey   crypto.Signer
+
+	mu     sync.Mutex
+	leaves map[string]*tls.Certificate // issued by the internal CA
 }
 
-func (c *Certs) allowed(name string) bool {
-	if name == c.apiName {
+// Allowed: the edge serves name over TLS (the API name, an http or https socket).
+func (c *Chooser) Allowed(name string) bool {
+	if name == c.APIName {
 		return true
 	}
-	sock := c.state.Get().ByDNS[name]
+	sock := c.State.ByDNS(name)
 	return sock != nil && (sock.Type == "http" || sock.Type == "https")
 }
 
-func (c *Certs) Get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	name := hostOnly(hello.ServerName)
+// Get returns the certificate for the ClientHello's name.
+func (c *Chooser) Get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	name := state.HostOnly(hello.ServerName)
 	if name == "" {
-		name = c.apiName // clients without SNI: some certificate, the API's
+		name = c.APIName // clients without SNI: some certificate, the API's
 	}
-	if c.given != nil && c.given.Leaf != nil && c.given.Leaf.VerifyHostname(name) == nil {
-		return c.given, nil
+	if c.Given != nil && c.Given.Leaf != nil && c.Given.Leaf.VerifyHostname(name) == nil {
+		return c.Given, nil
 	}
-	if !c.allowed(name) {
+	if !c.Allowed(name) {
 		return nil, fmt.Errorf("no certificate for %q: not a name this edge serves", name)
 	}
-	if c.acme != nil {
-		return c.acme.Get(name)
+	if c.ACME != nil {
+		return c.ACME.Get(name)
 	}
 	return c.internal(name)
 }
 
-func (c *Certs) internal(name string) (*tls.Certificate, error) {
+func (c *Chooser) internal(name string) (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if leaf := c.leaves[name]; leaf != nil && time.Until(leaf.Leaf.NotAfter) > 10*24*time.Hour {
@@ -80,21 +85,21 @@ func (c *Certs) internal(name string) (*tls.Certificate, error) {
 		DNSNames: []string{name}, NotBefore: time.Now().Add(-time.Hour),
 		NotAfter: time.Now().Add(30 * 24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.ca, &key.PublicKey, c.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.CA, &key.PublicKey, c.CAKey)
 	if err != nil {
 		return nil, err
 	}
 	leaf, _ := x509.ParseCertificate(der)
-	cert := &tls.Certificate{Certificate: [][]byte{der, c.ca.Raw}, PrivateKey: key, Leaf: leaf}
-	if len(c.leaves) > 10000 {
+	cert := &tls.Certificate{Certificate: [][]byte{der, c.CA.Raw}, PrivateKey: key, Leaf: leaf}
+	if c.leaves == nil || len(c.leaves) > 10000 {
 		c.leaves = map[string]*tls.Certificate{}
 	}
 	c.leaves[name] = cert
 	return cert, nil
 }
 
-// loadOrCreateCA reads data_dir/ca.crt + ca.key, creating them (0600 key) on first start.
-func loadOrCreateCA(dir string) (*x509.Certificate, crypto.Signer, error) {
+// LoadOrCreateCA reads data_dir/ca.crt + ca.key, creating them (0600 key) on first start.
+func LoadOrCreateCA(dir string) (*x509.Certificate, crypto.Signer, error) {
 	crtPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
 	if _, err := os.Stat(crtPath); errors.Is(err, os.ErrNotExist) {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -118,7 +123,7 @@ func loadOrCreateCA(dir string) (*x509.Certificate, crypto.Signer, error) {
 		if err := os.WriteFile(crtPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 			return nil, nil, err
 		}
-		logf("created the internal CA %s (clients trust this file)", crtPath)
+		logx.Printf("created the internal CA %s (clients trust this file)", crtPath)
 	}
 	pair, err := tls.LoadX509KeyPair(crtPath, keyPath)
 	if err != nil {
@@ -149,7 +154,8 @@ func writeFile0600(path string, data []byte) error {
 	return os.Rename(tmp, path)
 }
 
-func loadGiven(certFile, keyFile string) (*tls.Certificate, error) {
+// LoadGiven reads a given certificate and its key (none when certFile is empty).
+func LoadGiven(certFile, keyFile string) (*tls.Certificate, error) {
 	if certFile == "" {
 		return nil, nil
 	}

@@ -1,4 +1,4 @@
-package main
+package front
 
 // The public TLS port: SNI decides, before any byte is answered, whether a
 // connection is passed through untouched (a `tls` socket: the app holds the
@@ -19,6 +19,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"mysocketd/edge/dataplane/internal/certs"
+	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/state"
 )
 
 var errPeeked = errors.New("client hello read")
@@ -58,19 +62,25 @@ func peekSNI(c net.Conn) (string, net.Conn, error) {
 	return strings.ToLower(sni), &prefixConn{c, io.MultiReader(bytes.NewReader(rec.buf.Bytes()), c)}, nil
 }
 
-type TLSFront struct {
-	state *StateHolder
-	reg   *Registry
-	certs *Certs
-	conns *Counter
-	http  *chanListener
+// TLS is the front of the TLS port.
+type TLS struct {
+	Shared
+	certs *certs.Chooser
+	http  *ChanListener
 }
 
-func (t *TLSFront) Serve(l net.Listener) {
+// NewTLS: terminated connections are handed to http (an HTTP front's server
+// accepts them), with certificates from chooser.
+func NewTLS(sh Shared, chooser *certs.Chooser, http *ChanListener) *TLS {
+	return &TLS{Shared: sh, certs: chooser, http: http}
+}
+
+// Serve accepts the TLS port's connections until l is closed.
+func (t *TLS) Serve(l net.Listener) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if isClosed(err) {
+			if logx.IsClosed(err) {
 				t.http.Close()
 				return
 			}
@@ -81,13 +91,13 @@ func (t *TLSFront) Serve(l net.Listener) {
 	}
 }
 
-func (t *TLSFront) handle(c net.Conn) {
+func (t *TLS) handle(c net.Conn) {
 	sni, replay, err := peekSNI(c)
 	if err != nil {
 		c.Close()
 		return
 	}
-	if sock := t.state.Get().ByDNS[sni]; sock != nil && sock.Type == "tls" {
+	if sock := t.State.ByDNS(sni); sock != nil && sock.Type == "tls" {
 		t.passthrough(replay, sock)
 		return
 	}
@@ -96,65 +106,23 @@ func (t *TLSFront) handle(c net.Conn) {
 	t.http.push(tls.Server(replay, cfg))
 }
 
-func (t *TLSFront) passthrough(c net.Conn, sock *Socket) {
-	spliceToSocket(c, sock, t.reg, t.conns, t.state.Get().Limits)
+func (t *TLS) passthrough(c net.Conn, sock *state.Socket) {
+	t.spliceToSocket(c, sock, t.State.Limits())
 }
 
-// spliceToSocket carries a visitor's connection (tcp, tls) to one of the
-// socket's tunnels, within the account's connection quota, and closes it.
-func spliceToSocket(c net.Conn, sock *Socket, reg *Registry, conns *Counter, limits Limits) {
-	defer c.Close()
-	release, ok := conns.Acquire(sock.UserID, limits.ConnectionsPerAccount)
-	if !ok {
-		logf("%s: connection refused: the account holds its quota of %d connections",
-			sock.DNSName, limits.ConnectionsPerAccount)
-		return
-	}
-	defer release()
-	ch, err := reg.Open(reg.Candidates(sock), c.RemoteAddr().String())
-	if err != nil {
-		logf("%s socket %s: %v", sock.Type, sock.DNSName, err)
-		return
-	}
-	splice(c, ch)
-}
-
-// splice copies both ways with half-closes until both directions ended.
-func splice(a net.Conn, b *chanConn) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		io.Copy(b, a)
-		b.CloseWrite()
-	}()
-	go func() {
-		defer wg.Done()
-		io.Copy(a, b)
-		if tc, ok := a.(interface{ CloseWrite() error }); ok {
-			tc.CloseWrite()
-		} else {
-			a.Close()
-		}
-	}()
-	wg.Wait()
-	b.Close()
-	a.Close()
-}
-
-// chanListener hands terminated TLS connections to an http.Server.
-type chanListener struct {
+// ChanListener hands terminated TLS connections to an http.Server.
+type ChanListener struct {
 	addr   net.Addr
 	ch     chan net.Conn
 	once   sync.Once
 	closed chan struct{}
 }
 
-func newChanListener(addr net.Addr) *chanListener {
-	return &chanListener{addr: addr, ch: make(chan net.Conn), closed: make(chan struct{})}
+func NewChanListener(addr net.Addr) *ChanListener {
+	return &ChanListener{addr: addr, ch: make(chan net.Conn), closed: make(chan struct{})}
 }
 
-func (l *chanListener) push(c net.Conn) {
+func (l *ChanListener) push(c net.Conn) {
 	select {
 	case l.ch <- c:
 	case <-l.closed:
@@ -162,7 +130,7 @@ func (l *chanListener) push(c net.Conn) {
 	}
 }
 
-func (l *chanListener) Accept() (net.Conn, error) {
+func (l *ChanListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.ch:
 		return c, nil
@@ -171,9 +139,9 @@ func (l *chanListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *chanListener) Close() error {
+func (l *ChanListener) Close() error {
 	l.once.Do(func() { close(l.closed) })
 	return nil
 }
 
-func (l *chanListener) Addr() net.Addr { return l.addr }
+func (l *ChanListener) Addr() net.Addr { return l.addr }

@@ -1,6 +1,5 @@
-package main
-
-// Live reverse forwards and how a request picks one.
+// Package tunnels answers "which live tunnel takes this connection": the
+// reverse forwards that SSH sessions hold, and how a request picks one.
 //
 // Why it is shaped this way:
 //   - A tunnel's local_port is only a number: nothing binds it. An accepted
@@ -21,6 +20,13 @@ package main
 //   - Every channel is remembered with its forward, so removing a forward
 //     (newest wins, tunnel deleted, /_admin/forget-forward) also ends its
 //     pooled and open channels: nothing keeps using a forward that is gone.
+//   - No stale binding: a forward whose tunnel was moved to another node ends
+//     its whole SSH session (OpenSSH learns of nothing less), so the client
+//     reconnects at once to where the tunnel is now (remote.go).
+//   - Each session knows its own forwards and a change of the state names the
+//     ports it touched (Follow), so removing forwards costs what is removed,
+//     never a scan of every forward.
+package tunnels
 
 import (
 	"errors"
@@ -33,31 +39,53 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/nodes"
+	"mysocketd/edge/dataplane/internal/state"
 )
 
 const (
 	failuresBeforeAside = 3
 	asideFor            = 10 * time.Second
+	// A tunnel on another node that refused is set aside for less: its refusal costs one round
+	// trip, and its client may be connecting there right now (a tunnel just moved).
+	remoteAsideFor = time.Second
 )
 
-type Session struct {
-	ID       int64
-	Conn     *ssh.ServerConn
-	UserID   string
-	UserName string
-	Peer     string
-	done     chan struct{}
-
-	pendingSince atomic.Int64 // when the unanswered keepalive was sent; 0: none
-	suspectAfter time.Duration
+func (f *Forward) asidePeriod() time.Duration {
+	if f.remote {
+		return remoteAsideFor
+	}
+	return asideFor
 }
 
-// Suspect: a keepalive has been unanswered for longer than suspectAfter.
+// Session is one logged-in SSH connection (the sshd package makes them).
+type Session struct {
+	ID           int64
+	Conn         ssh.Conn // the client's connection, or the link to another node (remote.go)
+	UserID       string
+	UserName     string
+	Peer         string
+	SuspectAfter time.Duration // a keepalive unanswered this long makes the session suspect
+
+	pendingSince atomic.Int64          // when the unanswered keepalive was sent; 0: none
+	forwards     map[*Forward]struct{} // guarded by the Registry's mu
+}
+
+// KeepaliveSent records that a keepalive went out at now and is unanswered.
+func (s *Session) KeepaliveSent(now time.Time) { s.pendingSince.Store(now.UnixNano()) }
+
+// KeepaliveAnswered records that the client answered the keepalive.
+func (s *Session) KeepaliveAnswered() { s.pendingSince.Store(0) }
+
+// Suspect: a keepalive has been unanswered for longer than SuspectAfter.
 func (s *Session) Suspect(now time.Time) bool {
 	p := s.pendingSince.Load()
-	return p != 0 && now.Sub(time.Unix(0, p)) > s.suspectAfter
+	return p != 0 && now.Sub(time.Unix(0, p)) > s.SuspectAfter
 }
 
+// Forward is one accepted tcpip-forward: a tunnel port served by a session.
 type Forward struct {
 	Port     int
 	BindAddr string // as the client sent it; echoed when opening channels
@@ -66,33 +94,42 @@ type Forward struct {
 	Since    time.Time
 
 	mu         sync.Mutex
-	channels   map[*chanConn]struct{}
+	channels   map[*ChanConn]struct{}
 	failures   int
 	asideUntil time.Time
 	removed    bool
+	remote     bool // a forward held by another node, reached over the link (remote.go)
 }
 
+// NoTunnel: no forward of the socket could take the connection.
 type NoTunnel struct{ Reason string }
 
 func (e *NoTunnel) Error() string { return e.Reason }
 
+// Registry holds every live forward, by port.
 type Registry struct {
 	mu            sync.Mutex
 	byPort        map[int]*Forward
+	remote        remotes
+	events        events
 	turns         map[string]*atomic.Uint64
 	openFirst     time.Duration // channel-open wait while other forwards remain
 	openLast      time.Duration // channel-open wait for the last candidate
 	onSessionIdle func(*Session)
 }
 
+// NewRegistry: onIdle is called with a session that serves no forward any more.
 func NewRegistry(openFirst, openLast time.Duration, onIdle func(*Session)) *Registry {
-	return &Registry{byPort: map[int]*Forward{}, turns: map[string]*atomic.Uint64{},
+	r := &Registry{byPort: map[int]*Forward{}, turns: map[string]*atomic.Uint64{},
 		openFirst: openFirst, openLast: openLast, onSessionIdle: onIdle}
+	r.remote.init()
+	r.events.init()
+	return r
 }
 
 // Claim registers f, replacing a forward of the same account on the same port.
 func (r *Registry) Claim(f *Forward) error {
-	f.channels = map[*chanConn]struct{}{}
+	f.channels = map[*ChanConn]struct{}{}
 	r.mu.Lock()
 	old := r.byPort[f.Port]
 	if old != nil && old.Session.UserID != f.Session.UserID {
@@ -100,14 +137,31 @@ func (r *Registry) Claim(f *Forward) error {
 		return errors.New("port held by another account")
 	}
 	r.byPort[f.Port] = f
-	r.mu.Unlock()
+	r.own(f)
 	if old != nil {
-		logf("forward replaced (newest session wins): local_port=%d user=%s old_peer=%s new_peer=%s",
+		r.disown(old)
+	}
+	r.mu.Unlock()
+	r.events.add("up", f.Port)
+	if old != nil {
+		logx.Printf("forward replaced (newest session wins): local_port=%d user=%s old_peer=%s new_peer=%s",
 			f.Port, f.Session.UserName, old.Session.Peer, f.Session.Peer)
 		r.retire(old, true)
 	}
-	logf("forward up: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
+	logx.Printf("forward up: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 	return nil
+}
+
+// own and disown keep a session's own set of forwards (r.mu held).
+func (r *Registry) own(f *Forward) {
+	if f.Session.forwards == nil {
+		f.Session.forwards = map[*Forward]struct{}{}
+	}
+	f.Session.forwards[f] = struct{}{}
+}
+
+func (r *Registry) disown(f *Forward) {
+	delete(f.Session.forwards, f)
 }
 
 // Remove forgets f if it is still the port's forward; true when it was.
@@ -120,8 +174,10 @@ func (r *Registry) Remove(f *Forward, closeIdle bool) bool {
 		return false
 	}
 	delete(r.byPort, f.Port)
+	r.disown(f)
 	r.mu.Unlock()
-	logf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
+	r.events.add("down", f.Port)
+	logx.Printf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 	r.retire(f, closeIdle)
 	return true
 }
@@ -131,7 +187,7 @@ func (r *Registry) retire(f *Forward, closeIdle bool) {
 	f.mu.Lock()
 	f.removed = true
 	chans := f.channels
-	f.channels = map[*chanConn]struct{}{}
+	f.channels = map[*ChanConn]struct{}{}
 	f.mu.Unlock()
 	for c := range chans {
 		c.Close()
@@ -141,12 +197,14 @@ func (r *Registry) retire(f *Forward, closeIdle bool) {
 	}
 }
 
+// Get returns the port's forward, or nil.
 func (r *Registry) Get(port int) *Forward {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.byPort[port]
 }
 
+// All returns every forward, by port.
 func (r *Registry) All() []*Forward {
 	r.mu.Lock()
 	out := make([]*Forward, 0, len(r.byPort))
@@ -158,13 +216,26 @@ func (r *Registry) All() []*Forward {
 	return out
 }
 
-func (r *Registry) OfSession(s *Session) []*Forward {
-	var out []*Forward
-	for _, f := range r.All() {
-		if f.Session == s {
-			out = append(out, f)
-		}
+// HeldPorts lists the ports with a forward here (what the other nodes ask over the link).
+func (r *Registry) HeldPorts() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]int, 0, len(r.byPort))
+	for p := range r.byPort {
+		out = append(out, p)
 	}
+	return out
+}
+
+// OfSession returns the forwards s serves, by port.
+func (r *Registry) OfSession(s *Session) []*Forward {
+	r.mu.Lock()
+	out := make([]*Forward, 0, len(s.forwards))
+	for f := range s.forwards {
+		out = append(out, f)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
 	return out
 }
 
@@ -172,15 +243,17 @@ func (r *Registry) OfSession(s *Session) []*Forward {
 func (r *Registry) DropSession(s *Session) {
 	r.mu.Lock()
 	var gone []*Forward
-	for p, f := range r.byPort {
-		if f.Session == s {
-			delete(r.byPort, p)
-			gone = append(gone, f)
+	for f := range s.forwards {
+		if r.byPort[f.Port] == f {
+			delete(r.byPort, f.Port)
 		}
+		gone = append(gone, f)
 	}
+	s.forwards = nil
 	r.mu.Unlock()
 	for _, f := range gone {
-		logf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
+		r.events.add("down", f.Port)
+		logx.Printf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 		f.mu.Lock()
 		f.removed = true
 		chans := f.channels
@@ -192,24 +265,41 @@ func (r *Registry) DropSession(s *Session) {
 	}
 }
 
-// Reconcile removes forwards whose port is no longer a tunnel, or whose
-// tunnel now belongs to another account (deleted, recreated elsewhere).
-func (r *Registry) Reconcile(snap *Snapshot) {
-	for _, f := range r.All() {
-		owner := snap.PortOwner[f.Port]
-		if owner == nil || owner.UserID != f.Session.UserID {
+// Follow applies what a change of the state did to tunnel ports (state.Change): a forward
+// whose tunnel is gone or now another account's is removed (its session closed if it serves
+// nothing else); one whose tunnel was moved to another node ends its whole session, so the
+// client reconnects to where the tunnel is now. Costs the changed ports, not the total.
+func (r *Registry) Follow(changes []state.Change) {
+	for _, c := range changes {
+		r.remote.forget(c.Port)
+		f := r.Get(c.Port)
+		if f == nil {
+			continue
+		}
+		switch {
+		case c.Owner == nil || c.Owner.UserID != f.Session.UserID:
 			r.Remove(f, true)
+		case c.Moved:
+			if r.Remove(f, false) {
+				logx.Printf("ending the SSH session of %s (%s): local_port=%d was moved to node %s",
+					f.Session.UserName, f.Session.Peer, f.Port, c.Owner.NodeOf(f.Port))
+				f.Session.Conn.Close()
+			}
 		}
 	}
 }
 
-// Candidates: the socket's live forwards, in round-robin order, set-aside ones last.
-func (r *Registry) Candidates(sock *Socket) []*Forward {
+// Candidates: the socket's live forwards here and its tunnels held by other nodes (remote.go),
+// in one round-robin order (visitors spread over every tunnel of the name, as with one node),
+// set-aside ones last.
+func (r *Registry) Candidates(sock *state.Socket) []*Forward {
 	r.mu.Lock()
 	var live []*Forward
+	held := map[int]bool{}
 	for _, p := range sock.LocalPorts {
 		if f := r.byPort[p]; f != nil {
 			live = append(live, f)
+			held[p] = true
 		}
 	}
 	turn := r.turns[sock.SocketID]
@@ -218,26 +308,30 @@ func (r *Registry) Candidates(sock *Socket) []*Forward {
 		r.turns[sock.SocketID] = turn
 	}
 	r.mu.Unlock()
-	if len(live) == 0 {
+	far := r.remote.candidates(sock, held)
+	if len(live) == 0 && len(far) == 0 {
 		return nil
 	}
-	start := int(turn.Add(1) % uint64(len(live)))
+	all := append(live, far...) // one turn over every tunnel of the name, wherever it is held
+	start := int(turn.Add(1) % uint64(len(all)))
 	now := time.Now()
-	ordered := make([]*Forward, 0, len(live))
+	ordered := make([]*Forward, 0, len(all))
 	var aside []*Forward
-	for i := range live {
-		f := live[(start+i)%len(live)]
-		if f.isAside(now) {
-			aside = append(aside, f)
-		} else {
-			ordered = append(ordered, f)
+	for _, group := range [][]*Forward{all} {
+		for i := range group {
+			f := group[(start+i)%len(group)]
+			if f.IsAside(now) {
+				aside = append(aside, f)
+			} else {
+				ordered = append(ordered, f)
+			}
 		}
 	}
 	return append(ordered, aside...)
 }
 
-// isAside: failed repeatedly, or its session stopped answering keepalives.
-func (f *Forward) isAside(now time.Time) bool {
+// IsAside: failed repeatedly, or its session stopped answering keepalives.
+func (f *Forward) IsAside(now time.Time) bool {
 	if f.Session.Suspect(now) {
 		return true
 	}
@@ -257,10 +351,10 @@ func (f *Forward) result(err error, timedOut bool) {
 	f.failures++
 	if timedOut || f.failures >= failuresBeforeAside {
 		if !time.Now().Before(f.asideUntil) {
-			logf("tunnel local_port=%d set aside for %s after %d failed channel opens",
-				f.Port, asideFor, f.failures)
+			logx.Printf("tunnel local_port=%d set aside for %s after %d failed channel opens",
+				f.Port, f.asidePeriod(), f.failures)
 		}
-		f.asideUntil = time.Now().Add(asideFor)
+		f.asideUntil = time.Now().Add(f.asidePeriod())
 	}
 }
 
@@ -272,7 +366,7 @@ type forwardedTCPIP struct {
 }
 
 // Open a channel on one of cands, trying the next while nothing was sent.
-func (r *Registry) Open(cands []*Forward, origin string) (*chanConn, error) {
+func (r *Registry) Open(cands []*Forward, origin string) (*ChanConn, error) {
 	if len(cands) == 0 {
 		return nil, &NoTunnel{"no tunnel of this socket is connected"}
 	}
@@ -287,13 +381,13 @@ func (r *Registry) Open(cands []*Forward, origin string) (*chanConn, error) {
 		if err == nil {
 			return c, nil
 		}
-		logf("tunnel local_port=%d could not open a channel: %v", f.Port, err)
+		logx.Printf("tunnel local_port=%d could not open a channel: %v", f.Port, err)
 		reasons = append(reasons, err.Error())
 	}
 	return nil, &NoTunnel{"tunnel could not reach its target: " + strings.Join(reasons, "; ")}
 }
 
-func (f *Forward) open(origin string, wait time.Duration) (*chanConn, error, bool) {
+func (f *Forward) open(origin string, wait time.Duration) (*ChanConn, error, bool) {
 	host, portText, _ := net.SplitHostPort(origin)
 	var oport int
 	fmt.Sscanf(portText, "%d", &oport)
@@ -305,7 +399,11 @@ func (f *Forward) open(origin string, wait time.Duration) (*chanConn, error, boo
 	}
 	done := make(chan opened, 1)
 	go func() {
-		ch, reqs, err := f.Session.Conn.OpenChannel("forwarded-tcpip", payload)
+		kind := "forwarded-tcpip"
+		if f.remote {
+			kind = nodes.ChannelType // the node at the other end opens its forward of the port
+		}
+		ch, reqs, err := f.Session.Conn.OpenChannel(kind, payload)
 		done <- opened{ch, reqs, err}
 	}()
 	timer := time.NewTimer(wait)
@@ -320,7 +418,7 @@ func (f *Forward) open(origin string, wait time.Duration) (*chanConn, error, boo
 			return nil, o.err, false
 		}
 		go ssh.DiscardRequests(o.reqs)
-		c := &chanConn{Channel: o.ch, fwd: f}
+		c := &ChanConn{Channel: o.ch, fwd: f}
 		f.mu.Lock()
 		if f.removed {
 			f.mu.Unlock()
@@ -340,14 +438,17 @@ func (f *Forward) open(origin string, wait time.Duration) (*chanConn, error, boo
 	}
 }
 
-// chanConn is an SSH channel as a net.Conn (for net/http and splicing).
-type chanConn struct {
+// ChanConn is an SSH channel as a net.Conn (for net/http and splicing).
+type ChanConn struct {
 	ssh.Channel
 	fwd  *Forward
 	once sync.Once
 }
 
-func (c *chanConn) Close() error {
+// Forward is the forward the channel was opened on.
+func (c *ChanConn) Forward() *Forward { return c.fwd }
+
+func (c *ChanConn) Close() error {
 	var err error
 	c.once.Do(func() {
 		err = c.Channel.Close()
@@ -363,8 +464,8 @@ type tunnelAddr struct{ port int }
 func (a tunnelAddr) Network() string { return "ssh" }
 func (a tunnelAddr) String() string  { return fmt.Sprintf("tunnel:%d", a.port) }
 
-func (c *chanConn) LocalAddr() net.Addr                { return tunnelAddr{0} }
-func (c *chanConn) RemoteAddr() net.Addr               { return tunnelAddr{c.fwd.Port} }
-func (c *chanConn) SetDeadline(t time.Time) error      { return nil }
-func (c *chanConn) SetReadDeadline(t time.Time) error  { return nil }
-func (c *chanConn) SetWriteDeadline(t time.Time) error { return nil }
+func (c *ChanConn) LocalAddr() net.Addr                { return tunnelAddr{0} }
+func (c *ChanConn) RemoteAddr() net.Addr               { return tunnelAddr{c.fwd.Port} }
+func (c *ChanConn) SetDeadline(t time.Time) error      { return nil }
+func (c *ChanConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *ChanConn) SetWriteDeadline(t time.Time) error { return nil }

@@ -1,11 +1,11 @@
-package main
-
-// Small limits that keep one visitor or account from taking the edge down.
+// Package limits answers "may this key have one more": small limits that
+// keep one visitor or account from taking the edge down.
 //
 // Limiter is a token bucket per key (an address, an account): capacity N,
 // refilled at N per minute; only failures spend tokens, so a user who types
 // the password right is never slowed down. Counter counts what an account
 // holds at once (concurrent proxied requests and connections).
+package limits
 
 import (
 	"sync"
@@ -17,6 +17,7 @@ type bucket struct {
 	at     time.Time
 }
 
+// Limiter is a token bucket per key; see the package comment.
 type Limiter struct {
 	mu      sync.Mutex
 	buckets map[string]*bucket
@@ -39,18 +40,21 @@ func (l *Limiter) refill(key string, perMinute float64) *bucket {
 	return b
 }
 
+// Allowed reports whether key has a token left (it spends none).
 func (l *Limiter) Allowed(key string, perMinute float64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.refill(key, perMinute).tokens >= 1
 }
 
+// Spend takes one token from key (a failure).
 func (l *Limiter) Spend(key string, perMinute float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.refill(key, perMinute).tokens--
 }
 
+// Counter counts the units each key holds at once.
 type Counter struct {
 	mu sync.Mutex
 	n  map[string]int

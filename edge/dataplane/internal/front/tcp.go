@@ -1,4 +1,4 @@
-package main
+package front
 
 // Public ports of `tcp` sockets: one listener per socket, spliced to its tunnels.
 //
@@ -12,18 +12,25 @@ import (
 	"fmt"
 	"net"
 	"sync"
+
+	"mysocketd/edge/dataplane/internal/logx"
 )
 
-type TCPFront struct {
-	state  *StateHolder
-	reg    *Registry
-	conns  *Counter
+// TCP holds the public ports of tcp sockets.
+type TCP struct {
+	Shared
 	listen string
 	mu     sync.Mutex
 	open   map[int]net.Listener
 }
 
-func (t *TCPFront) Open(port int) (int, error) {
+// NewTCP: the ports listen on the address listen.
+func NewTCP(sh Shared, listen string) *TCP {
+	return &TCP{Shared: sh, listen: listen, open: map[int]net.Listener{}}
+}
+
+// Open listens on port (0: any) for a tcp socket; returns the port bound.
+func (t *TCP) Open(port int) (int, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(t.listen, fmt.Sprint(port)))
 	if err != nil {
 		return 0, err
@@ -39,18 +46,20 @@ func (t *TCPFront) Open(port int) (int, error) {
 	return port, nil
 }
 
-func (t *TCPFront) Close(port int) {
+// Close stops listening on port.
+func (t *TCP) Close(port int) {
 	t.mu.Lock()
 	l := t.open[port]
 	delete(t.open, port)
 	t.mu.Unlock()
 	if l != nil {
 		l.Close()
-		logf("tcp port %d closed", port)
+		logx.Printf("tcp port %d closed", port)
 	}
 }
 
-func (t *TCPFront) CloseAll() {
+// CloseAll stops listening on every port (shutdown).
+func (t *TCP) CloseAll() {
 	t.mu.Lock()
 	ports := make([]int, 0, len(t.open))
 	for p := range t.open {
@@ -62,11 +71,11 @@ func (t *TCPFront) CloseAll() {
 	}
 }
 
-func (t *TCPFront) serve(l net.Listener, port int) {
+func (t *TCP) serve(l net.Listener, port int) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if isClosed(err) {
+			if logx.IsClosed(err) {
 				return
 			}
 			continue
@@ -75,12 +84,11 @@ func (t *TCPFront) serve(l net.Listener, port int) {
 	}
 }
 
-func (t *TCPFront) handle(c net.Conn, port int) {
-	snap := t.state.Get()
-	sock := snap.ByTCPPort[port]
+func (t *TCP) handle(c net.Conn, port int) {
+	sock := t.State.ByTCPPort(port)
 	if sock == nil {
 		c.Close()
 		return
 	}
-	spliceToSocket(c, sock, t.reg, t.conns, snap.Limits)
+	t.spliceToSocket(c, sock, t.State.Limits())
 }

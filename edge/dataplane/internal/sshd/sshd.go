@@ -1,6 +1,5 @@
-package main
-
-// The SSH server that accepts reverse tunnels (golang.org/x/crypto/ssh).
+// Package sshd answers "who may log in and forward what": the SSH server
+// that accepts reverse tunnels (golang.org/x/crypto/ssh).
 //
 // Why it is shaped this way:
 //   - The user name is the account's user_name; the only credential is the
@@ -16,6 +15,7 @@ package main
 //     shell, prints which sockets it serves and then runs nothing; exec and
 //     subsystems are refused; direct-tcpip (ssh -L) is refused.
 //   - Per-account session quota: one account cannot hold the server's memory.
+package sshd
 
 import (
 	"bytes"
@@ -28,23 +28,30 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/state"
+	"mysocketd/edge/dataplane/internal/tunnels"
 )
 
-type SSHServer struct {
-	state    *StateHolder
-	reg      *Registry
+// Server is the SSH server; Serve accepts its connections.
+type Server struct {
+	state    *state.Holder
+	reg      *tunnels.Registry
 	config   *ssh.ServerConfig
 	interval time.Duration
 	count    int
 	nextID   atomic.Int64
 	mu       sync.Mutex
-	sessions map[*Session]struct{}
+	sessions map[*tunnels.Session]struct{}
 	perUser  map[string]int
 }
 
-func NewSSHServer(state *StateHolder, reg *Registry, hostKey ssh.Signer, interval time.Duration, count int) *SSHServer {
-	s := &SSHServer{state: state, reg: reg, interval: interval, count: count,
-		sessions: map[*Session]struct{}{}, perUser: map[string]int{}}
+// NewServer: a keepalive goes out every interval; a session that leaves count
+// of them unanswered is closed.
+func NewServer(holder *state.Holder, reg *tunnels.Registry, hostKey ssh.Signer, interval time.Duration, count int) *Server {
+	s := &Server{state: holder, reg: reg, interval: interval, count: count,
+		sessions: map[*tunnels.Session]struct{}{}, perUser: map[string]int{}}
 	s.config = &ssh.ServerConfig{
 		PublicKeyCallback: s.checkKey,
 		ServerVersion:     "SSH-2.0-mysocketd_edge",
@@ -54,20 +61,20 @@ func NewSSHServer(state *StateHolder, reg *Registry, hostKey ssh.Signer, interva
 	return s
 }
 
-func (s *SSHServer) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-	user := s.state.Get().UsersByName[meta.User()]
+func (s *Server) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	user := s.state.User(meta.User())
 	if user != nil && user.Key != nil && bytes.Equal(user.Key.Marshal(), key.Marshal()) {
 		return &ssh.Permissions{Extensions: map[string]string{"user_id": user.UserID}}, nil
 	}
-	logf("SSH key refused: user=%s peer=%s key=%s", meta.User(), meta.RemoteAddr(), ssh.FingerprintSHA256(key))
+	logx.Printf("SSH key refused: user=%s peer=%s key=%s", meta.User(), meta.RemoteAddr(), ssh.FingerprintSHA256(key))
 	return nil, fmt.Errorf("key refused")
 }
 
-func (s *SSHServer) Serve(l net.Listener) {
+func (s *Server) Serve(l net.Listener) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if isClosed(err) {
+			if logx.IsClosed(err) {
 				return
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -78,9 +85,9 @@ func (s *SSHServer) Serve(l net.Listener) {
 }
 
 // CloseAll ends every session (/_admin/drop-ssh, shutdown); returns how many.
-func (s *SSHServer) CloseAll() int {
+func (s *Server) CloseAll() int {
 	s.mu.Lock()
-	var all []*Session
+	var all []*tunnels.Session
 	for sess := range s.sessions {
 		all = append(all, sess)
 	}
@@ -91,7 +98,7 @@ func (s *SSHServer) CloseAll() int {
 	return len(all)
 }
 
-func (s *SSHServer) handle(c net.Conn) {
+func (s *Server) handle(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlive(true)
@@ -103,20 +110,20 @@ func (s *SSHServer) handle(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
-	snap := s.state.Get()
-	user := snap.UsersByName[conn.User()]
-	sess := &Session{ID: s.nextID.Add(1), Conn: conn, UserID: conn.Permissions.Extensions["user_id"],
-		UserName: conn.User(), Peer: c.RemoteAddr().String(), done: make(chan struct{}),
-		suspectAfter: s.interval}
-	defer close(sess.done)
-	if user == nil || !s.admit(sess, snap.Limits.SessionsPerAccount) {
-		logf("SSH session refused: user=%s peer=%s: too many sessions for this account (quota %d)",
-			sess.UserName, sess.Peer, snap.Limits.SessionsPerAccount)
+	user := s.state.User(conn.User())
+	limits := s.state.Limits()
+	sess := &tunnels.Session{ID: s.nextID.Add(1), Conn: conn, UserID: conn.Permissions.Extensions["user_id"],
+		UserName: conn.User(), Peer: c.RemoteAddr().String(), SuspectAfter: s.interval}
+	done := make(chan struct{})
+	defer close(done)
+	if user == nil || !s.admit(sess, limits.SessionsPerAccount) {
+		logx.Printf("SSH session refused: user=%s peer=%s: too many sessions for this account (quota %d)",
+			sess.UserName, sess.Peer, limits.SessionsPerAccount)
 		conn.Close()
 		return
 	}
-	logf("SSH login: user=%s peer=%s", sess.UserName, sess.Peer)
-	go s.keepalive(sess)
+	logx.Printf("SSH login: user=%s peer=%s", sess.UserName, sess.Peer)
+	go s.keepalive(sess, done)
 	go s.channels(sess, chans)
 	s.requests(sess, reqs) // returns when the connection ends
 	s.reg.DropSession(sess)
@@ -128,10 +135,10 @@ func (s *SSHServer) handle(c net.Conn) {
 	}
 	s.mu.Unlock()
 	conn.Close()
-	logf("SSH session ended: user=%s peer=%s", sess.UserName, sess.Peer)
+	logx.Printf("SSH session ended: user=%s peer=%s", sess.UserName, sess.Peer)
 }
 
-func (s *SSHServer) admit(sess *Session, quota int) bool {
+func (s *Server) admit(sess *tunnels.Session, quota int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if quota > 0 && s.perUser[sess.UserID] >= quota {
@@ -145,7 +152,7 @@ func (s *SSHServer) admit(sess *Session, quota int) bool {
 // keepalive closes the session when the client stops answering. A keepalive
 // unanswered for one interval already makes the session suspect: new requests
 // go to other tunnels first (see Registry.Candidates) while it may still recover.
-func (s *SSHServer) keepalive(sess *Session) {
+func (s *Server) keepalive(sess *tunnels.Session, done <-chan struct{}) {
 	var lastAnswer atomic.Int64
 	lastAnswer.Store(time.Now().UnixNano())
 	ticker := time.NewTicker(s.interval)
@@ -153,12 +160,12 @@ func (s *SSHServer) keepalive(sess *Session) {
 	var inFlight atomic.Bool
 	for {
 		select {
-		case <-sess.done:
+		case <-done:
 			return
 		case <-ticker.C:
 		}
 		if time.Since(time.Unix(0, lastAnswer.Load())) > time.Duration(s.count)*s.interval {
-			logf("SSH session of %s (%s) stopped answering keepalives: closing it", sess.UserName, sess.Peer)
+			logx.Printf("SSH session of %s (%s) stopped answering keepalives: closing it", sess.UserName, sess.Peer)
 			sess.Conn.Close()
 			return
 		}
@@ -166,11 +173,11 @@ func (s *SSHServer) keepalive(sess *Session) {
 			continue // the last one is still unanswered
 		}
 		go func() {
-			sess.pendingSince.Store(time.Now().UnixNano())
+			sess.KeepaliveSent(time.Now())
 			_, _, err := sess.Conn.SendRequest("keepalive@openssh.com", true, nil)
 			inFlight.Store(false)
 			if err == nil {
-				sess.pendingSince.Store(0)
+				sess.KeepaliveAnswered()
 				lastAnswer.Store(time.Now().UnixNano())
 			}
 		}()
@@ -182,7 +189,7 @@ type forwardRequest struct {
 	Port uint32
 }
 
-func (s *SSHServer) requests(sess *Session, reqs <-chan *ssh.Request) {
+func (s *Server) requests(sess *tunnels.Session, reqs <-chan *ssh.Request) {
 	for req := range reqs {
 		switch req.Type {
 		case "tcpip-forward":
@@ -192,7 +199,7 @@ func (s *SSHServer) requests(sess *Session, reqs <-chan *ssh.Request) {
 			req.Reply(f != nil, nil)
 			if f != nil {
 				if err := s.reg.Claim(f); err != nil {
-					logf("forward refused: user=%s port=%d: %v", sess.UserName, f.Port, err)
+					logx.Printf("forward refused: user=%s port=%d: %v", sess.UserName, f.Port, err)
 				}
 			}
 		case "cancel-tcpip-forward":
@@ -212,21 +219,21 @@ func (s *SSHServer) requests(sess *Session, reqs <-chan *ssh.Request) {
 }
 
 // forward checks a tcpip-forward request: the Forward to claim, or nil.
-func (s *SSHServer) forward(sess *Session, payload []byte) *Forward {
+func (s *Server) forward(sess *tunnels.Session, payload []byte) *tunnels.Forward {
 	var fr forwardRequest
 	if err := ssh.Unmarshal(payload, &fr); err != nil {
 		return nil
 	}
 	port := int(fr.Port)
-	owner := s.state.Get().PortOwner[port]
+	owner := s.state.PortOwner(port)
 	if owner == nil || owner.UserID != sess.UserID {
-		logf("forward refused: user=%s port=%d: not a tunnel of this account", sess.UserName, port)
+		logx.Printf("forward refused: user=%s port=%d: not a tunnel of this account", sess.UserName, port)
 		return nil
 	}
-	return &Forward{Port: port, BindAddr: fr.Addr, Session: sess, DNSName: owner.DNSName, Since: time.Now()}
+	return &tunnels.Forward{Port: port, BindAddr: fr.Addr, Session: sess, DNSName: owner.DNSName, Since: time.Now()}
 }
 
-func (s *SSHServer) channels(sess *Session, chans <-chan ssh.NewChannel) {
+func (s *Server) channels(sess *tunnels.Session, chans <-chan ssh.NewChannel) {
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			nc.Reject(ssh.Prohibited, "this edge only accepts remote forwards (-R) and a shell that runs nothing")
@@ -241,7 +248,7 @@ func (s *SSHServer) channels(sess *Session, chans <-chan ssh.NewChannel) {
 }
 
 // shell: a banner, then silence until the client leaves; input is discarded.
-func (s *SSHServer) shell(sess *Session, ch ssh.Channel, reqs <-chan *ssh.Request) {
+func (s *Server) shell(sess *tunnels.Session, ch ssh.Channel, reqs <-chan *ssh.Request) {
 	defer ch.Close()
 	go func() {
 		buf := make([]byte, 4096)
@@ -261,7 +268,7 @@ func (s *SSHServer) shell(sess *Session, ch ssh.Channel, reqs <-chan *ssh.Reques
 			req.Reply(true, nil)
 			ch.Write([]byte(strings.Join(s.banner(sess), newline) + newline))
 		case "exec", "subsystem":
-			logf("%s refused: user=%s (this edge runs no commands)", req.Type, sess.UserName)
+			logx.Printf("%s refused: user=%s (this edge runs no commands)", req.Type, sess.UserName)
 			req.Reply(false, nil)
 		case "env", "window-change", "signal", "break":
 			if req.WantReply {
@@ -275,7 +282,7 @@ func (s *SSHServer) shell(sess *Session, ch ssh.Channel, reqs <-chan *ssh.Reques
 	}
 }
 
-func (s *SSHServer) banner(sess *Session) []string {
+func (s *Server) banner(sess *tunnels.Session) []string {
 	lines := []string{fmt.Sprintf("mysocketd edge: hello %s.", sess.UserName)}
 	fwds := s.reg.OfSession(sess)
 	sort.Slice(fwds, func(i, j int) bool { return fwds[i].Port < fwds[j].Port })

@@ -1,0 +1,48 @@
+// Package answer is the edge's own voice: "how does the edge answer by
+// itself". Every answer the edge gives instead of the app's carries the
+// response header `Mysocket-Edge: <reason>` and a short plain-text body, so
+// clients and probes never mistake it for the app's (edge/README.md lists
+// the reasons). Every package that answers by itself writes through here.
+package answer
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// Header names the reason of an answer the edge gave by itself.
+const Header = "Mysocket-Edge"
+
+// Reason is the value of Header; the table in edge/README.md says when each is given.
+type Reason string
+
+const (
+	NoTunnel       Reason = "no-tunnel"       // 502: no tunnel connected, or none could take the request
+	UnknownHost    Reason = "unknown-host"    // 404: no socket has this name
+	Unauthorized   Reason = "unauthorized"    // 401: basic auth missing or wrong
+	Forbidden      Reason = "forbidden"       // 403: cloud authentication (fails closed)
+	RateLimited    Reason = "rate-limited"    // 429: too many failed basic-auth attempts
+	BadRequest     Reason = "bad-request"     // 400: no Host
+	Misdirected    Reason = "misdirected"     // 421: a tcp or tls socket's name on the HTTP front
+	Timeout        Reason = "timeout"         // 504: the app did not answer in time
+	TooLarge       Reason = "too-large"       // 431: request head too large
+	Unavailable    Reason = "unavailable"     // 503 (or 502 for the API): a quota is reached, the API is down
+	UpstreamFailed Reason = "upstream-failed" // 502: the app's connection broke after the request was sent
+	HTTPSRedirect  Reason = "https-redirect"  // 308: an https socket asked for over plain HTTP
+)
+
+// Write writes one of the edge's own answers: status, reason, one line of text.
+func Write(w http.ResponseWriter, status int, reason Reason, text string) {
+	h := w.Header()
+	h.Set(Header, string(reason))
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	fmt.Fprintln(w, text)
+}
+
+// RedirectHTTPS sends a visitor of plain HTTP to the same URL on https://host.
+func RedirectHTTPS(w http.ResponseWriter, r *http.Request, host string) {
+	w.Header().Set(Header, string(HTTPSRedirect))
+	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+}

@@ -1,0 +1,66 @@
+package answer
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func TestWrite(t *testing.T) {
+	cases := []struct {
+		status int
+		reason Reason
+		text   string
+		header string
+	}{
+		{http.StatusBadGateway, NoTunnel, "web.edge.localhost: no tunnel of this socket is connected", "no-tunnel"},
+		{http.StatusNotFound, UnknownHost, "no socket named x.edge.localhost", "unknown-host"},
+		{http.StatusUnauthorized, Unauthorized, "this socket needs a username and password", "unauthorized"},
+		{http.StatusTooManyRequests, RateLimited, "too many failed logins", "rate-limited"},
+		{http.StatusServiceUnavailable, Unavailable, "too many concurrent requests for this account", "unavailable"},
+		{http.StatusRequestHeaderFieldsTooLarge, TooLarge, "request head too large", "too-large"},
+	}
+	for _, c := range cases {
+		t.Run(string(c.reason), func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			Write(rec, c.status, c.reason, c.text)
+			res := rec.Result()
+			if res.StatusCode != c.status {
+				t.Errorf("status %d, want %d", res.StatusCode, c.status)
+			}
+			want := map[string]string{"Mysocket-Edge": c.header,
+				"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
+			for k, v := range want {
+				if got := res.Header.Get(k); got != v {
+					t.Errorf("%s: %q, want %q", k, got, v)
+				}
+			}
+			if got := rec.Body.String(); got != c.text+"\n" {
+				t.Errorf("body %q, want %q", got, c.text+"\n")
+			}
+		})
+	}
+}
+
+func TestRedirectHTTPS(t *testing.T) {
+	cases := []struct{ target, host, want string }{
+		{"http://web.edge.localhost:8000/", "web.edge.localhost", "https://web.edge.localhost/"},
+		{"http://web.edge.localhost/a/b?x=1&y=2", "web.edge.localhost", "https://web.edge.localhost/a/b?x=1&y=2"},
+		{"http://api.edge.localhost/socket/", "api.edge.localhost", "https://api.edge.localhost/socket/"},
+	}
+	for _, c := range cases {
+		t.Run(c.target, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			RedirectHTTPS(rec, httptest.NewRequest("GET", c.target, nil), c.host)
+			if rec.Code != http.StatusPermanentRedirect {
+				t.Errorf("status %d, want 308", rec.Code)
+			}
+			if got := rec.Header().Get("Location"); got != c.want {
+				t.Errorf("Location %q, want %q", got, c.want)
+			}
+			if got := rec.Header().Get("Mysocket-Edge"); got != "https-redirect" {
+				t.Errorf("Mysocket-Edge %q, want https-redirect", got)
+			}
+		})
+	}
+}

@@ -1,0 +1,161 @@
+// Package control answers "what does the control plane ask of us": the
+// control socket (HTTP over a unix socket, JSON) through which the
+// Python control plane drives this process. Only the edge's own Python
+// process can reach it (a file in its data directory, mode 0600).
+package control
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"time"
+
+	"mysocketd/edge/dataplane/internal/front"
+	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/nodes"
+	"mysocketd/edge/dataplane/internal/sshd"
+	"mysocketd/edge/dataplane/internal/state"
+	"mysocketd/edge/dataplane/internal/tunnels"
+)
+
+// API is the control socket's handler and what it drives.
+type API struct {
+	State   *state.Holder
+	Tunnels *tunnels.Registry
+	SSH     *sshd.Server
+	TCP     *front.TCP
+	Links   *nodes.Links // nil: one node, no links
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// readJSON decodes the body into v; on error it answers 400 and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 256<<20)).Decode(v); err != nil {
+		writeJSON(w, 400, map[string]string{"error_message": err.Error()})
+		return false
+	}
+	return true
+}
+
+// Handler serves the control API.
+func (c *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	// CPU and heap profiles for `make bench` and operators (the control socket is 0600).
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.Handle("GET /debug/pprof/heap", pprof.Handler("heap"))
+	mux.HandleFunc("PUT /state", func(w http.ResponseWriter, r *http.Request) {
+		var in state.StateIn
+		if !readJSON(w, r, &in) {
+			return
+		}
+		if changes, ok := c.State.Replace(in); ok {
+			c.Tunnels.Follow(changes)
+		}
+		writeJSON(w, 200, map[string]int64{"version": c.State.Version()})
+	})
+	// Only what changed: costs the records named, whatever the total (state.Apply).
+	mux.HandleFunc("PATCH /state", func(w http.ResponseWriter, r *http.Request) {
+		var in state.DeltaIn
+		if !readJSON(w, r, &in) {
+			return
+		}
+		if changes, ok := c.State.Apply(in); ok {
+			c.Tunnels.Follow(changes)
+		}
+		writeJSON(w, 200, map[string]int64{"version": c.State.Version()})
+	})
+	// The live nodes: links to them are dialled, links to the others closed.
+	mux.HandleFunc("PUT /nodes", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Nodes []nodes.Peer `json:"nodes"`
+		}
+		if !readJSON(w, r, &in) {
+			return
+		}
+		if c.Links != nil {
+			c.Links.Update(in.Nodes)
+		}
+		up := []string{}
+		if c.Links != nil {
+			up = c.Links.Up()
+		}
+		writeJSON(w, 200, map[string]any{"links_up": up})
+	})
+	// Forwards that came up or went down after ?after=N, waiting up to ?wait= seconds.
+	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
+		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+		wait, _ := strconv.ParseFloat(r.URL.Query().Get("wait"), 64)
+		boot, next, events := c.Tunnels.Events(after, time.Duration(min(max(wait, 0), 25)*float64(time.Second)))
+		if events == nil {
+			events = []tunnels.Event{}
+		}
+		writeJSON(w, 200, map[string]any{"boot": boot, "next": next, "events": events})
+	})
+	mux.HandleFunc("GET /tunnels", func(w http.ResponseWriter, r *http.Request) {
+		out := []map[string]any{}
+		for _, f := range c.Tunnels.All() {
+			out = append(out, map[string]any{"local_port": f.Port, "user_name": f.Session.UserName,
+				"dnsname": f.DNSName, "since": f.Since.UTC().Format("2006-01-02T15:04:05.000000-07:00"), "peer": f.Session.Peer})
+		}
+		if r.URL.Query().Get("everywhere") != "" && c.Links != nil {
+			// ...and the forwards the other live nodes hold (asked over the links, 1 s at most).
+			for node, ports := range c.Links.Held(time.Second) {
+				for _, p := range ports {
+					out = append(out, map[string]any{"local_port": p, "node": node})
+				}
+			}
+		}
+		writeJSON(w, 200, out)
+	})
+	mux.HandleFunc("POST /drop-ssh", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]int{"dropped": c.SSH.CloseAll()})
+	})
+	mux.HandleFunc("POST /forget-forward", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			LocalPort int `json:"local_port"`
+		}
+		if !readJSON(w, r, &in) {
+			return
+		}
+		// The edge drops a forward: by design it ends that SSH session, so the client's ssh
+		// exits and reconnects at once (no stale binding). Tests and the chaos suite use this.
+		n := 0
+		if f := c.Tunnels.Get(in.LocalPort); f != nil && c.Tunnels.Remove(f, false) {
+			f.Session.Conn.Close()
+			n = 1
+		}
+		writeJSON(w, 200, map[string]int{"forgotten": n})
+	})
+	mux.HandleFunc("POST /tcp/open", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Port int `json:"port"`
+		}
+		if !readJSON(w, r, &in) {
+			return
+		}
+		port, err := c.TCP.Open(in.Port)
+		if err != nil {
+			writeJSON(w, 409, map[string]string{"error_message": err.Error()})
+			return
+		}
+		logx.Printf("tcp port %d listening", port)
+		writeJSON(w, 200, map[string]int{"port": port})
+	})
+	mux.HandleFunc("POST /tcp/close", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Port int `json:"port"`
+		}
+		if !readJSON(w, r, &in) {
+			return
+		}
+		c.TCP.Close(in.Port)
+		writeJSON(w, 200, map[string]int{"port": in.Port})
+	})
+	return mux
+}

@@ -1,0 +1,221 @@
+package state
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"sync"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+func authorizedKey(t *testing.T) string {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(ssh.MarshalAuthorizedKey(key))
+}
+
+func TestReplace(t *testing.T) {
+	in := StateIn{
+		Version: 7,
+		Users: []UserIn{
+			{UserID: "u1", UserName: "alice", SSHKey: authorizedKey(t)},
+			{UserID: "u2", UserName: "bob", SSHKey: "not a key"},
+		},
+		Sockets: []SocketIn{
+			{SocketID: "s1", UserID: "u1", DNSName: "Blue-Snow.edge.localhost", Type: "http", LocalPorts: []int{10000, 10001}},
+			{SocketID: "s2", UserID: "u2", DNSName: "db.edge.localhost", Type: "tcp", TCPPort: 40000,
+				Tunnels: []TunnelIn{{LocalPort: 10002, Node: "b"}}},
+		},
+		Limits: Limits{SessionsPerAccount: 3, ConnectionsPerAccount: 5, AuthFailuresPerMinute: 20},
+	}
+	h := NewHolder("a")
+	changes, ok := h.Replace(in)
+	if !ok || h.Version() != 7 || h.Limits() != in.Limits || len(changes) != 3 {
+		t.Fatalf("ok %v version %d limits %+v changes %v", ok, h.Version(), h.Limits(), changes)
+	}
+	users := []struct {
+		name    string
+		userID  string
+		withKey bool
+	}{
+		{"alice", "u1", true},
+		{"bob", "u2", false}, // a key that does not parse: the account exists but cannot log in
+	}
+	for _, u := range users {
+		got := h.User(u.name)
+		if got == nil || got.UserID != u.userID || (got.Key != nil) != u.withKey {
+			t.Errorf("user %s: %+v, want id %s, key %v", u.name, got, u.userID, u.withKey)
+		}
+	}
+	lookups := []struct {
+		name   string
+		got    *Socket
+		wantID string // "" : no socket
+	}{
+		{"by dns, lower-cased", h.ByDNS("blue-snow.edge.localhost"), "s1"},
+		{"by dns, as pushed", h.ByDNS("Blue-Snow.edge.localhost"), ""},
+		{"by tcp port", h.ByTCPPort(40000), "s2"},
+		{"http socket has no tcp port", h.ByTCPPort(0), ""},
+		{"port owner 10000", h.PortOwner(10000), "s1"},
+		{"port owner 10001", h.PortOwner(10001), "s1"},
+		{"port owner 10002", h.PortOwner(10002), "s2"},
+		{"port not a tunnel", h.PortOwner(10003), ""},
+	}
+	for _, c := range lookups {
+		t.Run(c.name, func(t *testing.T) {
+			switch {
+			case c.wantID == "" && c.got != nil:
+				t.Fatalf("found %s, want none", c.got.SocketID)
+			case c.wantID != "" && (c.got == nil || c.got.SocketID != c.wantID):
+				t.Fatalf("found %+v, want %s", c.got, c.wantID)
+			}
+		})
+	}
+	if s1 := h.ByDNS("blue-snow.edge.localhost"); s1.NodeOf(10000) != "" || len(s1.Tunnels) != 2 {
+		t.Fatalf("local_ports only: tunnels %+v", s1.Tunnels) // an older client's shape
+	}
+	if s2 := h.PortOwner(10002); s2.NodeOf(10002) != "b" || len(s2.LocalPorts) != 1 {
+		t.Fatalf("tunnels only: %+v", s2.SocketIn)
+	}
+}
+
+// TestApply: a delta changes only what it names, and says which ports it touched and how.
+func TestApply(t *testing.T) {
+	base := StateIn{Version: 1, Users: []UserIn{{UserID: "u1", UserName: "alice"}, {UserID: "u2", UserName: "bob"}},
+		Sockets: []SocketIn{
+			{SocketID: "s1", UserID: "u1", DNSName: "one.edge", Tunnels: []TunnelIn{{LocalPort: 10000, Node: "a"}, {LocalPort: 10001, Node: "b"}}},
+			{SocketID: "s2", UserID: "u2", DNSName: "two.edge", TCPPort: 40000, Tunnels: []TunnelIn{{LocalPort: 10002, Node: "a"}}},
+		}}
+	type want struct {
+		port  int
+		owner string // "" none
+		moved bool
+	}
+	cases := []struct {
+		name    string
+		delta   DeltaIn
+		changes []want
+		check   func(h *Holder) bool
+	}{
+		{"a new socket", DeltaIn{Version: 2, Sockets: []SocketIn{
+			{SocketID: "s3", UserID: "u1", DNSName: "three.edge", Tunnels: []TunnelIn{{LocalPort: 10003, Node: "a"}}}}},
+			[]want{{10003, "s3", false}},
+			func(h *Holder) bool { return h.ByDNS("three.edge") != nil && h.ByDNS("one.edge") != nil }},
+		{"a socket gone", DeltaIn{Version: 2, SocketsGone: []string{"s2"}},
+			[]want{{10002, "", false}},
+			func(h *Holder) bool { return h.ByDNS("two.edge") == nil && h.ByTCPPort(40000) == nil }},
+		{"a tunnel deleted", DeltaIn{Version: 2, Sockets: []SocketIn{
+			{SocketID: "s1", UserID: "u1", DNSName: "one.edge", Tunnels: []TunnelIn{{LocalPort: 10000, Node: "a"}}}}},
+			[]want{{10000, "s1", false}, {10001, "", false}},
+			func(h *Holder) bool { return h.PortOwner(10001) == nil }},
+		{"a tunnel moved away from this node", DeltaIn{Version: 2, Sockets: []SocketIn{
+			{SocketID: "s1", UserID: "u1", DNSName: "one.edge", Tunnels: []TunnelIn{{LocalPort: 10000, Node: "c"}, {LocalPort: 10001, Node: "b"}}}}},
+			[]want{{10000, "s1", true}, {10001, "s1", false}}, nil},
+		{"a tunnel moved to this node", DeltaIn{Version: 2, Sockets: []SocketIn{
+			{SocketID: "s1", UserID: "u1", DNSName: "one.edge", Tunnels: []TunnelIn{{LocalPort: 10000, Node: "a"}, {LocalPort: 10001, Node: "a"}}}}},
+			[]want{{10000, "s1", false}, {10001, "s1", false}}, nil},
+		{"a renamed account and a gone one", DeltaIn{Version: 2, Users: []UserIn{{UserID: "u1", UserName: "alice2"}},
+			UsersGone: []string{"u2"}}, nil,
+			func(h *Holder) bool { return h.User("alice") == nil && h.User("alice2") != nil && h.User("bob") == nil }},
+		{"an older delta changes nothing", DeltaIn{Version: 0, SocketsGone: []string{"s1"}}, nil,
+			func(h *Holder) bool { return h.ByDNS("one.edge") != nil && h.Version() == 1 }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := NewHolder("a")
+			h.Replace(base)
+			changes, _ := h.Apply(c.delta)
+			got := map[int]want{}
+			for _, ch := range changes {
+				w := want{port: ch.Port, moved: ch.Moved}
+				if ch.Owner != nil {
+					w.owner = ch.Owner.SocketID
+				}
+				got[ch.Port] = w
+			}
+			if len(got) != len(c.changes) {
+				t.Fatalf("changes %v, want %v", got, c.changes)
+			}
+			for _, w := range c.changes {
+				if got[w.port] != w {
+					t.Fatalf("change of %d: %+v, want %+v", w.port, got[w.port], w)
+				}
+			}
+			if c.check != nil && !c.check(h) {
+				t.Fatal("lookups after the delta are wrong")
+			}
+		})
+	}
+}
+
+func TestVersionsOnlyGoForward(t *testing.T) {
+	cases := []struct {
+		name      string
+		versions  []int64
+		published []bool
+		want      int64
+	}{
+		{"first push", []int64{1}, []bool{true}, 1},
+		{"newer replaces", []int64{1, 2}, []bool{true, true}, 2},
+		{"older is ignored", []int64{5, 3}, []bool{true, false}, 5},
+		{"same version is published again", []int64{4, 4}, []bool{true, true}, 4},
+		{"late old push between new ones", []int64{1, 3, 2, 4}, []bool{true, true, false, true}, 4},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := NewHolder("")
+			for i, v := range c.versions {
+				if _, got := h.Replace(StateIn{Version: v}); got != c.published[i] {
+					t.Fatalf("Replace(version %d) = %v, want %v", v, got, c.published[i])
+				}
+			}
+			if got := h.Version(); got != c.want {
+				t.Fatalf("version %d, want %d", got, c.want)
+			}
+		})
+	}
+}
+
+func TestConcurrentPushesAndLookupsEndOnTheNewest(t *testing.T) {
+	h := NewHolder("")
+	var wg sync.WaitGroup
+	for v := int64(1); v <= 50; v++ {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			h.Apply(DeltaIn{Version: v, Sockets: []SocketIn{{SocketID: "s", DNSName: "x.edge", LocalPorts: []int{int(v)}}}})
+		}()
+		go func() {
+			defer wg.Done()
+			h.ByDNS("x.edge")
+		}()
+	}
+	wg.Wait()
+	if got := h.Version(); got != 50 {
+		t.Fatalf("version %d after concurrent pushes, want 50", got)
+	}
+}
+
+func TestHostOnly(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"Blue-Snow.Edge.Localhost", "blue-snow.edge.localhost"},
+		{"blue-snow.edge.localhost:8443", "blue-snow.edge.localhost"},
+		{"blue-snow.edge.localhost.", "blue-snow.edge.localhost"},
+		{"BLUE.edge.localhost.:80", "blue.edge.localhost"},
+		{"[::1]:80", "::1"},
+		{"", ""},
+	}
+	for _, c := range cases {
+		if got := HostOnly(c.in); got != c.want {
+			t.Errorf("HostOnly(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,48 @@
+"""What the Go data plane is told about this node's picture (edge.cache), as JSON.
+
+One function per record, used for the whole state (at start and after the
+data plane restarts, ``PUT /state``) and for each change (``PATCH /state``:
+only the records that changed), so the two never disagree. A socket carries
+its tunnels with the node each is placed on: the data plane serves a tunnel
+connected here itself and carries a request for one placed elsewhere to that
+node (edge/dataplane/internal/nodes).
+"""
+
+from .cache import Delta, State
+from .store import Node, Socket, User
+
+
+def user_json(u: User) -> dict:
+    return {"user_id": u.user_id, "user_name": u.user_name, "sshkey": u.sshkey}
+
+
+def socket_json(state: State, s: Socket) -> dict:
+    tunnels = state.tunnels_of(s.socket_id)
+    return {"socket_id": s.socket_id, "user_id": s.user_id, "dnsname": s.dnsname,
+            "socket_type": s.socket_type, "tcp_port": s.tcp_port or 0,
+            "protected_socket": s.protected_socket,
+            "protected_username": s.protected_username,
+            "protected_password_hash": s.protected_password_hash,
+            "cloud_authentication_enabled": s.cloud_authentication_enabled,
+            "local_ports": [t.local_port for t in tunnels],
+            "tunnels": [{"local_port": t.local_port, "node": t.node} for t in tunnels]}
+
+
+def full_state(state: State) -> dict:
+    return {"users": [user_json(u) for u in state.users.values()],
+            "sockets": [socket_json(state, s) for s in state.sockets.values()]}
+
+
+def delta_json(state: State, delta: Delta) -> dict:
+    """Only what changed, as the picture has it now: records put (whole) and ids gone."""
+    users = {k: state.users.get(k) for k in delta.users}
+    sockets = {k: state.sockets.get(k) for k in delta.sockets}
+    return {"users": [user_json(u) for u in users.values() if u is not None],
+            "users_gone": [k for k, u in users.items() if u is None],
+            "sockets": [socket_json(state, s) for s in sockets.values() if s is not None],
+            "sockets_gone": [k for k, s in sockets.items() if s is None]}
+
+
+def nodes_json(me: Node, live: list) -> dict:
+    """This node's name and the live nodes' links (``PUT /nodes``)."""
+    return {"self": me.name, "nodes": [{"name": n.name, "link": n.link} for n in live]}
