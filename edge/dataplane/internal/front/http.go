@@ -132,6 +132,7 @@ func NewHTTP(sh Shared, apiName, apiUpstream string, acme *certs.ACME) *HTTP {
 		ErrorHandler:  f.proxyError,
 		BufferPool:    newBufferPool(),
 	}
+	f.proxy.ModifyResponse = modifyResponse // a route's response header edits (routes.go)
 	if apiUpstream != "" {
 		target := &url.URL{Scheme: "http", Host: apiUpstream}
 		f.api = &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
@@ -194,6 +195,11 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	if sock.Routes != nil || sock.RoutesErr != nil { // a Gateway's or an Ingress's socket (routes.go)
+		if sock, r, ok = f.route(w, r, sock); !ok {
+			return
+		}
+	}
 	cands := f.Tunnels.Candidates(sock)
 	if len(cands) == 0 {
 		answer.Write(w, http.StatusBadGateway, answer.NoTunnel, host+": no tunnel of this socket is connected")

@@ -17,11 +17,15 @@
 package state
 
 import (
+	"encoding/json"
 	"net"
 	"strings"
 	"sync"
 
 	"golang.org/x/crypto/ssh"
+
+	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/routes"
 )
 
 // UserIn is one account as pushed: its user_name logs in with its sshkey.
@@ -31,10 +35,12 @@ type UserIn struct {
 	SSHKey   string `json:"sshkey"`
 }
 
-// TunnelIn is one tunnel of a socket: its port and the node it is placed on ("": this one).
+// TunnelIn is one tunnel of a socket: its port, the node it is placed on ("": this one), and the
+// backend of the socket's route table it serves ("": the socket's plain tunnels).
 type TunnelIn struct {
 	LocalPort int    `json:"local_port"`
 	Node      string `json:"node"`
+	Backend   string `json:"backend,omitempty"`
 }
 
 // SocketIn is one socket as pushed, with its tunnels.
@@ -50,6 +56,9 @@ type SocketIn struct {
 	CloudAuth         bool       `json:"cloud_authentication_enabled"`
 	LocalPorts        []int      `json:"local_ports"`
 	Tunnels           []TunnelIn `json:"tunnels"`
+	// Routes is the socket's route table (edge/README.md, "Route tables"); absent: every request
+	// goes to the socket's tunnels as before.
+	Routes json.RawMessage `json:"routes,omitempty"`
 }
 
 // Limits are the per-account and per-visitor limits the data plane enforces (0: none).
@@ -86,6 +95,19 @@ type User struct {
 // Socket is a socket as the fronts and the tunnels look it up.
 type Socket struct {
 	SocketIn
+	// Routes is the compiled route table, nil when the socket has none. RoutesErr says why a
+	// pushed table could not be compiled (the API checks tables first, so only a data plane
+	// older than its control plane sees one): the socket then answers 500 rather than guess.
+	Routes    *routes.Compiled
+	RoutesErr error
+	groups    map[string]*Socket
+}
+
+// Group is the view of the socket that holds only the tunnels of one backend of its route
+// table (nil: the table names no such backend). The view has its own SocketID (`<id>#<backend>`),
+// so the tunnels' round-robin turns are per backend, and is made once per pushed socket.
+func (s *Socket) Group(backend string) *Socket {
+	return s.groups[backend]
 }
 
 // NodeOf is the node the tunnel of port is placed on ("" when none is said).
@@ -273,7 +295,7 @@ func (h *Holder) change(port int, was, now *Socket) Change {
 }
 
 func newSocket(in SocketIn) *Socket {
-	sock := &Socket{in}
+	sock := &Socket{SocketIn: in}
 	if len(sock.Tunnels) == 0 { // a client of the older shape sends local_ports only
 		for _, p := range sock.LocalPorts {
 			sock.Tunnels = append(sock.Tunnels, TunnelIn{LocalPort: p})
@@ -283,7 +305,37 @@ func newSocket(in SocketIn) *Socket {
 	for i, t := range sock.Tunnels {
 		sock.LocalPorts[i] = t.LocalPort
 	}
+	if len(in.Routes) > 0 && string(in.Routes) != "null" {
+		sock.compileRoutes()
+	}
 	return sock
+}
+
+// compileRoutes compiles the pushed table and makes one group view per backend it names.
+func (s *Socket) compileRoutes() {
+	var t routes.Table
+	err := json.Unmarshal(s.SocketIn.Routes, &t)
+	if err == nil {
+		s.Routes, err = routes.Compile(t)
+	}
+	if err != nil {
+		s.Routes, s.RoutesErr = nil, err
+		logx.Printf("socket %s: route table refused: %v", s.DNSName, err)
+		return
+	}
+	s.groups = map[string]*Socket{}
+	for _, b := range s.Routes.Backends() {
+		g := &Socket{SocketIn: s.SocketIn}
+		g.SocketID = s.SocketID + "#" + b
+		g.Tunnels, g.LocalPorts = nil, nil
+		for _, t := range s.Tunnels {
+			if t.Backend == b {
+				g.Tunnels = append(g.Tunnels, t)
+				g.LocalPorts = append(g.LocalPorts, t.LocalPort)
+			}
+		}
+		s.groups[b] = g
+	}
 }
 
 func (h *Holder) putUser(u UserIn) {

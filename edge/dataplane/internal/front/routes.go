@@ -1,0 +1,76 @@
+package front
+
+// The HTTP front's one call into a socket's route table (internal/routes).
+//
+// Why it is shaped this way: the matching, the filters and the weights are
+// internal/routes' business; here is only the glue, called from one place in
+// ServeHTTP, so the front stays the same for sockets without a table. A
+// request of a socket with a table either gets the edge's own answer (no
+// route 404, a redirect, no valid or no connected backend 500) or goes on as
+// a request of the chosen backend's group of tunnels (state.Socket.Group):
+// candidates, failover, keep-alive channels and the proxy are the front's
+// usual ones. The request edits are made on the way in; the response edits
+// by the proxy's ModifyResponse.
+
+import (
+	"context"
+	"net/http"
+
+	"mysocketd/edge/dataplane/internal/answer"
+	"mysocketd/edge/dataplane/internal/routes"
+	"mysocketd/edge/dataplane/internal/state"
+)
+
+const (
+	// Redirect marks a redirect a route asked for (RequestRedirect).
+	reasonRedirect answer.Reason = "redirect"
+	// NoRoute: no route of the socket's table matches the request (404).
+	reasonNoRoute answer.Reason = "no-route"
+	// NoBackend: the route's backend is not valid, or none of its tunnels is connected (500,
+	// as the Gateway API asks for a backend that cannot be reached).
+	reasonNoBackend answer.Reason = "no-backend"
+)
+
+type ctxRouteKey struct{}
+
+// route applies sock's route table to r. ok false: the edge answered. Otherwise the socket to
+// forward to is the chosen backend's group and r carries the decision for the response edits.
+func (f *HTTP) route(w http.ResponseWriter, r *http.Request, sock *state.Socket) (*state.Socket, *http.Request, bool) {
+	if sock.Routes == nil {
+		answer.Write(w, http.StatusInternalServerError, reasonNoBackend, "the route table of this name cannot be served")
+		return nil, r, false
+	}
+	in := routes.Request{Port: 80, HTTP: r}
+	if r.TLS != nil {
+		in.Port, in.SNI = 443, r.TLS.ServerName
+	}
+	d := sock.Routes.Decide(in)
+	switch {
+	case d.Location != "":
+		w.Header().Set("Location", d.Location)
+		answer.Write(w, d.Status, reasonRedirect, "redirected to "+d.Location)
+		return nil, r, false
+	case d.Status == http.StatusNotFound:
+		answer.Write(w, d.Status, reasonNoRoute, "no route of "+sock.DNSName+" matches this request")
+		return nil, r, false
+	case d.Status != 0:
+		answer.Write(w, d.Status, answer.Reason(d.Reason), "this request's route cannot be served")
+		return nil, r, false
+	}
+	group := sock.Group(d.Backend)
+	if group == nil || len(f.Tunnels.Candidates(group)) == 0 {
+		answer.Write(w, http.StatusInternalServerError, reasonNoBackend, "backend "+d.Backend+": no tunnel is connected")
+		return nil, r, false
+	}
+	r = r.WithContext(context.WithValue(r.Context(), ctxRouteKey{}, &d))
+	d.Rewrite(r)
+	return group, r, true
+}
+
+// modifyResponse makes a route's response edits (the proxy's ModifyResponse).
+func modifyResponse(resp *http.Response) error {
+	if d, _ := resp.Request.Context().Value(ctxRouteKey{}).(*routes.Decision); d != nil && d.HasResponseEdits() {
+		d.ModifyResponse(resp.Header)
+	}
+	return nil
+}
