@@ -31,7 +31,7 @@ from typing import Optional
 
 from aiohttp import web
 
-from . import schema
+from . import routetables, schema
 from .admin import add_admin_routes
 from .auth import DUMMY_HASH, TokenIssuer, hash_password, verify_password
 from .faults import Faults
@@ -329,6 +329,28 @@ class Api:
         sock = await self._owned_socket(request, user)
         return web.json_response(self._socket_json(sock, user, await self._live_ports()))
 
+    async def put_routes(self, request):
+        """Set or clear a socket's route table (edge/README.md, "Route tables"): checked for shape
+        and bounds here, then by the data plane (which must serve it), then stored whole."""
+        user = await self._user(request)
+        sock = await self._owned_socket(request, user)
+        table = schema.route_table(await self._body(request))
+        if table is not None:
+            if sock.socket_type not in ("http", "https"):
+                raise ApiError(400, "route tables are for http and https sockets")
+            try:
+                routetables.check(table)
+                why = await self._plane.check_routes(table)
+            except routetables.InvalidTable as exc:
+                why = str(exc)
+            if why:
+                raise ApiError(422, "route table refused: " + why)
+        if routetables.digest(table) != routetables.digest(sock.routes):
+            await self._applied(await self._store.set_routes(sock, table))
+            log.info("socket routes %s: %s user=%s", "set" if table else "cleared", sock.dnsname, user.user_name)
+        sock = await self._owned_socket(request, user)
+        return web.json_response(self._socket_json(sock, user, await self._live_ports()))
+
     async def delete_socket(self, request):
         user = await self._user(request)
         sock = await self._owned_socket(request, user)
@@ -358,12 +380,13 @@ class Api:
     async def post_tunnel(self, request):
         user = await self._user(request)
         sock = await self._owned_socket(request, user)
-        owner = schema.tunnel_owner(await self._body(request, empty_ok=True))  # the contract sends {}
+        body = await self._body(request, empty_ok=True)           # the contract sends {}
+        owner, backend = schema.tunnel_owner(body), schema.tunnel_backend(body)
         await self._check_tunnel_quota(user)
         try:
             tunnel, seq = await self._store.add_tunnel(
                 sock, Tunnel(tunnel_id=str(uuid.uuid4()), socket_id=sock.socket_id, local_port=0,
-                             owner=owner), place=self._deps.membership.place)
+                             owner=owner, backend=backend), place=self._deps.membership.place)
         except NoFreeLocalPort:
             raise ApiError(503, "no free local_port left on this edge") from None
         await self._applied(seq)
@@ -405,6 +428,7 @@ def make_app(deps: ApiDeps) -> web.Application:
     app.router.add_get("/socket/{socket_id}", api.get_socket)
     app.router.add_delete("/socket/{socket_id}", api.delete_socket)
     app.router.add_patch("/socket/{socket_id}", api.patch_socket)
+    app.router.add_put("/socket/{socket_id}/routes", api.put_routes)
     app.router.add_get("/socket/{socket_id}/tunnel", api.get_tunnels)
     app.router.add_post("/socket/{socket_id}/tunnel", api.post_tunnel)
     app.router.add_get("/socket/{socket_id}/tunnel/{tunnel_id}", api.get_tunnel)

@@ -103,9 +103,16 @@ CREATE TABLE nodes (name TEXT PRIMARY KEY, tunnel_server TEXT NOT NULL, link TEX
     api TEXT NOT NULL, seen DOUBLE PRECISION NOT NULL)
 """
 
+# Route tables: a socket's table (JSON, '' = none) and the backend each tunnel serves.
+_V3 = """
+ALTER TABLE sockets ADD COLUMN routes TEXT NOT NULL DEFAULT '';
+ALTER TABLE tunnels ADD COLUMN backend TEXT NOT NULL DEFAULT ''
+"""
+
 MIGRATIONS = (
     Migration(1, "accounts, sockets, tunnels, released ports, creations", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "placement, change log, membership", _V2_SQLITE, _V2_POSTGRES),
+    Migration(3, "route tables", _V3, _V3),
 )
 
 SCHEMA_VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
