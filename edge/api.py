@@ -26,12 +26,13 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from aiohttp import web
 
 from . import routetables, schema
+from .addresses import AddressPool
 from .admin import add_admin_routes
 from .auth import DUMMY_HASH, TokenIssuer, hash_password, verify_password
 from .faults import Faults
@@ -66,6 +67,7 @@ class ApiDeps:
     domain: str
     policy: Policy
     faults: Optional[Faults] = None   # set only with --admin
+    addresses: AddressPool = field(default_factory=AddressPool)   # --socket-addresses
 
 
 class ApiError(Exception):
@@ -258,6 +260,14 @@ class Api:
                 tcp_port = await self._deps.tcp_front.open_new()
             except NoFreeTcpPort:
                 raise ApiError(503, "no free public tcp port on this edge") from None
+        address = ""
+        if schema.own_address(body) and self._deps.addresses:
+            # Taken from this node's picture: a many-node edge could hand one address out twice at the
+            # same moment (not yet guarded by the store).
+            address = self._deps.addresses.allocate({s.address for s in self._state.sockets.values()})
+            if address is None:
+                await self._deps.tcp_front.close(tcp_port)
+                raise ApiError(503, "every address of this edge's --socket-addresses is in use")
         tunnels = []
         if with_tunnel:
             tunnels = [Tunnel(tunnel_id=str(uuid.uuid4()), socket_id="", local_port=0,
@@ -266,6 +276,7 @@ class Api:
         try:
             for attempt in range(3):       # a dnsname another node took at the same moment: another
                 sock = self._new_socket(user, fields, tcp_port, password_hash)
+                sock.address = address
                 try:
                     stored, made, seq = await self._store.add_socket(sock, tunnels, unique)
                     break

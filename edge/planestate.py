@@ -28,7 +28,7 @@ def socket_json(state: State, s: Socket) -> dict:
             "local_ports": [t.local_port for t in tunnels],
             "tunnels": [{"local_port": t.local_port, "node": t.node, "backend": t.backend}
                         for t in tunnels],
-            "routes": s.routes}
+            "routes": s.routes, "address": s.address}
 
 
 def full_state(state: State) -> dict:

@@ -147,6 +147,11 @@ def tunnel_owner(body: dict) -> str:
     return _text(body, "owner", required=False)
 
 
+def own_address(body: dict) -> bool:
+    """The optional `own_address` of POST /socket: an address of its own (--socket-addresses)."""
+    return _flag(body, "own_address")
+
+
 def tunnel_backend(body: dict) -> str:
     """The optional `backend` of POST /socket/{id}/tunnel: the backend of the socket's route
     table this tunnel serves (an addition to the contract)."""

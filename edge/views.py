@@ -40,5 +40,6 @@ def socket_json(sock: Socket, user: User, tunnels: list) -> dict:
         "cloud_authentication_email_allowed_domains": list(sock.allowed_domains),
         "user_name": user.user_name,
         "routes_digest": digest(sock.routes),
+        "address": sock.address,
         "tunnels": tunnels,
     }

@@ -103,9 +103,11 @@ CREATE TABLE nodes (name TEXT PRIMARY KEY, tunnel_server TEXT NOT NULL, link TEX
     api TEXT NOT NULL, seen DOUBLE PRECISION NOT NULL)
 """
 
-# Route tables: a socket's table (JSON, '' = none) and the backend each tunnel serves.
+# Route tables: a socket's table (JSON, '' = none), its own address ('' = none), the backend each
+# tunnel serves.
 _V3 = """
 ALTER TABLE sockets ADD COLUMN routes TEXT NOT NULL DEFAULT '';
+ALTER TABLE sockets ADD COLUMN address TEXT NOT NULL DEFAULT '';
 ALTER TABLE tunnels ADD COLUMN backend TEXT NOT NULL DEFAULT ''
 """
 

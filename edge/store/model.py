@@ -66,6 +66,7 @@ class Socket:
     allowed_domains: list = field(default_factory=list)
     created: float = 0.0
     routes: Optional[dict] = None   # the route table (edge/README.md, "Route tables"); None = none
+    address: str = ""               # an address of its own (--socket-addresses); "" = none
 
 
 @dataclass

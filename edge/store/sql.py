@@ -39,7 +39,7 @@ class IntegrityError(Exception):
 
 _SOCKET_COLUMNS = ("socket_id, user_id, name, dnsname, socket_type, tcp_port, protected_socket, "
                    "protected_username, protected_password_hash, cloud_authentication_enabled, "
-                   "allowed_addresses, allowed_domains, created, routes")
+                   "allowed_addresses, allowed_domains, created, routes, address")
 _TUNNEL_COLUMNS = "tunnel_id, socket_id, local_port, owner, node, backend"
 
 
@@ -53,7 +53,7 @@ def _socket(row: dict) -> Socket:
         cloud_authentication_enabled=bool(row["cloud_authentication_enabled"]),
         allowed_addresses=json.loads(row["allowed_addresses"]),
         allowed_domains=json.loads(row["allowed_domains"]), created=row["created"],
-        routes=json.loads(row["routes"]) if row["routes"] else None)
+        routes=json.loads(row["routes"]) if row["routes"] else None, address=row["address"])
 
 
 def _routes_text(routes: Optional[dict]) -> str:
@@ -161,12 +161,12 @@ class SqlStore:
                     return _socket(row), [], 0
             sock.created = time.time()
             await tx.execute(
-                "INSERT INTO sockets ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)".format(_SOCKET_COLUMNS),
+                "INSERT INTO sockets ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)".format(_SOCKET_COLUMNS),
                 (sock.socket_id, sock.user_id, sock.name, sock.dnsname, sock.socket_type,
                  sock.tcp_port, sock.protected_socket, sock.protected_username,
                  sock.protected_password_hash, sock.cloud_authentication_enabled,
                  json.dumps(sock.allowed_addresses), json.dumps(sock.allowed_domains),
-                 sock.created, _routes_text(sock.routes)))
+                 sock.created, _routes_text(sock.routes), sock.address))
             seq = await self._log(tx, "socket", sock.socket_id, sock)
             made = []
             for t in tunnels:

@@ -168,7 +168,7 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.api.ServeHTTP(w, r)
 		return
 	}
-	sock := f.State.ByDNS(host)
+	sock := f.socketFor(r, host) // by the address it came to, else by Host (routes.go)
 	if sock == nil {
 		answer.Write(w, http.StatusNotFound, answer.UnknownHost, "no socket named "+host)
 		return

@@ -14,6 +14,7 @@ package front
 
 import (
 	"context"
+	"net"
 	"net/http"
 
 	"mysocketd/edge/dataplane/internal/answer"
@@ -65,6 +66,19 @@ func (f *HTTP) route(w http.ResponseWriter, r *http.Request, sock *state.Socket)
 	r = r.WithContext(context.WithValue(r.Context(), ctxRouteKey{}, &d))
 	d.Rewrite(r)
 	return group, r, true
+}
+
+// socketFor is the socket that owns the address the visitor connected to (a Gateway's own address:
+// every Host is its listeners' to judge), else the socket named by host.
+func (f *HTTP) socketFor(r *http.Request, host string) *state.Socket {
+	if la, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr); la != nil {
+		if ip, _, err := net.SplitHostPort(la.String()); err == nil {
+			if sock := f.State.ByAddress(ip); sock != nil {
+				return sock
+			}
+		}
+	}
+	return f.State.ByDNS(host)
 }
 
 // modifyResponse makes a route's response edits (the proxy's ModifyResponse).

@@ -59,6 +59,9 @@ type SocketIn struct {
 	// Routes is the socket's route table (edge/README.md, "Route tables"); absent: every request
 	// goes to the socket's tunnels as before.
 	Routes json.RawMessage `json:"routes,omitempty"`
+	// Address is an address of the edge's own that is this socket's alone (a Gateway's): every
+	// connection to it is this socket's, whatever its Host or SNI ("": none).
+	Address string `json:"address,omitempty"`
 }
 
 // Limits are the per-account and per-visitor limits the data plane enforces (0: none).
@@ -137,6 +140,7 @@ type Holder struct {
 	sockets   map[string]*Socket // by socket_id
 	byDNS     map[string]*Socket
 	byTCPPort map[int]*Socket
+	byAddress map[string]*Socket
 	portOwner map[int]*Socket // tunnel local_port -> its socket
 	limits    Limits
 }
@@ -152,6 +156,7 @@ func (h *Holder) reset() {
 	h.users, h.nameOf = map[string]*User{}, map[string]string{}
 	h.sockets, h.byDNS = map[string]*Socket{}, map[string]*Socket{}
 	h.byTCPPort, h.portOwner = map[int]*Socket{}, map[int]*Socket{}
+	h.byAddress = map[string]*Socket{}
 }
 
 // Self is this node's name.
@@ -183,6 +188,13 @@ func (h *Holder) ByTCPPort(port int) *Socket {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.byTCPPort[port]
+}
+
+// ByAddress is the socket whose own address is ip (as net.SplitHostPort gives it), or nil.
+func (h *Holder) ByAddress(ip string) *Socket {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.byAddress[ip]
 }
 
 // PortOwner is the socket whose tunnel has local_port port, or nil.
@@ -356,6 +368,9 @@ func (h *Holder) putSocket(sock *Socket) {
 	if sock.TCPPort != 0 {
 		h.byTCPPort[sock.TCPPort] = sock
 	}
+	if sock.Address != "" {
+		h.byAddress[sock.Address] = sock
+	}
 	for _, t := range sock.Tunnels {
 		h.portOwner[t.LocalPort] = sock
 	}
@@ -368,6 +383,9 @@ func (h *Holder) dropSocket(sock *Socket) {
 	}
 	if sock.TCPPort != 0 && h.byTCPPort[sock.TCPPort] == sock {
 		delete(h.byTCPPort, sock.TCPPort)
+	}
+	if sock.Address != "" && h.byAddress[sock.Address] == sock {
+		delete(h.byAddress, sock.Address)
 	}
 }
 

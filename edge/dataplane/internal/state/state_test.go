@@ -261,3 +261,21 @@ func TestRoutesAndGroups(t *testing.T) {
 		t.Error("a socket without a table got one")
 	}
 }
+
+// A socket's own address finds it; deleting the socket frees the address.
+func TestByAddress(t *testing.T) {
+	h := NewHolder("")
+	h.Replace(StateIn{Version: 1, Sockets: []SocketIn{
+		{SocketID: "s1", DNSName: "gw.edge.localhost", Type: "http", Address: "127.100.0.1"},
+		{SocketID: "s2", DNSName: "plain.edge.localhost", Type: "http"}}})
+	if s := h.ByAddress("127.100.0.1"); s == nil || s.SocketID != "s1" {
+		t.Fatalf("by address: %+v", s)
+	}
+	if h.ByAddress("") != nil || h.ByAddress("127.100.0.2") != nil {
+		t.Error("an address no socket has found one")
+	}
+	h.Apply(DeltaIn{Version: 2, SocketsGone: []string{"s1"}})
+	if h.ByAddress("127.100.0.1") != nil {
+		t.Error("a deleted socket's address still finds it")
+	}
+}
