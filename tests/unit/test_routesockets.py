@@ -106,3 +106,16 @@ def test_tunnel_changes_only_this_replicas():
     assert missing == [new]
     assert [t["tunnel_id"] for t in extra] == ["t2"]
     assert routesockets.own_tunnel(socket, keep, C, "me")["tunnel_id"] == "t1"
+
+
+def test_every_service_a_route_or_an_ingress_names_is_watched_for():
+    from lib.routecontroller import named_services
+    objects = {
+        "HTTPRoute": [{"metadata": {"namespace": "a"}, "spec": {"rules": [
+            {"backendRefs": [{"name": "web", "port": 80}, {"name": "far", "namespace": "b", "port": 80},
+                             {"name": "bucket", "group": "storage.example", "kind": "Bucket"}]}]}}],
+        "Ingress": [{"metadata": {"namespace": "c"}, "spec": {
+            "defaultBackend": {"service": {"name": "default", "port": {"number": 80}}},
+            "rules": [{"http": {"paths": [{"path": "/", "backend": {"service": {"name": "api"}}},
+                                          {"path": "/r", "backend": {"resource": {"kind": "Bucket"}}}]}}]}}]}
+    assert named_services(objects) == {("a", "web"), ("b", "far"), ("c", "default"), ("c", "api")}
