@@ -14,6 +14,7 @@ package front
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 
@@ -66,6 +67,44 @@ func (f *HTTP) route(w http.ResponseWriter, r *http.Request, sock *state.Socket)
 	r = r.WithContext(context.WithValue(r.Context(), ctxRouteKey{}, &d))
 	d.Rewrite(r)
 	return group, r, true
+}
+
+// ownSocket is the socket whose own address c came to, or nil.
+func ownSocket(st *state.Holder, c net.Conn) *state.Socket {
+	if ip, _, err := net.SplitHostPort(c.LocalAddr().String()); err == nil {
+		return st.ByAddress(ip)
+	}
+	return nil
+}
+
+// serveOwnAddress is the TLS port of a socket's own address: a TLS listener's route passes the
+// connection through to its backend's tunnels by SNI; an HTTPS listener terminates it with its own
+// certificate (or the edge's for the socket's name) and hands it to the HTTP front, where the table
+// routes each request. A server name no listener takes is refused (closed).
+func (t *TLS) serveOwnAddress(c net.Conn, sni string, sock *state.Socket) {
+	if sock.Routes == nil {
+		c.Close()
+		return
+	}
+	if backend, ok := sock.Routes.Passthrough(sni); ok {
+		if g := sock.Group(backend); g != nil {
+			t.spliceToSocket(c, g, t.State.Limits())
+			return
+		}
+		c.Close()
+		return
+	}
+	if !sock.Routes.Terminates(sni) {
+		c.Close()
+		return
+	}
+	cfg := &tls.Config{NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
+	if cert := sock.Routes.Certificate(sni); cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	} else {
+		cfg.GetCertificate = t.certs.Get
+	}
+	t.http.push(tls.Server(c, cfg))
 }
 
 // socketFor is the socket that owns the address the visitor connected to (a Gateway's own address:
