@@ -6,6 +6,8 @@ is what mysocketd would send for a Gateway (edge/README.md, "Route tables").
 
 import http.client
 import json
+import os
+import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -121,10 +123,11 @@ class Gateway:
         self.edge, self.token = edge, account.token
         self.sock = edge.api("POST", "/socket", {"name": "gw", "socket_type": "http"}, token=self.token).body
         self.base = "/socket/{}".format(self.sock["socket_id"])
+        self.procs = {}
         for name, server in backends.items():
             t = edge.api("POST", self.base + "/tunnel", {"backend": name}, token=self.token).body
             assert t["backend"] == name, t
-            ssh.start(forward_argv(edge, account, t["local_port"], server.port))
+            self.procs[name] = ssh.start(forward_argv(edge, account, t["local_port"], server.port))
             edge.wait_forward(t["local_port"])
 
     def put(self, table):
@@ -198,6 +201,36 @@ def test_a_backend_without_tunnel_or_invalid_gets_500(gateway):
     for path in ("/ghost", "/invalid"):
         status, headers, _ = gateway.request(path)
         assert (status, headers["mysocket-edge"]) == (500, "no-backend"), path
+
+
+def named(answer):
+    """(status, the backend's name) of a request's answer, or (status, the edge's reason) of the edge's own."""
+    status, headers, body = answer
+    return status, body["name"] if isinstance(body, dict) else headers.get("mysocket-edge")
+
+
+def test_a_backend_without_tunnel_gives_its_share_to_the_rule_s_others(gateway):
+    table = json.loads(json.dumps(TABLE))
+    table["actions"][5] = to((GHOST, 1), (B, 1))       # /ghost: half to a backend nobody serves
+    assert gateway.put(table).status == 200
+    assert {named(gateway.request("/ghost")) for _ in range(40)} == {(200, "b")}
+
+
+def test_a_silently_dead_backend_gives_its_share_to_the_others_within_the_request(edge, account, ssh, echo):
+    """Its ssh client frozen (no FIN, no RST): a request drawn for it fails to open a channel there, nothing
+    was sent, so the rule's other backend answers it; the visitor never sees an error."""
+    gw = Gateway(edge, account, ssh, {A: echo("a"), B: echo("b")})
+    table = {"listeners": TABLE["listeners"][:1], "actions": [to((A, 1), (B, 1))]}
+    table["listeners"] = [dict(TABLE["listeners"][0], routes=[route(0)])]
+    assert gw.put(table).status == 200
+    assert {gw.request("/")[2]["name"] for _ in range(30)} == {"a", "b"}
+    frozen = gw.procs[A]
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        answers = {named(gw.request("/x")) for _ in range(30)}
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    assert answers == {(200, "b")}
 
 
 def test_an_edit_takes_effect_on_the_next_request_of_an_open_connection(gateway):

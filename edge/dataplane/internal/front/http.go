@@ -271,7 +271,7 @@ func (f *HTTP) dial(ctx context.Context, network, addr string) (net.Conn, error)
 	if sock == nil {
 		return nil, &tunnels.NoTunnel{Reason: "no socket for this connection"}
 	}
-	cands := f.Tunnels.Candidates(sock)
+	cands := append(f.Tunnels.Candidates(sock), f.fallbackCandidates(ctx)...) // routes.go
 	host, _, _ := net.SplitHostPort(addr)
 	if parts := strings.SplitN(host, ".", 4); len(parts) == 4 && parts[3] == "forward" {
 		port, _ := strconv.Atoi(parts[0])

@@ -21,6 +21,7 @@ import (
 	"mysocketd/edge/dataplane/internal/answer"
 	"mysocketd/edge/dataplane/internal/routes"
 	"mysocketd/edge/dataplane/internal/state"
+	"mysocketd/edge/dataplane/internal/tunnels"
 )
 
 const (
@@ -59,14 +60,35 @@ func (f *HTTP) route(w http.ResponseWriter, r *http.Request, sock *state.Socket)
 		answer.Write(w, d.Status, answer.Reason(d.Reason), "this request's route cannot be served")
 		return nil, r, false
 	}
-	group := sock.Group(d.Backend)
+	group, fallback := sock.Group(d.Backend), sock.Fallback(d.Fallbacks)
 	if group == nil || len(f.Tunnels.Candidates(group)) == 0 {
-		answer.Write(w, http.StatusInternalServerError, reasonNoBackend, "backend "+d.Backend+": no tunnel is connected")
-		return nil, r, false
+		// No tunnel of its own backend: the rule's other backends take its share (a lost cluster of a
+		// pool, a Service with no ready endpoint), else the Gateway API's 500.
+		if fallback == nil || len(f.Tunnels.Candidates(fallback)) == 0 {
+			answer.Write(w, http.StatusInternalServerError, reasonNoBackend, "backend "+d.Backend+": no tunnel is connected")
+			return nil, r, false
+		}
+		group, fallback = fallback, nil
 	}
-	r = r.WithContext(context.WithValue(r.Context(), ctxRouteKey{}, &d))
+	r = r.WithContext(context.WithValue(r.Context(), ctxRouteKey{}, &routed{d, fallback}))
 	d.Rewrite(r)
 	return group, r, true
+}
+
+// routed is what a routed request carries: its decision, and where it may fall back to.
+type routed struct {
+	routes.Decision
+	fallback *state.Socket
+}
+
+// fallbackCandidates are the tunnels a routed request may try after its own backend's (dial): a
+// tunnel that dies silently fails its channel open, and nothing was sent, so another backend of the
+// rule takes the request instead of the visitor getting an error.
+func (f *HTTP) fallbackCandidates(ctx context.Context) []*tunnels.Forward {
+	if rt, _ := ctx.Value(ctxRouteKey{}).(*routed); rt != nil && rt.fallback != nil {
+		return f.Tunnels.Candidates(rt.fallback)
+	}
+	return nil
 }
 
 // ownSocket is the socket whose own address c came to, or nil.
@@ -122,8 +144,8 @@ func (f *HTTP) socketFor(r *http.Request, host string) *state.Socket {
 
 // modifyResponse makes a route's response edits (the proxy's ModifyResponse).
 func modifyResponse(resp *http.Response) error {
-	if d, _ := resp.Request.Context().Value(ctxRouteKey{}).(*routes.Decision); d != nil && d.HasResponseEdits() {
-		d.ModifyResponse(resp.Header)
+	if rt, _ := resp.Request.Context().Value(ctxRouteKey{}).(*routed); rt != nil && rt.HasResponseEdits() {
+		rt.ModifyResponse(resp.Header)
 	}
 	return nil
 }

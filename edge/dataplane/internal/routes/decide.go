@@ -17,10 +17,14 @@ type Decision struct {
 	Reason   string // the Mysocket-Edge reason of an edge answer
 	Location string // of a redirect
 	Backend  string
-	Listener string // the listener that took the request (for logs)
-	request  []Filter
-	response []Filter
-	prefix   string // the matched PathPrefix, for ReplacePrefixMatch
+	// Fallbacks are the rule's other valid backends (weight > 0), in the rule's order: where the
+	// request may go when no tunnel of Backend takes it (a cluster of a pool lost, a Service with
+	// no ready endpoint, whose forwards mysocketd stops).
+	Fallbacks []string
+	Listener  string // the listener that took the request (for logs)
+	request   []Filter
+	response  []Filter
+	prefix    string // the matched PathPrefix, for ReplacePrefixMatch
 }
 
 // Request is what Decide looks at besides the *http.Request: which front, and the TLS server name.
@@ -71,6 +75,11 @@ func (c *Compiled) decide(in Request, pick func(int) int) Decision {
 		req, resp := split(b.Filters)
 		d.request, d.response = append(d.request, req...), append(d.response, resp...)
 		d.Backend = b.Backend
+		for _, other := range r.action.Backends {
+			if other.Backend != "" && other.Weight > 0 && other.Backend != b.Backend {
+				d.Fallbacks = append(d.Fallbacks, other.Backend)
+			}
+		}
 		return d
 	}
 	return Decision{Status: http.StatusNotFound, Reason: "no-route", Listener: l.Name}

@@ -128,6 +128,10 @@ func TestWeights(t *testing.T) {
 		got[d.Backend+"/"+http.StatusText(d.Status)]++
 	}
 	want := map[string]int{"a/": 70, "/Internal Server Error": 10, "b/": 20}
+	d := c.decide(Request{Port: 80, HTTP: req("GET", "/", "x")}, func(int) int { return 0 })
+	if d.Backend != "a" || len(d.Fallbacks) != 1 || d.Fallbacks[0] != "b" {
+		t.Errorf("fallbacks of a: %v, want [b] (not the invalid one, not a weight 0)", d.Fallbacks)
+	}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s: %d of 100, want %d (all: %v)", k, got[k], v, got)

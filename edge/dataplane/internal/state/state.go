@@ -323,6 +323,25 @@ func newSocket(in SocketIn) *Socket {
 	return sock
 }
 
+// Fallback is a view of the socket with the tunnels of these backends (nil: none named, or none
+// of them in the table): where a request goes when its own backend's tunnels cannot take it.
+// Its SocketID names the set, so its round-robin turn is its own.
+func (s *Socket) Fallback(backends []string) *Socket {
+	if len(backends) == 0 || s.groups == nil {
+		return nil
+	}
+	v := &Socket{SocketIn: s.SocketIn}
+	v.SocketID = s.SocketID + "#fallback#" + strings.Join(backends, ",")
+	v.Tunnels, v.LocalPorts = nil, nil
+	for _, b := range backends {
+		if g := s.groups[b]; g != nil {
+			v.Tunnels = append(v.Tunnels, g.Tunnels...)
+			v.LocalPorts = append(v.LocalPorts, g.LocalPorts...)
+		}
+	}
+	return v
+}
+
 // compileRoutes compiles the pushed table and makes one group view per backend it names.
 func (s *Socket) compileRoutes() {
 	var t routes.Table
