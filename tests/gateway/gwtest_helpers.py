@@ -116,6 +116,13 @@ class Load:
     def since(self, t):
         return [a for a in self.answers if a[0] >= t]
 
+    def wait(self, n, after=0.0, timeout=60.0):
+        """The answers since `after`, once there are n of them (or timeout s passed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.since(after)) < n:
+            time.sleep(0.05)
+        return self.since(after)
+
     @staticmethod
     def failed(answers):
         return [a for a in answers if a[1] != 200]
