@@ -31,7 +31,7 @@ TESTS ?= tests/
 IN_NETNS := unshare --net --pid --fork --kill-child --mount-proc -- \
 	sh -c 'ip link set lo up && "$$@"; rc=$$?; $(PY) -m devcluster.cgroups; exit $$rc' in-netns
 
-.PHONY: test build binaries dataplane images push-image cluster venv mysocketctl demo bench chaos
+.PHONY: test build binaries dataplane images push-image cluster venv mysocketctl demo bench chaos conformance
 
 test: venv build mysocketctl
 	$(IN_NETNS) $(PY) -m pytest -ra --timeout=300 $(PYTEST_ARGS) $(TESTS)
@@ -67,6 +67,11 @@ bench: venv build
 # The chaos suite alone (make test runs it too), with its recovery table.
 chaos: venv build
 	$(IN_NETNS) $(PY) -m pytest -ra --timeout=600 $(PYTEST_ARGS) tests/chaos/
+
+# The Gateway API conformance suite (GATEWAY-HTTP) against mysocketd and the edge on a real node alone
+# (make test runs it too); it writes the report kept in conformance/. CONFORMANCE_RUN_TEST=<name> runs one test.
+conformance: venv build
+	MYSOCKETD_CONFORMANCE_REPORT=keep $(IN_NETNS) $(PY) -m pytest -ra --timeout=2400 $(PYTEST_ARGS) tests/conformance/
 
 venv: $(VENV)/.requirements-installed
 

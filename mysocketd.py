@@ -18,8 +18,8 @@ import signal
 import sys
 import threading
 
-from lib import (config, health, identity, kube, logs, metrics, mysocket, processes, replicas, sshargs, sshkeys,
-                 tunnels, uninstall)
+from lib import (config, health, identity, kube, logs, metrics, mysocket, processes, replicas, routecontroller,
+                 sshargs, sshkeys, tunnels, uninstall)
 from lib.controller import Controller
 from lib.leader import Fence, LeaderElector
 from lib.moves import NodeWatch
@@ -109,13 +109,26 @@ def main(argv=None):
                       endpoints=endpoints, lease=lease, connections=cfg.edge_connections)
     log.info("replica %s", replica, extra={"replica": replica})
     nodes = None if cfg.dry_run else NodeWatch(api)     # the edge's live nodes, read every second
+    # Gateways, HTTPRoutes and Ingresses (lib/routecontroller.py): cluster-wide, one picture; not when
+    # mysocketd watches one namespace only (their classes are cluster objects it may not read then).
+    route_watchers, routes = {}, None
+    if not cfg.namespace:
+        route_watchers = routecontroller.watchers(kube.Kube(api_client, ""), queue)
+        routes = routecontroller.RouteController(kube=k8s, sockets=sockets, supervisor=supervisor,
+                                                 watchers=route_watchers, services=watcher, endpoints=endpoints,
+                                                 queue=queue, fence=fence, cluster=cluster, replica=replica,
+                                                 lease=lease)
     controller = Controller(kube=k8s, sockets=sockets, supervisor=supervisor, watcher=watcher, queue=queue,
                             user_name=None, serving=serving, liveness=replicas.Liveness(k8s.rest, cfg.lease_namespace),
-                            home_namespace=cfg.lease_namespace, fence=fence, dry_run=cfg.dry_run, nodes=nodes)
+                            home_namespace=cfg.lease_namespace, fence=fence, dry_run=cfg.dry_run, nodes=nodes,
+                            routes=routes)
+    controller.pools.in_use_elsewhere = lambda: routecontroller.serving_pools(routes)
+    if routes is not None:
+        watcher.also_read = routes.concerns     # a route's backend Service: its changes reach the routes
     prober = Prober(cfg.probe_url) if cfg.probe_url else None
     runner = Runner(config=cfg, session=Session(api, public_key), controller=controller, watcher=watcher,
                     supervisor=supervisor, queue=queue, known_hosts=known_hosts, leader=leader, prober=prober,
-                    companions=[c for c in (endpoints, lease, nodes) if c is not None])
+                    companions=[c for c in (endpoints, lease, nodes, *route_watchers.values()) if c is not None])
 
     if cfg.health_port:
         try:

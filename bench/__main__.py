@@ -25,11 +25,12 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import dataplane, edgechange, expose, globalctl, large, multiplex, recovery, scale, sidebyside
+from bench import dataplane, edgechange, expose, globalctl, large, multiplex, recovery, routes, scale, sidebyside
 from bench.stack import BenchStack, Deadline
 from bench.stats import Results, machine
 
-GROUPS = ("expose", "recovery", "scale", "large", "dataplane", "multiplex", "sidebyside", "edgechange", "global")
+GROUPS = ("expose", "recovery", "scale", "large", "dataplane", "multiplex", "routes", "sidebyside", "edgechange",
+          "global")
 OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 GRACE = 90      # seconds past the budget before the watchdog interrupts a group that overran
 
@@ -153,6 +154,8 @@ def _run_groups(stack, groups, results, deadline, runs, failed, before=None):
         step("data plane", lambda: dataplane.run(stack, results, deadline), 30)
     if "multiplex" in groups:
         step("multiplexing", lambda: multiplex.run(stack, results, deadline), 20)
+    if "routes" in groups:
+        step("route edits", lambda: routes.run(stack, results, deadline), 60)
     if "sidebyside" in groups:
         # 3 runs of 10 s per cell, as issue 11 measured; 3 s runs when the budget is short.
         seconds = 10 if deadline.left() > 1000 else 3

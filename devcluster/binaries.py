@@ -1,13 +1,16 @@
 """Where the built binaries live, and what to do when they are missing.
 
 devcluster/build.sh compiles the Kubernetes binaries and etcd from the Go module
-proxy into .cache/k8s/<version>/, containerd into .cache/containerd/<version>/
-and helm into .cache/helm/<version>/ (gitignored; a cold build takes 10-20
-minutes), so nothing here downloads or builds: it only finds the files and,
-when one is missing, says in one sentence how to get it. The version pins live
+proxy into .cache/k8s/<version>/, containerd into .cache/containerd/<version>/,
+helm into .cache/helm/<version>/, the Gateway API conformance suite (test
+binary, CRDs, echo-basic) into .cache/gateway-api/<version>/ and CoreDNS into
+.cache/coredns/<version>/ (gitignored; a cold build takes 15-25 minutes),
+so nothing here downloads or builds: it only finds the files and, when one
+is missing, says in one sentence how to get it. The version pins live
 in devcluster/versions.env, which build.sh reads too; both honour the same
 environment overrides (K8S_VERSION, ETCD_VERSION, CONTAINERD_VERSION,
-HELM_VERSION, K8S_CACHE, CONTAINERD_CACHE, HELM_CACHE).
+HELM_VERSION, GATEWAY_API_VERSION, COREDNS_VERSION, K8S_CACHE, CONTAINERD_CACHE,
+HELM_CACHE, GATEWAY_API_CACHE, COREDNS_CACHE).
 """
 
 import os
@@ -25,6 +28,8 @@ K8S_VERSION = os.environ.get("K8S_VERSION") or _pins()["K8S_VERSION"]
 ETCD_VERSION = os.environ.get("ETCD_VERSION") or _pins()["ETCD_VERSION"]
 CONTAINERD_VERSION = os.environ.get("CONTAINERD_VERSION") or _pins()["CONTAINERD_VERSION"]
 HELM_VERSION = os.environ.get("HELM_VERSION") or _pins()["HELM_VERSION"]
+GATEWAY_API_VERSION = os.environ.get("GATEWAY_API_VERSION") or _pins()["GATEWAY_API_VERSION"]
+COREDNS_VERSION = os.environ.get("COREDNS_VERSION") or _pins()["COREDNS_VERSION"]
 
 
 class BinaryMissing(RuntimeError):
@@ -51,6 +56,30 @@ def helm_binary() -> Path:
     """Absolute path of helm (the chart's tests)."""
     base = os.environ.get("HELM_CACHE") or REPO_ROOT / ".cache" / "helm"
     return _built(Path(base) / HELM_VERSION / "helm")
+
+
+def gateway_api_dir() -> Path:
+    """Where the conformance suite's files live: conformance.test, echo-basic, crds/."""
+    base = os.environ.get("GATEWAY_API_CACHE") or REPO_ROOT / ".cache" / "gateway-api"
+    return Path(base) / GATEWAY_API_VERSION
+
+
+def gateway_api_file(name: str) -> Path:
+    """Absolute path of conformance.test or echo-basic (built by build.sh)."""
+    return _built(gateway_api_dir() / name)
+
+
+def gateway_api_crds() -> list:
+    """The standard-channel CRD manifests of the pinned Gateway API version, sorted."""
+    crds = sorted((gateway_api_dir() / "crds").glob("*.yaml"))
+    if not crds:
+        raise BinaryMissing(f"{gateway_api_dir() / 'crds'} is missing: run `make build` (devcluster/build.sh) first")
+    return crds
+
+
+def coredns_binary() -> Path:
+    base = os.environ.get("COREDNS_CACHE") or REPO_ROOT / ".cache" / "coredns"
+    return _built(Path(base) / COREDNS_VERSION / "coredns")
 
 
 def _built(path: Path) -> Path:

@@ -3,8 +3,12 @@
 # pinned versions: the control plane (kube-apiserver, kubectl, etcd,
 # kube-controller-manager, kube-scheduler) and the node (kubelet, kube-proxy)
 # into .cache/k8s/<k8s version>/, containerd 2.x (containerd, its runc shim,
-# ctr) into .cache/containerd/<version>/, and helm (the chart's tests lint,
-# render and install charts/mysocketd with it) into .cache/helm/<version>/.
+# ctr) into .cache/containerd/<version>/, helm (the chart's tests lint,
+# render and install charts/mysocketd with it) into .cache/helm/<version>/, and
+# the Gateway API conformance suite (its test binary, its standard-channel CRDs
+# and its echo-basic backend, from one module version) into
+# .cache/gateway-api/<version>/ with CoreDNS (which the suite's base manifests
+# run) into .cache/coredns/<version>/.
 # A second run with the binaries present does nothing; a run that finds some
 # of them builds only the others.
 #
@@ -21,7 +25,9 @@ set -euo pipefail
 
 # Pins from devcluster/versions.env; the same names in the environment override them.
 while IFS='=' read -r name value; do
-  case $name in K8S_VERSION|ETCD_VERSION|CONTAINERD_VERSION|HELM_VERSION) [ -n "${!name:-}" ] || declare "$name=$value" ;; esac
+  case $name in K8S_VERSION|ETCD_VERSION|CONTAINERD_VERSION|HELM_VERSION|GATEWAY_API_VERSION|COREDNS_VERSION)
+    [ -n "${!name:-}" ] || declare "$name=$value" ;;
+  esac
 done <"$(dirname "$0")/versions.env"
 GO_MIN_MINOR=26                        # k8s v1.37 go.mod says go 1.26.0
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,11 +36,17 @@ ctr_out=${CONTAINERD_CACHE:-$root/.cache/containerd}/$CONTAINERD_VERSION
 k8s_bins=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
 ctr_bins=(containerd containerd-shim-runc-v2 ctr)
 helm_out=${HELM_CACHE:-$root/.cache/helm}/$HELM_VERSION
+gw_out=${GATEWAY_API_CACHE:-$root/.cache/gateway-api}/$GATEWAY_API_VERSION
+gw_bins=(conformance.test echo-basic)
+coredns_out=${COREDNS_CACHE:-$root/.cache/coredns}/$COREDNS_VERSION
 
 # missing DIR NAME...: print the names that are not executables in DIR.
 missing() { local dir=$1 b; shift; for b in "$@"; do [ -x "$dir/$b" ] || echo "$b"; done; }
+# have_gateway_api: the suite's binaries and its CRDs (a directory renamed into place when complete).
+have_gateway_api() { [ -z "$(missing "$gw_out" "${gw_bins[@]}")" ] && [ -d "$gw_out/crds" ]; }
 have_all() {
-  [ -z "$(missing "$out" "${k8s_bins[@]}" etcd)$(missing "$ctr_out" "${ctr_bins[@]}")$(missing "$helm_out" helm)" ]
+  [ -z "$(missing "$out" "${k8s_bins[@]}" etcd)$(missing "$ctr_out" "${ctr_bins[@]}")$(missing "$helm_out" helm)" ] &&
+    have_gateway_api && [ -z "$(missing "$coredns_out" coredns)" ]
 }
 if have_all; then exit 0; fi
 
@@ -63,6 +75,8 @@ available() {
 }
 [ -z "$(missing "$out" "${k8s_bins[@]}")" ] || available k8s.io/kubernetes "$K8S_VERSION" K8S_VERSION
 [ -z "$(missing "$helm_out" helm)" ] || available helm.sh/helm/v4 "$HELM_VERSION" HELM_VERSION
+have_gateway_api || available sigs.k8s.io/gateway-api/conformance "$GATEWAY_API_VERSION" GATEWAY_API_VERSION
+[ -z "$(missing "$coredns_out" coredns)" ] || available github.com/coredns/coredns "$COREDNS_VERSION" COREDNS_VERSION
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -136,12 +150,53 @@ build_helm() {
   timed build_to_dir "$helm_out" helm helm.sh/helm/v4/cmd/helm "$ldflags"
 }
 
+# build_gateway_api: from one version of sigs.k8s.io/gateway-api, the official conformance test
+# binary (`go test -c` of its conformance package: TestConformance with the suite's own flags and
+# embedded manifests), the standard-channel CRDs it checks the cluster for, and the echo-basic backend
+# its base manifests run. echo-basic is a module of its own inside conformance/, shipped with its
+# go.mod renamed to .go.mod; its Dockerfile renames it back before `go build`, and so does this.
+# The conformance module's go.mod replaces gateway-api with ../, which a dependent module ignores, so
+# both modules are required at the same version.
+build_gateway_api() {
+  echo "building the Gateway API conformance suite $GATEWAY_API_VERSION (cold: about 4-6 minutes)" >&2
+  mkdir -p "$work/gwapi" && cd "$work/gwapi"
+  printf 'module mysocketd.local/gwapibuild\ngo 1.%s.0\nrequire (\n\tsigs.k8s.io/gateway-api %s\n\tsigs.k8s.io/gateway-api/conformance %s\n)\n' \
+    "$GO_MIN_MINOR" "$GATEWAY_API_VERSION" "$GATEWAY_API_VERSION" >go.mod
+  quiet "go get gateway-api $GATEWAY_API_VERSION" \
+    go get "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" "sigs.k8s.io/gateway-api/conformance@$GATEWAY_API_VERSION"
+  local api_dir conf_dir t=$SECONDS
+  api_dir=$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)
+  conf_dir=$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api/conformance)
+  quiet "go test -c gateway-api/conformance" go test -c -trimpath -ldflags "-s -w" \
+    -o "$gw_out/.conformance.test.partial" sigs.k8s.io/gateway-api/conformance
+  mv -f "$gw_out/.conformance.test.partial" "$gw_out/conformance.test"
+  echo "  conformance.test: $((SECONDS - t))s" >&2
+  rm -rf "$gw_out/.crds.partial" && mkdir -p "$gw_out/.crds.partial"
+  cp "$api_dir"/config/crd/standard/*.yaml "$gw_out/.crds.partial/"
+  chmod 0644 "$gw_out"/.crds.partial/*.yaml
+  rm -rf "$gw_out/crds" && mv "$gw_out/.crds.partial" "$gw_out/crds"
+  cp -r "$conf_dir/echo-basic" "$work/echo-basic" && chmod -R u+w "$work/echo-basic" && cd "$work/echo-basic"
+  mv -f .go.mod go.mod && mv -f .go.sum go.sum
+  quiet "go mod download echo-basic" go mod download
+  timed build_to_dir "$gw_out" echo-basic . "-s -w -buildid="
+}
+
+# build_coredns: CoreDNS as its own release builds it (CGO off, every plugin of its plugin.cfg).
+build_coredns() {
+  echo "building coredns $COREDNS_VERSION (cold: about 3-5 minutes)" >&2
+  mkdir -p "$work/coredns" && cd "$work/coredns"
+  printf 'module mysocketd.local/corednsbuild\ngo 1.%s.0\nrequire github.com/coredns/coredns %s\n' \
+    "$GO_MIN_MINOR" "$COREDNS_VERSION" >go.mod
+  quiet "go get coredns $COREDNS_VERSION" go get "github.com/coredns/coredns@$COREDNS_VERSION"
+  timed build_to_dir "$coredns_out" coredns github.com/coredns/coredns "-s -w"
+}
+
 # timed CMD...: run a build_to_dir step and say how long it took (CI logs keep the figures).
 timed() { local t=$SECONDS; "$@"; echo "  $3: $((SECONDS - t))s" >&2; }
 
 # Each cache dir has its own lock: another build (another worktree sharing
 # .cache) may be filling it; once the lock is ours, build only what is still missing.
-mkdir -p "$out" "$ctr_out" "$helm_out"
+mkdir -p "$out" "$ctr_out" "$helm_out" "$gw_out" "$coredns_out"
 (
   flock 8
   mapfile -t todo < <(missing "$out" "${k8s_bins[@]}")
@@ -157,5 +212,13 @@ mkdir -p "$out" "$ctr_out" "$helm_out"
   flock 7
   [ -z "$(missing "$helm_out" helm)" ] || build_helm
 ) 7>"$helm_out/.build.lock"
-have_all || die "build finished but a binary is missing under $out, $ctr_out or $helm_out"
-echo "binaries ready in $out, $ctr_out and $helm_out ($((SECONDS - started))s)" >&2
+(
+  flock 6
+  have_gateway_api || build_gateway_api
+) 6>"$gw_out/.build.lock"
+(
+  flock 5
+  [ -z "$(missing "$coredns_out" coredns)" ] || build_coredns
+) 5>"$coredns_out/.build.lock"
+have_all || die "build finished but a binary is missing under $out, $ctr_out, $helm_out, $gw_out or $coredns_out"
+echo "binaries ready in $out, $ctr_out, $helm_out, $gw_out and $coredns_out ($((SECONDS - started))s)" >&2

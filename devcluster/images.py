@@ -26,6 +26,12 @@ Why it is shaped this way:
   <key> hashes every input (base recipe, Containerfiles, the Dockerfile's
   context), so a second build does nothing and a change to lib/ makes a new
   archive. The node imports the archive into its containerd at start.
+- The Gateway API conformance suite's images (tests/conformance) are a second,
+  separate archive, .cache/images/conformance-images-<key>.tar: its echo-basic
+  backend under both names its base manifests use, and CoreDNS, each the
+  static binary devcluster/build.sh built from the pinned module on scratch
+  (containerfiles/conformance/). Only the conformance node imports it, so the
+  other nodes' start does not grow, and the node images' key does not move.
 - One lock serialises builds from every worktree sharing .cache.
 """
 
@@ -42,12 +48,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .binaries import REPO_ROOT
+from .binaries import REPO_ROOT, BinaryMissing, coredns_binary, gateway_api_file
 
 CACHE = Path(os.environ.get("IMAGES_CACHE") or REPO_ROOT / ".cache" / "images")
 # Resolved: worktrees share .cache through a symlink, and podman records the path it was first given.
 PODMAN_STATE = (REPO_ROOT / ".cache" / "podman").resolve()
 CONTAINERFILES = Path(__file__).with_name("containerfiles")
+CONFORMANCE_CONTAINERFILES = CONTAINERFILES / "conformance"
+# The names the conformance suite's base/manifests.yaml gives its images (nothing can be pulled here).
+ECHO_BASIC_REFS = ("registry.k8s.io/gateway-api/echo-basic:v1.5.1",
+                   "registry.k8s.io/gateway-api/echo-basic:v1.6.0-dev.3")
+COREDNS_REF = "registry.k8s.io/coredns/coredns:v1.12.2"
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SUITE = "bookworm"
 BASE_REF = f"localhost/debian:{SUITE}-slim"
@@ -119,6 +130,22 @@ class NodeImages:
         return cls(archive=CACHE / f"node-images-{key}.tar", **refs)
 
 
+@dataclass(frozen=True)
+class ConformanceImages:
+    """The archive of the conformance suite's images and the references inside it."""
+
+    archive: Path
+    refs: tuple
+
+    @classmethod
+    def load(cls, key=None) -> "ConformanceImages":
+        key = key or conformance_key()
+        manifest = CACHE / f"conformance-images-{key}.json"
+        if not manifest.exists():
+            raise ImageBuildError(f"{manifest} is missing: run `make build` (python -m devcluster.images) first")
+        return cls(archive=CACHE / f"conformance-images-{key}.tar", refs=tuple(json.loads(manifest.read_text())))
+
+
 # --- keys -------------------------------------------------------------------
 
 def dockerfile_context_files() -> list[Path]:
@@ -165,6 +192,25 @@ def images_key() -> str:
              *sorted(CONTAINERFILES.glob("*.Containerfile")), Path(__file__)]
     parts = [("base", base_key().encode())]
     parts += [(str(f.relative_to(REPO_ROOT)), f.read_bytes()) for f in files]
+    return _digest(parts)[:16]
+
+
+def conformance_inputs() -> list:
+    """(Containerfile, binary, references) of each conformance image."""
+    try:
+        return [(CONFORMANCE_CONTAINERFILES / "echo-basic.Containerfile", gateway_api_file("echo-basic"),
+                 ECHO_BASIC_REFS),
+                (CONFORMANCE_CONTAINERFILES / "coredns.Containerfile", coredns_binary(), (COREDNS_REF,))]
+    except BinaryMissing as e:
+        raise ImageBuildError(str(e)) from None
+
+
+def conformance_key() -> str:
+    """One hash of the conformance images' inputs: Containerfiles, binaries, names, this file."""
+    parts = [("images.py", Path(__file__).read_bytes())]
+    for containerfile, binary, refs in conformance_inputs():
+        parts += [(containerfile.name, containerfile.read_bytes()), (binary.name, binary.read_bytes()),
+                  ("refs", "\n".join(refs).encode())]
     return _digest(parts)[:16]
 
 
@@ -250,6 +296,35 @@ class Builder:
         self._prune(keep={key})
         return NodeImages.load(key)
 
+    def conformance(self):
+        """The conformance archive: each binary on scratch, tagged with every name the suite uses."""
+        key = conformance_key()
+        archive, manifest = CACHE / f"conformance-images-{key}.tar", CACHE / f"conformance-images-{key}.json"
+        if manifest.exists() and archive.exists():
+            return ConformanceImages.load(key)
+        refs = []
+        for containerfile, binary, names in conformance_inputs():
+            started = time.monotonic()
+            with tempfile.TemporaryDirectory(dir=CACHE, prefix="ctx-") as context:
+                shutil.copy2(binary, Path(context) / binary.name)
+                self.build(names[0], containerfile, context)
+            for name in names[1:]:
+                self.podman("tag", names[0], name)
+            refs += names
+            self.say(f"  {', '.join(names)}: {time.monotonic() - started:.0f}s")
+        partial = archive.with_suffix(".tar.partial")
+        partial.unlink(missing_ok=True)
+        self.podman("save", "--format", "docker-archive", "--multi-image-archive", "-o", str(partial),
+                    *refs, timeout=600)
+        partial.rename(archive)
+        manifest.write_text(json.dumps(refs, indent=2) + "\n")
+        for old in CACHE.glob("conformance-images-*.json"):
+            if old != manifest:
+                old.unlink(missing_ok=True)
+                old.with_suffix(".tar").unlink(missing_ok=True)
+        self.say(f"conformance images in {archive} ({archive.stat().st_size / 1e6:.0f} MB)")
+        return ConformanceImages.load(key)
+
     def _prune(self, keep):
         """Keep the newest few archives (other worktrees may want theirs) and drop older tags."""
         manifests = sorted(CACHE.glob("node-images-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -328,21 +403,27 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.print:
-            print(json.dumps(NodeImages.load().__dict__, default=str, indent=2))
+            print(json.dumps({"node": NodeImages.load().__dict__, "conformance": ConformanceImages.load().__dict__},
+                             default=str, indent=2))
             return 0
         if args.push is not None and not _pushable(args.push):
             raise ImageBuildError(f"--push {args.push!r}: name the image with its registry and a tag, e.g. "
                                   "IMAGE=registry.example.com/team/mysocketd:0.1.0")
-        key = images_key()
-        if (CACHE / f"node-images-{key}.json").exists() and (CACHE / f"node-images-{key}.tar").exists():
+        key, ckey = images_key(), conformance_key()
+        if all((CACHE / name).exists() for name in (f"node-images-{key}.json", f"node-images-{key}.tar",
+                                                      f"conformance-images-{ckey}.json",
+                                                      f"conformance-images-{ckey}.tar")):
             return _push(args.push) if args.push else 0
         check_prerequisites()
         CACHE.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         with open(CACHE / ".build.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            images = Builder().all()
-        print(f"node images ready: {images.archive.name} ({time.monotonic() - started:.0f}s)", file=sys.stderr)
+            builder = Builder()
+            images = builder.all()
+            conformance = builder.conformance()
+        print(f"node images ready: {images.archive.name}, {conformance.archive.name} "
+              f"({time.monotonic() - started:.0f}s)", file=sys.stderr)
         if args.push:
             return _push(args.push)
     except ImageBuildError as e:

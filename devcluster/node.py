@@ -71,10 +71,12 @@ class NodeTimeline:
 class Node:
     """containerd + kubelet + kube-proxy on `machine`, registered with `control_plane`."""
 
-    def __init__(self, machine: NodeMachine, control_plane: ControlPlane, images: NodeImages):
+    def __init__(self, machine: NodeMachine, control_plane: ControlPlane, images: NodeImages,
+                 extra_archives: tuple = ()):
         self.machine = machine
         self.cp = control_plane
         self.images = images
+        self.extra_archives = tuple(extra_archives)     # more image archives, e.g. the conformance suite's
         self.name = machine.name
         self.workdir = machine.workdir
         self.timeline = NodeTimeline()
@@ -120,10 +122,11 @@ class Node:
         return conditions.get("Ready") == "True" and "node.kubernetes.io/not-ready" not in taints
 
     def import_images(self) -> None:
-        result = self.machine.run(str(containerd_binary("ctr")), "--address", CONTAINERD_SOCKET, "-n", "k8s.io",
-                                  "images", "import", "--local", str(self.images.archive), check=False, timeout=300)
-        if result.returncode != 0:
-            raise NodeError(f"importing {self.images.archive} into containerd failed: {result.stderr.strip()}")
+        for archive in (self.images.archive, *self.extra_archives):
+            result = self.machine.run(str(containerd_binary("ctr")), "--address", CONTAINERD_SOCKET, "-n", "k8s.io",
+                                      "images", "import", "--local", str(archive), check=False, timeout=300)
+            if result.returncode != 0:
+                raise NodeError(f"importing {archive} into containerd failed: {result.stderr.strip()}")
 
     def log_tails(self, lines: int = 20) -> str:
         return "\n".join(f"--- {c.log_path}\n{c.log_tail(lines)}" for c in self._children)

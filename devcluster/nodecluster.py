@@ -46,10 +46,11 @@ log = logging.getLogger(__name__)
 
 class NodeCluster:
     def __init__(self, workdir: Optional[Path] = None, images: Optional[NodeImages] = None,
-                 keep_workdir: bool = False):
+                 keep_workdir: bool = False, extra_archives: tuple = ()):
         self._requested_workdir = Path(workdir) if workdir else None
         self._remove_workdir = workdir is None and not keep_workdir
         self.images = images
+        self.extra_archives = tuple(extra_archives)     # imported after the node images (the conformance suite's)
         self.workdir = None
         self.machine = self.cp = self.node = None
         self.timeline = {}
@@ -85,7 +86,7 @@ class NodeCluster:
             parts.append(self.cp)
             self.cp.start()
             self.timeline["control_plane"] = time.monotonic() - started
-            self.node = Node(self.machine, self.cp, self.images)
+            self.node = Node(self.machine, self.cp, self.images, self.extra_archives)
             parts.insert(0, self.node)
             self.node.start()
         except BaseException:

@@ -24,12 +24,13 @@ Why it is shaped this way:
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from aiohttp import web
 
-from . import schema
+from . import routetables, schema
+from .addresses import AddressPool
 from .apierrors import ApiError, json_errors, plane_gate
 from .admin import add_admin_routes
 from .auth import DUMMY_HASH, TokenIssuer, hash_password, verify_password
@@ -65,6 +66,7 @@ class ApiDeps:
     domain: str
     policy: Policy
     faults: Optional[Faults] = None   # set only with --admin
+    addresses: AddressPool = field(default_factory=AddressPool)   # --socket-addresses
 
 
 def client_address(request: web.Request) -> str:
@@ -213,6 +215,14 @@ class Api:
                 tcp_port = await self._deps.tcp_front.open_new()
             except NoFreeTcpPort:
                 raise ApiError(503, "no free public tcp port on this edge") from None
+        address = ""
+        if schema.own_address(body) and self._deps.addresses:
+            # Taken from this node's picture: a many-node edge could hand one address out twice at the
+            # same moment (not yet guarded by the store).
+            address = self._deps.addresses.allocate({s.address for s in self._state.sockets.values()})
+            if address is None:
+                await self._deps.tcp_front.close(tcp_port)
+                raise ApiError(503, "every address of this edge's --socket-addresses is in use")
         tunnels = []
         if with_tunnel:
             tunnels = [Tunnel(tunnel_id=str(uuid.uuid4()), socket_id="", local_port=0,
@@ -221,6 +231,7 @@ class Api:
         try:
             for attempt in range(3):       # a dnsname another node took at the same moment: another
                 sock = self._new_socket(user, fields, tcp_port, password_hash)
+                sock.address = address
                 try:
                     stored, made, seq = await self._store.add_socket(sock, tunnels, unique)
                     break
@@ -284,6 +295,28 @@ class Api:
         sock = await self._owned_socket(request, user)
         return web.json_response(self._socket_json(sock, user, await self._live_ports()))
 
+    async def put_routes(self, request):
+        """Set or clear a socket's route table (edge/README.md, "Route tables"): checked for shape
+        and bounds here, then by the data plane (which must serve it), then stored whole."""
+        user = await self._user(request)
+        sock = await self._owned_socket(request, user)
+        table = schema.route_table(await self._body(request))
+        if table is not None:
+            if sock.socket_type not in ("http", "https"):
+                raise ApiError(400, "route tables are for http and https sockets")
+            try:
+                routetables.check(table)
+                why = await self._plane.check_routes(table)
+            except routetables.InvalidTable as exc:
+                why = str(exc)
+            if why:
+                raise ApiError(422, "route table refused: " + why)
+        if routetables.digest(table) != routetables.digest(sock.routes):
+            await self._applied(await self._store.set_routes(sock, table))
+            log.info("socket routes %s: %s user=%s", "set" if table else "cleared", sock.dnsname, user.user_name)
+        sock = await self._owned_socket(request, user)
+        return web.json_response(self._socket_json(sock, user, await self._live_ports()))
+
     async def delete_socket(self, request):
         user = await self._user(request)
         sock = await self._owned_socket(request, user)
@@ -313,12 +346,13 @@ class Api:
     async def post_tunnel(self, request):
         user = await self._user(request)
         sock = await self._owned_socket(request, user)
-        owner = schema.tunnel_owner(await self._body(request, empty_ok=True))  # the contract sends {}
+        body = await self._body(request, empty_ok=True)           # the contract sends {}
+        owner, backend = schema.tunnel_owner(body), schema.tunnel_backend(body)
         await self._check_tunnel_quota(user)
         try:
             tunnel, seq = await self._store.add_tunnel(
                 sock, Tunnel(tunnel_id=str(uuid.uuid4()), socket_id=sock.socket_id, local_port=0,
-                             owner=owner), place=self._deps.membership.place)
+                             owner=owner, backend=backend), place=self._deps.membership.place)
         except NoFreeLocalPort:
             raise ApiError(503, "no free local_port left on this edge") from None
         await self._applied(seq)
@@ -360,6 +394,7 @@ def make_app(deps: ApiDeps) -> web.Application:
     app.router.add_get("/socket/{socket_id}", api.get_socket)
     app.router.add_delete("/socket/{socket_id}", api.delete_socket)
     app.router.add_patch("/socket/{socket_id}", api.patch_socket)
+    app.router.add_put("/socket/{socket_id}/routes", api.put_routes)
     app.router.add_get("/socket/{socket_id}/tunnel", api.get_tunnels)
     app.router.add_post("/socket/{socket_id}/tunnel", api.post_tunnel)
     app.router.add_get("/socket/{socket_id}/tunnel/{tunnel_id}", api.get_tunnel)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
+from .addresses import check_spec
 from .faults import FaultSettings
 from .store.url import is_postgres
 from .tcpports import PortRange
@@ -113,6 +114,7 @@ class EdgeConfig:
     node_name: str = ""
     link_port: int = 0
     cluster_secret_file: str = ""
+    socket_addresses: str = ""
 
 
 def _port(text: str) -> int:
@@ -196,6 +198,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "0 = any free port)", type=_port)
     add("--cluster-secret-file", "", "file holding the secret every node of the edge shares "
         "for the link between nodes (required with --store postgresql://...)")
+    add("--socket-addresses", "", "addresses this edge owns and listens on (a CIDR such as "
+        "203.0.113.16/28, or addresses separated by commas) that sockets created with own_address "
+        "get one each: a Gateway's address, routed whatever the Host (empty: none)")
     add("--local-ports", "10000-65535", "tunnel local_port numbers handed out (a range A-B)",
         type=_range)
     add("--tls-cert", "", "a given certificate (PEM; e.g. a wildcard for *.<domain>) used "
@@ -320,8 +325,11 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
             parser.error("--cluster-secret-file: {}".format(exc))
         if len(cluster_secret) < 16:
             parser.error("--cluster-secret-file: the secret must be at least 16 characters")
+    if check_spec(a.socket_addresses):
+        parser.error(check_spec(a.socket_addresses))
     tunnel_server = a.tunnel_server or _default_tunnel_server(a.listen, domain)
     return EdgeConfig(
+        socket_addresses=a.socket_addresses,
         store=a.store.strip(), node_name=a.node_name or tunnel_server,
         link_port=a.link_port, cluster_secret_file=a.cluster_secret_file if cluster_secret else "",
         api_port=a.api_port, ssh_port=a.ssh_port, http_port=a.http_port,

@@ -198,6 +198,15 @@ class DataPlane:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise DataPlaneError("the data plane is not reachable: {}".format(exc)) from exc
 
+    async def check_routes(self, table: dict) -> str:
+        """'' when the data plane can serve this route table, else why not (one line)."""
+        try:
+            async with self._session.post("http://dataplane/routes/check", json=table) as resp:
+                data = await resp.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise DataPlaneError("the data plane is not reachable: {}".format(exc)) from exc
+        return "" if resp.status == 200 else data.get("error_message", "status {}".format(resp.status))
+
     async def push(self) -> None:
         """Send the current state; returns once the data plane applied it."""
         async with self._lock:

@@ -5,7 +5,8 @@ data plane restarts, ``PUT /state``) and for each change (``PATCH /state``:
 only the records that changed), so the two never disagree. A socket carries
 its tunnels with the node each is placed on: the data plane serves a tunnel
 connected here itself and carries a request for one placed elsewhere to that
-node (edge/dataplane/internal/nodes).
+node (edge/dataplane/internal/nodes). A socket with a route table carries it
+and each tunnel the backend it serves; the data plane compiles the table once.
 """
 
 from .cache import Delta, State
@@ -25,7 +26,9 @@ def socket_json(state: State, s: Socket) -> dict:
             "protected_password_hash": s.protected_password_hash,
             "cloud_authentication_enabled": s.cloud_authentication_enabled,
             "local_ports": [t.local_port for t in tunnels],
-            "tunnels": [{"local_port": t.local_port, "node": t.node} for t in tunnels]}
+            "tunnels": [{"local_port": t.local_port, "node": t.node, "backend": t.backend}
+                        for t in tunnels],
+            "routes": s.routes, "address": s.address}
 
 
 def full_state(state: State) -> dict:

@@ -24,6 +24,7 @@ import sys
 from aiohttp import web
 
 from . import planestate, shared
+from .addresses import AddressPool
 from .api import ApiDeps, make_app
 from .auth import TokenIssuer, load_or_create_secret
 from .cache import State
@@ -124,7 +125,8 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     forwards = Forwards(plane, store, state, feed, me.name)
     deps = ApiDeps(store=store, state=state, feed=feed, membership=membership, plane=plane,
                    tokens=tokens, tcp_front=tcp_ports, domain=config.domain, policy=policy,
-                   faults=Faults(config.faults) if config.admin else None)
+                   faults=Faults(config.faults) if config.admin else None,
+                   addresses=AddressPool(config.socket_addresses))
     runner = web.AppRunner(make_app(deps), handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, config.api_listen, config.api_port)

@@ -147,6 +147,25 @@ def tunnel_owner(body: dict) -> str:
     return _text(body, "owner", required=False)
 
 
+def own_address(body: dict) -> bool:
+    """The optional `own_address` of POST /socket: an address of its own (--socket-addresses)."""
+    return _flag(body, "own_address")
+
+
+def tunnel_backend(body: dict) -> str:
+    """The optional `backend` of POST /socket/{id}/tunnel: the backend of the socket's route
+    table this tunnel serves (an addition to the contract)."""
+    return _text(body, "backend", required=False)
+
+
+def route_table(body: dict):
+    """The `routes` of PUT /socket/{id}/routes: a table (edge.routetables checks its shape) or
+    null for none."""
+    if "routes" not in body:
+        raise BadInput("missing field: routes (a route table, or null for none)")
+    return body["routes"]
+
+
 def unique_name(body: dict) -> bool:
     """The optional `unique_name` of POST /socket: one socket per name for this account."""
     return _flag(body, "unique_name")

@@ -7,6 +7,7 @@ them (placement, connected state).
 
 from typing import Optional
 
+from .routetables import digest
 from .store import Socket, Tunnel, User
 
 SOCKET_PORTS = {"http": [80, 443], "https": [80, 443], "tls": [443]}
@@ -20,7 +21,7 @@ def user_json(user: User) -> dict:
 def tunnel_json(tunnel: Tunnel, tunnel_server: str, live: Optional[set] = None) -> dict:
     """A tunnel; ``connected`` only when ``live`` (the ports forwarded anywhere) is known."""
     out = {"tunnel_id": tunnel.tunnel_id, "local_port": tunnel.local_port,
-           "tunnel_server": tunnel_server, "owner": tunnel.owner}
+           "tunnel_server": tunnel_server, "owner": tunnel.owner, "backend": tunnel.backend}
     if live is not None:
         out["connected"] = tunnel.local_port in live
     return out
@@ -38,5 +39,7 @@ def socket_json(sock: Socket, user: User, tunnels: list) -> dict:
         "cloud_authentication_email_allowed_addressses": list(sock.allowed_addresses),
         "cloud_authentication_email_allowed_domains": list(sock.allowed_domains),
         "user_name": user.user_name,
+        "routes_digest": digest(sock.routes),
+        "address": sock.address,
         "tunnels": tunnels,
     }

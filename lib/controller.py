@@ -41,6 +41,7 @@ from lib.moves import Moves
 from lib.ownership import pool_socket_name
 from lib.pools import Pools
 from lib.remote import Pending
+from lib.routecontroller import ROUTES
 from lib.serving import Record, Serving
 from lib.services import DNSNAME, FINALIZER, LAST_VALID, SERVED_BY, SOCKET_ID, TUNNEL_ID, InvalidAnnotation
 from lib.sockets import differences, socket_fields
@@ -57,7 +58,7 @@ __all__ = ["Controller", "Record", "SWEEP", "TAKE_LEAD"]
 
 class Controller:
     def __init__(self, *, kube, sockets, supervisor, watcher, queue, user_name, serving=None, liveness=None,
-                 home_namespace="mysocket", fence=None, dry_run=False, nodes=None):
+                 home_namespace="mysocket", fence=None, dry_run=False, nodes=None, routes=None):
         self.kube = kube
         self.sockets = sockets
         self.remote = sockets.remote
@@ -71,6 +72,7 @@ class Controller:
         self.home_namespace = home_namespace    # where the inheritance ConfigMap lives (lib/inheritance.py)
         self.fence = fence or Fence()
         self.dry_run = dry_run
+        self.routes = routes            # lib/routecontroller.RouteController, or None
         self.records = {}
         self.failures = {}      # key -> consecutive failed reconciles, for backoff
         self.surprises = {}     # key -> the last unexpected error's signature, to log its traceback once
@@ -111,6 +113,8 @@ class Controller:
         self._taking_lead = False
         for key in set(self.watcher.keys()) | {k[:2] for k in self.supervisor.forwards}:
             self.queue.add(key)
+        if self.routes is not None:
+            self.routes.take_lead()
         return True
 
     def stand_down(self):
@@ -140,9 +144,39 @@ class Controller:
         self._inherited_loaded = True
         return True
 
+    # -- Gateways, HTTPRoutes, Ingresses (lib/routecontroller.py) -----------------
+
+    def _reconcile_routes(self):
+        started = time.monotonic()
+        self.remote.begin(ROUTES)
+        try:
+            self.routes.user_name = self.user_name
+            self.routes.reconcile()
+            self.failures.pop(ROUTES, None)
+            self.remote.done_with(ROUTES)
+        except Pending:
+            pass
+        except Fenced:
+            self.queue.add(ROUTES, 1.0)
+        except (mysocket.ApiError, *kube.ERRORS) as e:
+            self._retry_later(ROUTES, e)
+        except Exception as e:  # noqa: BLE001 -- contained: Services carry on
+            self._unexpected(ROUTES, e)
+            self._retry_later(ROUTES, e)
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+
     # -- one Service -------------------------------------------------------------
 
     def reconcile(self, key):
+        if self.routes is not None:
+            if self.routes.owns(key):
+                self._reconcile_routes()
+                return
+            if self.routes.concerns(key):
+                self.queue.add(ROUTES)
+                if not self.watcher.concerns(key) and key not in self.records:
+                    return                      # a route's backend only: nothing of its own to do
         started = time.monotonic()
         self.remote.begin(key)
         try:
@@ -400,7 +434,11 @@ class Controller:
 
     def on_transition(self, t):
         """A connection (lib/serving.connection_key) came up, went down or failed: say so on its Service;
-        down or failed, look at where its tunnels are placed again (lib/moves.py)."""
+        down or failed, look at where its tunnels are placed again (lib/moves.py). A route's forward
+        (lib/routecontroller.py) is the route controller's to report."""
+        if self.routes is not None and self.routes.owns(t.key):
+            self.routes.on_transition(t)
+            return
         key = t.key[:2]
         svc = self.watcher.get(key)
         if t.kind == "up":

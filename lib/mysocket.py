@@ -158,9 +158,15 @@ class Client:
             if unless_used_by_others is not None else ""
         return self._delete("delete_socket", f"socket/{socket_id}{query}", before_send)
 
-    def create_tunnel(self, socket_id, owner=None):
+    def create_tunnel(self, socket_id, owner=None, backend=None):
         body = {"owner": owner} if owner else {}
+        if backend:
+            body["backend"] = backend           # a backend group of the socket's route table (edge addition)
         return self._request("create_tunnel", "POST", f"socket/{socket_id}/tunnel", body, retry=False)
+
+    def put_routes(self, socket_id, table):
+        """Give a socket its route table (an edge addition, edge/README.md); the socket as it is then."""
+        return self._request("put_routes", "PUT", f"socket/{socket_id}/routes", {"routes": table})
 
     def delete_tunnel(self, socket_id, tunnel_id, before_send=None):
         return self._delete("delete_tunnel", f"socket/{socket_id}/tunnel/{tunnel_id}", before_send)

@@ -27,6 +27,10 @@ Two kinds of older sockets are recognised, each narrowly:
 Deleting follows the same rule: only a socket owned by this cluster, and only
 for a Service that is provably gone or opted out.
 
+A Gateway's or an Ingress's socket (the route table of lib/routetable.py) is
+`mysocketd/<cluster>/gateway/<namespace>/<name>` (or `.../ingress/...`): five
+parts, so it is never taken for a Service's, and `route_owner` says whose.
+
 A pool's socket (`mysocketd-pool/<pool>`, `mysocket.io/pool`) is shared by the
 clusters of one account that serve the same name; it is never "this cluster's"
 here. Each member has its own tunnels on it, tagged with their owner, and a
@@ -56,6 +60,16 @@ class Owner:
 
 def socket_name(cluster, namespace, name):
     return f"{PREFIX}/{cluster}/{namespace}/{name}"
+
+
+ROUTE_KINDS = ("gateway", "ingress")
+
+
+def route_socket_name(cluster, kind, namespace, name):
+    """The socket of a Gateway or an Ingress (`kind`), with its route table."""
+    if kind not in ROUTE_KINDS:
+        raise ValueError(f"not a kind with a route table: {kind!r}")
+    return f"{PREFIX}/{cluster}/{kind}/{namespace}/{name}"
 
 
 def pool_socket_name(pool):
@@ -107,6 +121,14 @@ class Ownership:
             namespace, _, service = name[len("k8s "):].partition(".")
             if namespace and service:
                 return Owner(namespace, service, "original")
+        return None
+
+    def route_owner(self, socket):
+        """(kind, namespace, name) of the Gateway or Ingress whose socket this is, if it is this cluster's."""
+        parts = (socket.get("name") or "").split("/")
+        if len(parts) == 5 and parts[0] == PREFIX and parts[1] == self.cluster and parts[2] in ROUTE_KINDS \
+                and parts[3] and parts[4]:
+            return parts[2], parts[3], parts[4]
         return None
 
     def is_for(self, socket, key):

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 
 class Pools:
+    in_use_elsewhere = staticmethod(lambda: set())     # pools the route controller serves (set by wiring)
+
     def __init__(self, *, sockets, watcher, cluster, scope, event):
         self.sockets = sockets
         self.watcher = watcher
@@ -59,6 +61,8 @@ class Pools:
         """The sweep: a pool with tunnels of ours that no Service here serves any more is left."""
         if not tunnels_of(socket, self.prefix()) or any(self.member(k, pool) for k in self.watcher.keys()):
             return
+        if pool in self.in_use_elsewhere():
+            return                      # a Gateway or an Ingress of this cluster serves it
         log.info("leaving pool %s: no Service here serves it", pool)
         withdraw(self.sockets, socket, self.prefix())
 

@@ -80,7 +80,7 @@ class Exposure:
 
 def key_of(service):
     meta = service["metadata"]
-    return meta["namespace"], meta["name"]
+    return meta.get("namespace", ""), meta["name"]
 
 
 def opted_in(service):

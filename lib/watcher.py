@@ -36,6 +36,7 @@ from lib.kube import ENDPOINT_SLICES, SERVICES
 from lib.services import concerns_us, key_of
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+HEADLESS_LABEL = "service.kubernetes.io/headless"     # on every EndpointSlice of a headless Service
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class ServiceWatcher(threading.Thread):
         self.resource_version = None        # the newest one seen; None: list again
         self._stopping = threading.Event()
         self._ours = set()                  # keys of the cached objects that concern mysocketd
+        self.also_read = None               # key -> bool: a Service another reader needs (set by mysocketd.py)
 
     def get(self, key):
         with self._lock:
@@ -71,12 +73,24 @@ class ServiceWatcher(threading.Thread):
         with self._lock:
             return key in self._ours
 
+    def read_elsewhere(self, key):
+        """True for a Service the route controller reads (a backend of a route or an Ingress,
+        lib/routecontroller.py): a change to it is queued although it does not concern mysocketd itself."""
+        return self.also_read is not None and self.also_read(key)
+
     def keep(self, obj):
-        """(what the cache keeps of obj, whether it concerns mysocketd)."""
+        """(what the cache keeps of obj, whether it concerns mysocketd).
+
+        Of the rest only what a route's backend needs (type, ClusterIP, ports): a few hundred bytes a
+        Service, where the whole object would be kilobytes in a cluster of thousands."""
         if concerns_us(obj):
             return obj, True
-        meta = obj["metadata"]
-        return {"metadata": {k: meta.get(k) for k in ("namespace", "name", "uid", "resourceVersion")}}, False
+        meta, spec = obj["metadata"], obj.get("spec") or {}
+        slim = {k: spec[k] for k in ("type", "clusterIP") if k in spec}
+        slim["ports"] = [{k: p[k] for k in ("name", "port", "protocol", "appProtocol") if k in p}
+                         for p in spec.get("ports") or []]
+        return {"metadata": {k: meta.get(k) for k in ("namespace", "name", "uid", "resourceVersion")},
+                "spec": slim}, False
 
     def stop(self):
         self._stopping.set()
@@ -126,6 +140,7 @@ class ServiceWatcher(threading.Thread):
             fresh[key_of(obj)] = kept
             if concerned:
                 ours.add(key_of(obj))
+            if concerned or self.read_elsewhere(key_of(obj)):
                 queued.add(self.queued_key(obj))
         with self._lock:
             gone = {k: v for k, v in self.cache.items() if k not in fresh}
@@ -157,7 +172,7 @@ class ServiceWatcher(threading.Thread):
                             (self._ours.add if concerned else self._ours.discard)(key)
                     self.changed(kind, key, kept)
                     queued = self.queued_key(obj)
-                    if queued is not None and (concerned or was):
+                    if queued is not None and (concerned or was or self.read_elsewhere(key)):
                         self.queue.add(queued)
                 self.resource_version = obj.get("metadata", {}).get("resourceVersion") or self.resource_version
                 if self._stopping.is_set():
@@ -188,9 +203,18 @@ class EndpointSliceWatcher(ServiceWatcher):
         self._service_of = {}               # slice key -> Service key
 
     def keep(self, obj):
+        """(its Service, its ready endpoints, the slice's addresses and ports if its Service is headless:
+        a route forwards to each endpoint of one, lib/routesockets.forward_targets)."""
         ready = sum(1 for e in obj.get("endpoints") or [] if (e.get("conditions") or {}).get("ready") is not False)
         service = self.queued_key(obj)
-        return (service, ready), service is not None and (self.services is None or self.services.concerns(service))
+        headless = None
+        if HEADLESS_LABEL in ((obj.get("metadata") or {}).get("labels") or {}):
+            headless = {"addressType": obj.get("addressType"), "ports": obj.get("ports") or [],
+                        "endpoints": [{"addresses": e.get("addresses") or [], "conditions": e.get("conditions") or {}}
+                                      for e in obj.get("endpoints") or []]}
+        concerned = service is not None and (self.services is None or self.services.concerns(service)
+                                             or self.services.read_elsewhere(service))
+        return (service, ready, headless), concerned
 
     def queued_key(self, obj):
         if isinstance(obj, tuple):
@@ -200,7 +224,7 @@ class EndpointSliceWatcher(ServiceWatcher):
 
     def relisted(self, cache):
         index = {}
-        for key, (service, ready) in cache.items():
+        for key, (service, ready, _) in cache.items():
             if service is not None:
                 index.setdefault(service, {})[key] = ready
         with self._lock:
@@ -208,7 +232,7 @@ class EndpointSliceWatcher(ServiceWatcher):
             self._service_of = {key: service for service, slices in index.items() for key in slices}
 
     def changed(self, kind, key, kept):
-        service, ready = kept
+        service, ready, _ = kept
         with self._lock:
             before = self._service_of.pop(key, None)
             if before is not None:
@@ -219,6 +243,12 @@ class EndpointSliceWatcher(ServiceWatcher):
             if kind != "DELETED" and service is not None:
                 self._by_service.setdefault(service, {})[key] = ready
                 self._service_of[key] = service
+
+    def headless_slices(self, key):
+        """The addresses and ports of the headless Service `key`'s EndpointSlices ([] for another)."""
+        with self._lock:
+            kept = [self.cache.get(k) for k in self._by_service.get(tuple(key), {})]
+            return [k[2] for k in kept if k is not None and k[2] is not None]
 
     def ready(self, key):
         """How many ready endpoints the Service `key` has; None when it has no EndpointSlice at all

@@ -108,10 +108,19 @@ _V3 = """
 CREATE TABLE used_invites (token_sha256 TEXT PRIMARY KEY, user_id TEXT NOT NULL, at {} NOT NULL)
 """
 
+# Route tables: a socket's table (JSON, '' = none), its own address ('' = none), the backend each
+# tunnel serves.
+_V4 = """
+ALTER TABLE sockets ADD COLUMN routes TEXT NOT NULL DEFAULT '';
+ALTER TABLE sockets ADD COLUMN address TEXT NOT NULL DEFAULT '';
+ALTER TABLE tunnels ADD COLUMN backend TEXT NOT NULL DEFAULT ''
+"""
+
 MIGRATIONS = (
     Migration(1, "accounts, sockets, tunnels, released ports, creations", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "placement, change log, membership", _V2_SQLITE, _V2_POSTGRES),
     Migration(3, "spent invite tokens", _V3.format("REAL"), _V3.format("DOUBLE PRECISION")),
+    Migration(4, "route tables", _V4, _V4),
 )
 
 SCHEMA_VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "

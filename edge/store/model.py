@@ -51,6 +51,7 @@ class Tunnel:
     local_port: int
     owner: str = ""             # optional, the client's word for whose tunnel it is (edge/README.md)
     node: str = ""              # the edge node it is placed on (edge.placement); "" = this edge's only node
+    backend: str = ""           # the backend of its socket's route table it serves ("" = none)
 
 
 @dataclass
@@ -68,6 +69,8 @@ class Socket:
     allowed_addresses: list = field(default_factory=list)
     allowed_domains: list = field(default_factory=list)
     created: float = 0.0
+    routes: Optional[dict] = None   # the route table (edge/README.md, "Route tables"); None = none
+    address: str = ""               # an address of its own (--socket-addresses); "" = none
 
 
 @dataclass

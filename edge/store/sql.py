@@ -40,7 +40,8 @@ class IntegrityError(Exception):
 
 _SOCKET_COLUMNS = ("socket_id, user_id, name, dnsname, socket_type, tcp_port, protected_socket, "
                    "protected_username, protected_password_hash, cloud_authentication_enabled, "
-                   "allowed_addresses, allowed_domains, created")
+                   "allowed_addresses, allowed_domains, created, routes, address")
+_TUNNEL_COLUMNS = "tunnel_id, socket_id, local_port, owner, node, backend"
 
 
 def _socket(row: dict) -> Socket:
@@ -52,7 +53,12 @@ def _socket(row: dict) -> Socket:
         protected_password_hash=row["protected_password_hash"],
         cloud_authentication_enabled=bool(row["cloud_authentication_enabled"]),
         allowed_addresses=json.loads(row["allowed_addresses"]),
-        allowed_domains=json.loads(row["allowed_domains"]), created=row["created"])
+        allowed_domains=json.loads(row["allowed_domains"]), created=row["created"],
+        routes=json.loads(row["routes"]) if row["routes"] else None, address=row["address"])
+
+
+def _routes_text(routes: Optional[dict]) -> str:
+    return "" if routes is None else json.dumps(routes, sort_keys=True, separators=(",", ":"))
 
 
 class SqlStore:
@@ -112,8 +118,7 @@ class SqlStore:
             sockets = [_socket(r) for r in await tx.all(
                 "SELECT {} FROM sockets ORDER BY created, socket_id".format(_SOCKET_COLUMNS), ())]
             tunnels = [Tunnel(**r) for r in await tx.all(
-                "SELECT tunnel_id, socket_id, local_port, owner, node FROM tunnels "
-                "ORDER BY local_port", ())]
+                "SELECT {} FROM tunnels ORDER BY local_port".format(_TUNNEL_COLUMNS), ())]
         return seq, users, sockets, tunnels
 
     async def prune(self, older_than: float) -> int:
@@ -167,12 +172,12 @@ class SqlStore:
                     return _socket(row), [], 0
             sock.created = time.time()
             await tx.execute(
-                "INSERT INTO sockets ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)".format(_SOCKET_COLUMNS),
+                "INSERT INTO sockets ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)".format(_SOCKET_COLUMNS),
                 (sock.socket_id, sock.user_id, sock.name, sock.dnsname, sock.socket_type,
                  sock.tcp_port, sock.protected_socket, sock.protected_username,
                  sock.protected_password_hash, sock.cloud_authentication_enabled,
                  json.dumps(sock.allowed_addresses), json.dumps(sock.allowed_domains),
-                 sock.created))
+                 sock.created, _routes_text(sock.routes), sock.address))
             seq = await self._log(tx, "socket", sock.socket_id, sock)
             made = []
             for t in tunnels:
@@ -190,6 +195,15 @@ class SqlStore:
             await tx.execute("UPDATE sockets SET protected_socket = ?, protected_username = ?, "
                              "protected_password_hash = ? WHERE socket_id = ?",
                              (protected, username, password_hash, sock.socket_id))
+            row = await tx.one("SELECT {} FROM sockets WHERE socket_id = ?".format(_SOCKET_COLUMNS),
+                               (sock.socket_id,))
+            return await self._log(tx, "socket", sock.socket_id, _socket(row) if row else None)
+
+    async def set_routes(self, sock: Socket, routes: Optional[dict]) -> int:
+        """Replace a socket's route table (None: none); the change log carries the whole socket."""
+        async with self._b.tx() as tx:
+            await tx.execute("UPDATE sockets SET routes = ? WHERE socket_id = ?",
+                             (_routes_text(routes), sock.socket_id))
             row = await tx.one("SELECT {} FROM sockets WHERE socket_id = ?".format(_SOCKET_COLUMNS),
                                (sock.socket_id,))
             return await self._log(tx, "socket", sock.socket_id, _socket(row) if row else None)
@@ -232,9 +246,9 @@ class SqlStore:
         t.socket_id = sock.socket_id
         t.local_port = await self._free_port(tx)
         now = time.time()
-        await tx.execute("INSERT INTO tunnels (tunnel_id, socket_id, local_port, created, owner, node) "
-                         "VALUES (?,?,?,?,?,?)",
-                         (t.tunnel_id, t.socket_id, t.local_port, now, t.owner, t.node))
+        await tx.execute("INSERT INTO tunnels (tunnel_id, socket_id, local_port, created, owner, node, backend) "
+                         "VALUES (?,?,?,?,?,?,?)",
+                         (t.tunnel_id, t.socket_id, t.local_port, now, t.owner, t.node, t.backend))
         await tx.execute("INSERT INTO creations VALUES (?, ?)", (sock.user_id, now))
         return t, await self._log(tx, "tunnel", t.tunnel_id, t)
 
@@ -264,8 +278,8 @@ class SqlStore:
             return 0
         async with self._b.tx() as tx:
             marks = ",".join("?" * len(off))
-            rows = await tx.all("SELECT tunnel_id, socket_id, local_port, owner, node FROM tunnels "
-                                "WHERE node IN ({}) ORDER BY local_port".format(marks), tuple(off))
+            rows = await tx.all("SELECT {} FROM tunnels WHERE node IN ({}) ORDER BY local_port"
+                                .format(_TUNNEL_COLUMNS, marks), tuple(off))
             for r in rows:
                 tunnel = Tunnel(**r)
                 others = await tx.all("SELECT node FROM tunnels WHERE socket_id = ? AND tunnel_id <> ?",
@@ -281,8 +295,8 @@ class SqlStore:
     async def set_tunnel_node(self, tunnel: Tunnel, node: str) -> int:
         """Record that ``tunnel`` is served by ``node`` (its client connected there)."""
         async with self._b.tx() as tx:
-            row = await tx.one("SELECT tunnel_id, socket_id, local_port, owner, node FROM tunnels "
-                               "WHERE tunnel_id = ?", (tunnel.tunnel_id,))
+            row = await tx.one("SELECT {} FROM tunnels WHERE tunnel_id = ?".format(_TUNNEL_COLUMNS),
+                               (tunnel.tunnel_id,))
             if row is None or row["node"] == node:
                 return 0
             await tx.execute("UPDATE tunnels SET node = ? WHERE tunnel_id = ?", (node, tunnel.tunnel_id))

@@ -17,7 +17,13 @@ def test_cluster_role_is_the_documented_minimum(control_plane, controller_kubeco
     assert granted == {("services", "list", ()), ("services", "watch", ()), ("services", "patch", ()),
                        ("services/status", "patch", ()), ("events", "create", ()), ("events", "patch", ()),
                        ("namespaces", "get", ("kube-system",)),
-                       ("endpointslices", "list", ()), ("endpointslices", "watch", ())}
+                       ("endpointslices", "list", ()), ("endpointslices", "watch", ()),
+                       # Gateways, routes, Ingresses (lib/routecontroller.py): read, and their status written
+                       *{(r, v, ()) for r in ("gatewayclasses", "gateways", "httproutes", "tlsroutes",
+                                              "referencegrants", "ingresses", "ingressclasses", "namespaces")
+                         for v in ("list", "watch")},
+                       *{(r + "/status", "patch", ()) for r in ("gatewayclasses", "gateways", "httproutes",
+                                                                "tlsroutes", "ingresses")}}
 
 
 @pytest.mark.parametrize("verb, resource, allowed", [
@@ -29,7 +35,9 @@ def test_cluster_role_is_the_documented_minimum(control_plane, controller_kubeco
     ("list", "leases.coordination.k8s.io -n mysocket", "yes"),
     ("delete", "leases.coordination.k8s.io -n mysocket", "yes"),
     ("watch", "endpointslices.discovery.k8s.io", "yes"), ("create", "endpointslices.discovery.k8s.io", "no"),
-    ("get", "namespaces/kube-system", "yes"), ("get", "namespaces/default", "no"), ("list", "namespaces", "no"),
+    ("get", "namespaces/kube-system", "yes"), ("get", "namespaces/default", "no"), ("list", "namespaces", "yes"),
+    ("patch", "namespaces/default", "no"), ("patch", "gateways.gateway.networking.k8s.io", "no"),
+    ("patch", "ingresses.networking.k8s.io", "no"),
     ("create", "configmaps -n mysocket", "yes"), ("update", "configmaps -n mysocket", "no"),
     ("create", "configmaps -n default", "no"),
     ("patch", "deployments.apps/mysocketd --subresource=scale -n mysocket", "yes"),    # --uninstall stops it

@@ -17,8 +17,10 @@ SOCKET_FIELDS = {
     "socket_id", "name", "dnsname", "socket_type", "socket_tcp_ports", "protected_socket",
     "protected_username", "cloud_authentication_enabled",
     "cloud_authentication_email_allowed_addressses",
-    "cloud_authentication_email_allowed_domains", "user_name", "tunnels"}
-TUNNEL_FIELDS = {"tunnel_id", "local_port", "tunnel_server", "owner", "connected"}   # additions: edge/README.md
+    "cloud_authentication_email_allowed_domains", "user_name", "tunnels",
+    "routes_digest", "address"}                                                        # additions: edge/README.md
+# additions: edge/README.md
+TUNNEL_FIELDS = {"tunnel_id", "local_port", "tunnel_server", "owner", "connected", "backend"}
 USER_FIELDS = {"name", "email", "user_id", "user_name", "sshkey"}
 
 

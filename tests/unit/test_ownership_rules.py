@@ -2,7 +2,7 @@
 
 import pytest
 
-from lib.ownership import Owner, Ownership, socket_name
+from lib.ownership import Owner, Ownership, route_socket_name, socket_name
 
 C = "3f6c2f0e-0000-4000-8000-000000000001"
 
@@ -44,3 +44,24 @@ def test_a_socket_is_for_one_service_only():
 def test_an_identity_must_fit_in_a_name(cluster):
     with pytest.raises(ValueError):
         Ownership(cluster)
+
+
+@pytest.mark.parametrize("name, owner", [
+    (f"mysocketd/{C}/gateway/infra/same-namespace", ("gateway", "infra", "same-namespace")),
+    (f"mysocketd/{C}/ingress/shop/web", ("ingress", "shop", "web")),
+    ("mysocketd/another-cluster/gateway/infra/gw", None),
+    (f"mysocketd/{C}/service/infra/gw", None),
+    (f"mysocketd/{C}/gateway/infra", None),
+    (f"mysocketd/{C}/gateway//gw", None),
+    ("mysocketd-pool/shop", None),
+])
+def test_route_sockets_are_gateways_and_ingresses_and_never_a_services(name, owner):
+    assert Ownership(C).route_owner(sock(name)) == owner
+    if owner:
+        assert Ownership(C).owner(sock(name)) is None   # the Service sweep never takes one for a leftover
+
+
+def test_route_socket_names():
+    assert route_socket_name(C, "gateway", "infra", "gw") == f"mysocketd/{C}/gateway/infra/gw"
+    with pytest.raises(ValueError):
+        route_socket_name(C, "service", "infra", "gw")

@@ -139,6 +139,24 @@ capabilities:
   verbs: ["list", "watch"]                 # a tunnel takes traffic only while its Service has a ready endpoint
 {{- end }}
 
+{{- define "mysocketd.routeRules" -}}
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gatewayclasses", "gateways", "httproutes", "tlsroutes", "referencegrants"]
+  verbs: ["list", "watch"]                 # Gateways, routes and grants, cluster-wide (lib/routecontroller.py)
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gatewayclasses/status", "gateways/status", "httproutes/status", "tlsroutes/status"]
+  verbs: ["patch"]                         # Accepted, Programmed, ResolvedRefs, addresses
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses", "ingressclasses"]
+  verbs: ["list", "watch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses/status"]
+  verbs: ["patch"]                         # status.loadBalancer: the edge's name
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]                 # a listener's allowedRoutes may select namespaces by label
+{{- end }}
+
 {{- define "mysocketd.identityRule" -}}
 - apiGroups: [""]
   resources: ["namespaces"]

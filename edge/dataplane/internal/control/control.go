@@ -14,6 +14,7 @@ import (
 	"mysocketd/edge/dataplane/internal/front"
 	"mysocketd/edge/dataplane/internal/logx"
 	"mysocketd/edge/dataplane/internal/nodes"
+	"mysocketd/edge/dataplane/internal/routes"
 	"mysocketd/edge/dataplane/internal/sshd"
 	"mysocketd/edge/dataplane/internal/state"
 	"mysocketd/edge/dataplane/internal/tunnels"
@@ -69,6 +70,20 @@ func (c *API) Handler() http.Handler {
 			c.Tunnels.Follow(changes)
 		}
 		writeJSON(w, 200, map[string]int64{"version": c.State.Version()})
+	})
+	// A route table the API is asked to store: the data plane is the judge of whether it can
+	// serve it (regular expressions, certificates, indexes), so a table is refused whole, with
+	// the reason, before anything is stored.
+	mux.HandleFunc("POST /routes/check", func(w http.ResponseWriter, r *http.Request) {
+		var t routes.Table
+		if !readJSON(w, r, &t) {
+			return
+		}
+		if _, err := routes.Compile(t); err != nil {
+			writeJSON(w, 422, map[string]string{"error_message": err.Error()})
+			return
+		}
+		writeJSON(w, 200, map[string]bool{"ok": true})
 	})
 	// The live nodes: links to them are dialled, links to the others closed.
 	mux.HandleFunc("PUT /nodes", func(w http.ResponseWriter, r *http.Request) {

@@ -176,6 +176,7 @@ func NewHTTP(sh Shared, checks auth.Options, apiName, apiUpstream string, acme *
 		ModifyResponse: f.fromApp,
 		BufferPool:     newBufferPool(),
 	}
+	f.proxy.ModifyResponse = modifyResponse // a route's response header edits (routes.go)
 	if apiUpstream != "" {
 		target := &url.URL{Scheme: "http", Host: apiUpstream}
 		f.api = &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
@@ -214,7 +215,7 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.api.ServeHTTP(w, r)
 		return
 	}
-	sock := f.State.ByDNS(host)
+	sock := f.socketFor(r, host) // by the address it came to, else by Host (routes.go)
 	if sock == nil {
 		answer.Write(w, http.StatusNotFound, answer.UnknownHost, "no socket named "+host)
 		return
@@ -241,6 +242,12 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	if sock.Routes != nil || sock.RoutesErr != nil { // a Gateway's or an Ingress's socket (routes.go)
+		var routed bool
+		if sock, r, routed = f.route(w, r, sock); !routed {
+			return
+		}
+	}
 	cands := f.Tunnels.Candidates(sock)
 	if len(cands) == 0 {
 		answer.Write(w, http.StatusBadGateway, answer.NoTunnel, host+": no tunnel of this socket is connected")
@@ -329,7 +336,7 @@ func (f *HTTP) dial(ctx context.Context, network, addr string) (net.Conn, error)
 	if sock == nil {
 		return nil, &tunnels.NoTunnel{Reason: "no socket for this connection"}
 	}
-	cands := f.Tunnels.Candidates(sock)
+	cands := append(f.Tunnels.Candidates(sock), f.fallbackCandidates(ctx)...) // routes.go
 	host, _, _ := net.SplitHostPort(addr)
 	if parts := strings.SplitN(host, ".", 4); len(parts) == 4 && parts[3] == "forward" {
 		port, _ := strconv.Atoi(parts[0])

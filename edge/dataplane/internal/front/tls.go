@@ -100,6 +100,10 @@ func (t *TLS) handle(c net.Conn) {
 		c.Close()
 		return
 	}
+	if own := ownSocket(t.State, c); own != nil { // a Gateway's own address: its table decides (routes.go)
+		t.serveOwnAddress(replay, sni, own)
+		return
+	}
 	if sock := t.State.ByDNS(sni); sock != nil && sock.Type == "tls" {
 		t.passthrough(replay, sock)
 		return

@@ -17,11 +17,15 @@
 package state
 
 import (
+	"encoding/json"
 	"net"
 	"strings"
 	"sync"
 
 	"golang.org/x/crypto/ssh"
+
+	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/routes"
 )
 
 // UserIn is one account as pushed: its user_name logs in with its sshkey.
@@ -31,10 +35,12 @@ type UserIn struct {
 	SSHKey   string `json:"sshkey"`
 }
 
-// TunnelIn is one tunnel of a socket: its port and the node it is placed on ("": this one).
+// TunnelIn is one tunnel of a socket: its port, the node it is placed on ("": this one), and the
+// backend of the socket's route table it serves ("": the socket's plain tunnels).
 type TunnelIn struct {
 	LocalPort int    `json:"local_port"`
 	Node      string `json:"node"`
+	Backend   string `json:"backend,omitempty"`
 }
 
 // SocketIn is one socket as pushed, with its tunnels.
@@ -50,6 +56,12 @@ type SocketIn struct {
 	CloudAuth         bool       `json:"cloud_authentication_enabled"`
 	LocalPorts        []int      `json:"local_ports"`
 	Tunnels           []TunnelIn `json:"tunnels"`
+	// Routes is the socket's route table (edge/README.md, "Route tables"); absent: every request
+	// goes to the socket's tunnels as before.
+	Routes json.RawMessage `json:"routes,omitempty"`
+	// Address is an address of the edge's own that is this socket's alone (a Gateway's): every
+	// connection to it is this socket's, whatever its Host or SNI ("": none).
+	Address string `json:"address,omitempty"`
 }
 
 // Limits are the per-account and per-visitor limits the data plane enforces (0: none).
@@ -86,6 +98,19 @@ type User struct {
 // Socket is a socket as the fronts and the tunnels look it up.
 type Socket struct {
 	SocketIn
+	// Routes is the compiled route table, nil when the socket has none. RoutesErr says why a
+	// pushed table could not be compiled (the API checks tables first, so only a data plane
+	// older than its control plane sees one): the socket then answers 500 rather than guess.
+	Routes    *routes.Compiled
+	RoutesErr error
+	groups    map[string]*Socket
+}
+
+// Group is the view of the socket that holds only the tunnels of one backend of its route
+// table (nil: the table names no such backend). The view has its own SocketID (`<id>#<backend>`),
+// so the tunnels' round-robin turns are per backend, and is made once per pushed socket.
+func (s *Socket) Group(backend string) *Socket {
+	return s.groups[backend]
 }
 
 // NodeOf is the node the tunnel of port is placed on ("" when none is said).
@@ -115,6 +140,7 @@ type Holder struct {
 	sockets   map[string]*Socket // by socket_id
 	byDNS     map[string]*Socket
 	byTCPPort map[int]*Socket
+	byAddress map[string]*Socket
 	portOwner map[int]*Socket // tunnel local_port -> its socket
 	limits    Limits
 }
@@ -130,6 +156,7 @@ func (h *Holder) reset() {
 	h.users, h.nameOf = map[string]*User{}, map[string]string{}
 	h.sockets, h.byDNS = map[string]*Socket{}, map[string]*Socket{}
 	h.byTCPPort, h.portOwner = map[int]*Socket{}, map[int]*Socket{}
+	h.byAddress = map[string]*Socket{}
 }
 
 // Self is this node's name.
@@ -161,6 +188,13 @@ func (h *Holder) ByTCPPort(port int) *Socket {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.byTCPPort[port]
+}
+
+// ByAddress is the socket whose own address is ip (as net.SplitHostPort gives it), or nil.
+func (h *Holder) ByAddress(ip string) *Socket {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.byAddress[ip]
 }
 
 // PortOwner is the socket whose tunnel has local_port port, or nil.
@@ -273,7 +307,7 @@ func (h *Holder) change(port int, was, now *Socket) Change {
 }
 
 func newSocket(in SocketIn) *Socket {
-	sock := &Socket{in}
+	sock := &Socket{SocketIn: in}
 	if len(sock.Tunnels) == 0 { // a client of the older shape sends local_ports only
 		for _, p := range sock.LocalPorts {
 			sock.Tunnels = append(sock.Tunnels, TunnelIn{LocalPort: p})
@@ -283,7 +317,56 @@ func newSocket(in SocketIn) *Socket {
 	for i, t := range sock.Tunnels {
 		sock.LocalPorts[i] = t.LocalPort
 	}
+	if len(in.Routes) > 0 && string(in.Routes) != "null" {
+		sock.compileRoutes()
+	}
 	return sock
+}
+
+// Fallback is a view of the socket with the tunnels of these backends (nil: none named, or none
+// of them in the table): where a request goes when its own backend's tunnels cannot take it.
+// Its SocketID names the set, so its round-robin turn is its own.
+func (s *Socket) Fallback(backends []string) *Socket {
+	if len(backends) == 0 || s.groups == nil {
+		return nil
+	}
+	v := &Socket{SocketIn: s.SocketIn}
+	v.SocketID = s.SocketID + "#fallback#" + strings.Join(backends, ",")
+	v.Tunnels, v.LocalPorts = nil, nil
+	for _, b := range backends {
+		if g := s.groups[b]; g != nil {
+			v.Tunnels = append(v.Tunnels, g.Tunnels...)
+			v.LocalPorts = append(v.LocalPorts, g.LocalPorts...)
+		}
+	}
+	return v
+}
+
+// compileRoutes compiles the pushed table and makes one group view per backend it names.
+func (s *Socket) compileRoutes() {
+	var t routes.Table
+	err := json.Unmarshal(s.SocketIn.Routes, &t)
+	if err == nil {
+		s.Routes, err = routes.Compile(t)
+	}
+	if err != nil {
+		s.Routes, s.RoutesErr = nil, err
+		logx.Printf("socket %s: route table refused: %v", s.DNSName, err)
+		return
+	}
+	s.groups = map[string]*Socket{}
+	for _, b := range s.Routes.Backends() {
+		g := &Socket{SocketIn: s.SocketIn}
+		g.SocketID = s.SocketID + "#" + b
+		g.Tunnels, g.LocalPorts = nil, nil
+		for _, t := range s.Tunnels {
+			if t.Backend == b {
+				g.Tunnels = append(g.Tunnels, t)
+				g.LocalPorts = append(g.LocalPorts, t.LocalPort)
+			}
+		}
+		s.groups[b] = g
+	}
 }
 
 func (h *Holder) putUser(u UserIn) {
@@ -304,6 +387,9 @@ func (h *Holder) putSocket(sock *Socket) {
 	if sock.TCPPort != 0 {
 		h.byTCPPort[sock.TCPPort] = sock
 	}
+	if sock.Address != "" {
+		h.byAddress[sock.Address] = sock
+	}
 	for _, t := range sock.Tunnels {
 		h.portOwner[t.LocalPort] = sock
 	}
@@ -316,6 +402,9 @@ func (h *Holder) dropSocket(sock *Socket) {
 	}
 	if sock.TCPPort != 0 && h.byTCPPort[sock.TCPPort] == sock {
 		delete(h.byTCPPort, sock.TCPPort)
+	}
+	if sock.Address != "" && h.byAddress[sock.Address] == sock {
+		delete(h.byAddress, sock.Address)
 	}
 }
 

@@ -219,3 +219,63 @@ func TestHostOnly(t *testing.T) {
 		}
 	}
 }
+
+// A socket with a route table: compiled once, one group view per backend with only its tunnels;
+// a table the data plane cannot serve leaves the socket without routes and with the reason.
+func TestRoutesAndGroups(t *testing.T) {
+	table := `{"listeners":[{"name":"l","port":80,"protocol":"HTTP","routes":[{"match":{"path":{"type":"PathPrefix","value":"/"}},"action":0}]}],
+		"actions":[{"backends":[{"backend":"ns/a:80","weight":1},{"backend":"ns/b:80","weight":1}]}]}`
+	h := NewHolder("")
+	h.Replace(StateIn{Version: 1, Sockets: []SocketIn{
+		{SocketID: "s1", DNSName: "gw.edge.localhost", Type: "http", Routes: []byte(table), Tunnels: []TunnelIn{
+			{LocalPort: 10000, Backend: "ns/a:80"}, {LocalPort: 10001, Backend: "ns/b:80"},
+			{LocalPort: 10002, Backend: "ns/a:80"}, {LocalPort: 10003}}},
+		{SocketID: "s2", DNSName: "bad.edge.localhost", Type: "http", Routes: []byte(`{"listeners":[{"routes":[{"action":5}]}],"actions":[]}`)},
+		{SocketID: "s3", DNSName: "plain.edge.localhost", Type: "http", LocalPorts: []int{10004}},
+	}})
+	sock := h.ByDNS("gw.edge.localhost")
+	if sock.Routes == nil || sock.RoutesErr != nil {
+		t.Fatalf("table not compiled: %v", sock.RoutesErr)
+	}
+	for backend, want := range map[string][]int{"ns/a:80": {10000, 10002}, "ns/b:80": {10001}} {
+		g := sock.Group(backend)
+		if g == nil || g.SocketID != "s1#"+backend || len(g.LocalPorts) != len(want) {
+			t.Fatalf("group %s: %+v", backend, g)
+		}
+		for i, p := range want {
+			if g.LocalPorts[i] != p || g.Tunnels[i].LocalPort != p {
+				t.Errorf("group %s: ports %v, want %v", backend, g.LocalPorts, want)
+			}
+		}
+	}
+	if sock.Group("ns/c:80") != nil {
+		t.Error("a backend the table does not name has a group")
+	}
+	if len(sock.LocalPorts) != 4 || h.PortOwner(10001) != sock {
+		t.Error("the socket itself keeps all its tunnels")
+	}
+	if bad := h.ByDNS("bad.edge.localhost"); bad.Routes != nil || bad.RoutesErr == nil {
+		t.Errorf("a bad table: routes %v err %v", bad.Routes, bad.RoutesErr)
+	}
+	if plain := h.ByDNS("plain.edge.localhost"); plain.Routes != nil || plain.RoutesErr != nil {
+		t.Error("a socket without a table got one")
+	}
+}
+
+// A socket's own address finds it; deleting the socket frees the address.
+func TestByAddress(t *testing.T) {
+	h := NewHolder("")
+	h.Replace(StateIn{Version: 1, Sockets: []SocketIn{
+		{SocketID: "s1", DNSName: "gw.edge.localhost", Type: "http", Address: "127.100.0.1"},
+		{SocketID: "s2", DNSName: "plain.edge.localhost", Type: "http"}}})
+	if s := h.ByAddress("127.100.0.1"); s == nil || s.SocketID != "s1" {
+		t.Fatalf("by address: %+v", s)
+	}
+	if h.ByAddress("") != nil || h.ByAddress("127.100.0.2") != nil {
+		t.Error("an address no socket has found one")
+	}
+	h.Apply(DeltaIn{Version: 2, SocketsGone: []string{"s1"}})
+	if h.ByAddress("127.100.0.1") != nil {
+		t.Error("a deleted socket's address still finds it")
+	}
+}
