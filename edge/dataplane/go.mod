@@ -2,6 +2,12 @@ module mysocketd/edge/dataplane
 
 go 1.26.8
 
-require golang.org/x/crypto v0.59.0
+require (
+	github.com/miekg/dns v1.1.73
+	golang.org/x/crypto v0.59.0
+)
 
-require golang.org/x/sys v0.50.0 // indirect
+require (
+	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)

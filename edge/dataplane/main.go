@@ -29,6 +29,7 @@ import (
 
 	"mysocketd/edge/dataplane/internal/certs"
 	"mysocketd/edge/dataplane/internal/control"
+	"mysocketd/edge/dataplane/internal/dns"
 	"mysocketd/edge/dataplane/internal/front"
 	"mysocketd/edge/dataplane/internal/limits"
 	"mysocketd/edge/dataplane/internal/logx"
@@ -46,6 +47,9 @@ type options struct {
 	acmeDirectory, acmeCA, acmeEmail, tlsCert, tlsKey               string
 	nodeName, clusterSecretFile                                     string
 	linkPort                                                        int
+	dnsListen, dnsNS                                                string
+	dnsTTL                                                          time.Duration
+	dnsAnswersPerMinute                                             float64
 }
 
 func parseFlags() options {
@@ -74,6 +78,10 @@ func parseFlags() options {
 	flag.StringVar(&o.nodeName, "node-name", "", "this node's name among the edge's nodes (empty: one node)")
 	flag.IntVar(&o.linkPort, "link-port", -1, "port of the link between nodes (-1: none; 0: any)")
 	flag.StringVar(&o.clusterSecretFile, "cluster-secret-file", "", "file with the secret every node shares (with --link-port)")
+	flag.StringVar(&o.dnsListen, "dns-listen", "", "host:port of the zone's authoritative DNS, UDP and TCP (empty: none)")
+	flag.StringVar(&o.dnsNS, "dns-ns", "", "the zone's name servers, comma-separated (default ns1.<domain>,ns2.<domain>)")
+	flag.DurationVar(&o.dnsTTL, "dns-ttl", 30*time.Second, "TTL of the DNS answers")
+	flag.Float64Var(&o.dnsAnswersPerMinute, "dns-answers-per-minute", 1200, "UDP DNS answers per source address (IPv6: /64) per minute (0: no limit)")
 	flag.Parse()
 	if o.control == "" || o.hostKey == "" {
 		fmt.Fprintln(os.Stderr, "dataplane: --control and --host-key are required")
@@ -174,15 +182,27 @@ func main() {
 		go links.Serve(linkL)
 		linkReady = " link=" + linkL.Addr().String()
 	}
+	var zone *dns.Server
+	var dnsSrv *dns.Servers
+	dnsReady := ""
+	if o.dnsListen != "" { // the zone's own DNS (internal/dns)
+		zone = dns.New(dns.Config{Zone: o.domain, NS: strings.Split(o.dnsNS, ","),
+			TTL: uint32(o.dnsTTL / time.Second), AnswersPerMinute: o.dnsAnswersPerMinute})
+		if dnsSrv, err = dns.Listen(o.dnsListen, zone); err != nil {
+			logx.Printf("cannot listen for DNS: %v", err)
+			os.Exit(1)
+		}
+		dnsReady = " dns=" + dnsSrv.Addr
+	}
 	controlSrv := &http.Server{Handler: (&control.API{State: holder, Tunnels: reg, SSH: sshServer, TCP: tcp,
-		Links: links}).Handler()}
+		Links: links, DNS: zone}).Handler()}
 	go controlSrv.Serve(controlL)
 	go sshServer.Serve(sshL)
 	go httpSrv.Serve(httpL)
 	go httpsSrv.Serve(tlsConns)
 	go tlsFront.Serve(httpsL)
 
-	fmt.Printf("DATAPLANE READY ssh=%s http=%s https=%s%s\n", sshL.Addr(), httpL.Addr(), httpsL.Addr(), linkReady)
+	fmt.Printf("DATAPLANE READY ssh=%s http=%s https=%s%s%s\n", sshL.Addr(), httpL.Addr(), httpsL.Addr(), linkReady, dnsReady)
 	logx.Printf("up: ssh=%s http=%s https=%s acme=%q internal_ca=%s/ca.crt", sshL.Addr(), httpL.Addr(),
 		httpsL.Addr(), o.acmeDirectory, o.dataDir)
 
@@ -195,6 +215,9 @@ func main() {
 	if links != nil {
 		linkL.Close()
 		links.Close()
+	}
+	if dnsSrv != nil {
+		dnsSrv.Close()
 	}
 	tcp.CloseAll()
 	sshServer.CloseAll()

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"mysocketd/edge/dataplane/internal/dns"
 	"mysocketd/edge/dataplane/internal/front"
 	"mysocketd/edge/dataplane/internal/logx"
 	"mysocketd/edge/dataplane/internal/nodes"
@@ -26,6 +27,7 @@ type API struct {
 	SSH     *sshd.Server
 	TCP     *front.TCP
 	Links   *nodes.Links // nil: one node, no links
+	DNS     *dns.Server  // nil: no DNS served
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -70,22 +72,46 @@ func (c *API) Handler() http.Handler {
 		}
 		writeJSON(w, 200, map[string]int64{"version": c.State.Version()})
 	})
-	// The live nodes: links to them are dialled, links to the others closed.
+	// The live nodes: links to them are dialled, links to the others closed, and the
+	// zone's DNS answers with their public addresses.
 	mux.HandleFunc("PUT /nodes", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
-			Nodes []nodes.Peer `json:"nodes"`
+			Nodes []struct {
+				nodes.Peer
+				Addresses []string `json:"addresses"`
+			} `json:"nodes"`
 		}
 		if !readJSON(w, r, &in) {
 			return
 		}
+		peers, addrs := []nodes.Peer{}, []string{}
+		for _, n := range in.Nodes {
+			peers, addrs = append(peers, n.Peer), append(addrs, n.Addresses...)
+		}
 		if c.Links != nil {
-			c.Links.Update(in.Nodes)
+			c.Links.Update(peers)
+		}
+		if c.DNS != nil {
+			c.DNS.SetAddresses(addrs)
 		}
 		up := []string{}
 		if c.Links != nil {
 			up = c.Links.Up()
 		}
 		writeJSON(w, 200, map[string]any{"links_up": up})
+	})
+	// The TXT values of _acme-challenge.<zone> while a node orders the wildcard (DNS-01).
+	mux.HandleFunc("PUT /dns/challenge", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Values []string `json:"values"`
+		}
+		if !readJSON(w, r, &in) {
+			return
+		}
+		if c.DNS != nil {
+			c.DNS.SetChallenge(in.Values)
+		}
+		writeJSON(w, 200, map[string]int{"values": len(in.Values)})
 	})
 	// Forwards that came up or went down after ?after=N, waiting up to ?wait= seconds.
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
