@@ -33,7 +33,7 @@ from .binary import ensure_built
 log = logging.getLogger(__name__)
 
 _READY = re.compile(r"DATAPLANE READY ssh=(\S+):(\d+) http=(\S+):(\d+) https=(\S+):(\d+)"
-                    r"(?: link=(\S+):(\d+))?")
+                    r"(?: link=(\S+):(\d+))?(?: dns=(\S+):(\d+))?")
 READY_TIMEOUT = 20.0
 
 
@@ -44,7 +44,7 @@ class DataPlaneError(Exception):
 @dataclass
 class PlaneOptions:
     listen: str
-    ports: dict                 # {"ssh": n, "http": n, "https": n, "link": n}; 0 = any, replaced once known
+    ports: dict                 # {"ssh", "http", "https", "link", "dns"}: n; 0 = any, replaced once known
     data_dir: Path
     host_key: Path
     domain: str
@@ -83,6 +83,9 @@ class DataPlane:
     def _argv(self, binary: Path) -> list:
         o = self.options
         link = ["--link-port", str(o.ports["link"])] if "link" in o.ports else []
+        if "dns" in o.ports:        # the zone's own DNS (internal/dns), UDP and TCP
+            host = "[{}]".format(o.listen) if ":" in o.listen else o.listen
+            link += ["--dns-listen", "{}:{}".format(host, o.ports["dns"])]
         return [str(binary), "--listen", o.listen, "--ssh-port", str(o.ports["ssh"]),
                 "--http-port", str(o.ports["http"]), "--https-port", str(o.ports["https"]), *link,
                 "--control", str(self.control), "--host-key", str(o.host_key),
@@ -106,6 +109,8 @@ class DataPlane:
         self.options.ports = {"ssh": int(m.group(2)), "http": int(m.group(4)), "https": int(m.group(6))}
         if m.group(8):
             self.options.ports["link"] = int(m.group(8))
+        if m.group(10):
+            self.options.ports["dns"] = int(m.group(10))
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.UnixConnector(path=str(self.control)),

@@ -44,5 +44,9 @@ def delta_json(state: State, delta: Delta) -> dict:
 
 
 def nodes_json(me: Node, live: list) -> dict:
-    """This node's name and the live nodes' links (``PUT /nodes``)."""
-    return {"self": me.name, "nodes": [{"name": n.name, "link": n.link} for n in live]}
+    """This node's name, the live nodes' links and public addresses (``PUT /nodes``: the
+    links between nodes and the edge's DNS answers)."""
+    return {"self": me.name, "nodes": [
+        {"name": n.name, "link": n.link, "tunnel_server": n.tunnel_server,
+         "addresses": [a for a in n.addresses.split(",") if a]}
+        for n in live]}

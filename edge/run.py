@@ -87,6 +87,8 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
 
     limits = plane_limits(config)
     ports = {"ssh": config.ssh_port, "http": config.http_port, "https": config.https_port}
+    if config.dns_port is not None:  # the zone's own DNS (edge/dataplane/internal/dns)
+        ports["dns"] = config.dns_port
     extra = list(config.plane_args) + ["--node-name", config.node_name]
     if store.shared:               # the link between nodes (edge/dataplane/internal/nodes)
         ports["link"] = config.link_port
@@ -111,7 +113,8 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
 
     feed = Feed(store, state, on_delta, on_reload)
     await feed.load()
-    me = Node(name=config.node_name, tunnel_server=config.tunnel_server)
+    me = Node(name=config.node_name, tunnel_server=config.tunnel_server,
+              addresses=",".join(config.public_ips))
 
     async def on_live(live: list) -> None:
         try:
@@ -142,8 +145,7 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
             me.link = "{}:{}".format(config.tunnel_server, plane.ports["link"])
         feed.start()
         await membership.start()
-        if store.shared:
-            await on_live(membership.live_nodes())
+        await on_live(membership.live_nodes())     # one node: itself, for its DNS
         forwards.start()
     except BaseException:
         await forwards.stop()
@@ -161,8 +163,9 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     log.info("TLS: %s; the internal CA's root certificate is %s (clients that should trust "
              "this edge's own certificates trust that file)", config.tls_source,
              config.data_dir / "ca.crt")
-    print("EDGE READY api={} ssh={} http={} https={}".format(
-        api_addr, addrs["ssh"], addrs["http"], addrs["https"]), flush=True)
+    print("EDGE READY api={} ssh={} http={} https={}{}".format(
+        api_addr, addrs["ssh"], addrs["http"], addrs["https"],
+        " dns=" + addrs["dns"] if "dns" in addrs else ""), flush=True)
 
     await stop.wait()
 

@@ -73,6 +73,7 @@ class Node:
     tunnel_server: str          # the SSH host clients of its tunnels connect to
     link: str = ""              # host:port of its link to the other nodes ("" = none)
     api: str = ""               # host:port of its REST API
+    addresses: str = ""         # its public IP addresses, comma-separated: the edge's DNS answers
     age: float = 0.0            # seconds since its last heartbeat, by the store's clock
 
 

@@ -303,14 +303,15 @@ class SqlStore:
     async def heartbeat(self, node: Node) -> None:
         async with self._b.read() as tx:     # one upsert: no change-log row, no writers' lock
             await tx.execute(
-                "INSERT INTO nodes VALUES (?, ?, ?, ?, {now}) ON CONFLICT(name) DO UPDATE SET "
+                "INSERT INTO nodes (name, tunnel_server, link, api, addresses, seen) "
+                "VALUES (?, ?, ?, ?, ?, {now}) ON CONFLICT(name) DO UPDATE SET "
                 "tunnel_server = excluded.tunnel_server, link = excluded.link, api = excluded.api, "
-                "seen = excluded.seen".format(now=self._b.now_sql),
-                (node.name, node.tunnel_server, node.link, node.api))
+                "addresses = excluded.addresses, seen = excluded.seen".format(now=self._b.now_sql),
+                (node.name, node.tunnel_server, node.link, node.api, node.addresses))
 
     async def nodes(self) -> list:
         async with self._b.read() as tx:
-            rows = await tx.all("SELECT name, tunnel_server, link, api, {now} - seen AS age "
+            rows = await tx.all("SELECT name, tunnel_server, link, api, addresses, {now} - seen AS age "
                                 "FROM nodes ORDER BY name".format(now=self._b.now_sql), ())
         return [Node(**r) for r in rows]
 

@@ -78,21 +78,22 @@ func (c *API) Handler() http.Handler {
 		var in struct {
 			Nodes []struct {
 				nodes.Peer
+				Host      string   `json:"tunnel_server"`
 				Addresses []string `json:"addresses"`
 			} `json:"nodes"`
 		}
 		if !readJSON(w, r, &in) {
 			return
 		}
-		peers, addrs := []nodes.Peer{}, []string{}
+		peers, named := []nodes.Peer{}, []dns.Node{}
 		for _, n := range in.Nodes {
-			peers, addrs = append(peers, n.Peer), append(addrs, n.Addresses...)
+			peers, named = append(peers, n.Peer), append(named, dns.Node{Host: n.Host, Addresses: n.Addresses})
 		}
 		if c.Links != nil {
 			c.Links.Update(peers)
 		}
 		if c.DNS != nil {
-			c.DNS.SetAddresses(addrs)
+			c.DNS.SetNodes(named)
 		}
 		up := []string{}
 		if c.Links != nil {

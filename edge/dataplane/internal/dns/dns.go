@@ -9,6 +9,10 @@
 //     with the addresses of the live nodes, which the control plane pushes
 //     whenever membership changes, so a dead node leaves the answers within
 //     its heartbeat timeout plus the TTL (30 s by default, short on purpose).
+//     A node's own host name under the zone (its --tunnel-server, where the
+//     clients of the tunnels placed on it connect) answers with that node
+//     alone while it is live, and like any other name once it is not (any
+//     node accepts any tunnel of the account).
 //   - Deeper names (a.b.<zone>) do not exist (NXDOMAIN): the edge serves one
 //     label under the zone and its wildcard certificate covers one label.
 //     Types a name does not have get NODATA with the SOA (negative caching).
@@ -57,9 +61,19 @@ type Server struct {
 	slip    atomic.Uint64
 
 	mu     sync.RWMutex
-	v4, v6 []net.IP
+	all    ips
+	hosts  map[string]ips // a live node's own host name (fqdn) -> its addresses
 	txt    []string
 	serial uint32
+}
+
+// ips are the addresses of one name, by family.
+type ips struct{ v4, v6 []net.IP }
+
+// Node is one live node as the DNS gives it out: its host name and public addresses.
+type Node struct {
+	Host      string
+	Addresses []string
 }
 
 // New makes the zone's server; it answers nothing but SERVFAIL for addresses until SetAddresses.
@@ -81,9 +95,33 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// SetAddresses makes addrs (the live nodes' public addresses) the answer of every name.
-func (s *Server) SetAddresses(addrs []string) {
-	var v4, v6 []net.IP
+// SetNodes makes the live nodes' addresses the answer of every name (and each node's own
+// host name under the zone answer with that node's).
+func (s *Server) SetNodes(nodes []Node) {
+	var all []string
+	hosts := map[string]ips{}
+	for _, n := range nodes {
+		all = append(all, n.Addresses...)
+		if host := mdns.CanonicalName(n.Host); n.Host != "" && mdns.IsSubDomain(s.zone, host) {
+			if a := parseIPs(n.Addresses); len(a.v4)+len(a.v6) > 0 {
+				hosts[host] = a
+			}
+		}
+	}
+	a := parseIPs(all)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !sameIPs(a.v4, s.all.v4) || !sameIPs(a.v6, s.all.v6) {
+		s.serial++
+	}
+	s.all, s.hosts = a, hosts
+}
+
+// SetAddresses makes addrs the answer of every name (one node, or nodes without host names).
+func (s *Server) SetAddresses(addrs []string) { s.SetNodes([]Node{{Addresses: addrs}}) }
+
+func parseIPs(addrs []string) ips {
+	var out ips
 	seen := map[string]bool{}
 	for _, a := range addrs {
 		ip := net.ParseIP(strings.TrimSpace(a))
@@ -92,17 +130,12 @@ func (s *Server) SetAddresses(addrs []string) {
 		}
 		seen[ip.String()] = true
 		if ip4 := ip.To4(); ip4 != nil {
-			v4 = append(v4, ip4)
+			out.v4 = append(out.v4, ip4)
 		} else {
-			v6 = append(v6, ip)
+			out.v6 = append(out.v6, ip)
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !sameIPs(v4, s.v4) || !sameIPs(v6, s.v6) {
-		s.serial++
-	}
-	s.v4, s.v6 = v4, v6
+	return out
 }
 
 // SetChallenge makes values the TXT records of _acme-challenge.<zone> (none: no record).
@@ -203,17 +236,21 @@ func (s *Server) Answer(r *mdns.Msg) *mdns.Msg {
 			m.Answer = append(m.Answer, &mdns.TXT{Hdr: s.hdr(q.Name, mdns.TypeTXT), Txt: []string{v}})
 		}
 	case !challenge && (q.Qtype == mdns.TypeA || q.Qtype == mdns.TypeAAAA):
-		if len(s.v4)+len(s.v6) == 0 { // no live node known yet: let the resolver try another NS
+		a, own := s.hosts[name]
+		if !own {
+			a = s.all
+		}
+		if len(a.v4)+len(a.v6) == 0 { // no live node known yet: let the resolver try another NS
 			m.Rcode = mdns.RcodeServerFailure
 			m.Authoritative = false
 			return m
 		}
 		if q.Qtype == mdns.TypeA {
-			for _, ip := range s.v4 {
+			for _, ip := range a.v4 {
 				m.Answer = append(m.Answer, &mdns.A{Hdr: s.hdr(q.Name, mdns.TypeA), A: ip})
 			}
 		} else {
-			for _, ip := range s.v6 {
+			for _, ip := range a.v6 {
 				m.Answer = append(m.Answer, &mdns.AAAA{Hdr: s.hdr(q.Name, mdns.TypeAAAA), AAAA: ip})
 			}
 		}

@@ -79,6 +79,14 @@ func TestAddressesFollowTheNodes(t *testing.T) {
 	if len(m.Answer) != 2 || m.Answer[1].(*mdns.A).A.String() != "127.0.1.3" {
 		t.Fatalf("after a node left: %v", m.Answer)
 	}
+	// A live node's own host name under the zone is that node alone; a dead one's is any live one.
+	s.SetNodes([]Node{{"node1.edge.test", []string{"127.0.1.1"}}, {"Node2.Edge.Test.", []string{"127.0.1.2"}},
+		{"node3.elsewhere.test", []string{"127.0.1.3"}}})
+	for name, want := range map[string]int{"node1.edge.test": 1, "node2.edge.test": 1, "node4.edge.test": 3} {
+		if m := s.Answer(query(name, mdns.TypeA)); len(m.Answer) != want {
+			t.Fatalf("%s: %v, want %d addresses", name, m.Answer, want)
+		}
+	}
 	if s.Answer(query("edge.test", mdns.TypeSOA)).Answer[0].(*mdns.SOA).Serial == serial {
 		t.Fatal("the serial did not change with the addresses")
 	}
