@@ -66,6 +66,9 @@ class EdgeConfig:
     cluster_secret_file: str = ""
     dns_port: Optional[int] = None      # the zone's own DNS on --listen (None: none)
     public_ips: tuple = ()              # this node's addresses in the DNS answers
+    acme_wildcard: bool = False         # one certificate for the zone by DNS-01 (edge.wildcard)
+    acme_renew_before: float = 2592000.0
+    acme_check_interval: float = 3600.0
 
 
 def _port(text: str) -> int:
@@ -291,8 +294,14 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
                        "--dns-answers-per-minute", str(a.dns_answers_per_minute)]
         if a.dns_ns.strip():
             plane_args += ["--dns-ns", a.dns_ns.strip()]
+        if a.acme_directory:        # the zone's names: one wildcard by DNS-01, never an order each
+            plane_args.append("--acme-wildcard")
+            tls_source = tls_source.replace("ACME (", "ACME (one wildcard for the zone by "
+                                            "DNS-01, HTTP-01 for other names; ", 1)
     return EdgeConfig(
         dns_port=dns_port, public_ips=public_ips,
+        acme_wildcard="--acme-wildcard" in plane_args, acme_renew_before=a.acme_renew_before,
+        acme_check_interval=a.acme_check_interval,
         store=a.store.strip(), node_name=a.node_name or tunnel_server,
         link_port=a.link_port, cluster_secret_file=a.cluster_secret_file if cluster_secret else "",
         api_port=a.api_port, ssh_port=a.ssh_port, http_port=a.http_port,

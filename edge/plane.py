@@ -66,6 +66,7 @@ class DataPlane:
         self._stopping = False
         self._watch: Optional[asyncio.Task] = None
         self._nodes: Optional[dict] = None   # the last set_nodes(), sent again after a restart
+        self._wildcard: Optional[dict] = None  # the zone's certificate, installed again likewise
         self.control = options.data_dir / "dataplane.sock"
 
     @property
@@ -118,6 +119,8 @@ class DataPlane:
         await self.push()
         if self._nodes is not None:
             await self._call("PUT", "/nodes", self._nodes)
+        if self._wildcard is not None:
+            await self._call("PUT", "/wildcard", self._wildcard)
         for port in self._tcp_ports():
             try:
                 await self.open_tcp(port)
@@ -179,9 +182,10 @@ class DataPlane:
             await self._proc.wait()
 
     # -- control calls ---------------------------------------------------
-    async def _call(self, method: str, path: str, body=None):
+    async def _call(self, method: str, path: str, body=None, timeout: float = 30.0):
         try:
-            async with self._session.request(method, "http://dataplane" + path, json=body) as resp:
+            async with self._session.request(method, "http://dataplane" + path, json=body,
+                                             timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 data = await resp.json()
                 if resp.status != 200:
                     raise DataPlaneError(data.get("error_message", "status {}".format(resp.status)))
@@ -206,6 +210,21 @@ class DataPlane:
         """This node and the live nodes' links (edge.planestate.nodes_json)."""
         self._nodes = nodes
         await self._call("PUT", "/nodes", nodes)
+
+    async def wildcard_begin(self) -> list:
+        """Order the zone's wildcard by DNS-01: the TXT values every node must answer."""
+        return (await self._call("POST", "/wildcard/begin", timeout=90))["txt"]
+
+    async def wildcard_finish(self) -> dict:
+        """Let the CA check them; the certificate, served here already: ``{cert, key, not_after}``."""
+        got = await self._call("POST", "/wildcard/finish", timeout=150)
+        self._wildcard = {"cert": got["cert"], "key": got["key"]}
+        return got
+
+    async def wildcard_install(self, cert: str, key: str) -> float:
+        """Serve the zone's certificate from the store; its notAfter (unix seconds)."""
+        self._wildcard = {"cert": cert, "key": key}
+        return (await self._call("PUT", "/wildcard", self._wildcard))["not_after"]
 
     async def events(self, after: int, wait: float = 10.0) -> dict:
         """Forwards that came up or went down after event ``after`` (waits up to ``wait`` s

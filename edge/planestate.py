@@ -44,9 +44,10 @@ def delta_json(state: State, delta: Delta) -> dict:
 
 
 def nodes_json(me: Node, live: list) -> dict:
-    """This node's name, the live nodes' links and public addresses (``PUT /nodes``: the
-    links between nodes and the edge's DNS answers)."""
+    """This node's name, the live nodes' links, public addresses and DNS-01 values (``PUT
+    /nodes``: the links between nodes and the edge's DNS answers)."""
     return {"self": me.name, "nodes": [
         {"name": n.name, "link": n.link, "tunnel_server": n.tunnel_server,
-         "addresses": [a for a in n.addresses.split(",") if a]}
+         "addresses": [a for a in n.addresses.split(",") if a],
+         "challenge": [v for v in n.challenge.split(",") if v]}
         for n in live]}

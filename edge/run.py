@@ -35,8 +35,10 @@ from .hostkey import load_or_create_host_key
 from .membership import Membership
 from .plane import DataPlane, DataPlaneError, PlaneOptions
 from .policy import Policy
+from .sealing import Sealer, store_secret
 from .store import Node, make_store
 from .tcpports import TcpPorts
+from .wildcard import Wildcard, WildcardConfig
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,12 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         except DataPlaneError as exc:       # it gets them again when it restarts
             log.error("data plane: cannot give it the live nodes: %s", exc)
 
-    membership = Membership(store, state, me, on_change=on_live if store.shared else None)
+    membership = Membership(store, state, me, on_change=on_live)
+    wildcard = Wildcard(WildcardConfig(config.domain, config.acme_renew_before,
+                                       config.acme_check_interval),
+                        store, plane, membership,
+                        Sealer(store_secret(config.data_dir, config.cluster_secret_file))) \
+        if config.acme_wildcard else None
     forwards = Forwards(plane, store, state, feed, me.name)
     deps = ApiDeps(store=store, state=state, feed=feed, membership=membership, plane=plane,
                    tokens=tokens, tcp_front=tcp_ports, domain=config.domain, policy=policy,
@@ -147,7 +154,11 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         await membership.start()
         await on_live(membership.live_nodes())     # one node: itself, for its DNS
         forwards.start()
+        if wildcard is not None:
+            wildcard.start()
     except BaseException:
+        if wildcard is not None:
+            await wildcard.stop()
         await forwards.stop()
         await membership.stop()
         await feed.stop()
@@ -170,6 +181,8 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     await stop.wait()
 
     log.info("stopping")
+    if wildcard is not None:
+        await wildcard.stop()
     await forwards.stop()
     await membership.stop()
     await feed.stop()

@@ -50,6 +50,7 @@ type options struct {
 	dnsListen, dnsNS                                                string
 	dnsTTL                                                          time.Duration
 	dnsAnswersPerMinute                                             float64
+	acmeWildcard                                                    bool
 }
 
 func parseFlags() options {
@@ -78,6 +79,7 @@ func parseFlags() options {
 	flag.StringVar(&o.nodeName, "node-name", "", "this node's name among the edge's nodes (empty: one node)")
 	flag.IntVar(&o.linkPort, "link-port", -1, "port of the link between nodes (-1: none; 0: any)")
 	flag.StringVar(&o.clusterSecretFile, "cluster-secret-file", "", "file with the secret every node shares (with --link-port)")
+	flag.BoolVar(&o.acmeWildcard, "acme-wildcard", false, "the zone and every label under it get one wildcard by DNS-01, ordered when the control plane says (needs --acme-directory)")
 	flag.StringVar(&o.dnsListen, "dns-listen", "", "host:port of the zone's authoritative DNS, UDP and TCP (empty: none)")
 	flag.StringVar(&o.dnsNS, "dns-ns", "", "the zone's name servers, comma-separated (default ns1.<domain>,ns2.<domain>)")
 	flag.DurationVar(&o.dnsTTL, "dns-ttl", 30*time.Second, "TTL of the DNS answers")
@@ -148,6 +150,11 @@ func main() {
 		chooser.ACME = acmeMgr
 		go acmeMgr.RenewLoop(o.acmeCheck, chooser.Allowed)
 	}
+	var zoneOrders *certs.ZoneOrders
+	if o.acmeWildcard && acmeMgr != nil {
+		chooser.Zone = &certs.ZoneCert{Zone: strings.TrimSuffix(strings.ToLower(o.domain), ".")}
+		zoneOrders = &certs.ZoneOrders{ACME: acmeMgr, Zone: chooser.Zone}
+	}
 	shared := front.Shared{State: holder, Tunnels: reg, Conns: limits.NewCounter()}
 	httpFront := front.NewHTTP(shared, strings.ToLower(o.apiName), o.apiUpstream, acmeMgr)
 	tcp := front.NewTCP(shared, o.listen)
@@ -195,7 +202,7 @@ func main() {
 		dnsReady = " dns=" + dnsSrv.Addr
 	}
 	controlSrv := &http.Server{Handler: (&control.API{State: holder, Tunnels: reg, SSH: sshServer, TCP: tcp,
-		Links: links, DNS: zone}).Handler()}
+		Links: links, DNS: zone, Wildcard: zoneOrders}).Handler()}
 	go controlSrv.Serve(controlL)
 	go sshServer.Serve(sshL)
 	go httpSrv.Serve(httpL)

@@ -103,13 +103,17 @@ CREATE TABLE nodes (name TEXT PRIMARY KEY, tunnel_server TEXT NOT NULL, link TEX
     api TEXT NOT NULL, seen DOUBLE PRECISION NOT NULL)
 """
 
-# The edge's own DNS: each node's public addresses (its answers for the zone).
-_V3 = "ALTER TABLE nodes ADD COLUMN addresses TEXT NOT NULL DEFAULT ''"
+# The edge's own DNS: each node's public addresses (its answers for the zone), and the DNS-01
+# TXT values it publishes while it orders the zone's wildcard certificate.
+_V3 = """
+ALTER TABLE nodes ADD COLUMN addresses TEXT NOT NULL DEFAULT '';
+ALTER TABLE nodes ADD COLUMN challenge TEXT NOT NULL DEFAULT ''
+"""
 
 MIGRATIONS = (
     Migration(1, "accounts, sockets, tunnels, released ports, creations", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "placement, change log, membership", _V2_SQLITE, _V2_POSTGRES),
-    Migration(3, "nodes' public addresses for the edge's DNS", _V3, _V3),
+    Migration(3, "nodes' public addresses and DNS-01 values for the edge's DNS", _V3, _V3),
 )
 
 SCHEMA_VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "

@@ -8,6 +8,7 @@ pebble's own HTTPS are made here with openssl; nothing is fetched.
 """
 
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -59,8 +60,10 @@ class Pebble:
     def directory(self) -> str:
         return "https://127.0.0.1:{}/dir".format(self.port)
 
-    def start(self, http_port: int) -> "Pebble":
-        """Start both; pebble validates HTTP-01 on http_port (the edge's HTTP port)."""
+    def start(self, http_port: int, dns_server: str = "") -> "Pebble":
+        """Start both; pebble validates HTTP-01 on http_port (the edge's HTTP port). With
+        ``dns_server`` (host:port: the edge's own DNS) pebble asks it instead, and
+        challtestsrv is not started."""
         config = self.workdir / "pebble.json"
         config.write_text(json.dumps({"pebble": {
             "listenAddress": "127.0.0.1:{}".format(self.port),
@@ -70,15 +73,17 @@ class Pebble:
             "ocspResponderURL": "", "externalAccountBindingRequired": False,
             "certificateValidityPeriod": self.validity}}))
         log = open(self.workdir / "pebble.log", "ab")
-        self.procs.append(subprocess.Popen(
-            ["pebble-challtestsrv", "-dns01", "127.0.0.1:{}".format(self.dns_port),
-             "-http01", "", "-https01", "", "-tlsalpn01", "",
-             "-management", "127.0.0.1:{}".format(self.dns_mgmt), "-defaultIPv4", "127.0.0.1",
-             "-defaultIPv6", ""], stdin=subprocess.DEVNULL, stdout=log, stderr=log))
+        if not dns_server:
+            dns_server = "127.0.0.1:{}".format(self.dns_port)
+            self.procs.append(subprocess.Popen(
+                ["pebble-challtestsrv", "-dns01", dns_server,
+                 "-http01", "", "-https01", "", "-tlsalpn01", "",
+                 "-management", "127.0.0.1:{}".format(self.dns_mgmt), "-defaultIPv4", "127.0.0.1",
+                 "-defaultIPv6", ""], stdin=subprocess.DEVNULL, stdout=log, stderr=log))
         env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0",
                "PATH": "/usr/bin:/bin"}
         self.procs.append(subprocess.Popen(
-            ["pebble", "-config", str(config), "-dnsserver", "127.0.0.1:{}".format(self.dns_port)],
+            ["pebble", "-config", str(config), "-dnsserver", dns_server],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env))
         log.close()
         self._wait()
@@ -93,6 +98,12 @@ class Pebble:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError("pebble did not start: " + (self.workdir / "pebble.log").read_text())
+
+    def orders(self) -> int:
+        """How many orders pebble was asked for (it logs the count after each)."""
+        counts = re.findall(r"There are now (\d+) orders in the db",
+                            (self.workdir / "pebble.log").read_text(errors="replace"))
+        return int(counts[-1]) if counts else 0
 
     def root(self) -> str:
         """PEM of the root that signs what pebble issues (it is new on every start)."""

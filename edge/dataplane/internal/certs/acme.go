@@ -50,6 +50,7 @@ type ACME struct {
 	certs       map[string]*tls.Certificate
 	pending     map[string]chan struct{}
 	tokens      sync.Map // token -> key authorization
+	regMu       sync.Mutex
 	registered  bool
 }
 
@@ -155,16 +156,27 @@ func (a *ACME) renew(name string) (*tls.Certificate, error) {
 	return cert, nil
 }
 
+// register makes the ACME account once (the key in data_dir/acme/account.key).
+func (a *ACME) register(ctx context.Context) error {
+	a.regMu.Lock()
+	defer a.regMu.Unlock()
+	if a.registered {
+		return nil
+	}
+	acct := &acme.Account{}
+	if a.email != "" {
+		acct.Contact = []string{"mailto:" + a.email}
+	}
+	if _, err := a.client.Register(ctx, acct, acme.AcceptTOS); err != nil && !errors.Is(err, acme.ErrAccountAlreadyExists) {
+		return fmt.Errorf("register: %w", err)
+	}
+	a.registered = true
+	return nil
+}
+
 func (a *ACME) obtain(ctx context.Context, name string) (*tls.Certificate, error) {
-	if !a.registered {
-		acct := &acme.Account{}
-		if a.email != "" {
-			acct.Contact = []string{"mailto:" + a.email}
-		}
-		if _, err := a.client.Register(ctx, acct, acme.AcceptTOS); err != nil && !errors.Is(err, acme.ErrAccountAlreadyExists) {
-			return nil, fmt.Errorf("register: %w", err)
-		}
-		a.registered = true
+	if err := a.register(ctx); err != nil {
+		return nil, err
 	}
 	order, err := a.client.AuthorizeOrder(ctx, acme.DomainIDs(name))
 	if err != nil {

@@ -1,7 +1,9 @@
 // Package certs answers "which certificate does this name get", in this order:
 //  1. a given certificate (e.g. a wildcard for *.<domain>) when it covers the name;
-//  2. ACME, when a directory URL is configured (see acme.go, HTTP-01);
-//  3. the edge's own internal CA, created on first start in the data
+//  2. the zone's own wildcard from ACME by DNS-01 (wildcard.go) for the zone and
+//     every label under it: those names never cause an order of their own;
+//  3. ACME, when a directory URL is configured (see acme.go, HTTP-01);
+//  4. the edge's own internal CA, created on first start in the data
 //     directory (ca.crt is what a client trusts), so that TLS works out of
 //     the box and no name is ever served without TLS.
 //
@@ -36,6 +38,7 @@ type Chooser struct {
 	APIName string            // the REST API's public name, lower case
 	Given   *tls.Certificate  // --tls-cert/--tls-key, or nil
 	ACME    *ACME             // nil: no ACME
+	Zone    *ZoneCert         // nil: no wildcard for the zone by DNS-01
 	CA      *x509.Certificate // the internal CA
 	CAKey   crypto.Signer
 
@@ -61,10 +64,16 @@ func (c *Chooser) Get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if c.Given != nil && c.Given.Leaf != nil && c.Given.Leaf.VerifyHostname(name) == nil {
 		return c.Given, nil
 	}
+	zone := c.Zone != nil && c.Zone.Under(name)
+	if zone {
+		if cert := c.Zone.Get(); cert != nil {
+			return cert, nil
+		}
+	}
 	if !c.Allowed(name) {
 		return nil, fmt.Errorf("no certificate for %q: not a name this edge serves", name)
 	}
-	if c.ACME != nil {
+	if c.ACME != nil && !zone { // the zone's names wait for its wildcard (the internal CA's meanwhile)
 		return c.ACME.Get(name)
 	}
 	return c.internal(name)

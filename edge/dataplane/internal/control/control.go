@@ -5,12 +5,14 @@
 package control
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
 	"time"
 
+	"mysocketd/edge/dataplane/internal/certs"
 	"mysocketd/edge/dataplane/internal/dns"
 	"mysocketd/edge/dataplane/internal/front"
 	"mysocketd/edge/dataplane/internal/logx"
@@ -22,12 +24,13 @@ import (
 
 // API is the control socket's handler and what it drives.
 type API struct {
-	State   *state.Holder
-	Tunnels *tunnels.Registry
-	SSH     *sshd.Server
-	TCP     *front.TCP
-	Links   *nodes.Links // nil: one node, no links
-	DNS     *dns.Server  // nil: no DNS served
+	State    *state.Holder
+	Tunnels  *tunnels.Registry
+	SSH      *sshd.Server
+	TCP      *front.TCP
+	Links    *nodes.Links      // nil: one node, no links
+	DNS      *dns.Server       // nil: no DNS served
+	Wildcard *certs.ZoneOrders // nil: no wildcard for the zone by DNS-01
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -80,6 +83,7 @@ func (c *API) Handler() http.Handler {
 				nodes.Peer
 				Host      string   `json:"tunnel_server"`
 				Addresses []string `json:"addresses"`
+				Challenge []string `json:"challenge"`
 			} `json:"nodes"`
 		}
 		if !readJSON(w, r, &in) {
@@ -87,7 +91,8 @@ func (c *API) Handler() http.Handler {
 		}
 		peers, named := []nodes.Peer{}, []dns.Node{}
 		for _, n := range in.Nodes {
-			peers, named = append(peers, n.Peer), append(named, dns.Node{Host: n.Host, Addresses: n.Addresses})
+			peers, named = append(peers, n.Peer), append(named, dns.Node{Host: n.Host, Addresses: n.Addresses,
+				Challenge: n.Challenge})
 		}
 		if c.Links != nil {
 			c.Links.Update(peers)
@@ -101,18 +106,55 @@ func (c *API) Handler() http.Handler {
 		}
 		writeJSON(w, 200, map[string]any{"links_up": up})
 	})
-	// The TXT values of _acme-challenge.<zone> while a node orders the wildcard (DNS-01).
-	mux.HandleFunc("PUT /dns/challenge", func(w http.ResponseWriter, r *http.Request) {
+	// The zone's wildcard by DNS-01: begin an order (the TXT values to publish), finish it
+	// (the certificate, installed, for the store), or install the one from the store.
+	mux.HandleFunc("POST /wildcard/begin", func(w http.ResponseWriter, r *http.Request) {
+		if c.Wildcard == nil {
+			writeJSON(w, 409, map[string]string{"error_message": "no ACME wildcard (--acme-wildcard)"})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+		defer cancel()
+		txt, err := c.Wildcard.Begin(ctx)
+		if err != nil {
+			writeJSON(w, 502, map[string]string{"error_message": err.Error()})
+			return
+		}
+		writeJSON(w, 200, map[string]any{"txt": txt})
+	})
+	mux.HandleFunc("POST /wildcard/finish", func(w http.ResponseWriter, r *http.Request) {
+		if c.Wildcard == nil {
+			writeJSON(w, 409, map[string]string{"error_message": "no ACME wildcard (--acme-wildcard)"})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+		defer cancel()
+		cert, key, err := c.Wildcard.Finish(ctx)
+		if err != nil {
+			writeJSON(w, 502, map[string]string{"error_message": err.Error()})
+			return
+		}
+		writeJSON(w, 200, map[string]any{"cert": string(cert), "key": string(key),
+			"not_after": c.Wildcard.Zone.Get().Leaf.NotAfter.Unix()})
+	})
+	mux.HandleFunc("PUT /wildcard", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
-			Values []string `json:"values"`
+			Cert string `json:"cert"`
+			Key  string `json:"key"`
 		}
 		if !readJSON(w, r, &in) {
 			return
 		}
-		if c.DNS != nil {
-			c.DNS.SetChallenge(in.Values)
+		if c.Wildcard == nil {
+			writeJSON(w, 409, map[string]string{"error_message": "no ACME wildcard (--acme-wildcard)"})
+			return
 		}
-		writeJSON(w, 200, map[string]int{"values": len(in.Values)})
+		leaf, err := c.Wildcard.Zone.Install([]byte(in.Cert), []byte(in.Key))
+		if err != nil {
+			writeJSON(w, 400, map[string]string{"error_message": err.Error()})
+			return
+		}
+		writeJSON(w, 200, map[string]int64{"not_after": leaf.NotAfter.Unix()})
 	})
 	// Forwards that came up or went down after ?after=N, waiting up to ?wait= seconds.
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {

@@ -16,9 +16,10 @@
 //   - Deeper names (a.b.<zone>) do not exist (NXDOMAIN): the edge serves one
 //     label under the zone and its wildcard certificate covers one label.
 //     Types a name does not have get NODATA with the SOA (negative caching).
-//   - `_acme-challenge.<zone>` holds the TXT values the control plane sets
-//     while one node orders the zone's wildcard certificate (DNS-01); every
-//     node answers them, so the CA may ask any of the NS.
+//   - `_acme-challenge.<zone>` holds the TXT values the live nodes publish
+//     (with their addresses, in the store) while one of them orders the
+//     zone's wildcard certificate (DNS-01): every node answers them, so the
+//     CA may ask any of the NS.
 //   - Not an open resolver: a name outside the zone is REFUSED. Not an
 //     amplifier: ANY gets one small synthesized HINFO (RFC 8482), UDP answers
 //     are truncated to what the client said it can take (512 bytes without
@@ -70,10 +71,12 @@ type Server struct {
 // ips are the addresses of one name, by family.
 type ips struct{ v4, v6 []net.IP }
 
-// Node is one live node as the DNS gives it out: its host name and public addresses.
+// Node is one live node as the DNS gives it out: its host name, public addresses, and the
+// DNS-01 TXT values it publishes while it orders the zone's certificate.
 type Node struct {
 	Host      string
 	Addresses []string
+	Challenge []string
 }
 
 // New makes the zone's server; it answers nothing but SERVFAIL for addresses until SetAddresses.
@@ -98,10 +101,10 @@ func New(cfg Config) *Server {
 // SetNodes makes the live nodes' addresses the answer of every name (and each node's own
 // host name under the zone answer with that node's).
 func (s *Server) SetNodes(nodes []Node) {
-	var all []string
+	var all, txt []string
 	hosts := map[string]ips{}
 	for _, n := range nodes {
-		all = append(all, n.Addresses...)
+		all, txt = append(all, n.Addresses...), append(txt, n.Challenge...)
 		if host := mdns.CanonicalName(n.Host); n.Host != "" && mdns.IsSubDomain(s.zone, host) {
 			if a := parseIPs(n.Addresses); len(a.v4)+len(a.v6) > 0 {
 				hosts[host] = a
@@ -111,10 +114,10 @@ func (s *Server) SetNodes(nodes []Node) {
 	a := parseIPs(all)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !sameIPs(a.v4, s.all.v4) || !sameIPs(a.v6, s.all.v6) {
+	if !sameIPs(a.v4, s.all.v4) || !sameIPs(a.v6, s.all.v6) || strings.Join(txt, " ") != strings.Join(s.txt, " ") {
 		s.serial++
 	}
-	s.all, s.hosts = a, hosts
+	s.all, s.hosts, s.txt = a, hosts, txt
 }
 
 // SetAddresses makes addrs the answer of every name (one node, or nodes without host names).
@@ -136,14 +139,6 @@ func parseIPs(addrs []string) ips {
 		}
 	}
 	return out
-}
-
-// SetChallenge makes values the TXT records of _acme-challenge.<zone> (none: no record).
-func (s *Server) SetChallenge(values []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.txt = append([]string(nil), values...)
-	s.serial++
 }
 
 func sameIPs(a, b []net.IP) bool {

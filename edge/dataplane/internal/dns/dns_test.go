@@ -16,8 +16,8 @@ func query(name string, t uint16) *mdns.Msg {
 
 func TestAnswer(t *testing.T) {
 	s := New(Config{Zone: "Edge.Example.com", NS: []string{"a.ns.example.net", "b.ns.example.net."}})
-	s.SetAddresses([]string{"192.0.2.1", "192.0.2.2", "2001:db8::1", "192.0.2.1", "junk"})
-	s.SetChallenge([]string{"token-1", "token-2"})
+	s.SetNodes([]Node{{Addresses: []string{"192.0.2.1", "192.0.2.2", "2001:db8::1", "192.0.2.1", "junk"},
+		Challenge: []string{"token-1"}}, {Challenge: []string{"token-2"}}})
 	cases := []struct {
 		name    string
 		qtype   uint16
@@ -80,8 +80,8 @@ func TestAddressesFollowTheNodes(t *testing.T) {
 		t.Fatalf("after a node left: %v", m.Answer)
 	}
 	// A live node's own host name under the zone is that node alone; a dead one's is any live one.
-	s.SetNodes([]Node{{"node1.edge.test", []string{"127.0.1.1"}}, {"Node2.Edge.Test.", []string{"127.0.1.2"}},
-		{"node3.elsewhere.test", []string{"127.0.1.3"}}})
+	s.SetNodes([]Node{{Host: "node1.edge.test", Addresses: []string{"127.0.1.1"}}, {Host: "Node2.Edge.Test.", Addresses: []string{"127.0.1.2"}},
+		{Host: "node3.elsewhere.test", Addresses: []string{"127.0.1.3"}}})
 	for name, want := range map[string]int{"node1.edge.test": 1, "node2.edge.test": 1, "node4.edge.test": 3} {
 		if m := s.Answer(query(name, mdns.TypeA)); len(m.Answer) != want {
 			t.Fatalf("%s: %v, want %d addresses", name, m.Answer, want)
@@ -93,7 +93,7 @@ func TestAddressesFollowTheNodes(t *testing.T) {
 	if ns := s.Answer(query("edge.test", mdns.TypeNS)); ns.Answer[0].(*mdns.NS).Ns != "ns1.edge.test." {
 		t.Fatalf("default NS %v", ns.Answer)
 	}
-	s.SetChallenge(nil)
+	s.SetAddresses([]string{"127.0.1.1"})
 	if m := s.Answer(query("_acme-challenge.edge.test", mdns.TypeTXT)); len(m.Answer) != 0 {
 		t.Fatalf("cleared challenge still answered: %v", m.Answer)
 	}
