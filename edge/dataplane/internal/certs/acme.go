@@ -182,44 +182,79 @@ func (a *ACME) obtain(ctx context.Context, name string) (*tls.Certificate, error
 	if err != nil {
 		return nil, fmt.Errorf("order: %w", err)
 	}
-	for _, u := range order.AuthzURLs {
-		z, err := a.client.GetAuthorization(ctx, u)
-		if err != nil {
-			return nil, err
-		}
-		if z.Status == acme.StatusValid {
-			continue
-		}
-		var chal *acme.Challenge
-		for _, c := range z.Challenges {
-			if c.Type == "http-01" {
-				chal = c
-			}
-		}
-		if chal == nil {
-			return nil, errors.New("the CA offers no http-01 challenge")
-		}
+	chals, authz, err := a.challenges(ctx, order, "http-01")
+	if err != nil {
+		return nil, err
+	}
+	for _, chal := range chals {
 		resp, err := a.client.HTTP01ChallengeResponse(chal.Token)
 		if err != nil {
 			return nil, err
 		}
 		a.tokens.Store(chal.Token, resp)
 		defer a.tokens.Delete(chal.Token)
-		if _, err := a.client.Accept(ctx, chal); err != nil {
-			return nil, fmt.Errorf("accept: %w", err)
+	}
+	if err := a.prove(ctx, chals, authz); err != nil {
+		return nil, err
+	}
+	cert, err := a.finalize(ctx, order.URI, []string{name})
+	if err != nil {
+		return nil, err
+	}
+	a.toDisk(name, cert)
+	return cert, nil
+}
+
+// challenges are the order's challenges of type typ still to prove, with their authorization URLs.
+func (a *ACME) challenges(ctx context.Context, order *acme.Order, typ string) ([]*acme.Challenge, []string, error) {
+	var chals []*acme.Challenge
+	var authz []string
+	for _, u := range order.AuthzURLs {
+		z, err := a.client.GetAuthorization(ctx, u)
+		if err != nil {
+			return nil, nil, err
 		}
-		if _, err := a.client.WaitAuthorization(ctx, z.URI); err != nil {
-			return nil, fmt.Errorf("authorization: %w", err)
+		if z.Status == acme.StatusValid { // reused by the CA: nothing to prove
+			continue
+		}
+		var chal *acme.Challenge
+		for _, c := range z.Challenges {
+			if c.Type == typ {
+				chal = c
+			}
+		}
+		if chal == nil {
+			return nil, nil, fmt.Errorf("the CA offers no %s challenge", typ)
+		}
+		chals, authz = append(chals, chal), append(authz, z.URI)
+	}
+	return chals, authz, nil
+}
+
+// prove tells the CA the answers are in place and waits for each authorization.
+func (a *ACME) prove(ctx context.Context, chals []*acme.Challenge, authz []string) error {
+	for i, chal := range chals {
+		if _, err := a.client.Accept(ctx, chal); err != nil {
+			return fmt.Errorf("accept: %w", err)
+		}
+		if _, err := a.client.WaitAuthorization(ctx, authz[i]); err != nil {
+			return fmt.Errorf("authorization: %w", err)
 		}
 	}
-	if order, err = a.client.WaitOrder(ctx, order.URI); err != nil {
+	return nil
+}
+
+// finalize waits for the order to be ready and has the CA sign a new key for names.
+func (a *ACME) finalize(ctx context.Context, orderURI string, names []string) (*tls.Certificate, error) {
+	order, err := a.client.WaitOrder(ctx, orderURI)
+	if err != nil {
 		return nil, fmt.Errorf("order: %w", err)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{name}}, key)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: names}, key)
 	if err != nil {
 		return nil, err
 	}
@@ -231,9 +266,7 @@ func (a *ACME) obtain(ctx context.Context, name string) (*tls.Certificate, error
 	if err != nil {
 		return nil, err
 	}
-	cert := &tls.Certificate{Certificate: der, PrivateKey: key, Leaf: leaf}
-	a.toDisk(name, cert)
-	return cert, nil
+	return &tls.Certificate{Certificate: der, PrivateKey: key, Leaf: leaf}, nil
 }
 
 // RenewLoop renews, every interval, the certificates that have less than renewBefore left.
@@ -255,17 +288,24 @@ func (a *ACME) RenewLoop(interval time.Duration, stillServed func(string) bool) 
 
 func (a *ACME) certPath(name string) string { return filepath.Join(a.dir, name+".pem") }
 
-func (a *ACME) toDisk(name string, c *tls.Certificate) {
+// toPEM is a certificate's chain and its key, PEM.
+func toPEM(c *tls.Certificate) (chain, key []byte, err error) {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, der := range c.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	return chain, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+func (a *ACME) toDisk(name string, c *tls.Certificate) {
+	chain, key, err := toPEM(c)
 	if err != nil {
 		return
 	}
-	var buf []byte
-	buf = append(buf, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...)
-	for _, der := range c.Certificate {
-		buf = append(buf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	}
-	if err := writeFile0600(a.certPath(name), buf); err != nil {
+	if err := writeFile0600(a.certPath(name), append(key, chain...)); err != nil {
 		logx.Printf("ACME: cannot keep the certificate of %s: %v", name, err)
 	}
 }

@@ -20,12 +20,8 @@ package certs
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
@@ -102,33 +98,19 @@ func (o *ZoneOrders) Begin(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("order: %w", err)
 	}
-	open := &zoneOrder{order: order}
+	chals, authz, err := a.challenges(ctx, order, "dns-01")
+	if err != nil {
+		return nil, err
+	}
 	txt := []string{}
-	for _, u := range order.AuthzURLs {
-		z, err := a.client.GetAuthorization(ctx, u)
-		if err != nil {
-			return nil, err
-		}
-		if z.Status == acme.StatusValid { // reused by the CA: nothing to prove
-			continue
-		}
-		var chal *acme.Challenge
-		for _, c := range z.Challenges {
-			if c.Type == "dns-01" {
-				chal = c
-			}
-		}
-		if chal == nil {
-			return nil, errors.New("the CA offers no dns-01 challenge")
-		}
+	for _, chal := range chals {
 		v, err := a.client.DNS01ChallengeRecord(chal.Token)
 		if err != nil {
 			return nil, err
 		}
 		txt = append(txt, v)
-		open.chals, open.authz = append(open.chals, chal), append(open.authz, z.URI)
 	}
-	o.open = open
+	o.open = &zoneOrder{order: order, chals: chals, authz: authz}
 	logx.Printf("wildcard: order for %s and *.%s begun, %d TXT values to publish", o.Zone.Zone, o.Zone.Zone, len(txt))
 	return txt, nil
 }
@@ -143,39 +125,16 @@ func (o *ZoneOrders) Finish(ctx context.Context) (certPEM, keyPEM []byte, err er
 	if open == nil {
 		return nil, nil, errors.New("no order was begun")
 	}
-	for i, chal := range open.chals {
-		if _, err := a.client.Accept(ctx, chal); err != nil {
-			return nil, nil, fmt.Errorf("accept: %w", err)
-		}
-		if _, err := a.client.WaitAuthorization(ctx, open.authz[i]); err != nil {
-			return nil, nil, fmt.Errorf("authorization: %w", err)
-		}
+	if err := a.prove(ctx, open.chals, open.authz); err != nil {
+		return nil, nil, err
 	}
-	order, err := a.client.WaitOrder(ctx, open.order.URI)
-	if err != nil {
-		return nil, nil, fmt.Errorf("order: %w", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, err := a.finalize(ctx, open.order.URI, []string{o.Zone.Zone, "*." + o.Zone.Zone})
 	if err != nil {
 		return nil, nil, err
 	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		DNSNames: []string{o.Zone.Zone, "*." + o.Zone.Zone}}, key)
-	if err != nil {
+	if certPEM, keyPEM, err = toPEM(cert); err != nil {
 		return nil, nil, err
 	}
-	der, _, err := a.client.CreateOrderCert(ctx, order.FinalizeURL, csr, true)
-	if err != nil {
-		return nil, nil, fmt.Errorf("finalize: %w", err)
-	}
-	for _, d := range der {
-		certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d})...)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 	if _, err := o.Zone.Install(certPEM, keyPEM); err != nil {
 		return nil, nil, err
 	}
