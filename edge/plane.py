@@ -216,15 +216,16 @@ class DataPlane:
         return (await self._call("POST", "/wildcard/begin", timeout=90))["txt"]
 
     async def wildcard_finish(self) -> dict:
-        """Let the CA check them; the certificate, served here already: ``{cert, key, not_after}``."""
+        """Let the CA check them; the certificate, served here already: ``{cert, key,
+        not_before, not_after}``."""
         got = await self._call("POST", "/wildcard/finish", timeout=150)
         self._wildcard = {"cert": got["cert"], "key": got["key"]}
         return got
 
-    async def wildcard_install(self, cert: str, key: str) -> float:
-        """Serve the zone's certificate from the store; its notAfter (unix seconds)."""
+    async def wildcard_install(self, cert: str, key: str) -> dict:
+        """Serve the zone's certificate from the store; its ``{not_before, not_after}``."""
         self._wildcard = {"cert": cert, "key": key}
-        return (await self._call("PUT", "/wildcard", self._wildcard))["not_after"]
+        return await self._call("PUT", "/wildcard", self._wildcard)
 
     async def events(self, after: int, wait: float = 10.0) -> dict:
         """Forwards that came up or went down after event ``after`` (waits up to ``wait`` s

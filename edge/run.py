@@ -155,7 +155,7 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         await on_live(membership.live_nodes())     # one node: itself, for its DNS
         forwards.start()
         if wildcard is not None:
-            wildcard.start()
+            await wildcard.start()
     except BaseException:
         if wildcard is not None:
             await wildcard.stop()

@@ -16,9 +16,12 @@ Why it is shaped this way:
 - One node orders at a time: a lock in the store (a ``meta`` row naming the
   node and until when, set only if absent or expired, compare-and-swap). The
   others wait and take the result from the store.
-- Renewal well before expiry (``--acme-renew-before``, 30 days by default):
-  the check runs every ``--acme-check-interval``, every few seconds while
-  this node serves no wildcard yet. Installing swaps the certificate for new
+- Renewal well before expiry: when less than ``--acme-renew-before`` (30
+  days) or a third of the certificate's lifetime is left, whichever is
+  sooner (a CA's short-lived certificates, such as Let's Encrypt's 6-day
+  ones or a test CA's hour, are renewed at two thirds of their life, not at
+  once and forever). The check runs every ``--acme-check-interval``, every
+  few seconds while this node serves no wildcard yet. Installing swaps the certificate for new
   handshakes only: open connections keep theirs.
 - The data plane holds the ACME client and the order (x/crypto/acme, as for
   HTTP-01); this module only decides when, publishes, locks and keeps.
@@ -64,12 +67,18 @@ class Wildcard:
         self._cert_key = "wildcard:" + config.zone
         self._lock_key = "wildcard-lock:" + config.zone
         self._installed: Optional[str] = None     # the sealed record this node serves
-        self.not_after = 0.0
+        self.not_before = self.not_after = 0.0
         self.orders = 0                           # orders this node made (for tests and logs)
         self._held: Optional[str] = None          # the lock's value while this node holds it
         self._task: Optional[asyncio.Task] = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Serve the stored certificate before the node says READY, then keep it fresh."""
+        try:
+            await self._take_stored()
+        except (StoreUnavailable, DataPlaneError, WildcardError) as exc:
+            log.error("wildcard for %s: cannot serve the stored certificate yet: %s",
+                      self._c.zone, exc)
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
@@ -91,24 +100,31 @@ class Wildcard:
                 wait = failed
             await asyncio.sleep(wait)
 
+    def _renew_at(self) -> float:
+        """When the certificate served is due (unix seconds; 0: none served)."""
+        left = min(self._c.renew_before, (self.not_after - self.not_before) / 3)
+        return self.not_after - left
+
+    def _until_due(self) -> float:
+        return min(self._c.check_interval, max(self._renew_at() - time.time(), 1.0))
+
     async def check(self) -> float:
         """Serve the stored certificate, order one if none is good for long enough; the seconds
         until the next check."""
         await self._take_stored()
-        if self.not_after - time.time() > self._c.renew_before:
-            return min(self._c.check_interval, max(self.not_after - self._c.renew_before - time.time(), 1))
+        if time.time() < self._renew_at():
+            return self._until_due()
         if not await self._lock():
             log.info("wildcard for %s: another node is ordering; waiting for its certificate",
                      self._c.zone)
             return WAITING
         try:
             await self._take_stored()              # another node may have finished meanwhile
-            if self.not_after - time.time() > self._c.renew_before:
-                return self._c.check_interval
-            await self._order()
+            if time.time() >= self._renew_at():
+                await self._order()
         finally:
             await self._unlock()
-        return min(self._c.check_interval, max(self.not_after - self._c.renew_before - time.time(), 1))
+        return self._until_due()
 
     async def _take_stored(self) -> None:
         sealed = await self._store.meta_get(self._cert_key)
@@ -119,7 +135,8 @@ class Wildcard:
         except ValueError as exc:
             raise WildcardError("the stored certificate cannot be read ({}): is every node given "
                                 "the same --cluster-secret-file?".format(exc)) from None
-        self.not_after = await self._plane.wildcard_install(record["cert"], record["key"])
+        got = await self._plane.wildcard_install(record["cert"], record["key"])
+        self.not_before, self.not_after = got["not_before"], got["not_after"]
         self._installed = sealed
 
     async def _order(self) -> None:
@@ -142,7 +159,8 @@ class Wildcard:
         sealed = self._sealer.seal(json.dumps({"cert": got["cert"], "key": got["key"]}),
                                    self._cert_key)
         await self._store.meta_put(self._cert_key, sealed)
-        self._installed, self.not_after = sealed, got["not_after"]
+        self._installed = sealed
+        self.not_before, self.not_after = got["not_before"], got["not_after"]
         log.info("wildcard for %s: issued, valid until %s, kept in the store for every node",
                  self._c.zone, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.not_after)))
 

@@ -84,12 +84,15 @@ def test_a_name_outside_the_zone_is_refused(edge, name):
 
 
 def set_challenge(edge, values: list) -> None:
-    """The control plane's call (PUT /dns/challenge) on the data plane's control socket."""
-    body = json.dumps({"values": values}).encode()
+    """What the control plane tells the data plane while this node orders the zone's certificate
+    (PUT /nodes on the control socket: this node, its address and its DNS-01 TXT values)."""
+    body = json.dumps({"self": "127.0.0.1", "nodes": [
+        {"name": "127.0.0.1", "link": "", "tunnel_server": "127.0.0.1",
+         "addresses": ["127.0.0.1"], "challenge": values}]}).encode()
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(5)
         s.connect(str(edge.data_dir / "dataplane.sock"))
-        s.sendall(b"PUT /dns/challenge HTTP/1.1\r\nHost: dataplane\r\nConnection: close\r\n"
+        s.sendall(b"PUT /nodes HTTP/1.1\r\nHost: dataplane\r\nConnection: close\r\n"
                   b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         reply = b""
         while chunk := s.recv(4096):

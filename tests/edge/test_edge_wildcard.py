@@ -64,9 +64,10 @@ def get(conn: ssl.SSLSocket, name: str, path: str) -> int:
 
 
 @pytest.fixture
-def pebble(tmp_path):
+def pebble(tmp_path, request):
+    """Pebble issuing certificates valid for 3600 s, or the seconds the test parametrizes."""
     assert have_pebble(), "Debian's pebble is needed (.ci/run installs it: apt-get install pebble)"
-    with Pebble(tmp_path / "pebble", validity_seconds=3600) as p:
+    with Pebble(tmp_path / "pebble", validity_seconds=getattr(request, "param", 3600)) as p:
         yield p
 
 
@@ -102,14 +103,17 @@ def test_sixty_sockets_one_order_every_name_valid(tmp_path, pebble):
         edge.restart()
         assert verified_serial(edge, names[1], root) == serial
         assert pebble.orders() == 1
+        issued = edge.log_path.read_text().count("wildcard for edge.test: issued")
+        assert issued == 1, "{} orders by the edge".format(issued)
         assert "BEGIN" not in (edge.data_dir / "edge.sqlite3").read_bytes().decode(errors="replace"), \
             "the certificate's key is in the store in clear"
 
 
+@pytest.mark.parametrize("pebble", [15], indirect=True)
 def test_renewed_before_expiry_without_dropping_a_connection(tmp_path, pebble):
-    # 3600 s certificates renewed with less than 3590 s left: one renewal about 10 s after issue.
-    edge, root = start_edge(tmp_path, pebble, "--acme-renew-before", "3590",
-                            "--acme-check-interval", "1")
+    # 15 s certificates are renewed with a third of their life left: about 10 s after issue
+    # (--acme-renew-before, 30 days, is longer than the whole life).
+    edge, root = start_edge(tmp_path, pebble)
     name = "api." + ZONE
     with edge:
         first = until(lambda: verified_serial(edge, name, root), 60, "the zone's certificate")
@@ -118,7 +122,7 @@ def test_renewed_before_expiry_without_dropping_a_connection(tmp_path, pebble):
             assert get(kept, name, "/health") == 200
             second = until(lambda: (s := verified_serial(edge, name, root)) != first and s, 60,
                            "a renewed certificate")
-            assert second and pebble.orders() == 2
+            assert second and pebble.orders() >= 2
             assert get(kept, name, "/health") == 200           # the open connection is kept
             assert serial_of(kept) == first
         finally:

@@ -134,8 +134,9 @@ func (c *API) Handler() http.Handler {
 			writeJSON(w, 502, map[string]string{"error_message": err.Error()})
 			return
 		}
+		leaf := c.Wildcard.Zone.Get().Leaf
 		writeJSON(w, 200, map[string]any{"cert": string(cert), "key": string(key),
-			"not_after": c.Wildcard.Zone.Get().Leaf.NotAfter.Unix()})
+			"not_before": leaf.NotBefore.Unix(), "not_after": leaf.NotAfter.Unix()})
 	})
 	mux.HandleFunc("PUT /wildcard", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
@@ -154,7 +155,7 @@ func (c *API) Handler() http.Handler {
 			writeJSON(w, 400, map[string]string{"error_message": err.Error()})
 			return
 		}
-		writeJSON(w, 200, map[string]int64{"not_after": leaf.NotAfter.Unix()})
+		writeJSON(w, 200, map[string]int64{"not_before": leaf.NotBefore.Unix(), "not_after": leaf.NotAfter.Unix()})
 	})
 	// Forwards that came up or went down after ?after=N, waiting up to ?wait= seconds.
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
