@@ -130,3 +130,24 @@ class Pebble:
     def __exit__(self, *exc):
         self.stop()
         return False
+
+
+def handshake(edge, name: str, cafile) -> ssl.SSLSocket:
+    """A TLS connection to the edge's HTTPS port for name, verified against cafile alone."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    raw = socket.create_connection((edge.host, edge.https_port), timeout=10)
+    try:
+        return ctx.wrap_socket(raw, server_hostname=name)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def verified_serial(edge, name: str, cafile):
+    """The serial of the certificate the edge serves for name if it verifies against cafile
+    alone, else None."""
+    try:
+        with handshake(edge, name, cafile) as conn:
+            return conn.getpeercert()["serialNumber"]
+    except (ssl.SSLError, OSError):
+        return None

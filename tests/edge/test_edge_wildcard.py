@@ -6,7 +6,6 @@ certificate valid for it, verified by a client that trusts only Pebble's root;
 the certificate is renewed before expiry without dropping a connection.
 """
 
-import socket
 import ssl
 import time
 
@@ -14,30 +13,15 @@ import pytest
 
 from edge.testing import EdgeOptions, EdgeProcess
 from edgetest_helpers import make_account
-from pebble_helpers import Pebble, free_port, have_pebble
+from pebble_helpers import Pebble, free_port, handshake, have_pebble, verified_serial
 
 pytestmark = pytest.mark.timeout(240)
 
 ZONE = "edge.test"
 
 
-def handshake(edge, name: str, cafile) -> ssl.SSLSocket:
-    ctx = ssl.create_default_context(cafile=str(cafile))      # pebble's root, nothing else
-    raw = socket.create_connection((edge.host, edge.https_port), timeout=10)
-    return ctx.wrap_socket(raw, server_hostname=name)
-
-
 def serial_of(conn: ssl.SSLSocket) -> str:
     return conn.getpeercert()["serialNumber"]
-
-
-def verified_serial(edge, name: str, cafile):
-    """The serial of the certificate served for name, if it verifies (else None)."""
-    try:
-        with handshake(edge, name, cafile) as conn:
-            return serial_of(conn)
-    except (ssl.SSLError, OSError):
-        return None
 
 
 def until(check, timeout: float, what: str):

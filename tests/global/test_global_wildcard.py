@@ -6,40 +6,16 @@ the last node's DNS: the TXT values published by whichever node orders must
 reach it through the store.
 """
 
-import socket
-import ssl
-import time
-
 import pytest
 
 from edge.clustertesting import ClusterOptions, EdgeCluster
-from edge.pebbletesting import Pebble, free_port, have_pebble
+from edge.pebbletesting import Pebble, free_port, have_pebble, verified_serial
+from globaltest_helpers import until
 
 pytestmark = pytest.mark.timeout(240)
 
 ZONE = "edge.test"
 DNS_PORT = 5353
-
-
-def verified_serial(node, name: str, cafile):
-    """The serial of the certificate node serves for name, if it verifies (else None)."""
-    ctx = ssl.create_default_context(cafile=str(cafile))      # pebble's root, nothing else
-    try:
-        with socket.create_connection((node.host, node.https_port), timeout=5) as raw, \
-                ctx.wrap_socket(raw, server_hostname=name) as conn:
-            return conn.getpeercert()["serialNumber"]
-    except (ssl.SSLError, OSError):
-        return None
-
-
-def until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError("{} not within {} s".format(what, timeout))
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +36,8 @@ def acme_cluster(pg, tmp_path_factory):
 
 def test_one_order_for_the_edge_and_every_node_serves_it(acme_cluster):
     nodes, pebble, root = acme_cluster
-    serials = {n.host: until(lambda n=n: verified_serial(n, "api." + ZONE, root), 90,
-                             "{} serving the zone's certificate".format(n.host))
+    serials = {n.host: until(lambda n=n: verified_serial(n, "api." + ZONE, root), timeout=90,
+                             what="{} serving the zone's certificate".format(n.host))
                for n in nodes.nodes}
     assert len(set(serials.values())) == 1, serials
     for node in nodes.nodes:
@@ -75,7 +51,8 @@ def test_one_order_for_the_edge_and_every_node_serves_it(acme_cluster):
 def test_a_node_that_starts_takes_it_from_the_store(acme_cluster):
     nodes, pebble, root = acme_cluster
     node = nodes.nodes[1]
-    serial = until(lambda: verified_serial(nodes.nodes[0], "api." + ZONE, root), 90, "a certificate")
+    serial = until(lambda: verified_serial(nodes.nodes[0], "api." + ZONE, root), timeout=90,
+                   what="a certificate")
     node.stop()
     node.start()
     assert verified_serial(node, "api." + ZONE, root) == serial    # there at READY
