@@ -130,7 +130,12 @@ func main() {
 	})
 	sshServer := sshd.NewServer(holder, reg, hostKey, o.keepalive, o.keepaliveCount)
 
-	ca, caKey, err := certs.LoadOrCreateCA(o.dataDir)
+	zoneName := strings.TrimSuffix(strings.ToLower(o.domain), ".")
+	permitted := []string{zoneName}
+	if api := strings.ToLower(o.apiName); api != "" && api != zoneName && !strings.HasSuffix(api, "."+zoneName) {
+		permitted = append(permitted, api)
+	}
+	ca, caKey, err := certs.LoadOrCreateCA(o.dataDir, permitted)
 	if err != nil {
 		logx.Printf("internal CA: %v", err)
 		os.Exit(1)

@@ -73,7 +73,7 @@ func TestZoneCertInstall(t *testing.T) {
 
 // The zone's names never reach ACME: the wildcard when there is one, else the internal CA.
 func TestChooserZone(t *testing.T) {
-	ca, caKey, err := LoadOrCreateCA(t.TempDir())
+	ca, caKey, err := LoadOrCreateCA(t.TempDir(), []string{"edge.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
