@@ -10,7 +10,11 @@ package certs
 //     0600), so a restart does not ask the CA again;
 //   - a renewal loop: a certificate with less than RenewBefore left is
 //     replaced by a new one; handshakes pick the new one up, connections
-//     already open keep theirs (nothing is dropped).
+//     already open keep theirs (nothing is dropped);
+//   - failures remembered per name: a name whose order failed is not ordered
+//     again on the next handshake but after RetryFirst (1 min), doubling up
+//     to RetryMax (1 day), so a broken name cannot spend the CA's limits or
+//     make every visitor wait for an order.
 
 import (
 	"context"
@@ -52,6 +56,16 @@ type ACME struct {
 	tokens      sync.Map // token -> key authorization
 	regMu       sync.Mutex
 	registered  bool
+	failed      map[string]failure // under mu
+	RetryFirst  time.Duration      // after a name's first failure; doubled after each next one
+	RetryMax    time.Duration
+}
+
+// failure is when a name whose order failed may be ordered again.
+type failure struct {
+	until time.Time
+	wait  time.Duration
+	err   error
 }
 
 func NewACME(dataDir, directory, caFile, email string, renewBefore time.Duration) (*ACME, error) {
@@ -78,7 +92,8 @@ func NewACME(dataDir, directory, caFile, email string, renewBefore time.Duration
 	}
 	a := &ACME{client: &acme.Client{Key: key, DirectoryURL: directory, HTTPClient: httpClient,
 		UserAgent: "mysocketd-edge"}, dir: dir, email: email, renewBefore: renewBefore,
-		certs: map[string]*tls.Certificate{}, pending: map[string]chan struct{}{}}
+		certs: map[string]*tls.Certificate{}, pending: map[string]chan struct{}{},
+		failed: map[string]failure{}, RetryFirst: time.Minute, RetryMax: 24 * time.Hour}
 	return a, nil
 }
 
@@ -105,6 +120,11 @@ func (a *ACME) Get(name string) (*tls.Certificate, error) {
 			a.certs[name] = c
 			a.mu.Unlock()
 			return c, nil
+		}
+		if f, ok := a.failed[name]; ok && time.Now().Before(f.until) {
+			a.mu.Unlock()
+			return nil, fmt.Errorf("ACME: %s failed (%v); not ordered again before %s", name, f.err,
+				f.until.UTC().Format(time.RFC3339))
 		}
 		if wait, busy := a.pending[name]; busy {
 			a.mu.Unlock()
@@ -144,13 +164,21 @@ func (a *ACME) renew(name string) (*tls.Certificate, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cert, err := a.obtain(ctx, name)
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if err != nil {
-		logx.Printf("ACME: %s: %v", name, err)
+		f := a.failed[name]
+		f.wait = min(max(f.wait*2, a.RetryFirst), a.RetryMax)
+		f.until, f.err = time.Now().Add(f.wait), err
+		if len(a.failed) > 10000 { // bounded, like the certificates of the internal CA
+			a.failed = map[string]failure{}
+		}
+		a.failed[name] = f
+		logx.Printf("ACME: %s: %v (next try in %s)", name, err, f.wait)
 		return nil, err
 	}
-	a.mu.Lock()
+	delete(a.failed, name)
 	a.certs[name] = cert
-	a.mu.Unlock()
 	logx.Printf("ACME: certificate for %s issued, serial %x, valid until %s", name, cert.Leaf.SerialNumber,
 		cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	return cert, nil
