@@ -157,7 +157,7 @@ func main() {
 	}
 	var zoneOrders *certs.ZoneOrders
 	if o.acmeWildcard && acmeMgr != nil {
-		chooser.Zone = &certs.ZoneCert{Zone: strings.TrimSuffix(strings.ToLower(o.domain), ".")}
+		chooser.Zone = &certs.ZoneCert{Zone: zoneName}
 		zoneOrders = &certs.ZoneOrders{ACME: acmeMgr, Zone: chooser.Zone}
 	}
 	shared := front.Shared{State: holder, Tunnels: reg, Conns: limits.NewCounter()}
