@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"testing"
+	"time"
 
 	mdns "github.com/miekg/dns"
 )
@@ -129,7 +130,8 @@ func TestServeTruncationAndRate(t *testing.T) {
 		t.Fatalf("TCP: %v %v", err, m)
 	}
 	// 10 answers per minute for this source: the rest get nothing or an empty truncated answer.
-	udp.Timeout = 300 * 1e6
+	udp.Timeout = time.Second
+	started := time.Now()
 	answered, dropped, empty := 1, 0, 0
 	for range 20 {
 		m, _, err := udp.Exchange(query("y.edge.test", mdns.TypeSOA), srv.Addr)
@@ -142,8 +144,10 @@ func TestServeTruncationAndRate(t *testing.T) {
 			answered++
 		}
 	}
-	if answered != 10 || dropped == 0 || empty == 0 {
-		t.Fatalf("answered %d (want 10), dropped %d, empty truncated %d", answered, dropped, empty)
+	refilled := int(time.Since(started).Minutes()*10) + 1 // what the budget refilled meanwhile
+	if answered < 10 || answered > 10+refilled || dropped == 0 || empty == 0 {
+		t.Fatalf("answered %d (want 10, +%d refilled), dropped %d, empty truncated %d", answered, refilled,
+			dropped, empty)
 	}
 }
 
