@@ -103,9 +103,14 @@ CREATE TABLE nodes (name TEXT PRIMARY KEY, tunnel_server TEXT NOT NULL, link TEX
     api TEXT NOT NULL, seen DOUBLE PRECISION NOT NULL)
 """
 
+# Single-use invite tokens: what is kept of a spent one is its SHA-256.
+_V3 = """
+CREATE TABLE used_invites (token_sha256 TEXT PRIMARY KEY, user_id TEXT NOT NULL, at {} NOT NULL)
+"""
+
 # The edge's own DNS: each node's public addresses (its answers for the zone), and the DNS-01
 # TXT values it publishes while it orders the zone's wildcard certificate.
-_V3 = """
+_V4 = """
 ALTER TABLE nodes ADD COLUMN addresses TEXT NOT NULL DEFAULT '';
 ALTER TABLE nodes ADD COLUMN challenge TEXT NOT NULL DEFAULT ''
 """
@@ -113,7 +118,8 @@ ALTER TABLE nodes ADD COLUMN challenge TEXT NOT NULL DEFAULT ''
 MIGRATIONS = (
     Migration(1, "accounts, sockets, tunnels, released ports, creations", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "placement, change log, membership", _V2_SQLITE, _V2_POSTGRES),
-    Migration(3, "nodes' public addresses and DNS-01 values for the edge's DNS", _V3, _V3),
+    Migration(3, "spent invite tokens", _V3.format("REAL"), _V3.format("DOUBLE PRECISION")),
+    Migration(4, "nodes' public addresses and DNS-01 values for the edge's DNS", _V4, _V4),
 )
 
 SCHEMA_VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
