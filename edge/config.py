@@ -115,6 +115,11 @@ class EdgeConfig:
     link_port: int = 0
     cluster_secret_file: str = ""
     socket_addresses: str = ""
+    dns_port: Optional[int] = None      # the zone's own DNS on --listen (None: none)
+    public_ips: tuple = ()              # this node's addresses in the DNS answers
+    acme_wildcard: bool = False         # one certificate for the zone by DNS-01 (edge.wildcard)
+    acme_renew_before: float = 2592000.0
+    acme_check_interval: float = 3600.0
 
 
 def _port(text: str) -> int:
@@ -201,6 +206,17 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--socket-addresses", "", "addresses this edge owns and listens on (a CIDR such as "
         "203.0.113.16/28, or addresses separated by commas) that sockets created with own_address "
         "get one each: a Gateway's address, routed whatever the Host (empty: none)")
+    add("--dns-port", "", "port of the zone's own authoritative DNS (UDP and TCP) on --listen: "
+        "53 on a public edge the zone is delegated to; empty = no DNS; 0 = any free port")
+    add("--public-ip", "", "this node's public addresses in the edge's DNS answers, "
+        "comma-separated (default: --listen when it is one address, else --tunnel-server when "
+        "it is an address)")
+    add("--dns-ns", "", "the zone's name servers, comma-separated, as the parent zone "
+        "delegates it (default: ns1.<domain>,ns2.<domain>, which answer with the live nodes)")
+    add("--dns-ttl", "30", "seconds DNS answers may be cached: how long a dead node may "
+        "still be given out", type=_positive)
+    add("--dns-answers-per-minute", "1200", "UDP DNS answers per source address (IPv6: its "
+        "/64) per minute; 0 = no limit", type=float)
     add("--local-ports", "10000-65535", "tunnel local_port numbers handed out (a range A-B)",
         type=_range)
     add("--tls-cert", "", "a given certificate (PEM; e.g. a wildcard for *.<domain>) used "
@@ -253,6 +269,22 @@ def _default_tunnel_server(listen: str, domain: str) -> str:
     except ValueError:
         wildcard = listen == ""
     return domain if wildcard else listen
+
+
+def _public_ips(text: str, listen: str, tunnel_server: str) -> tuple:
+    """The addresses the edge's DNS gives for this node: given, or the one it listens on."""
+    given = [a.strip() for a in text.split(",") if a.strip()]
+    for a in given:
+        ipaddress.ip_address(a)              # ValueError: not an address
+    if given:
+        return tuple(given)
+    for candidate in (listen, tunnel_server):
+        try:
+            if not ipaddress.ip_address(candidate).is_unspecified:
+                return (candidate,)
+        except ValueError:
+            pass
+    return ()
 
 
 def _loopback(listen: str) -> bool:
@@ -328,8 +360,32 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
     if check_spec(a.socket_addresses):
         parser.error(check_spec(a.socket_addresses))
     tunnel_server = a.tunnel_server or _default_tunnel_server(a.listen, domain)
+    try:
+        public_ips = _public_ips(a.public_ip, a.listen, tunnel_server)
+    except ValueError as exc:
+        parser.error("--public-ip: {}".format(exc))
+    dns_port = None
+    if str(a.dns_port).strip() != "":
+        try:
+            dns_port = _port(str(a.dns_port).strip())
+        except (ValueError, argparse.ArgumentTypeError):
+            parser.error("--dns-port: a port 0..65535, or empty for no DNS")
+        if not public_ips:
+            parser.error("--dns-port needs --public-ip: this node listens on no one address "
+                         "the DNS could give out")
+        plane_args += ["--dns-ttl", "{}s".format(a.dns_ttl),
+                       "--dns-answers-per-minute", str(a.dns_answers_per_minute)]
+        if a.dns_ns.strip():
+            plane_args += ["--dns-ns", a.dns_ns.strip()]
+        if a.acme_directory:        # the zone's names: one wildcard by DNS-01, never an order each
+            plane_args.append("--acme-wildcard")
+            tls_source = tls_source.replace("ACME (", "ACME (one wildcard for the zone by "
+                                            "DNS-01, HTTP-01 for other names; ", 1)
     return EdgeConfig(
         socket_addresses=a.socket_addresses,
+        dns_port=dns_port, public_ips=public_ips,
+        acme_wildcard="--acme-wildcard" in plane_args, acme_renew_before=a.acme_renew_before,
+        acme_check_interval=a.acme_check_interval,
         store=a.store.strip(), node_name=a.node_name or tunnel_server,
         link_port=a.link_port, cluster_secret_file=a.cluster_secret_file if cluster_secret else "",
         api_port=a.api_port, ssh_port=a.ssh_port, http_port=a.http_port,

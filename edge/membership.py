@@ -35,6 +35,11 @@ BEAT = 0.5
 DEAD_AFTER = 3.0
 
 
+def _seen(n: Node) -> tuple:
+    """What the data plane is told of a live node (a change of any of it is pushed)."""
+    return n.name, n.link, n.tunnel_server, n.addresses, n.challenge
+
+
 class Membership:
     def __init__(self, store: SqlStore, state: State, me: Node,
                  on_change: Optional[Callable[[list], Awaitable[None]]] = None):
@@ -76,6 +81,14 @@ class Membership:
         """The node for a new tunnel of a socket whose other tunnels are on ``taken``."""
         live = [n.name for n in self._live]
         return placement.choose(live, taken, self._state.node_load()) or self.me.name
+
+    async def publish(self) -> None:
+        """Tell every node what this one's record says now (its DNS-01 values): at once here,
+        within a heartbeat on the others."""
+        if self._store.shared:
+            await self._beat()
+        elif self._on_change is not None:
+            await self._on_change(self.live_nodes())
 
     # -- the loop ---------------------------------------------------------------
     async def start(self) -> None:
@@ -131,11 +144,10 @@ class Membership:
         if [n.name for n in live] != [n.name for n in self._live]:
             log.info("membership: live nodes %s (were %s)", [n.name for n in live],
                      [n.name for n in self._live])
-            self._live = live
-            if self._on_change is not None:
-                await self._on_change(self.live_nodes())
-        else:
-            self._live = live
+        changed = [_seen(n) for n in live] != [_seen(n) for n in self._live]
+        self._live = live
+        if changed and self._on_change is not None:
+            await self._on_change(self.live_nodes())
         if now - self._fresh_since >= DEAD_AFTER and live[0].name == self.me.name:
             await self._move_off_dead()
 

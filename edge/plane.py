@@ -36,7 +36,7 @@ from .binary import ensure_built
 log = logging.getLogger(__name__)
 
 _READY = re.compile(r"DATAPLANE READY ssh=(\S+):(\d+) http=(\S+):(\d+) https=(\S+):(\d+)"
-                    r"(?: link=(\S+):(\d+))?")
+                    r"(?: link=(\S+):(\d+))?(?: dns=(\S+):(\d+))?")
 READY_TIMEOUT = 20.0
 
 
@@ -47,7 +47,7 @@ class DataPlaneError(Exception):
 @dataclass
 class PlaneOptions:
     listen: str
-    ports: dict                 # {"ssh": n, "http": n, "https": n, "link": n}; 0 = any, replaced once known
+    ports: dict                 # {"ssh", "http", "https", "link", "dns"}: n; 0 = any, replaced once known
     data_dir: Path
     host_key: Path
     domain: str
@@ -70,6 +70,7 @@ class DataPlane:
         self._watch: Optional[asyncio.Task] = None
         self._up = False
         self._nodes: Optional[dict] = None   # the last set_nodes(), sent again after a restart
+        self._wildcard: Optional[dict] = None  # the zone's certificate, installed again likewise
         self.control = options.data_dir / "dataplane.sock"
 
     @property
@@ -92,6 +93,9 @@ class DataPlane:
     def _argv(self, binary: Path) -> list:
         o = self.options
         link = ["--link-port", str(o.ports["link"])] if "link" in o.ports else []
+        if "dns" in o.ports:        # the zone's own DNS (internal/dns), UDP and TCP
+            host = "[{}]".format(o.listen) if ":" in o.listen else o.listen
+            link += ["--dns-listen", "{}:{}".format(host, o.ports["dns"])]
         return [str(binary), "--listen", o.listen, "--ssh-port", str(o.ports["ssh"]),
                 "--http-port", str(o.ports["http"]), "--https-port", str(o.ports["https"]), *link,
                 "--control", str(self.control), "--host-key", str(o.host_key),
@@ -115,6 +119,8 @@ class DataPlane:
         self.options.ports = {"ssh": int(m.group(2)), "http": int(m.group(4)), "https": int(m.group(6))}
         if m.group(8):
             self.options.ports["link"] = int(m.group(8))
+        if m.group(10):
+            self.options.ports["dns"] = int(m.group(10))
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.UnixConnector(path=str(self.control)),
@@ -122,6 +128,8 @@ class DataPlane:
         await self.push()
         if self._nodes is not None:
             await self._call("PUT", "/nodes", self._nodes)
+        if self._wildcard is not None:
+            await self._call("PUT", "/wildcard", self._wildcard)
         for port in self._tcp_ports():
             try:
                 await self.open_tcp(port)
@@ -186,11 +194,12 @@ class DataPlane:
             await self._proc.wait()
 
     # -- control calls ---------------------------------------------------
-    async def _call(self, method: str, path: str, body=None):
+    async def _call(self, method: str, path: str, body=None, timeout: float = 30.0):
         if self._session is None:
             raise DataPlaneError("the data plane has not started yet")
         try:
-            async with self._session.request(method, "http://dataplane" + path, json=body) as resp:
+            async with self._session.request(method, "http://dataplane" + path, json=body,
+                                             timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 data = await resp.json()
                 if resp.status != 200:
                     raise DataPlaneError(data.get("error_message", "status {}".format(resp.status)))
@@ -224,6 +233,22 @@ class DataPlane:
         """This node and the live nodes' links (edge.planestate.nodes_json)."""
         self._nodes = nodes
         await self._call("PUT", "/nodes", nodes)
+
+    async def wildcard_begin(self) -> list:
+        """Order the zone's wildcard by DNS-01: the TXT values every node must answer."""
+        return (await self._call("POST", "/wildcard/begin", timeout=90))["txt"]
+
+    async def wildcard_finish(self) -> dict:
+        """Let the CA check them; the certificate, served here already: ``{cert, key,
+        not_before, not_after}``."""
+        got = await self._call("POST", "/wildcard/finish", timeout=150)
+        self._wildcard = {"cert": got["cert"], "key": got["key"]}
+        return got
+
+    async def wildcard_install(self, cert: str, key: str) -> dict:
+        """Serve the zone's certificate from the store; its ``{not_before, not_after}``."""
+        self._wildcard = {"cert": cert, "key": key}
+        return await self._call("PUT", "/wildcard", self._wildcard)
 
     async def events(self, after: int, wait: float = 10.0) -> dict:
         """Forwards that came up or went down after event ``after`` (waits up to ``wait`` s

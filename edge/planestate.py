@@ -47,5 +47,10 @@ def delta_json(state: State, delta: Delta) -> dict:
 
 
 def nodes_json(me: Node, live: list) -> dict:
-    """This node's name and the live nodes' links (``PUT /nodes``)."""
-    return {"self": me.name, "nodes": [{"name": n.name, "link": n.link} for n in live]}
+    """This node's name, the live nodes' links, public addresses and DNS-01 values (``PUT
+    /nodes``: the links between nodes and the edge's DNS answers)."""
+    return {"self": me.name, "nodes": [
+        {"name": n.name, "link": n.link, "tunnel_server": n.tunnel_server,
+         "addresses": [a for a in n.addresses.split(",") if a],
+         "challenge": [v for v in n.challenge.split(",") if v]}
+        for n in live]}

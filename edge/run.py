@@ -37,8 +37,10 @@ from .hostkey import load_or_create_host_key
 from .membership import Membership
 from .plane import DataPlane, DataPlaneError, PlaneOptions
 from .policy import Policy
+from .sealing import Sealer, store_secret
 from .store import Node, make_store
 from .tcpports import TcpPorts
+from .wildcard import Wildcard, WildcardConfig
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
 
     limits = plane_limits(config)
     ports = {"ssh": config.ssh_port, "http": config.http_port, "https": config.https_port}
+    if config.dns_port is not None:  # the zone's own DNS (edge/dataplane/internal/dns)
+        ports["dns"] = config.dns_port
     extra = list(config.plane_args) + ["--node-name", config.node_name]
     if store.shared:               # the link between nodes (edge/dataplane/internal/nodes)
         ports["link"] = config.link_port
@@ -113,7 +117,8 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
 
     feed = Feed(store, state, on_delta, on_reload)
     await feed.load()
-    me = Node(name=config.node_name, tunnel_server=config.tunnel_server)
+    me = Node(name=config.node_name, tunnel_server=config.tunnel_server,
+              addresses=",".join(config.public_ips))
 
     async def on_live(live: list) -> None:
         try:
@@ -121,7 +126,12 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         except DataPlaneError as exc:       # it gets them again when it restarts
             log.error("data plane: cannot give it the live nodes: %s", exc)
 
-    membership = Membership(store, state, me, on_change=on_live if store.shared else None)
+    membership = Membership(store, state, me, on_change=on_live)
+    wildcard = Wildcard(WildcardConfig(config.domain, config.acme_renew_before,
+                                       config.acme_check_interval),
+                        store, plane, membership,
+                        Sealer(store_secret(config.data_dir, config.cluster_secret_file))) \
+        if config.acme_wildcard else None
     forwards = Forwards(plane, store, state, feed, me.name)
     deps = ApiDeps(store=store, state=state, feed=feed, membership=membership, plane=plane,
                    tokens=tokens, tcp_front=tcp_ports, domain=config.domain, policy=policy,
@@ -145,10 +155,13 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
             me.link = "{}:{}".format(config.tunnel_server, plane.ports["link"])
         feed.start()
         await membership.start()
-        if store.shared:
-            await on_live(membership.live_nodes())
+        await on_live(membership.live_nodes())     # one node: itself, for its DNS
         forwards.start()
+        if wildcard is not None:
+            await wildcard.start()
     except BaseException:
+        if wildcard is not None:
+            await wildcard.stop()
         await forwards.stop()
         await membership.stop()
         await feed.stop()
@@ -164,12 +177,15 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     log.info("TLS: %s; the internal CA's root certificate is %s (clients that should trust "
              "this edge's own certificates trust that file)", config.tls_source,
              config.data_dir / "ca.crt")
-    print("EDGE READY api={} ssh={} http={} https={}".format(
-        api_addr, addrs["ssh"], addrs["http"], addrs["https"]), flush=True)
+    print("EDGE READY api={} ssh={} http={} https={}{}".format(
+        api_addr, addrs["ssh"], addrs["http"], addrs["https"],
+        " dns=" + addrs["dns"] if "dns" in addrs else ""), flush=True)
 
     await stop.wait()
 
     log.info("stopping")
+    if wildcard is not None:
+        await wildcard.stop()
     await forwards.stop()
     await membership.stop()
     await feed.stop()

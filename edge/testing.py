@@ -41,7 +41,7 @@ from typing import Optional
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _READY = re.compile(r"EDGE READY api=(\S+):(\d+) ssh=(\S+):(\d+) http=(\S+):(\d+)"
-                    r"(?: https=(\S+):(\d+))?")
+                    r"(?: https=(\S+):(\d+))?(?: dns=(\S+):(\d+))?")
 
 
 @dataclass
@@ -130,7 +130,8 @@ class EdgeProcess:
             if match:
                 self._ports = {"api": int(match.group(2)), "ssh": int(match.group(4)),
                                "http": int(match.group(6)),
-                               "https": int(match.group(8) or 0)}
+                               "https": int(match.group(8) or 0),
+                               "dns": int(match.group(10) or 0)}
                 return
             if self._proc.poll() is not None:
                 break
@@ -183,6 +184,11 @@ class EdgeProcess:
     @property
     def api_url(self) -> str:
         return "http://{}:{}/".format(self.host, self._ports["api"])
+
+    @property
+    def dns_port(self) -> int:
+        """The port of the zone's DNS (UDP and TCP) when started with ``--dns-port``, else 0."""
+        return self._ports.get("dns", 0)
 
     @property
     def ssh_host(self) -> str:

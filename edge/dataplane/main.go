@@ -30,6 +30,7 @@ import (
 	"mysocketd/edge/dataplane/internal/auth"
 	"mysocketd/edge/dataplane/internal/certs"
 	"mysocketd/edge/dataplane/internal/control"
+	"mysocketd/edge/dataplane/internal/dns"
 	"mysocketd/edge/dataplane/internal/front"
 	"mysocketd/edge/dataplane/internal/limits"
 	"mysocketd/edge/dataplane/internal/logx"
@@ -52,6 +53,10 @@ type options struct {
 	sshHandshake                       time.Duration
 	connsPerVisitor, preauthPerAddress int
 	preauthTotal, authCheckMiB         int
+	dnsListen, dnsNS                   string
+	dnsTTL                             time.Duration
+	dnsAnswersPerMinute                float64
+	acmeWildcard                       bool
 }
 
 func parseFlags() options {
@@ -80,6 +85,11 @@ func parseFlags() options {
 	flag.StringVar(&o.nodeName, "node-name", "", "this node's name among the edge's nodes (empty: one node)")
 	flag.IntVar(&o.linkPort, "link-port", -1, "port of the link between nodes (-1: none; 0: any)")
 	flag.StringVar(&o.clusterSecretFile, "cluster-secret-file", "", "file with the secret every node shares (with --link-port)")
+	flag.BoolVar(&o.acmeWildcard, "acme-wildcard", false, "the zone and every label under it get one wildcard by DNS-01, ordered when the control plane says (needs --acme-directory)")
+	flag.StringVar(&o.dnsListen, "dns-listen", "", "host:port of the zone's authoritative DNS, UDP and TCP (empty: none)")
+	flag.StringVar(&o.dnsNS, "dns-ns", "", "the zone's name servers, comma-separated (default ns1.<domain>,ns2.<domain>)")
+	flag.DurationVar(&o.dnsTTL, "dns-ttl", 30*time.Second, "TTL of the DNS answers")
+	flag.Float64Var(&o.dnsAnswersPerMinute, "dns-answers-per-minute", 1200, "UDP DNS answers per source address (IPv6: /64) per minute (0: no limit)")
 	boundsFlags(&o)
 	flag.Parse()
 	o.bounds.PeekTimeout = o.bounds.HeadTimeout
@@ -154,7 +164,12 @@ func main() {
 	sshServer := sshd.NewServer(holder, reg, hostKey, o.keepalive, o.keepaliveCount)
 	sshServer.HandshakeTimeout = o.sshHandshake
 
-	ca, caKey, err := certs.LoadOrCreateCA(o.dataDir)
+	zoneName := strings.TrimSuffix(strings.ToLower(o.domain), ".")
+	permitted := []string{zoneName}
+	if api := strings.ToLower(o.apiName); api != "" && api != zoneName && !strings.HasSuffix(api, "."+zoneName) {
+		permitted = append(permitted, api)
+	}
+	ca, caKey, err := certs.LoadOrCreateCA(o.dataDir, permitted)
 	if err != nil {
 		logx.Printf("internal CA: %v", err)
 		os.Exit(1)
@@ -173,6 +188,11 @@ func main() {
 		}
 		chooser.ACME = acmeMgr
 		go acmeMgr.RenewLoop(o.acmeCheck, chooser.Allowed)
+	}
+	var zoneOrders *certs.ZoneOrders
+	if o.acmeWildcard && acmeMgr != nil {
+		chooser.Zone = &certs.ZoneCert{Zone: zoneName}
+		zoneOrders = &certs.ZoneOrders{ACME: acmeMgr, Zone: chooser.Zone}
 	}
 	shared := front.Shared{State: holder, Tunnels: reg, Holdings: limits.NewHoldings(), Bounds: o.bounds}
 	checks := auth.Options{MemoryBudget: authBudget, VisitorShare: o.bounds.VisitorShare}
@@ -213,15 +233,27 @@ func main() {
 		go links.Serve(linkL)
 		linkReady = " link=" + linkL.Addr().String()
 	}
+	var zone *dns.Server
+	var dnsSrv *dns.Servers
+	dnsReady := ""
+	if o.dnsListen != "" { // the zone's own DNS (internal/dns)
+		zone = dns.New(dns.Config{Zone: o.domain, NS: strings.Split(o.dnsNS, ","),
+			TTL: uint32(o.dnsTTL / time.Second), AnswersPerMinute: o.dnsAnswersPerMinute})
+		if dnsSrv, err = dns.Listen(o.dnsListen, zone); err != nil {
+			logx.Printf("cannot listen for DNS: %v", err)
+			os.Exit(1)
+		}
+		dnsReady = " dns=" + dnsSrv.Addr
+	}
 	controlSrv := &http.Server{Handler: (&control.API{State: holder, Tunnels: reg, SSH: sshServer, TCP: tcp,
-		Links: links}).Handler()}
+		Links: links, DNS: zone, Wildcard: zoneOrders}).Handler()}
 	go controlSrv.Serve(controlL)
 	go sshServer.Serve(sshL)
 	go httpSrv.Serve(httpL)
 	go httpsSrv.Serve(tlsConns)
 	go tlsFront.Serve(httpsL)
 
-	fmt.Printf("DATAPLANE READY ssh=%s http=%s https=%s%s\n", sshL.Addr(), httpL.Addr(), httpsL.Addr(), linkReady)
+	fmt.Printf("DATAPLANE READY ssh=%s http=%s https=%s%s%s\n", sshL.Addr(), httpL.Addr(), httpsL.Addr(), linkReady, dnsReady)
 	logx.Printf("up: ssh=%s http=%s https=%s acme=%q internal_ca=%s/ca.crt", sshL.Addr(), httpL.Addr(),
 		httpsL.Addr(), o.acmeDirectory, o.dataDir)
 
@@ -234,6 +266,9 @@ func main() {
 	if links != nil {
 		linkL.Close()
 		links.Close()
+	}
+	if dnsSrv != nil {
+		dnsSrv.Close()
 	}
 	tcp.CloseAll()
 	sshServer.CloseAll()

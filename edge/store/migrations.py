@@ -116,11 +116,19 @@ ALTER TABLE sockets ADD COLUMN address TEXT NOT NULL DEFAULT '';
 ALTER TABLE tunnels ADD COLUMN backend TEXT NOT NULL DEFAULT ''
 """
 
+# The edge's own DNS: each node's public addresses (its answers for the zone), and the DNS-01
+# TXT values it publishes while it orders the zone's wildcard certificate.
+_V5 = """
+ALTER TABLE nodes ADD COLUMN addresses TEXT NOT NULL DEFAULT '';
+ALTER TABLE nodes ADD COLUMN challenge TEXT NOT NULL DEFAULT ''
+"""
+
 MIGRATIONS = (
     Migration(1, "accounts, sockets, tunnels, released ports, creations", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "placement, change log, membership", _V2_SQLITE, _V2_POSTGRES),
     Migration(3, "spent invite tokens", _V3.format("REAL"), _V3.format("DOUBLE PRECISION")),
     Migration(4, "route tables", _V4, _V4),
+    Migration(5, "nodes' public addresses and DNS-01 values for the edge's DNS", _V5, _V5),
 )
 
 SCHEMA_VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "

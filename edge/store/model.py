@@ -80,6 +80,8 @@ class Node:
     tunnel_server: str          # the SSH host clients of its tunnels connect to
     link: str = ""              # host:port of its link to the other nodes ("" = none)
     api: str = ""               # host:port of its REST API
+    addresses: str = ""         # its public IP addresses, comma-separated: the edge's DNS answers
+    challenge: str = ""         # DNS-01 TXT values it publishes while it orders, comma-separated
     age: float = 0.0            # seconds since its last heartbeat, by the store's clock
 
 

@@ -320,6 +320,26 @@ class SqlStore:
                 out[key] = (await tx.one("SELECT value FROM meta WHERE key = ?", (key,)))["value"]
             return out
 
+    async def meta_put(self, key: str, value: str) -> None:
+        async with self._b.tx() as tx:
+            await tx.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                             "value = excluded.value", (key, value))
+
+    async def meta_swap(self, key: str, old: Optional[str], new: Optional[str]) -> bool:
+        """Set ``key`` to ``new`` (None: delete it) only if it holds ``old`` (None: absent);
+        whether it did. One node at a time wins (the zone's certificate order lock)."""
+        async with self._b.tx() as tx:
+            row = await tx.one("SELECT value FROM meta WHERE key = ?", (key,))
+            if (row["value"] if row else None) != old:
+                return False
+            if new is None:
+                await tx.execute("DELETE FROM meta WHERE key = ?", (key,))
+            elif row is None:
+                await tx.execute("INSERT INTO meta VALUES (?, ?)", (key, new))
+            else:
+                await tx.execute("UPDATE meta SET value = ? WHERE key = ?", (new, key))
+            return True
+
     async def meta_get(self, key: str) -> Optional[str]:
         async with self._b.read() as tx:
             row = await tx.one("SELECT value FROM meta WHERE key = ?", (key,))
@@ -328,14 +348,16 @@ class SqlStore:
     async def heartbeat(self, node: Node) -> None:
         async with self._b.read() as tx:     # one upsert: no change-log row, no writers' lock
             await tx.execute(
-                "INSERT INTO nodes VALUES (?, ?, ?, ?, {now}) ON CONFLICT(name) DO UPDATE SET "
+                "INSERT INTO nodes (name, tunnel_server, link, api, addresses, challenge, seen) "
+                "VALUES (?, ?, ?, ?, ?, ?, {now}) ON CONFLICT(name) DO UPDATE SET "
                 "tunnel_server = excluded.tunnel_server, link = excluded.link, api = excluded.api, "
+                "addresses = excluded.addresses, challenge = excluded.challenge, "
                 "seen = excluded.seen".format(now=self._b.now_sql),
-                (node.name, node.tunnel_server, node.link, node.api))
+                (node.name, node.tunnel_server, node.link, node.api, node.addresses, node.challenge))
 
     async def nodes(self) -> list:
         async with self._b.read() as tx:
-            rows = await tx.all("SELECT name, tunnel_server, link, api, {now} - seen AS age "
+            rows = await tx.all("SELECT name, tunnel_server, link, api, addresses, challenge, {now} - seen AS age "
                                 "FROM nodes ORDER BY name".format(now=self._b.now_sql), ())
         return [Node(**r) for r in rows]
 

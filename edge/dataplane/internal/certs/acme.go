@@ -10,7 +10,11 @@ package certs
 //     0600), so a restart does not ask the CA again;
 //   - a renewal loop: a certificate with less than RenewBefore left is
 //     replaced by a new one; handshakes pick the new one up, connections
-//     already open keep theirs (nothing is dropped).
+//     already open keep theirs (nothing is dropped);
+//   - failures remembered per name: a name whose order failed is not ordered
+//     again on the next handshake but after RetryFirst (1 min), doubling up
+//     to RetryMax (1 day), so a broken name cannot spend the CA's limits or
+//     make every visitor wait for an order.
 
 import (
 	"context"
@@ -50,7 +54,18 @@ type ACME struct {
 	certs       map[string]*tls.Certificate
 	pending     map[string]chan struct{}
 	tokens      sync.Map // token -> key authorization
+	regMu       sync.Mutex
 	registered  bool
+	failed      map[string]failure // under mu
+	RetryFirst  time.Duration      // after a name's first failure; doubled after each next one
+	RetryMax    time.Duration
+}
+
+// failure is when a name whose order failed may be ordered again.
+type failure struct {
+	until time.Time
+	wait  time.Duration
+	err   error
 }
 
 func NewACME(dataDir, directory, caFile, email string, renewBefore time.Duration) (*ACME, error) {
@@ -77,7 +92,8 @@ func NewACME(dataDir, directory, caFile, email string, renewBefore time.Duration
 	}
 	a := &ACME{client: &acme.Client{Key: key, DirectoryURL: directory, HTTPClient: httpClient,
 		UserAgent: "mysocketd-edge"}, dir: dir, email: email, renewBefore: renewBefore,
-		certs: map[string]*tls.Certificate{}, pending: map[string]chan struct{}{}}
+		certs: map[string]*tls.Certificate{}, pending: map[string]chan struct{}{},
+		failed: map[string]failure{}, RetryFirst: time.Minute, RetryMax: 24 * time.Hour}
 	return a, nil
 }
 
@@ -104,6 +120,11 @@ func (a *ACME) Get(name string) (*tls.Certificate, error) {
 			a.certs[name] = c
 			a.mu.Unlock()
 			return c, nil
+		}
+		if f, ok := a.failed[name]; ok && time.Now().Before(f.until) {
+			a.mu.Unlock()
+			return nil, fmt.Errorf("ACME: %s failed (%v); not ordered again before %s", name, f.err,
+				f.until.UTC().Format(time.RFC3339))
 		}
 		if wait, busy := a.pending[name]; busy {
 			a.mu.Unlock()
@@ -143,71 +164,125 @@ func (a *ACME) renew(name string) (*tls.Certificate, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cert, err := a.obtain(ctx, name)
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if err != nil {
-		logx.Printf("ACME: %s: %v", name, err)
+		f := a.failed[name]
+		f.wait = min(max(f.wait*2, a.RetryFirst), a.RetryMax)
+		f.until, f.err = time.Now().Add(f.wait), err
+		if len(a.failed) > 10000 { // bounded, like the certificates of the internal CA
+			a.failed = map[string]failure{}
+		}
+		a.failed[name] = f
+		logx.Printf("ACME: %s: %v (next try in %s)", name, err, f.wait)
 		return nil, err
 	}
-	a.mu.Lock()
+	delete(a.failed, name)
 	a.certs[name] = cert
-	a.mu.Unlock()
 	logx.Printf("ACME: certificate for %s issued, serial %x, valid until %s", name, cert.Leaf.SerialNumber,
 		cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	return cert, nil
 }
 
+// register makes the ACME account once (the key in data_dir/acme/account.key).
+func (a *ACME) register(ctx context.Context) error {
+	a.regMu.Lock()
+	defer a.regMu.Unlock()
+	if a.registered {
+		return nil
+	}
+	acct := &acme.Account{}
+	if a.email != "" {
+		acct.Contact = []string{"mailto:" + a.email}
+	}
+	if _, err := a.client.Register(ctx, acct, acme.AcceptTOS); err != nil && !errors.Is(err, acme.ErrAccountAlreadyExists) {
+		return fmt.Errorf("register: %w", err)
+	}
+	a.registered = true
+	return nil
+}
+
 func (a *ACME) obtain(ctx context.Context, name string) (*tls.Certificate, error) {
-	if !a.registered {
-		acct := &acme.Account{}
-		if a.email != "" {
-			acct.Contact = []string{"mailto:" + a.email}
-		}
-		if _, err := a.client.Register(ctx, acct, acme.AcceptTOS); err != nil && !errors.Is(err, acme.ErrAccountAlreadyExists) {
-			return nil, fmt.Errorf("register: %w", err)
-		}
-		a.registered = true
+	if err := a.register(ctx); err != nil {
+		return nil, err
 	}
 	order, err := a.client.AuthorizeOrder(ctx, acme.DomainIDs(name))
 	if err != nil {
 		return nil, fmt.Errorf("order: %w", err)
 	}
-	for _, u := range order.AuthzURLs {
-		z, err := a.client.GetAuthorization(ctx, u)
-		if err != nil {
-			return nil, err
-		}
-		if z.Status == acme.StatusValid {
-			continue
-		}
-		var chal *acme.Challenge
-		for _, c := range z.Challenges {
-			if c.Type == "http-01" {
-				chal = c
-			}
-		}
-		if chal == nil {
-			return nil, errors.New("the CA offers no http-01 challenge")
-		}
+	chals, authz, err := a.challenges(ctx, order, "http-01")
+	if err != nil {
+		return nil, err
+	}
+	for _, chal := range chals {
 		resp, err := a.client.HTTP01ChallengeResponse(chal.Token)
 		if err != nil {
 			return nil, err
 		}
 		a.tokens.Store(chal.Token, resp)
 		defer a.tokens.Delete(chal.Token)
-		if _, err := a.client.Accept(ctx, chal); err != nil {
-			return nil, fmt.Errorf("accept: %w", err)
+	}
+	if err := a.prove(ctx, chals, authz); err != nil {
+		return nil, err
+	}
+	cert, err := a.finalize(ctx, order.URI, []string{name})
+	if err != nil {
+		return nil, err
+	}
+	a.toDisk(name, cert)
+	return cert, nil
+}
+
+// challenges are the order's challenges of type typ still to prove, with their authorization URLs.
+func (a *ACME) challenges(ctx context.Context, order *acme.Order, typ string) ([]*acme.Challenge, []string, error) {
+	var chals []*acme.Challenge
+	var authz []string
+	for _, u := range order.AuthzURLs {
+		z, err := a.client.GetAuthorization(ctx, u)
+		if err != nil {
+			return nil, nil, err
 		}
-		if _, err := a.client.WaitAuthorization(ctx, z.URI); err != nil {
-			return nil, fmt.Errorf("authorization: %w", err)
+		if z.Status == acme.StatusValid { // reused by the CA: nothing to prove
+			continue
+		}
+		var chal *acme.Challenge
+		for _, c := range z.Challenges {
+			if c.Type == typ {
+				chal = c
+			}
+		}
+		if chal == nil {
+			return nil, nil, fmt.Errorf("the CA offers no %s challenge", typ)
+		}
+		chals, authz = append(chals, chal), append(authz, z.URI)
+	}
+	return chals, authz, nil
+}
+
+// prove tells the CA the answers are in place and waits for each authorization.
+func (a *ACME) prove(ctx context.Context, chals []*acme.Challenge, authz []string) error {
+	for i, chal := range chals {
+		if _, err := a.client.Accept(ctx, chal); err != nil {
+			return fmt.Errorf("accept: %w", err)
+		}
+		if _, err := a.client.WaitAuthorization(ctx, authz[i]); err != nil {
+			return fmt.Errorf("authorization: %w", err)
 		}
 	}
-	if order, err = a.client.WaitOrder(ctx, order.URI); err != nil {
+	return nil
+}
+
+// finalize waits for the order to be ready and has the CA sign a new key for names.
+func (a *ACME) finalize(ctx context.Context, orderURI string, names []string) (*tls.Certificate, error) {
+	order, err := a.client.WaitOrder(ctx, orderURI)
+	if err != nil {
 		return nil, fmt.Errorf("order: %w", err)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{name}}, key)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: names}, key)
 	if err != nil {
 		return nil, err
 	}
@@ -219,9 +294,7 @@ func (a *ACME) obtain(ctx context.Context, name string) (*tls.Certificate, error
 	if err != nil {
 		return nil, err
 	}
-	cert := &tls.Certificate{Certificate: der, PrivateKey: key, Leaf: leaf}
-	a.toDisk(name, cert)
-	return cert, nil
+	return &tls.Certificate{Certificate: der, PrivateKey: key, Leaf: leaf}, nil
 }
 
 // RenewLoop renews, every interval, the certificates that have less than renewBefore left.
@@ -243,17 +316,24 @@ func (a *ACME) RenewLoop(interval time.Duration, stillServed func(string) bool) 
 
 func (a *ACME) certPath(name string) string { return filepath.Join(a.dir, name+".pem") }
 
-func (a *ACME) toDisk(name string, c *tls.Certificate) {
+// toPEM is a certificate's chain and its key, PEM.
+func toPEM(c *tls.Certificate) (chain, key []byte, err error) {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, der := range c.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	return chain, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+func (a *ACME) toDisk(name string, c *tls.Certificate) {
+	chain, key, err := toPEM(c)
 	if err != nil {
 		return
 	}
-	var buf []byte
-	buf = append(buf, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...)
-	for _, der := range c.Certificate {
-		buf = append(buf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	}
-	if err := writeFile0600(a.certPath(name), buf); err != nil {
+	if err := writeFile0600(a.certPath(name), append(key, chain...)); err != nil {
 		logx.Printf("ACME: cannot keep the certificate of %s: %v", name, err)
 	}
 }

@@ -1,7 +1,9 @@
 // Package certs answers "which certificate does this name get", in this order:
 //  1. a given certificate (e.g. a wildcard for *.<domain>) when it covers the name;
-//  2. ACME, when a directory URL is configured (see acme.go, HTTP-01);
-//  3. the edge's own internal CA, created on first start in the data
+//  2. the zone's own wildcard from ACME by DNS-01 (wildcard.go) for the zone and
+//     every label under it: those names never cause an order of their own;
+//  3. ACME, when a directory URL is configured (see acme.go, HTTP-01);
+//  4. the edge's own internal CA, created on first start in the data
 //     directory (ca.crt is what a client trusts), so that TLS works out of
 //     the box and no name is ever served without TLS.
 //
@@ -21,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -36,6 +39,7 @@ type Chooser struct {
 	APIName string            // the REST API's public name, lower case
 	Given   *tls.Certificate  // --tls-cert/--tls-key, or nil
 	ACME    *ACME             // nil: no ACME
+	Zone    *ZoneCert         // nil: no wildcard for the zone by DNS-01
 	CA      *x509.Certificate // the internal CA
 	CAKey   crypto.Signer
 
@@ -61,10 +65,16 @@ func (c *Chooser) Get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if c.Given != nil && c.Given.Leaf != nil && c.Given.Leaf.VerifyHostname(name) == nil {
 		return c.Given, nil
 	}
+	zone := c.Zone != nil && c.Zone.Under(name)
+	if zone {
+		if cert := c.Zone.Get(); cert != nil {
+			return cert, nil
+		}
+	}
 	if !c.Allowed(name) {
 		return nil, fmt.Errorf("no certificate for %q: not a name this edge serves", name)
 	}
-	if c.ACME != nil {
+	if c.ACME != nil && !zone { // the zone's names wait for its wildcard (the internal CA's meanwhile)
 		return c.ACME.Get(name)
 	}
 	return c.internal(name)
@@ -99,7 +109,12 @@ func (c *Chooser) internal(name string) (*tls.Certificate, error) {
 }
 
 // LoadOrCreateCA reads data_dir/ca.crt + ca.key, creating them (0600 key) on first start.
-func LoadOrCreateCA(dir string) (*x509.Certificate, crypto.Signer, error) {
+//
+// A CA it creates is name-constrained (RFC 5280, critical): valid only for the names under
+// permitted (the zone, and the API name when it is outside it) and for no IP address, so a
+// client told to trust ca.crt trusts the edge for its own names and nothing else on the
+// internet, even if the CA's key leaked.
+func LoadOrCreateCA(dir string, permitted []string) (*x509.Certificate, crypto.Signer, error) {
 	crtPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
 	if _, err := os.Stat(crtPath); errors.Is(err, os.ErrNotExist) {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -111,7 +126,10 @@ func LoadOrCreateCA(dir string) (*x509.Certificate, crypto.Signer, error) {
 			Subject:   pkix.Name{CommonName: "mysocketd edge internal CA", Organization: []string{"mysocketd edge"}},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(10, 0, 0),
 			IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
-			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+			KeyUsage:                    x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+			PermittedDNSDomainsCritical: true, PermittedDNSDomains: permitted,
+			ExcludedIPRanges: []*net.IPNet{{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)},
+				{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}}}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 		if err != nil {
 			return nil, nil, err
@@ -132,6 +150,11 @@ func LoadOrCreateCA(dir string) (*x509.Certificate, crypto.Signer, error) {
 	ca, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(ca.PermittedDNSDomains) == 0 {
+		logx.Printf("the internal CA %s is not name-constrained (made by an older edge): a client that trusts it "+
+			"trusts this edge for every name; to replace it, stop every node, remove ca.crt and ca.key (with "+
+			"PostgreSQL also the meta rows file:ca.crt and file:ca.key) and hand out the new ca.crt", crtPath)
 	}
 	return ca, pair.PrivateKey.(crypto.Signer), nil
 }

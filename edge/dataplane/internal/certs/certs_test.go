@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,7 +20,7 @@ import (
 
 func TestLoadOrCreateCA(t *testing.T) {
 	dir := t.TempDir()
-	ca, key, err := LoadOrCreateCA(dir)
+	ca, key, err := LoadOrCreateCA(dir, []string{"edge.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +37,7 @@ func TestLoadOrCreateCA(t *testing.T) {
 			t.Errorf("%s: %v mode %v, want %v", f.name, err, st.Mode().Perm(), f.mode)
 		}
 	}
-	again, againKey, err := LoadOrCreateCA(dir)
+	again, againKey, err := LoadOrCreateCA(dir, []string{"other.test"})
 	if err != nil || !bytes.Equal(again.Raw, ca.Raw) || !againKey.(*ecdsa.PrivateKey).Equal(key) {
 		t.Fatalf("a second start made another CA (err %v)", err)
 	}
@@ -57,7 +58,7 @@ func given(t *testing.T) *tls.Certificate {
 }
 
 func TestChooserGet(t *testing.T) {
-	ca, caKey, err := LoadOrCreateCA(t.TempDir())
+	ca, caKey, err := LoadOrCreateCA(t.TempDir(), []string{"edge.localhost"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,5 +114,50 @@ func TestChooserGet(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The CA vouches for the zone's names and for nothing else, even when its key signs them.
+func TestCAIsNameConstrained(t *testing.T) {
+	ca, caKey, err := LoadOrCreateCA(t.TempDir(), []string{"edge.test", "api.example.net"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ca.PermittedDNSDomainsCritical {
+		t.Fatal("the name constraints are not critical")
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	cases := []struct {
+		dns []string
+		ip  string
+		ok  bool
+	}{
+		{[]string{"a.edge.test"}, "", true},
+		{[]string{"edge.test"}, "", true},
+		{[]string{"api.example.net"}, "", true},
+		{[]string{"www.example.com"}, "", false},
+		{[]string{"a.edge.test", "www.example.com"}, "", false},
+		{[]string{"edge.test.evil.com"}, "", false},
+		{[]string{"shop.example.net"}, "", false},
+		{[]string{"a.edge.test"}, "192.0.2.1", false},
+	}
+	for _, c := range cases {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: c.dns[0]},
+			DNSNames: c.dns, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		if c.ip != "" {
+			tmpl.IPAddresses = []net.IP{net.ParseIP(c.ip)}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, _ := x509.ParseCertificate(der)
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: roots})
+		if (err == nil) != c.ok {
+			t.Errorf("%v %s: verify error %v, want ok %v", c.dns, c.ip, err, c.ok)
+		}
 	}
 }

@@ -5,12 +5,15 @@
 package control
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
 	"time"
 
+	"mysocketd/edge/dataplane/internal/certs"
+	"mysocketd/edge/dataplane/internal/dns"
 	"mysocketd/edge/dataplane/internal/front"
 	"mysocketd/edge/dataplane/internal/logx"
 	"mysocketd/edge/dataplane/internal/nodes"
@@ -22,11 +25,13 @@ import (
 
 // API is the control socket's handler and what it drives.
 type API struct {
-	State   *state.Holder
-	Tunnels *tunnels.Registry
-	SSH     *sshd.Server
-	TCP     *front.TCP
-	Links   *nodes.Links // nil: one node, no links
+	State    *state.Holder
+	Tunnels  *tunnels.Registry
+	SSH      *sshd.Server
+	TCP      *front.TCP
+	Links    *nodes.Links      // nil: one node, no links
+	DNS      *dns.Server       // nil: no DNS served
+	Wildcard *certs.ZoneOrders // nil: no wildcard for the zone by DNS-01
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -85,22 +90,87 @@ func (c *API) Handler() http.Handler {
 		}
 		writeJSON(w, 200, map[string]bool{"ok": true})
 	})
-	// The live nodes: links to them are dialled, links to the others closed.
+	// The live nodes: links to them are dialled, links to the others closed, and the
+	// zone's DNS answers with their public addresses.
 	mux.HandleFunc("PUT /nodes", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
-			Nodes []nodes.Peer `json:"nodes"`
+			Nodes []struct {
+				nodes.Peer
+				Host      string   `json:"tunnel_server"`
+				Addresses []string `json:"addresses"`
+				Challenge []string `json:"challenge"`
+			} `json:"nodes"`
 		}
 		if !readJSON(w, r, &in) {
 			return
 		}
+		peers, named := []nodes.Peer{}, []dns.Node{}
+		for _, n := range in.Nodes {
+			peers, named = append(peers, n.Peer), append(named, dns.Node{Host: n.Host, Addresses: n.Addresses,
+				Challenge: n.Challenge})
+		}
 		if c.Links != nil {
-			c.Links.Update(in.Nodes)
+			c.Links.Update(peers)
+		}
+		if c.DNS != nil {
+			c.DNS.SetNodes(named)
 		}
 		up := []string{}
 		if c.Links != nil {
 			up = c.Links.Up()
 		}
 		writeJSON(w, 200, map[string]any{"links_up": up})
+	})
+	// The zone's wildcard by DNS-01: begin an order (the TXT values to publish), finish it
+	// (the certificate, installed, for the store), or install the one from the store.
+	mux.HandleFunc("POST /wildcard/begin", func(w http.ResponseWriter, r *http.Request) {
+		if c.Wildcard == nil {
+			writeJSON(w, 409, map[string]string{"error_message": "no ACME wildcard (--acme-wildcard)"})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+		defer cancel()
+		txt, err := c.Wildcard.Begin(ctx)
+		if err != nil {
+			writeJSON(w, 502, map[string]string{"error_message": err.Error()})
+			return
+		}
+		writeJSON(w, 200, map[string]any{"txt": txt})
+	})
+	mux.HandleFunc("POST /wildcard/finish", func(w http.ResponseWriter, r *http.Request) {
+		if c.Wildcard == nil {
+			writeJSON(w, 409, map[string]string{"error_message": "no ACME wildcard (--acme-wildcard)"})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+		defer cancel()
+		cert, key, err := c.Wildcard.Finish(ctx)
+		if err != nil {
+			writeJSON(w, 502, map[string]string{"error_message": err.Error()})
+			return
+		}
+		leaf := c.Wildcard.Zone.Get().Leaf
+		writeJSON(w, 200, map[string]any{"cert": string(cert), "key": string(key),
+			"not_before": leaf.NotBefore.Unix(), "not_after": leaf.NotAfter.Unix()})
+	})
+	mux.HandleFunc("PUT /wildcard", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Cert string `json:"cert"`
+			Key  string `json:"key"`
+		}
+		if !readJSON(w, r, &in) {
+			return
+		}
+		if c.Wildcard == nil {
+			writeJSON(w, 409, map[string]string{"error_message": "no ACME wildcard (--acme-wildcard)"})
+			return
+		}
+		leaf, err := c.Wildcard.Zone.Install([]byte(in.Cert), []byte(in.Key))
+		if err != nil {
+			writeJSON(w, 400, map[string]string{"error_message": err.Error()})
+			return
+		}
+		writeJSON(w, 200, map[string]int64{"not_before": leaf.NotBefore.Unix(), "not_after": leaf.NotAfter.Unix()})
 	})
 	// Forwards that came up or went down after ?after=N, waiting up to ?wait= seconds.
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
