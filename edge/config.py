@@ -80,6 +80,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a whole number > 0")
+    return value
+
+
 def _range(text: str) -> PortRange:
     try:
         return PortRange.parse(text)
@@ -156,6 +163,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "closed", type=int)
     add("--open-timeout", "1", "seconds a tunnel gets to open a channel while another "
         "tunnel of the socket is left to try", type=_positive)
+    add("--h2-max-streams", "100", "concurrent HTTP/2 streams per visitor connection "
+        "(each also counts as one of the account's concurrent requests)", type=_positive_int)
     for f in fields(Limits):
         add("--" + f.name.replace("_", "-"), str(f.default), "limit: " + f.name.replace(
             "_", " ") + " (0 = none)", type=float)
@@ -218,7 +227,8 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
     limits = Limits(**{f.name: type(f.default)(getattr(a, f.name)) for f in fields(Limits)})
     plane_args = ["--keepalive-interval", "{}s".format(a.keepalive_interval),
                   "--keepalive-count", str(a.keepalive_count),
-                  "--open-timeout", "{}s".format(a.open_timeout)]
+                  "--open-timeout", "{}s".format(a.open_timeout),
+                  "--h2-max-streams", str(a.h2_max_streams)]
     tls_source = "internal CA"
     if a.tls_cert:
         plane_args += ["--tls-cert", a.tls_cert, "--tls-key", a.tls_key]

@@ -45,7 +45,7 @@ type options struct {
 	keepaliveCount                                                  int
 	acmeDirectory, acmeCA, acmeEmail, tlsCert, tlsKey               string
 	nodeName, clusterSecretFile                                     string
-	linkPort                                                        int
+	linkPort, h2MaxStreams                                          int
 }
 
 func parseFlags() options {
@@ -74,6 +74,7 @@ func parseFlags() options {
 	flag.StringVar(&o.nodeName, "node-name", "", "this node's name among the edge's nodes (empty: one node)")
 	flag.IntVar(&o.linkPort, "link-port", -1, "port of the link between nodes (-1: none; 0: any)")
 	flag.StringVar(&o.clusterSecretFile, "cluster-secret-file", "", "file with the secret every node shares (with --link-port)")
+	flag.IntVar(&o.h2MaxStreams, "h2-max-streams", 100, "concurrent HTTP/2 streams per visitor connection")
 	flag.Parse()
 	if o.control == "" || o.hostKey == "" {
 		fmt.Fprintln(os.Stderr, "dataplane: --control and --host-key are required")
@@ -142,6 +143,7 @@ func main() {
 	}
 	shared := front.Shared{State: holder, Tunnels: reg, Conns: limits.NewCounter()}
 	httpFront := front.NewHTTP(shared, strings.ToLower(o.apiName), o.apiUpstream, acmeMgr)
+	httpFront.H2 = front.H2{MaxStreams: o.h2MaxStreams}
 	tcp := front.NewTCP(shared, o.listen)
 
 	os.Remove(o.control)

@@ -66,6 +66,7 @@ type HTTP struct {
 	auth     *auth.Checker
 	nextID   atomic.Uint64
 	visitors sync.Map // net.Conn -> *visitor
+	H2       H2       // HTTP/2 bounds of the servers NewServer makes (h2.go)
 }
 
 // connContext and connState are the http.Server hooks that track visitors.
@@ -127,7 +128,7 @@ func NewHTTP(sh Shared, apiName, apiUpstream string, acme *certs.ACME) *HTTP {
 	}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:       f.rewrite,
-		Transport:     transport,
+		Transport:     newUpstreams(transport),
 		FlushInterval: 0, // streamed (chunked, unknown-length) answers are still flushed at once
 		ErrorHandler:  f.proxyError,
 		BufferPool:    newBufferPool(),
@@ -327,7 +328,8 @@ func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
 func (f *HTTP) NewServer() *http.Server {
 	return &http.Server{Handler: f, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 		MaxHeaderBytes: maxHeaderBytes * 2, ErrorLog: log.New(discard{}, "", 0),
-		ConnContext: f.connContext, ConnState: f.connState}
+		ConnContext: f.connContext, ConnState: f.connState,
+		Protocols: visitorProtocols(), HTTP2: f.H2.config()}
 }
 
 type discard struct{}
