@@ -64,6 +64,7 @@ class Socket:
     allowed_addresses: list = field(default_factory=list)
     allowed_domains: list = field(default_factory=list)
     created: float = 0.0
+    upstream_protocol: str = "http/1.1"     # what the app speaks: "http/1.1" or "h2c" (edge/README.md)
 
 
 @dataclass

@@ -39,7 +39,7 @@ class IntegrityError(Exception):
 
 _SOCKET_COLUMNS = ("socket_id, user_id, name, dnsname, socket_type, tcp_port, protected_socket, "
                    "protected_username, protected_password_hash, cloud_authentication_enabled, "
-                   "allowed_addresses, allowed_domains, created")
+                   "allowed_addresses, allowed_domains, created, upstream_protocol")
 
 
 def _socket(row: dict) -> Socket:
@@ -51,7 +51,8 @@ def _socket(row: dict) -> Socket:
         protected_password_hash=row["protected_password_hash"],
         cloud_authentication_enabled=bool(row["cloud_authentication_enabled"]),
         allowed_addresses=json.loads(row["allowed_addresses"]),
-        allowed_domains=json.loads(row["allowed_domains"]), created=row["created"])
+        allowed_domains=json.loads(row["allowed_domains"]), created=row["created"],
+        upstream_protocol=row["upstream_protocol"])
 
 
 class SqlStore:
@@ -156,12 +157,12 @@ class SqlStore:
                     return _socket(row), [], 0
             sock.created = time.time()
             await tx.execute(
-                "INSERT INTO sockets ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)".format(_SOCKET_COLUMNS),
+                "INSERT INTO sockets ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)".format(_SOCKET_COLUMNS),
                 (sock.socket_id, sock.user_id, sock.name, sock.dnsname, sock.socket_type,
                  sock.tcp_port, sock.protected_socket, sock.protected_username,
                  sock.protected_password_hash, sock.cloud_authentication_enabled,
                  json.dumps(sock.allowed_addresses), json.dumps(sock.allowed_domains),
-                 sock.created))
+                 sock.created, sock.upstream_protocol))
             seq = await self._log(tx, "socket", sock.socket_id, sock)
             made = []
             for t in tunnels:
@@ -179,6 +180,14 @@ class SqlStore:
             await tx.execute("UPDATE sockets SET protected_socket = ?, protected_username = ?, "
                              "protected_password_hash = ? WHERE socket_id = ?",
                              (protected, username, password_hash, sock.socket_id))
+            row = await tx.one("SELECT {} FROM sockets WHERE socket_id = ?".format(_SOCKET_COLUMNS),
+                               (sock.socket_id,))
+            return await self._log(tx, "socket", sock.socket_id, _socket(row) if row else None)
+
+    async def set_upstream_protocol(self, sock: Socket, protocol: str) -> int:
+        async with self._b.tx() as tx:
+            await tx.execute("UPDATE sockets SET upstream_protocol = ? WHERE socket_id = ?",
+                             (protocol, sock.socket_id))
             row = await tx.one("SELECT {} FROM sockets WHERE socket_id = ?".format(_SOCKET_COLUMNS),
                                (sock.socket_id,))
             return await self._log(tx, "socket", sock.socket_id, _socket(row) if row else None)

@@ -68,6 +68,8 @@ def test_new_user_and_login_fields():
     ({"protected_socket": True, "protected_username": "u"}, "protected_password"),
     ({"name": "x" * 300}, "too long"),
     ({"cloud_authentication_email_allowed_domains": ["a"] * 101}, "too long"),
+    ({"upstream_protocol": "h2"}, "upstream_protocol must be one of http/1.1, h2c"),
+    ({"upstream_protocol": 2}, "upstream_protocol must be a string"),
 ])
 def test_new_socket_refuses(body, message):
     with pytest.raises(schema.BadInput, match=message):
@@ -78,6 +80,8 @@ def test_new_socket_defaults_and_nulls():
     sock = schema.new_socket({"name": None, "protected_username": None,
                               "protected_password": "ignored", "socket_type": None})
     assert sock == schema.NewSocket(protected_password="")
+    assert sock.upstream_protocol == "http/1.1"         # absent: what every old client means
+    assert schema.new_socket({"upstream_protocol": "h2c"}).upstream_protocol == "h2c"
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b"null", b"\xff", b"[" * 100000])

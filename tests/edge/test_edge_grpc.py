@@ -1,0 +1,111 @@
+"""gRPC end to end: a real grpcio client -> the edge (TLS, HTTP/2) -> a real OpenSSH tunnel ->
+a real grpcio server speaking h2c, for a socket whose `upstream_protocol` is "h2c"."""
+
+import queue
+import threading
+
+import grpc
+import pytest
+
+from edgetest_helpers import forward_argv, new_socket
+from grpc_helpers import CHAT, COUNT, UNARY, EchoServer, edge_channel
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def echo():
+    with EchoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def grpc_socket(edge, account, ssh, echo):
+    """An http socket with upstream_protocol h2c, tunnelled to the gRPC server: (socket, ssh)."""
+    sock = new_socket(edge, account, upstream_protocol="h2c")
+    assert sock["upstream_protocol"] == "h2c"
+    port = sock["tunnels"][0]["local_port"]
+    proc = ssh.start(forward_argv(edge, account, port, echo.port))
+    edge.wait_forward(port)
+    return sock, proc
+
+
+@pytest.fixture
+def channel(edge, grpc_socket):
+    with edge_channel(edge, grpc_socket[0]["dnsname"]) as ch:
+        yield ch
+
+
+def test_unary_with_its_trailers_and_statuses_intact(channel):
+    unary = channel.unary_unary(UNARY)
+    answer, call = unary.with_call(b"hello", timeout=30)
+    assert answer == b"unary:hello"
+    assert call.code() == grpc.StatusCode.OK
+    assert ("x-trailer", "kept") in tuple(call.trailing_metadata())
+    with pytest.raises(grpc.RpcError) as failed:
+        unary(b"fail", timeout=30)
+    assert (failed.value.code(), failed.value.details()) == (grpc.StatusCode.NOT_FOUND, "no such thing here")
+
+
+def test_a_server_stream_of_ten_thousand_messages(channel):
+    call = channel.unary_stream(COUNT)(b"10000", timeout=60)
+    assert [m.decode() for m in call] == [str(i) for i in range(10000)]
+    assert call.code() == grpc.StatusCode.OK
+
+
+def test_a_bidirectional_stream_answers_each_message_before_the_next_is_sent(channel):
+    """Full duplex: the next request is only sent once the last one's echo came back, so a
+    proxy that waited for the end of the request body would hang here (and time out)."""
+    outbox = queue.Queue()
+
+    def requests():
+        while (item := outbox.get(timeout=30)) is not None:
+            yield item
+
+    call = channel.stream_stream(CHAT)(requests(), timeout=60)
+    seen = []
+    for i in range(50):
+        outbox.put(b"m%d" % i)
+        seen.append(next(call))
+    outbox.put(None)
+    assert list(call) == []
+    assert seen == [b"echo:m%d" % i for i in range(50)]
+    assert call.code() == grpc.StatusCode.OK
+
+
+def test_a_tunnel_lost_mid_stream_ends_the_stream_unavailable(channel, grpc_socket):
+    """The ssh client dies while the server streams: the visitor's stream ends with
+    grpc-status UNAVAILABLE (which clients may retry), not INTERNAL and not a hang."""
+    _, proc = grpc_socket
+    call = channel.unary_stream(COUNT)(b"100000:0.01", timeout=60)
+    got = [next(call) for _ in range(5)]
+    assert got == [b"0", b"1", b"2", b"3", b"4"]
+    proc.kill()
+    with pytest.raises(grpc.RpcError) as ended:
+        for _ in call:
+            pass
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE, ended.value
+
+
+def test_the_upstream_protocol_is_part_of_the_contract(edge, account, ssh, echo):
+    """Absent means http/1.1 (old clients unchanged); PATCH changes it in place (the name stays);
+    a bad value is a 400 that says what is allowed."""
+    sock = new_socket(edge, account)
+    assert sock["upstream_protocol"] == "http/1.1"
+    port = sock["tunnels"][0]["local_port"]
+    ssh.start(forward_argv(edge, account, port, echo.port))
+    edge.wait_forward(port)
+    bad = edge.api("PATCH", "/socket/" + sock["socket_id"], {"upstream_protocol": "h3"}, token=account.token)
+    assert bad.status == 400 and "http/1.1, h2c" in bad.body["error_message"]
+    with edge_channel(edge, sock["dnsname"]) as ch:
+        with pytest.raises(grpc.RpcError):          # HTTP/1.1 to a gRPC server: no answer it can use
+            ch.unary_unary(UNARY)(b"x", timeout=30)
+    patched = edge.api("PATCH", "/socket/" + sock["socket_id"], {"upstream_protocol": "h2c"},
+                       token=account.token)
+    assert patched.status == 200, patched.body
+    assert (patched.body["upstream_protocol"], patched.body["dnsname"]) == ("h2c", sock["dnsname"])
+    assert patched.body["protected_socket"] is False
+    with edge_channel(edge, sock["dnsname"]) as ch:
+        assert ch.unary_unary(UNARY)(b"x", timeout=30) == b"unary:x"
+    got = edge.api("GET", "/socket/" + sock["socket_id"], token=account.token)
+    assert got.body["upstream_protocol"] == "h2c"
