@@ -143,7 +143,7 @@ func main() {
 	}
 	shared := front.Shared{State: holder, Tunnels: reg, Conns: limits.NewCounter()}
 	httpFront := front.NewHTTP(shared, strings.ToLower(o.apiName), o.apiUpstream, acmeMgr)
-	httpFront.H2 = front.H2{MaxStreams: o.h2MaxStreams}
+	httpFront.SetH2(front.H2{MaxStreams: o.h2MaxStreams})
 	tcp := front.NewTCP(shared, o.listen)
 
 	os.Remove(o.control)

@@ -46,6 +46,16 @@ type H2 struct {
 	MaxStreams int // concurrent streams per visitor connection (SETTINGS_MAX_CONCURRENT_STREAMS)
 }
 
+// SetH2 sets the HTTP/2 bounds (before NewServer): the servers' settings, and
+// how many idle HTTP/1.1 connections to an app one visitor connection keeps,
+// one per stream it may have open, so an HTTP/2 visitor's streams reuse their
+// channels as an HTTP/1.1 visitor's keep-alive requests do, instead of
+// opening one per request.
+func (f *HTTP) SetH2(h H2) {
+	f.h2 = h
+	f.up.h1.MaxIdleConnsPerHost = max(1, h.MaxStreams)
+}
+
 // UpstreamH2C is the socket's `upstream_protocol` of an app that speaks
 // HTTP/2 without TLS; anything else (absent: "") is HTTP/1.1.
 const UpstreamH2C = "h2c"

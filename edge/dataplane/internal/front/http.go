@@ -65,8 +65,9 @@ type HTTP struct {
 	acme     *certs.ACME
 	auth     *auth.Checker
 	nextID   atomic.Uint64
-	visitors sync.Map // net.Conn -> *visitor
-	H2       H2       // HTTP/2 bounds of the servers NewServer makes (h2.go)
+	visitors sync.Map   // net.Conn -> *visitor
+	h2       H2         // HTTP/2 bounds (SetH2, h2.go)
+	up       *upstreams // the transports to apps, by the protocol they speak (h2.go)
 }
 
 // connContext and connState are the http.Server hooks that track visitors.
@@ -126,9 +127,10 @@ func NewHTTP(sh Shared, apiName, apiUpstream string, acme *certs.ACME) *HTTP {
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     false,
 	}
+	f.up = newUpstreams(transport)
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:       f.rewrite,
-		Transport:     newUpstreams(transport),
+		Transport:     f.up,
 		FlushInterval: 0, // streamed (chunked, unknown-length) answers are still flushed at once
 		ErrorHandler:  f.proxyError,
 		BufferPool:    newBufferPool(),
@@ -329,7 +331,7 @@ func (f *HTTP) NewServer() *http.Server {
 	return &http.Server{Handler: f, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 		MaxHeaderBytes: maxHeaderBytes * 2, ErrorLog: log.New(discard{}, "", 0),
 		ConnContext: f.connContext, ConnState: f.connState,
-		Protocols: visitorProtocols(), HTTP2: f.H2.config()}
+		Protocols: visitorProtocols(), HTTP2: f.h2.config()}
 }
 
 type discard struct{}
