@@ -2,13 +2,12 @@
 a real grpcio server speaking h2c, for a socket whose `upstream_protocol` is "h2c"."""
 
 import queue
-import threading
 
 import grpc
 import pytest
 
+from edge.grpctesting import CHAT, COUNT, UNARY, EchoServer, edge_channel
 from edgetest_helpers import forward_argv, new_socket
-from grpc_helpers import CHAT, COUNT, UNARY, EchoServer, edge_channel
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,7 +1,9 @@
-"""A real gRPC server and client (grpcio) for the edge's gRPC tests, with no generated code:
-the methods take and give raw bytes, so nothing here needs protoc.
+"""A real gRPC server and client (grpcio) for the gRPC tests (tests/edge, tests/controller),
+with no generated code: the methods take and give raw bytes, so nothing here needs protoc.
+Tests only: grpcio comes from requirements-dev.txt, and nothing in the edge imports this.
 
-The server (`EchoServer`) listens on 127.0.0.1 with h2c (grpcio's insecure port) and has
+The server (`EchoServer`) listens on `host` (127.0.0.1; a Service's ClusterIP and port in
+the controller's tests) with h2c (grpcio's insecure port) and has
   /echo.Echo/Unary         the request back, prefixed, with a trailer `x-trailer: kept`;
                            b"fail" aborts with NOT_FOUND and a message (a status in trailers)
   /echo.Echo/Count         server streaming: b"<n>" or b"<n>:<seconds>" -> n messages
@@ -41,9 +43,9 @@ def _chat(requests, context):
 
 
 class EchoServer:
-    """A grpcio server on 127.0.0.1 (h2c); `port` once entered; stopped on exit."""
+    """A grpcio server on host:port (h2c; port 0: any, then `port` says which); stopped on exit."""
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         handlers = {
             "Unary": grpc.unary_unary_rpc_method_handler(_unary),
@@ -51,7 +53,7 @@ class EchoServer:
             "Chat": grpc.stream_stream_rpc_method_handler(_chat),
         }
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("echo.Echo", handlers),))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.port = self.server.add_insecure_port("{}:{}".format(host, port))
 
     def __enter__(self) -> "EchoServer":
         self.server.start()
