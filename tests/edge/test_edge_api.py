@@ -17,7 +17,8 @@ SOCKET_FIELDS = {
     "socket_id", "name", "dnsname", "socket_type", "socket_tcp_ports", "protected_socket",
     "protected_username", "cloud_authentication_enabled",
     "cloud_authentication_email_allowed_addressses",
-    "cloud_authentication_email_allowed_domains", "user_name", "tunnels"}
+    "cloud_authentication_email_allowed_domains", "user_name", "tunnels",
+    "upstream_protocol"}                                                                # an addition: edge/README.md
 TUNNEL_FIELDS = {"tunnel_id", "local_port", "tunnel_server", "owner", "connected"}   # additions: edge/README.md
 USER_FIELDS = {"name", "email", "user_id", "user_name", "sshkey"}
 
