@@ -5,6 +5,7 @@ import concurrent.futures
 import psycopg
 import pytest
 
+from edge.store.migrations import MIGRATIONS
 from globaltest_helpers import edge_reason, forward_argv, make_account, until
 
 pytestmark = pytest.mark.timeout(120)
@@ -20,7 +21,7 @@ def test_every_node_is_live_healthy_and_agrees_who_is(cluster):
 def test_the_schema_is_migrated_once_and_shared_files_are_the_same_on_every_node(cluster):
     with psycopg.connect(cluster.store_url) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
-    assert versions == [1, 2]
+    assert versions == [m.version for m in MIGRATIONS]
     for name in ("jwt-secret", "ssh_host_ed25519_key", "ca.crt", "ca.key"):
         contents = {(n.data_dir / name).read_text() for n in cluster.nodes}
         assert len(contents) == 1, name
