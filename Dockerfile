@@ -24,6 +24,7 @@ RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip uninstall --yes --disable-pip-version-check pip setuptools \
  && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
+COPY VERSION /app/VERSION
 COPY mysocketd.py /app/mysocketd.py
 COPY lib/ /app/lib/
 RUN /opt/venv/bin/python -m compileall -q /app

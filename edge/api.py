@@ -4,10 +4,9 @@ Why it is shaped this way:
 - Every handler validates its whole input (edge.schema) and checks ownership
   before it writes anything; another account's ids answer 404 like unknown
   ones, so existence never leaks.
-- All failures leave through one middleware as ``{"error_message": ...}``
-  with the right status; unknown routes are JSON 404s, wrong methods JSON
-  405s, and an unexpected exception is logged and answered with a JSON 500
-  (no traceback ever reaches a client).
+- All failures leave through one middleware (edge.apierrors) as
+  ``{"error_message": ...}`` with the right status, and nothing reaches a
+  handler while the data plane is not up.
 - Policy (edge.policy) is asked before anything costly or lasting happens:
   rate limits on registration and login, quotas on sockets and tunnels, the
   registration policy; scrypt runs in the policy's own small thread pool.
@@ -22,7 +21,6 @@ Why it is shaped this way:
   socket's tunnels on distinct nodes, and its ``tunnel_server`` says which.
 """
 
-import asyncio
 import logging
 import time
 import uuid
@@ -32,6 +30,7 @@ from typing import Optional
 from aiohttp import web
 
 from . import schema
+from .apierrors import ApiError, json_errors, plane_gate
 from .admin import add_admin_routes
 from .auth import DUMMY_HASH, TokenIssuer, hash_password, verify_password
 from .faults import Faults
@@ -39,12 +38,11 @@ from .health import add_health_route
 from .hostkey import parse_public_key
 from .names import new_dnsname
 from .plane import DataPlane, DataPlaneError
-from .policy import Policy, Refused
+from .policy import Policy
 from .cache import State
 from .feed import Feed
 from .membership import Membership
-from .store import (DuplicateEmail, NoFreeLocalPort, Socket, SqlStore, StoreUnavailable, Tunnel,
-                    User)
+from .store import DuplicateEmail, InviteUsed, NoFreeLocalPort, Socket, SqlStore, Tunnel, User
 from .store.sql import IntegrityError
 from .tcpports import NoFreeTcpPort, TcpPorts
 from .views import socket_json, tunnel_json, user_json
@@ -52,6 +50,7 @@ from .views import socket_json, tunnel_json, user_json
 log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-access-token"
+INVITE_USED = "this invite_token has made an account already: each token is good for one"
 
 
 @dataclass
@@ -66,55 +65,6 @@ class ApiDeps:
     domain: str
     policy: Policy
     faults: Optional[Faults] = None   # set only with --admin
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def error_response(status: int, message: str, headers: Optional[dict] = None):
-    return web.json_response({"error_message": message}, status=status, headers=headers)
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler):
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.message)
-    except Refused as exc:
-        headers = None
-        if exc.retry_after is not None:
-            headers = {"Retry-After": str(int(exc.retry_after))}
-        return error_response(exc.status, exc.message, headers)
-    except schema.BadInput as exc:
-        return error_response(400, str(exc))
-    except StoreUnavailable as exc:
-        log.error("store unavailable on %s %s: %s", request.method, request.path, exc)
-        return error_response(503, "the edge's database is unavailable: changes are refused until "
-                                   "it is back (everything that exists keeps working); try again",
-                              {"Retry-After": "5"})
-    except DataPlaneError as exc:
-        log.error("data plane: %s", exc)
-        return error_response(503, "the edge's data plane is not available; try again")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        message = exc.reason
-        if exc.status in (404, 405):
-            message = "{}: {} {}".format(
-                "no such route" if exc.status == 404 else "method not allowed",
-                request.method, request.path)
-        return error_response(exc.status, message, headers)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        return error_response(500, "internal error")
 
 
 def client_address(request: web.Request) -> str:
@@ -190,8 +140,9 @@ class Api:
         body = await self._body(request)
         fields = schema.new_user(body, lambda line: parse_public_key(line) is not None)
         invite = body.get("invite_token")
-        self._policy.registration_allowed(client_address(request),
-                                          invite if isinstance(invite, str) else "")
+        invite = invite if isinstance(invite, str) else ""
+        self._policy.registration_allowed(client_address(request), invite)
+        spend = invite if self._policy.registration == "invite" else ""
         if self._state.user_by_email(fields.email):
             raise ApiError(409, "an account with this email exists already")
         password_hash = await self._policy.hash(hash_password, fields.password)
@@ -200,9 +151,11 @@ class Api:
                     name=fields.name, email=fields.email,
                     password_hash=password_hash, sshkey=fields.sshkey)
         try:
-            seq = await self._store.add_user(user)
+            seq = await self._store.add_user(user, spend)   # spends the token: one account each
         except DuplicateEmail:
             raise ApiError(409, "an account with this email exists already") from None
+        except InviteUsed:
+            raise ApiError(403, INVITE_USED) from None
         await self._applied(seq)
         log.info("account created: user_name=%s", user.user_name)
         return web.json_response(user_json(user))
@@ -247,6 +200,8 @@ class Api:
             if existing is not None:
                 return web.json_response(self._socket_json(existing, user, await self._live_ports()))
         self._policy.socket_allowed(self._state.count_sockets_of_user(user.user_id))
+        if fields.socket_type == "tcp":
+            self._policy.tcp_port_allowed(self._state.count_tcp_ports_of_user(user.user_id))
         if with_tunnel:
             await self._check_tunnel_quota(user)
         password_hash = ""
@@ -401,7 +356,7 @@ class Api:
 
 
 def make_app(deps: ApiDeps) -> web.Application:
-    middlewares = [json_errors]
+    middlewares = [json_errors, plane_gate(deps.plane)]
     if deps.faults is not None:
         middlewares.append(deps.faults.middleware)
     app = web.Application(middlewares=middlewares)

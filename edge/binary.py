@@ -10,7 +10,9 @@ Why it is shaped this way:
 - Builds hold a lock file, so parallel test processes that find no binary
   build it once. ``python -m edge`` builds on demand when Go is installed;
   when it is not, it says so in one line instead of a traceback.
-- Only the Go module proxy is needed (golang.org/x/crypto); nothing is vendored.
+- Only the Go module proxy is needed; nothing is vendored. ``python -m edge.binary``
+  (``make dataplane``) also downloads every module go.mod names, so the Go tests
+  (tests/edge/test_dataplane_go.py) run inside make test's namespace, offline.
 """
 
 import fcntl
@@ -59,6 +61,11 @@ def binary_path() -> Path:
     return cache_dir() / "dataplane-{}".format(source_hash())
 
 
+def go_command() -> str:
+    """The `go` to build and test the data plane with; NoBinary when there is none."""
+    return _go()
+
+
 def _go() -> str:
     go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK)
                                 else None)
@@ -94,9 +101,21 @@ def ensure_built(quiet: bool = False) -> Path:
     return target
 
 
+def download_modules() -> None:
+    """Fetch every module go.mod names (its tests' too) into the module cache, so that
+    `go test` runs where the network is not reachable (make test's namespace)."""
+    if os.environ.get("EDGE_DATAPLANE_BIN"):
+        return
+    result = subprocess.run([_go(), "mod", "download"], cwd=str(SOURCE_DIR), capture_output=True,
+                            text=True, timeout=900, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise NoBinary("go mod download in edge/dataplane failed:\n" + result.stderr[-4000:])
+
+
 def main() -> int:
     try:
         print(ensure_built())
+        download_modules()
     except NoBinary as exc:
         print("edge data plane: {}".format(exc), file=sys.stderr)
         return 1

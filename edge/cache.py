@@ -147,6 +147,10 @@ class State:
     def count_sockets_of_user(self, user_id: str) -> int:
         return len(self._sockets_of.get(user_id, {}))
 
+    def count_tcp_ports_of_user(self, user_id: str) -> int:
+        """tcp sockets of the account: each holds a public port of --tcp-ports."""
+        return sum(1 for s in self._sockets_of.get(user_id, {}).values() if s.tcp_port)
+
     def count_tunnels_of_user(self, user_id: str) -> int:
         return sum(len(self._tunnels_of.get(sid, {})) for sid in self._sockets_of.get(user_id, {}))
 

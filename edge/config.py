@@ -7,13 +7,14 @@ command line wins over its environment variable, which wins over the default.
 
 import argparse
 import ipaddress
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from .faults import FaultSettings
 from .store.url import is_postgres
 from .tcpports import PortRange
+from .version import version
 
 REGISTRATION_POLICIES = ("open", "closed", "invite")
 
@@ -35,6 +36,56 @@ class Limits:
     logins_per_minute_per_address: float = 30.0
     registrations_per_hour_per_address: float = 10.0
     auth_failures_per_minute: float = 20.0
+    tcp_ports_per_account: int = 100        # a tenth of the default --tcp-ports range
+
+
+def _bound(default, text):
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class Bounds:
+    """What one visitor may hold and for how long, in the data plane (edge/README.md, "Limits").
+
+    Each is a flag of its own name (an EDGE_* variable too) handed to the Go data plane;
+    timeouts are seconds of no progress, never totals, and 0 switches one off.
+    """
+    head_timeout: float = _bound(10.0, "seconds for a request head (or a TLS ClientHello) "
+                                       "to arrive")
+    body_read_timeout: float = _bound(15.0, "seconds a request body may go without a byte "
+                                            "(408 timeout); a slow upload that moves is never cut")
+    response_header_timeout: float = _bound(100.0, "seconds for the app to begin its answer "
+                                                   "(504 timeout)")
+    idle_timeout: float = _bound(60.0, "seconds a keep-alive connection may wait for its next "
+                                       "request")
+    send_timeout: float = _bound(60.0, "seconds a visitor may leave each write of an answer "
+                                       "untaken (one who stops reading holds nothing for long)")
+    upgrade_idle_timeout: float = _bound(300.0, "seconds an upgraded (WebSocket) connection may "
+                                                "go without a byte either way")
+    splice_idle_timeout: float = _bound(600.0, "seconds a tls passthrough or tcp connection may "
+                                               "go without a byte either way")
+    ssh_handshake_timeout: float = _bound(10.0, "seconds for an SSH connection to log in")
+    visitor_share: float = _bound(0.05, "share of --connections-per-account one visitor (an "
+                                        "address; an IPv6 /64) may hold, and of the password "
+                                        "checks that fit in --auth-check-memory (at least 1)")
+    conns_per_visitor: int = _bound(256, "open public connections (HTTP, HTTPS, TCP) one visitor "
+                                         "may hold")
+    ssh_preauth_per_address: int = _bound(64, "SSH connections not logged in yet, per address")
+    ssh_preauth_total: int = _bound(1024, "SSH connections not logged in yet, in all (more wait "
+                                          "in the listen backlog)")
+    auth_check_memory: int = _bound(128, "MiB of scrypt password checks at once (16 MiB each; "
+                                         "more are shed with 503 unavailable)")
+    h2_max_streams: int = _bound(100, "concurrent HTTP/2 streams per visitor connection, each also "
+                                      "one of the account's concurrent requests")
+
+    def plane_args(self) -> list:
+        """The same, as the data plane's flags."""
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out += ["--" + f.name.replace("_", "-"),
+                    "{}s".format(value) if f.name.endswith("_timeout") else str(value)]
+        return out
 
 
 @dataclass
@@ -80,10 +131,17 @@ def _positive(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a whole number > 0")
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0 (0 = none)")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be a share from 0 to 1")
     return value
 
 
@@ -104,6 +162,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         description="A Mysocket-compatible edge on one machine: REST API, SSH server "
                     "for reverse tunnels, HTTP and TCP front. Every flag can also be "
                     "set by the environment variable named in brackets.")
+    p.add_argument("--version", action="version", version=f"mysocketd edge {version()}")
 
     def add(flag, default, help_text, **kw):
         var = "EDGE_" + flag.lstrip("-").upper().replace("-", "_")
@@ -163,16 +222,18 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "closed", type=int)
     add("--open-timeout", "1", "seconds a tunnel gets to open a channel while another "
         "tunnel of the socket is left to try", type=_positive)
-    add("--h2-max-streams", "100", "concurrent HTTP/2 streams per visitor connection "
-        "(each also counts as one of the account's concurrent requests)", type=_positive_int)
     for f in fields(Limits):
         add("--" + f.name.replace("_", "-"), str(f.default), "limit: " + f.name.replace(
             "_", " ") + " (0 = none)", type=float)
+    for f in fields(Bounds):
+        add("--" + f.name.replace("_", "-"), str(f.default), f.metadata["help"] + " (0 = none)",
+            type=_share if f.name == "visitor_share" else _not_negative)
     add("--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     p.add_argument("--admin", action="store_true", default=_truthy(env.get("EDGE_ADMIN")),
                    help="enable /_admin/ endpoints (faults, drop-ssh, tunnels) and the "
-                        "--fault-* flags; for tests only [EDGE_ADMIN]")
+                        "--fault-* flags; for tests only, and refused unless --listen and "
+                        "--api-listen are loopback addresses [EDGE_ADMIN]")
     add("--fault-error-rate", "0", "share of API requests answered with --fault-status",
         type=float)
     add("--fault-status", "500", "status of injected errors (e.g. 500, 429)", type=int)
@@ -225,10 +286,10 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
             parser.error("--invite-tokens-file: {}".format(exc))
         invite_tokens = frozenset(t.strip() for t in text.splitlines() if t.strip())
     limits = Limits(**{f.name: type(f.default)(getattr(a, f.name)) for f in fields(Limits)})
+    bounds = Bounds(**{f.name: type(f.default)(getattr(a, f.name)) for f in fields(Bounds)})
     plane_args = ["--keepalive-interval", "{}s".format(a.keepalive_interval),
                   "--keepalive-count", str(a.keepalive_count),
-                  "--open-timeout", "{}s".format(a.open_timeout),
-                  "--h2-max-streams", str(a.h2_max_streams)]
+                  "--open-timeout", "{}s".format(a.open_timeout), *bounds.plane_args()]
     tls_source = "internal CA"
     if a.tls_cert:
         plane_args += ["--tls-cert", a.tls_cert, "--tls-key", a.tls_key]
@@ -241,6 +302,13 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
             plane_args += ["--acme-ca", a.acme_ca]
         tls_source = ("the given certificate where it applies, else " if a.tls_cert else "") + \
             "ACME ({})".format(a.acme_directory)
+    api_listen = a.api_listen or (a.listen if _loopback(a.listen) else "127.0.0.1")
+    if a.admin and not (_loopback(a.listen) and _loopback(api_listen)):
+        # The /_admin/ routes have no authentication, and the API is also served as
+        # --api-name on the public TLS port: only an edge that is loopback-only may have them.
+        parser.error("--admin needs --listen and --api-listen on loopback addresses: the "
+                     "/_admin/ routes have no authentication (got --listen {} --api-listen {})"
+                     .format(a.listen, api_listen))
     if a.store.strip() not in ("", "sqlite") and not is_postgres(a.store.strip()):
         parser.error("--store: give a PostgreSQL URL (postgresql://...) or leave it empty for SQLite")
     cluster_secret = b""
@@ -260,7 +328,7 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
         link_port=a.link_port, cluster_secret_file=a.cluster_secret_file if cluster_secret else "",
         api_port=a.api_port, ssh_port=a.ssh_port, http_port=a.http_port,
         https_port=a.https_port, api_name=(a.api_name or "api." + domain).lower(),
-        api_listen=a.api_listen or (a.listen if _loopback(a.listen) else "127.0.0.1"),
+        api_listen=api_listen,
         local_ports=a.local_ports, registration=registration, invite_tokens=invite_tokens,
         limits=limits, plane_args=plane_args, tls_source=tls_source,
         domain=domain, data_dir=a.data_dir, listen=a.listen,

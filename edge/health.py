@@ -16,6 +16,7 @@ from aiohttp import web
 from .cache import State
 from .membership import Membership
 from .plane import DataPlane
+from .version import version
 
 
 def add_health_route(app: web.Application, plane: DataPlane, membership: Membership,
@@ -23,7 +24,7 @@ def add_health_route(app: web.Application, plane: DataPlane, membership: Members
     async def health(request):
         serving = plane.running and not membership.left
         down = membership.store_down_since
-        body = {"node": membership.me.name, "serving": serving,
+        body = {"node": membership.me.name, "version": version(), "serving": serving,
                 "store": "ok" if down is None else "unreachable for {:.0f} s".format(
                     time.monotonic() - down),
                 "live_nodes": [n.name for n in membership.live_nodes()],

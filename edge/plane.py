@@ -16,6 +16,9 @@ Why it is shaped this way:
 - The child is supervised: if it dies, it is started again on the same
   ports, given the current snapshot and its tcp ports again, and the log
   says so. Stopping sends SIGTERM and waits, then SIGKILL.
+- ``up`` is true only between a start that pushed the state and the child's
+  exit: the API asks it before anything else (edge.api answers 503 with
+  Retry-After meanwhile), so no request can find the data plane half there.
 """
 
 import asyncio
@@ -65,8 +68,14 @@ class DataPlane:
         self._version = 0
         self._stopping = False
         self._watch: Optional[asyncio.Task] = None
+        self._up = False
         self._nodes: Optional[dict] = None   # the last set_nodes(), sent again after a restart
         self.control = options.data_dir / "dataplane.sock"
+
+    @property
+    def up(self) -> bool:
+        """Started, given the state, and not exited since."""
+        return self._up and self._proc is not None and self._proc.returncode is None
 
     @property
     def ports(self) -> dict:
@@ -118,6 +127,7 @@ class DataPlane:
                 await self.open_tcp(port)
             except DataPlaneError as exc:
                 log.error("tcp port %d: %s", port, exc)
+        self._up = True
         self._watch = asyncio.ensure_future(self._supervise(self._proc))
 
     async def _ready_line(self) -> Optional[str]:
@@ -131,6 +141,7 @@ class DataPlane:
 
     async def _supervise(self, proc) -> None:
         code = await proc.wait()
+        self._up = False
         if self._stopping:
             return
         log.error("the data plane exited unexpectedly (status %s); starting it again", code)
@@ -154,6 +165,7 @@ class DataPlane:
     async def _terminate(self) -> None:
         """SIGTERM, up to 3 s, then SIGKILL; no restart (``_stopping``)."""
         self._stopping = True
+        self._up = False
         if self._watch:
             self._watch.cancel()
         if self._proc and self._proc.returncode is None:
@@ -175,6 +187,8 @@ class DataPlane:
 
     # -- control calls ---------------------------------------------------
     async def _call(self, method: str, path: str, body=None):
+        if self._session is None:
+            raise DataPlaneError("the data plane has not started yet")
         try:
             async with self._session.request(method, "http://dataplane" + path, json=body) as resp:
                 data = await resp.json()

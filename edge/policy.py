@@ -123,6 +123,13 @@ class Policy:
             raise Refused(403, "socket quota reached: this account may hold {} sockets; "
                                "delete one first".format(quota))
 
+    def tcp_port_allowed(self, tcp_ports_held: int) -> None:
+        """A tcp socket takes a public port of --tcp-ports, which every account shares."""
+        quota = self.limits.tcp_ports_per_account
+        if quota and tcp_ports_held >= quota:
+            raise Refused(403, "tcp port quota reached: this account may hold {} tcp sockets "
+                               "(each takes a public port); delete one first".format(quota))
+
     def tunnel_allowed(self, tunnels_held: int, created_last_hour: int) -> None:
         quota = self.limits.tunnels_per_account
         if quota and tunnels_held >= quota:

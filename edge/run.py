@@ -28,6 +28,7 @@ from .api import ApiDeps, make_app
 from .auth import TokenIssuer, load_or_create_secret
 from .cache import State
 from .config import EdgeConfig
+from .datadir import prepare_data_dir
 from .faults import Faults
 from .feed import Feed
 from .forwards import Forwards
@@ -60,7 +61,7 @@ async def run(config: EdgeConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):   # first, so an early SIGTERM is clean too
         loop.add_signal_handler(sig, stop.set)
 
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(config.data_dir)
     store = make_store(config.store, config.data_dir / DB_FILE,
                        local_ports=(config.local_ports.first, config.local_ports.last),
                        quarantine=config.limits.port_quarantine)

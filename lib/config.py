@@ -27,6 +27,8 @@ import dataclasses
 import os
 import urllib.parse
 
+from lib.version import version
+
 SECRET_DIR = "/etc/mysocket"
 
 
@@ -106,6 +108,7 @@ def parser():
         prog="mysocketd",
         description="Expose annotated Kubernetes Services through a Mysocket-compatible edge with supervised "
                     "`ssh -R` tunnels.")
+    p.add_argument("--version", action="version", version=f"mysocketd {version()}")
     _flag(p, "api-url", "", "the API base URL of your edge (required; see edge/README.md)")
     _flag(p, "ssh-host", "", "SSH host of the edge (default: the host of --api-url)")
     _flag(p, "ssh-port", 2222, "SSH port of the edge (edge/'s default)", int)

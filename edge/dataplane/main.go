@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"mysocketd/edge/dataplane/internal/auth"
 	"mysocketd/edge/dataplane/internal/certs"
 	"mysocketd/edge/dataplane/internal/control"
 	"mysocketd/edge/dataplane/internal/front"
@@ -46,6 +47,11 @@ type options struct {
 	acmeDirectory, acmeCA, acmeEmail, tlsCert, tlsKey               string
 	nodeName, clusterSecretFile                                     string
 	linkPort, h2MaxStreams                                          int
+
+	bounds                             front.Bounds
+	sshHandshake                       time.Duration
+	connsPerVisitor, preauthPerAddress int
+	preauthTotal, authCheckMiB         int
 }
 
 func parseFlags() options {
@@ -75,12 +81,32 @@ func parseFlags() options {
 	flag.IntVar(&o.linkPort, "link-port", -1, "port of the link between nodes (-1: none; 0: any)")
 	flag.StringVar(&o.clusterSecretFile, "cluster-secret-file", "", "file with the secret every node shares (with --link-port)")
 	flag.IntVar(&o.h2MaxStreams, "h2-max-streams", 100, "concurrent HTTP/2 streams per visitor connection")
+	boundsFlags(&o)
 	flag.Parse()
+	o.bounds.PeekTimeout = o.bounds.HeadTimeout
 	if o.control == "" || o.hostKey == "" {
 		fmt.Fprintln(os.Stderr, "dataplane: --control and --host-key are required")
 		os.Exit(2)
 	}
 	return o
+}
+
+// boundsFlags: the timeouts and visitor limits (0 switches one off; edge/README.md lists them).
+func boundsFlags(o *options) {
+	b := &o.bounds
+	flag.DurationVar(&b.HeadTimeout, "head-timeout", 10*time.Second, "a request head (or a TLS ClientHello) must arrive within this")
+	flag.DurationVar(&b.BodyReadTimeout, "body-read-timeout", 15*time.Second, "a request body must bring a byte within this of the last (408)")
+	flag.DurationVar(&b.ResponseHeaderTimeout, "response-header-timeout", 100*time.Second, "the app must begin its answer within this (504)")
+	flag.DurationVar(&b.IdleTimeout, "idle-timeout", 60*time.Second, "a keep-alive connection is closed after this without a request")
+	flag.DurationVar(&b.SendTimeout, "send-timeout", 60*time.Second, "a visitor must take each write of an answer within this")
+	flag.DurationVar(&b.UpgradeIdleTimeout, "upgrade-idle-timeout", 300*time.Second, "an upgraded (WebSocket) connection is closed after this without a byte either way")
+	flag.DurationVar(&b.SpliceIdleTimeout, "splice-idle-timeout", 600*time.Second, "a tls passthrough or tcp connection is closed after this without a byte either way")
+	flag.Float64Var(&b.VisitorShare, "visitor-share", 0.05, "share of an account's connection quota one visitor (an address; IPv6 /64) may hold")
+	flag.IntVar(&o.connsPerVisitor, "conns-per-visitor", 256, "open public connections (HTTP, HTTPS, TCP) one visitor may hold")
+	flag.DurationVar(&o.sshHandshake, "ssh-handshake-timeout", 10*time.Second, "an SSH connection must log in within this")
+	flag.IntVar(&o.preauthPerAddress, "ssh-preauth-per-address", 64, "SSH connections not logged in yet, per address")
+	flag.IntVar(&o.preauthTotal, "ssh-preauth-total", 1024, "SSH connections not logged in yet, in all (more wait in the backlog)")
+	flag.IntVar(&o.authCheckMiB, "auth-check-memory", 128, "MiB of scrypt password checks at once (more are shed: 503)")
 }
 
 func listen(host string, port int) net.Listener {
@@ -104,6 +130,13 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
+	// ...but never let garbage (the 16 MiB of each password check above all)
+	// pile up past a soft limit: the password checks' budget and room for the
+	// rest (GOMEMLIMIT, Go's own variable, overrides it).
+	authBudget := int64(o.authCheckMiB) << 20
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(authBudget + 384<<20)
+	}
 	keyPEM, err := os.ReadFile(o.hostKey)
 	if err != nil {
 		logx.Printf("cannot read the host key: %v", err)
@@ -120,6 +153,7 @@ func main() {
 		s.Conn.Close()
 	})
 	sshServer := sshd.NewServer(holder, reg, hostKey, o.keepalive, o.keepaliveCount)
+	sshServer.HandshakeTimeout = o.sshHandshake
 
 	ca, caKey, err := certs.LoadOrCreateCA(o.dataDir)
 	if err != nil {
@@ -141,10 +175,12 @@ func main() {
 		chooser.ACME = acmeMgr
 		go acmeMgr.RenewLoop(o.acmeCheck, chooser.Allowed)
 	}
-	shared := front.Shared{State: holder, Tunnels: reg, Conns: limits.NewCounter()}
-	httpFront := front.NewHTTP(shared, strings.ToLower(o.apiName), o.apiUpstream, acmeMgr)
+	shared := front.Shared{State: holder, Tunnels: reg, Holdings: limits.NewHoldings(), Bounds: o.bounds}
+	checks := auth.Options{MemoryBudget: authBudget, VisitorShare: o.bounds.VisitorShare}
+	httpFront := front.NewHTTP(shared, checks, strings.ToLower(o.apiName), o.apiUpstream, acmeMgr)
+	visitors := limits.NewCounts() // open public connections per visitor, across the fronts
+	tcp := front.NewTCP(shared, o.listen, visitors, o.connsPerVisitor)
 	httpFront.SetH2(front.H2{MaxStreams: o.h2MaxStreams})
-	tcp := front.NewTCP(shared, o.listen)
 
 	os.Remove(o.control)
 	controlL, err := net.Listen("unix", o.control)
@@ -153,9 +189,10 @@ func main() {
 		os.Exit(1)
 	}
 	os.Chmod(o.control, 0o600)
-	sshL := listen(o.listen, o.sshPort)
-	httpL := listen(o.listen, o.httpPort)
-	httpsL := listen(o.listen, o.httpsPort)
+	sshL := limits.NewListener(listen(o.listen, o.sshPort), "ssh pre-auth", limits.NewCounts(),
+		o.preauthPerAddress, o.preauthTotal)
+	httpL := limits.NewListener(listen(o.listen, o.httpPort), "http", visitors, o.connsPerVisitor, 0)
+	httpsL := limits.NewListener(listen(o.listen, o.httpsPort), "https", visitors, o.connsPerVisitor, 0)
 	tlsConns := front.NewChanListener(httpsL.Addr())
 	tlsFront := front.NewTLS(shared, chooser, tlsConns)
 
@@ -172,7 +209,9 @@ func main() {
 		links = nodes.New(nodes.Config{Name: o.nodeName, HostKey: hostKey, Secret: bytes.TrimSpace(secret),
 			Local: reg, Held: reg.HeldPorts, Logf: logx.Printf})
 		reg.SetLinks(links, o.nodeName)
-		linkL = listen(o.listen, o.linkPort)
+		// the link port is public too: the same pre-auth caps as the SSH port
+		linkL = limits.NewListener(listen(o.listen, o.linkPort), "link pre-auth", limits.NewCounts(),
+			o.preauthPerAddress, o.preauthTotal)
 		go links.Serve(linkL)
 		linkReady = " link=" + linkL.Addr().String()
 	}

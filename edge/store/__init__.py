@@ -11,12 +11,12 @@ Nothing outside this package imports a database driver.
 
 from pathlib import Path
 
-from .model import (Change, DuplicateEmail, LogTruncated, Node, NoFreeLocalPort, Socket,
-                    StoreUnavailable, Tunnel, User)
+from .model import (Change, DuplicateEmail, InviteUsed, LogTruncated, Node, NoFreeLocalPort,
+                    Socket, StoreUnavailable, Tunnel, User)
 from .sql import SqlStore
 from .url import is_postgres, masked
 
-__all__ = ["Change", "DuplicateEmail", "LogTruncated", "Node", "NoFreeLocalPort", "Socket",
+__all__ = ["Change", "DuplicateEmail", "InviteUsed", "LogTruncated", "Node", "NoFreeLocalPort", "Socket",
            "SqlStore", "StoreUnavailable", "Tunnel", "User", "is_postgres", "make_store",
            "masked"]
 

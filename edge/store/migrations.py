@@ -103,13 +103,18 @@ CREATE TABLE nodes (name TEXT PRIMARY KEY, tunnel_server TEXT NOT NULL, link TEX
     api TEXT NOT NULL, seen DOUBLE PRECISION NOT NULL)
 """
 
+# Single-use invite tokens: what is kept of a spent one is its SHA-256.
+_V3 = """
+CREATE TABLE used_invites (token_sha256 TEXT PRIMARY KEY, user_id TEXT NOT NULL, at {} NOT NULL)
+"""
 # What a socket's app speaks (HTTP/2 without TLS for gRPC): an addition to the contract.
-_V3 = "ALTER TABLE sockets ADD COLUMN upstream_protocol TEXT NOT NULL DEFAULT 'http/1.1'"
+_V4 = "ALTER TABLE sockets ADD COLUMN upstream_protocol TEXT NOT NULL DEFAULT 'http/1.1'"
 
 MIGRATIONS = (
     Migration(1, "accounts, sockets, tunnels, released ports, creations", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "placement, change log, membership", _V2_SQLITE, _V2_POSTGRES),
-    Migration(3, "a socket's upstream protocol", _V3, _V3),
+    Migration(3, "spent invite tokens", _V3.format("REAL"), _V3.format("DOUBLE PRECISION")),
+    Migration(4, "a socket's upstream protocol", _V4, _V4),
 )
 
 SCHEMA_VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "

@@ -18,6 +18,10 @@ class DuplicateEmail(Exception):
     """An account with this email exists already."""
 
 
+class InviteUsed(Exception):
+    """This invite token made an account already (tokens are single-use)."""
+
+
 class NoFreeLocalPort(Exception):
     """Every local_port number is in use or in quarantine."""
 

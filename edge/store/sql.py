@@ -22,13 +22,14 @@ Why it is shaped this way:
   still agree on who is alive.
 """
 
+import hashlib
 import json
 import time
 from typing import Callable, Optional
 
 from . import model
-from .model import (Change, DuplicateEmail, LogTruncated, Node, NoFreeLocalPort, Socket,
-                    Tunnel, User)
+from .model import (Change, DuplicateEmail, InviteUsed, LogTruncated, Node, NoFreeLocalPort,
+                    Socket, Tunnel, User)
 
 PRUNED_KEY = "changes_pruned_through"
 
@@ -130,9 +131,19 @@ class SqlStore:
         return through
 
     # -- accounts -----------------------------------------------------------
-    async def add_user(self, user: User) -> int:
+    async def add_user(self, user: User, invite_token: str = "") -> int:
+        """Insert an account; with invite_token, also spend that token, in the same
+        transaction (writes are serialised across the edge: one account per token,
+        even from two nodes at once). Only the token's SHA-256 is stored."""
         try:
             async with self._b.tx() as tx:
+                if invite_token:
+                    key = hashlib.sha256(invite_token.encode()).hexdigest()
+                    if await tx.one("SELECT 1 AS spent FROM used_invites WHERE token_sha256 = ?",
+                                    (key,)):
+                        raise InviteUsed()
+                    await tx.execute("INSERT INTO used_invites VALUES (?,?,?)",
+                                     (key, user.user_id, time.time()))
                 await tx.execute("INSERT INTO users VALUES (?,?,?,?,?,?,?)",
                                  (user.user_id, user.user_name, user.name, user.email,
                                   user.password_hash, user.sshkey, time.time()))

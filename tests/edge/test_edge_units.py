@@ -25,12 +25,13 @@ def test_flag_defaults_and_env_fallback():
     assert (c.domain, c.listen, c.token_lifetime) == ("edge.localhost", "127.0.0.1", 3600)
     assert c.data_dir == Path("edge-data") and c.tcp_ports == PortRange(20000, 20999)
     assert not c.admin and c.tunnel_server == "127.0.0.1" and c.faults == FaultSettings()
-    env = {"EDGE_API_PORT": "0", "EDGE_ADMIN": "true", "EDGE_DOMAIN": "Edge.Example.",
-           "EDGE_TCP_PORTS": "0", "EDGE_LISTEN": "0.0.0.0", "EDGE_FAULT_ERROR_RATE": "0.25"}
+    env = {"EDGE_API_PORT": "0", "EDGE_DOMAIN": "Edge.Example.",
+           "EDGE_TCP_PORTS": "0", "EDGE_LISTEN": "0.0.0.0"}
     c = parse_args(["--ssh-port", "0", "--api-port", "9"], env)
-    assert (c.api_port, c.ssh_port, c.admin, c.domain) == (9, 0, True, "edge.example")
+    assert (c.api_port, c.ssh_port, c.admin, c.domain) == (9, 0, False, "edge.example")
     assert c.tcp_ports.os_chooses and c.tunnel_server == "edge.example"
-    assert c.faults.error_rate == 0.25
+    c = parse_args([], {"EDGE_ADMIN": "true", "EDGE_FAULT_ERROR_RATE": "0.25"})
+    assert c.admin and c.faults.error_rate == 0.25
 
 
 @pytest.mark.parametrize("argv", [
@@ -38,6 +39,10 @@ def test_flag_defaults_and_env_fallback():
     ["--token-lifetime", "0"], ["--fault-error-rate", "0.5"],
     ["--admin", "--fault-error-rate", "1.5"], ["--admin", "--fault-status", "200"],
     ["--log-level", "LOUD"],
+    ["--visitor-share", "1.5"], ["--body-read-timeout", "-1"], ["--conns-per-visitor", "x"],
+    # unauthenticated /_admin/ routes only on an edge that listens on loopback alone
+    ["--admin", "--listen", "0.0.0.0"], ["--admin", "--api-listen", "0.0.0.0"],
+    ["--admin", "--listen", "192.0.2.1", "--api-listen", "127.0.0.1"],
 ])
 def test_bad_flags_are_usage_errors(argv):
     with pytest.raises(SystemExit) as exc:
@@ -188,3 +193,16 @@ def test_registration_is_closed_by_default_on_a_public_listener(tmp_path):
     assert c.invite_tokens == frozenset({"a", "b"})
     with pytest.raises(SystemExit):
         parse_args(["--tls-cert", "x.pem"], {})                            # without --tls-key
+
+
+def test_the_data_planes_bounds_are_flags_handed_to_it():
+    args = parse_args([], {}).plane_args
+    pairs = dict(zip(args[::2], args[1::2]))
+    assert pairs["--head-timeout"] == "10.0s" and pairs["--body-read-timeout"] == "15.0s"
+    assert pairs["--response-header-timeout"] == "100.0s" and pairs["--visitor-share"] == "0.05"
+    assert pairs["--conns-per-visitor"] == "256" and pairs["--auth-check-memory"] == "128"
+    args = parse_args(["--upgrade-idle-timeout", "0", "--ssh-preauth-per-address", "8"],
+                      {"EDGE_SPLICE_IDLE_TIMEOUT": "30"}).plane_args
+    pairs = dict(zip(args[::2], args[1::2]))
+    assert (pairs["--upgrade-idle-timeout"], pairs["--splice-idle-timeout"]) == ("0.0s", "30.0s")
+    assert pairs["--ssh-preauth-per-address"] == "8"

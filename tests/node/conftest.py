@@ -30,7 +30,7 @@ def node_edge(node_cluster, tmp_path_factory):
     """The edge on every address of the test's namespace: pods reach it over the node's uplink."""
     # On a non-loopback listener the edge closes registration and keeps its plain-HTTP API on
     # loopback (edge/README.md); this namespace is private, and the pods need both.
-    edge = EdgeProcess(tmp_path_factory.mktemp("edge"), admin=True,
+    edge = EdgeProcess(tmp_path_factory.mktemp("edge"), admin=False,   # --admin: loopback only
                        extra_args=("--registration", "open", "--api-listen", "0.0.0.0"))
     edge.host = "0.0.0.0"
     with edge:

@@ -61,7 +61,7 @@ def test_the_image_key_covers_exactly_what_the_build_sends():
     """devcluster/images.py rebuilds when its key changes; the key hashes .dockerignore's allowlist."""
     from devcluster.images import dockerfile_context_files
     files = {str(p.relative_to(ROOT)) for p in dockerfile_context_files()}
-    expected = {"mysocketd.py", "requirements.txt"} | {f"lib/{p.name}" for p in (ROOT / "lib").glob("*.py")}
+    expected = {"mysocketd.py", "requirements.txt", "VERSION"} | {f"lib/{p.name}" for p in (ROOT / "lib").glob("*.py")}
     assert files == expected
 
 

@@ -21,12 +21,12 @@ const (
 	UnknownHost    Reason = "unknown-host"    // 404: no socket has this name
 	Unauthorized   Reason = "unauthorized"    // 401: basic auth missing or wrong
 	Forbidden      Reason = "forbidden"       // 403: cloud authentication (fails closed)
-	RateLimited    Reason = "rate-limited"    // 429: too many failed basic-auth attempts
+	RateLimited    Reason = "rate-limited"    // 429: too many failed basic-auth attempts; a visitor's share is held
 	BadRequest     Reason = "bad-request"     // 400: no Host
 	Misdirected    Reason = "misdirected"     // 421: a tcp or tls socket's name on the HTTP front
-	Timeout        Reason = "timeout"         // 504: the app did not answer in time
+	Timeout        Reason = "timeout"         // 504: the app did not answer in time; 408: the visitor's body stalled
 	TooLarge       Reason = "too-large"       // 431: request head too large
-	Unavailable    Reason = "unavailable"     // 503 (or 502 for the API): a quota is reached, the API is down
+	Unavailable    Reason = "unavailable"     // 503: the account's quota, or the password checks' budget, is full; 502: the API is down
 	UpstreamFailed Reason = "upstream-failed" // 502: the app's connection broke after the request was sent
 	HTTPSRedirect  Reason = "https-redirect"  // 308: an https socket asked for over plain HTTP
 )
@@ -45,4 +45,15 @@ func Write(w http.ResponseWriter, status int, reason Reason, text string) {
 func RedirectHTTPS(w http.ResponseWriter, r *http.Request, host string) {
 	w.Header().Set(Header, string(HTTPSRedirect))
 	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+}
+
+// Voice is every header the edge speaks with: removed from what apps answer
+// and from what visitors send to apps, so only the edge can set them.
+var Voice = []string{Header}
+
+// Strip removes the edge's headers from h.
+func Strip(h http.Header) {
+	for _, name := range Voice {
+		h.Del(name)
+	}
 }

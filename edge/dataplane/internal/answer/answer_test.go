@@ -64,3 +64,17 @@ func TestRedirectHTTPS(t *testing.T) {
 		})
 	}
 }
+
+// TestStrip: every header of the edge's voice goes, however the app spelled it
+// (net/http canonicalises what it parses); nothing else does.
+func TestStrip(t *testing.T) {
+	h := http.Header{}
+	h.Add("mysocket-edge", "no-tunnel")
+	h.Add("MYSOCKET-EDGE", "unknown-host")
+	h.Set("Content-Type", "text/plain")
+	h.Set("X-Mysocket-Edge-Like", "kept")
+	Strip(h)
+	if _, left := h["Mysocket-Edge"]; left || len(h) != 2 {
+		t.Fatalf("after Strip: %v", h)
+	}
+}

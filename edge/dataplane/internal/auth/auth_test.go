@@ -5,24 +5,32 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 
 	"golang.org/x/crypto/scrypt"
 
+	"mysocketd/edge/dataplane/internal/limits"
 	"mysocketd/edge/dataplane/internal/state"
 )
 
 // hash stores password as the Python side does (cheap parameters: a test).
-func hash(t *testing.T, password string) string {
+func hash(t *testing.T, password string) string { return hashN(t, password, 16, 1) }
+
+// hashN: the same with scrypt's N and r (memory: 128*N*r bytes a check).
+func hashN(t *testing.T, password string, n, r int) string {
 	t.Helper()
 	salt := []byte("0123456789abcdef")
-	key, err := scrypt.Key([]byte(password), salt, 16, 1, 1, 32)
+	key, err := scrypt.Key([]byte(password), salt, n, r, 1, 32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("scrypt$16$1$1$%s$%s", base64.StdEncoding.EncodeToString(salt),
+	return fmt.Sprintf("scrypt$%d$%d$1$%s$%s", n, r, base64.StdEncoding.EncodeToString(salt),
 		base64.StdEncoding.EncodeToString(key))
 }
+
+// roomy: a budget far above what the tests' cheap hashes need.
+var roomy = Options{MemoryBudget: 1 << 30, VisitorShare: 1}
 
 func TestVerifyScrypt(t *testing.T) {
 	good := hash(t, "s3cret")
@@ -75,6 +83,8 @@ func TestCheckerPass(t *testing.T) {
 			{"", "", "192.0.2.1", 401}, {"", "", "192.0.2.1", 401}, ok("192.0.2.1")}},
 		{"successes spend nothing", 1, []attempt{ok("192.0.2.1"), ok("192.0.2.1"), wrong("192.0.2.1"), {"alice", "s3cret", "192.0.2.1", 429}}},
 		{"no limit", 0, []attempt{wrong("192.0.2.1"), wrong("192.0.2.1"), wrong("192.0.2.1"), ok("192.0.2.1")}},
+		{"an IPv6 /64 is one visitor", 2, []attempt{wrong("[2001:db8::1]:1"), wrong("[2001:db8::2]:1"),
+			{"alice", "s3cret", "[2001:db8::3]:1", 429}, ok("[2001:db8:0:1::1]:1")}},
 	}
 	sock := &state.Socket{SocketIn: state.SocketIn{SocketID: "s1", DNSName: "web.edge.localhost",
 		Protected: true, ProtectedUsername: "alice", PasswordHash: hash(t, "s3cret")}}
@@ -82,7 +92,7 @@ func TestCheckerPass(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			holder := state.NewHolder("")
 			holder.Replace(state.StateIn{Limits: state.Limits{AuthFailuresPerMinute: c.perMin}})
-			checker := NewChecker(holder)
+			checker := NewChecker(holder, roomy)
 			for i, a := range c.attempts {
 				r := httptest.NewRequest("GET", "http://web.edge.localhost/", nil)
 				if a.user != "" {
@@ -115,5 +125,127 @@ func TestCheckerPass(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func protected(stored string) *state.Socket {
+	return &state.Socket{SocketIn: state.SocketIn{SocketID: "s1", DNSName: "web.edge.localhost",
+		Protected: true, ProtectedUsername: "alice", PasswordHash: stored}}
+}
+
+func pass(c *Checker, sock *state.Socket, password, peer string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest("GET", "http://web.edge.localhost/", nil)
+	r.SetBasicAuth("alice", password)
+	rec := httptest.NewRecorder()
+	if c.Pass(rec, r, sock, peer) {
+		rec.Code = http.StatusOK
+	}
+	return rec
+}
+
+func TestCheckerShedsPastItsBudgetAndPastAVisitorsShare(t *testing.T) {
+	sock := protected(hash(t, "s3cret")) // 2 KiB a check
+	cases := []struct {
+		name   string
+		opts   Options
+		before func(c *Checker)
+		peer   string
+		want   int
+		reason string
+	}{
+		{"room: checked", Options{MemoryBudget: 4096, VisitorShare: 0.5}, func(*Checker) {}, "192.0.2.1", 200, ""},
+		{"budget spent: shed, not queued", Options{MemoryBudget: 4096, VisitorShare: 1},
+			func(c *Checker) { c.memory.TryAcquire(4096) }, "192.0.2.1", 503, "unavailable"},
+		{"this visitor runs its share", Options{MemoryBudget: 4096, VisitorShare: 0.5},
+			func(c *Checker) { c.running.Enter("192.0.2.1", 0) }, "192.0.2.1", 429, "rate-limited"},
+		{"another visitor still checks", Options{MemoryBudget: 4096, VisitorShare: 0.5},
+			func(c *Checker) { c.running.Enter("192.0.2.1", 0) }, "192.0.2.2", 200, ""},
+		{"the same /64 shares the share", Options{MemoryBudget: 4096, VisitorShare: 0.5},
+			func(c *Checker) { c.running.Enter("2001:db8::/64", 0) }, "[2001:db8::9]:1", 429, "rate-limited"},
+		{"a hash dearer than the whole budget", Options{MemoryBudget: 1024, VisitorShare: 1},
+			func(*Checker) {}, "192.0.2.1", 503, "unavailable"},
+		{"no budget: no bound", Options{MemoryBudget: 0, VisitorShare: 0.01},
+			func(c *Checker) { c.running.Enter("192.0.2.1", 0) }, "192.0.2.1", 200, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			holder := state.NewHolder("")
+			holder.Replace(state.StateIn{Limits: state.Limits{AuthFailuresPerMinute: 5}})
+			checker := NewChecker(holder, c.opts)
+			c.before(checker)
+			rec := pass(checker, sock, "s3cret", c.peer)
+			if rec.Code != c.want || rec.Header().Get("Mysocket-Edge") != c.reason {
+				t.Fatalf("%d %q, want %d %q", rec.Code, rec.Header().Get("Mysocket-Edge"), c.want, c.reason)
+			}
+			if c.want != 200 && rec.Header().Get("Retry-After") != "1" {
+				t.Fatalf("Retry-After %q", rec.Header().Get("Retry-After"))
+			}
+			if !checker.failures.Allowed(limits.Visitor(c.peer), 1) {
+				t.Fatal("a shed check was counted as a failure")
+			}
+		})
+	}
+}
+
+// TestCheckerBoundsMemoryUnderAFlood: 200 wrong passwords at once from 40
+// addresses never run more checks than the budget holds, and each is answered
+// by the edge (401, or shed: 429/503).
+func TestCheckerBoundsMemoryUnderAFlood(t *testing.T) {
+	sock := protected(hashN(t, "s3cret", 1024, 8)) // 1 MiB a check
+	holder := state.NewHolder("")
+	holder.Replace(state.StateIn{Limits: state.Limits{AuthFailuresPerMinute: 20}})
+	budget := int64(4 << 20)
+	checker := NewChecker(holder, Options{MemoryBudget: budget, VisitorShare: 0.25})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[int]int{}
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := pass(checker, sock, fmt.Sprint("wrong-", i), fmt.Sprintf("192.0.2.%d:1", i%40))
+			mu.Lock()
+			seen[rec.Code]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if peak := checker.peak.Load(); peak > budget || peak == 0 {
+		t.Fatalf("checks peaked at %d bytes, budget %d", peak, budget)
+	}
+	for code := range seen {
+		if code != 401 && code != 429 && code != 503 {
+			t.Fatalf("answers %v", seen)
+		}
+	}
+	if seen[401] == 0 {
+		t.Fatalf("no check ran at all: %v", seen)
+	}
+	if rec := pass(checker, sock, "s3cret", "192.0.2.200:1"); rec.Code != 200 {
+		t.Fatalf("after the flood, the right password: %d", rec.Code)
+	}
+}
+
+// TestCheckerSharesIdenticalChecks: a browser's parallel requests with the same
+// password cost one check, even with room for only one at a time.
+func TestCheckerSharesIdenticalChecks(t *testing.T) {
+	sock := protected(hashN(t, "s3cret", 1<<14, 8)) // 16 MiB, tens of ms
+	holder := state.NewHolder("")
+	holder.Replace(state.StateIn{})
+	checker := NewChecker(holder, Options{MemoryBudget: 16 << 20, VisitorShare: 1})
+	var wg sync.WaitGroup
+	codes := make([]int, 12)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = pass(checker, sock, "s3cret", fmt.Sprintf("192.0.2.%d:1", i)).Code
+		}()
+	}
+	wg.Wait()
+	for i, code := range codes {
+		if code != 200 {
+			t.Fatalf("request %d: %d (identical checks did not share one run)", i, code)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"mysocketd/edge/dataplane/internal/auth"
 	"mysocketd/edge/dataplane/internal/state"
 )
 
@@ -109,7 +110,7 @@ func TestGRPCBodyTurnsALostTunnelIntoUnavailable(t *testing.T) {
 }
 
 func TestSetH2KeepsAnIdleAppConnectionPerStream(t *testing.T) {
-	f := NewHTTP(Shared{}, "", "", nil)
+	f := NewHTTP(Shared{}, auth.Options{}, "", "", nil)
 	f.SetH2(H2{MaxStreams: 7})
 	if f.up.h1.MaxIdleConnsPerHost != 7 || f.h2.config().MaxConcurrentStreams != 7 {
 		t.Fatalf("idle per visitor = %d, streams = %d; want 7 and 7", f.up.h1.MaxIdleConnsPerHost,

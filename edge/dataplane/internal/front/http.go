@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -47,13 +48,38 @@ import (
 
 const maxHeaderBytes = 64 << 10
 
-// Shared is what every front reads: the pushed state, the live tunnels, and
-// the count of what each account holds at once (one Counter for the HTTP,
-// TLS and TCP fronts, so the account's connection quota counts them all).
+// Shared is what every front reads: the pushed state, the live tunnels, what
+// each account and each of its visitors holds at once (one Holdings for the
+// HTTP, TLS and TCP fronts, so the account's connection quota counts them
+// all), and the fronts' bounds.
 type Shared struct {
-	State   *state.Holder
-	Tunnels *tunnels.Registry
-	Conns   *limits.Counter
+	State    *state.Holder
+	Tunnels  *tunnels.Registry
+	Holdings *limits.Holdings
+	Bounds   Bounds
+}
+
+// hold takes one of the account's connections for the visitor at remote:
+// release, or the edge's refusal (answer reason, status, text).
+func (sh Shared) hold(sock *state.Socket, remote string) (func(), *refusal) {
+	quota := sh.State.Limits().ConnectionsPerAccount
+	release, refused := sh.Holdings.Acquire(sock.UserID, limits.Visitor(remote), quota, sh.Bounds.VisitorShare)
+	switch refused {
+	case limits.AccountFull:
+		return nil, &refusal{http.StatusServiceUnavailable, answer.Unavailable,
+			fmt.Sprintf("too many concurrent requests for this account (its quota is %d)", quota)}
+	case limits.VisitorShare:
+		return nil, &refusal{http.StatusTooManyRequests, answer.RateLimited,
+			fmt.Sprintf("too many concurrent requests from your address for this account (at most %d)",
+				limits.Share(quota, sh.Bounds.VisitorShare))}
+	}
+	return release, nil
+}
+
+type refusal struct {
+	status int
+	reason answer.Reason
+	text   string
 }
 
 // HTTP is the per-request front of the HTTP port and of terminated TLS.
@@ -96,12 +122,29 @@ const (
 	ctxVisitor
 )
 
-// visitor is one public connection: its id, its last forward, its channels.
+// visitor is one public connection: its id, its last forward, its open
+// channels (each removes itself when it closes, so a long keep-alive
+// connection whose app closes after every answer holds only what is open).
 type visitor struct {
 	id    uint64
 	mu    sync.Mutex
 	last  *tunnels.Forward
-	chans []*tunnels.ChanConn
+	chans map[*tunnels.ChanConn]struct{}
+}
+
+func (v *visitor) add(c *tunnels.ChanConn) {
+	v.mu.Lock()
+	v.last = c.Forward()
+	if v.chans == nil {
+		v.chans = map[*tunnels.ChanConn]struct{}{}
+	}
+	v.chans[c] = struct{}{}
+	v.mu.Unlock()
+	c.OnClose(func() {
+		v.mu.Lock()
+		delete(v.chans, c)
+		v.mu.Unlock()
+	})
 }
 
 func (v *visitor) close() {
@@ -109,31 +152,32 @@ func (v *visitor) close() {
 	chans := v.chans
 	v.chans = nil
 	v.mu.Unlock()
-	for _, c := range chans {
+	for c := range chans {
 		c.Close()
 	}
 }
 
 // NewHTTP: apiName (lower case) is proxied to apiUpstream over TLS; acme, when
 // not nil, answers its HTTP-01 challenges.
-func NewHTTP(sh Shared, apiName, apiUpstream string, acme *certs.ACME) *HTTP {
-	f := &HTTP{Shared: sh, apiName: apiName, acme: acme, auth: auth.NewChecker(sh.State)}
+func NewHTTP(sh Shared, checks auth.Options, apiName, apiUpstream string, acme *certs.ACME) *HTTP {
+	f := &HTTP{Shared: sh, apiName: apiName, acme: acme, auth: auth.NewChecker(sh.State, checks)}
 	transport := &http.Transport{
 		DialContext:           f.dial,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   1, // one key per visitor connection and forward
 		IdleConnTimeout:       60 * time.Second,
-		ResponseHeaderTimeout: 0,
+		ResponseHeaderTimeout: sh.Bounds.ResponseHeaderTimeout,
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     false,
 	}
 	f.up = newUpstreams(transport)
 	f.proxy = &httputil.ReverseProxy{
-		Rewrite:       f.rewrite,
-		Transport:     f.up,
-		FlushInterval: 0, // streamed (chunked, unknown-length) answers are still flushed at once
-		ErrorHandler:  f.proxyError,
-		BufferPool:    newBufferPool(),
+		Rewrite:        f.rewrite,
+		Transport:      f.up,
+		FlushInterval:  0, // streamed (chunked, unknown-length) answers are still flushed at once
+		ErrorHandler:   f.proxyError,
+		ModifyResponse: f.fromApp,
+		BufferPool:     newBufferPool(),
 	}
 	if apiUpstream != "" {
 		target := &url.URL{Scheme: "http", Host: apiUpstream}
@@ -149,6 +193,9 @@ func NewHTTP(sh Shared, apiName, apiUpstream string, acme *certs.ACME) *HTTP {
 }
 
 func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// From here on a body must keep moving: also the rest net/http reads away
+	// after the edge answered by itself without reading it.
+	defer guardBody(w, r, f.Bounds.BodyReadTimeout)()
 	host := state.HostOnly(r.Host)
 	if r.TLS == nil && f.acme != nil && strings.HasPrefix(r.URL.Path, certs.ACMEChallengePrefix) {
 		f.acme.ServeChallenge(w, r)
@@ -187,13 +234,13 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer.Write(w, http.StatusForbidden, answer.Forbidden, "cloud authentication is not implemented by this edge")
 		return
 	}
-	peer := clientIP(r.RemoteAddr)
-	if sock.Protected && !f.auth.Pass(w, r, sock, peer) {
+	if sock.Protected && !f.auth.Pass(w, r, sock, r.RemoteAddr) {
 		return
 	}
-	release, ok := f.Conns.Acquire(sock.UserID, f.State.Limits().ConnectionsPerAccount)
-	if !ok {
-		answer.Write(w, http.StatusServiceUnavailable, answer.Unavailable, "too many concurrent requests for this account")
+	release, refused := f.hold(sock, r.RemoteAddr)
+	if refused != nil {
+		w.Header().Set("Retry-After", "1")
+		answer.Write(w, refused.status, refused.reason, refused.text)
 		return
 	}
 	defer release()
@@ -208,7 +255,24 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sock.Protected {
 		r.Header.Del("Authorization") // the edge's password is not the app's business
 	}
-	f.proxy.ServeHTTP(w, r)
+	out := newToVisitor(w, f.Bounds.SendTimeout)
+	defer out.done()
+	f.proxy.ServeHTTP(out, r)
+}
+
+// fromApp cleans the app's answer of the edge's voice, and puts the idle
+// timeout on an upgraded connection.
+func (f *HTTP) fromApp(res *http.Response) error {
+	answer.Strip(res.Header)
+	if res.Trailer != nil || len(res.TransferEncoding) > 0 {
+		res.Body = trailerGuard{res.Body, res}
+	}
+	if res.StatusCode == http.StatusSwitchingProtocols && f.Bounds.UpgradeIdleTimeout > 0 {
+		if rwc, ok := res.Body.(io.ReadWriteCloser); ok {
+			res.Body = newIdleUpgrade(rwc, f.Bounds.UpgradeIdleTimeout)
+		}
+	}
+	return nil
 }
 
 func headerBytes(r *http.Request) int {
@@ -219,13 +283,6 @@ func headerBytes(r *http.Request) int {
 		}
 	}
 	return n
-}
-
-func clientIP(remote string) string {
-	if h, _, err := net.SplitHostPort(remote); err == nil {
-		return h
-	}
-	return remote
 }
 
 // rewrite sends the request to a forward of its socket; the pool key names the forward.
@@ -254,7 +311,14 @@ func (f *HTTP) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = key
+	toApp(pr)
+}
+
+// toApp: what the app gets besides the visitor's request: its Host, the
+// X-Forwarded-* headers, and never a header the edge speaks with.
+func toApp(pr *httputil.ProxyRequest) {
 	pr.Out.Host = pr.In.Host
+	answer.Strip(pr.Out.Header) // a visitor cannot speak as the edge to the app either
 	pr.SetXForwarded()
 	if pr.In.TLS != nil {
 		pr.Out.Header.Set("X-Forwarded-Proto", "https")
@@ -285,10 +349,7 @@ func (f *HTTP) dial(ctx context.Context, network, addr string) (net.Conn, error)
 		return nil, err
 	}
 	if v, _ := ctx.Value(ctxVisitor).(*visitor); v != nil {
-		v.mu.Lock()
-		v.last = c.Forward()
-		v.chans = append(v.chans, c)
-		v.mu.Unlock()
+		v.add(c)
 	}
 	return c, nil
 }
@@ -304,7 +365,10 @@ func contains(fs []*tunnels.Forward, f *tunnels.Forward) bool {
 
 func (f *HTTP) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	var nt *tunnels.NoTunnel
+	var stalled *errBodyStalled
 	switch {
+	case errors.As(err, &stalled):
+		answer.Write(w, http.StatusRequestTimeout, answer.Timeout, "the request body stalled")
 	case errors.As(err, &nt):
 		answer.Write(w, http.StatusBadGateway, answer.NoTunnel, state.HostOnly(r.Host)+": "+nt.Reason)
 	case errors.Is(err, context.Canceled):
@@ -328,7 +392,7 @@ func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
 // NewServer is an http.Server for this front (the HTTP port and terminated
 // TLS each get one): visitors tracked, net/http's own error log silenced.
 func (f *HTTP) NewServer() *http.Server {
-	return &http.Server{Handler: f, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
+	return &http.Server{Handler: f, ReadHeaderTimeout: f.Bounds.HeadTimeout, IdleTimeout: f.Bounds.IdleTimeout,
 		MaxHeaderBytes: maxHeaderBytes * 2, ErrorLog: log.New(discard{}, "", 0),
 		ConnContext: f.connContext, ConnState: f.connState,
 		Protocols: visitorProtocols(), HTTP2: f.h2.config()}

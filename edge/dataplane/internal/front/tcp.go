@@ -13,20 +13,24 @@ import (
 	"net"
 	"sync"
 
+	"mysocketd/edge/dataplane/internal/limits"
 	"mysocketd/edge/dataplane/internal/logx"
 )
 
 // TCP holds the public ports of tcp sockets.
 type TCP struct {
 	Shared
-	listen string
-	mu     sync.Mutex
-	open   map[int]net.Listener
+	listen   string
+	visitors *limits.Counts // open connections per visitor, with the other fronts
+	perVisit int
+	mu       sync.Mutex
+	open     map[int]net.Listener
 }
 
-// NewTCP: the ports listen on the address listen.
-func NewTCP(sh Shared, listen string) *TCP {
-	return &TCP{Shared: sh, listen: listen, open: map[int]net.Listener{}}
+// NewTCP: the ports listen on the address listen; a visitor holds at most
+// perVisitor connections open across the fronts that share visitors.
+func NewTCP(sh Shared, listen string, visitors *limits.Counts, perVisitor int) *TCP {
+	return &TCP{Shared: sh, listen: listen, visitors: visitors, perVisit: perVisitor, open: map[int]net.Listener{}}
 }
 
 // Open listens on port (0: any) for a tcp socket; returns the port bound.
@@ -36,6 +40,7 @@ func (t *TCP) Open(port int) (int, error) {
 		return 0, err
 	}
 	port = l.Addr().(*net.TCPAddr).Port
+	l = limits.NewListener(l, fmt.Sprintf("tcp port %d", port), t.visitors, t.perVisit, 0)
 	t.mu.Lock()
 	if old := t.open[port]; old != nil {
 		old.Close()
@@ -71,14 +76,15 @@ func (t *TCP) CloseAll() {
 	}
 }
 
+// serve accepts until l is closed (l waits out EMFILE itself: no spinning).
 func (t *TCP) serve(l net.Listener, port int) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if logx.IsClosed(err) {
-				return
+			if !logx.IsClosed(err) {
+				logx.Printf("tcp port %d: accept: %v", port, err)
 			}
-			continue
+			return
 		}
 		go t.handle(c, port)
 	}
@@ -90,5 +96,5 @@ func (t *TCP) handle(c net.Conn, port int) {
 		c.Close()
 		return
 	}
-	t.spliceToSocket(c, sock, t.State.Limits())
+	t.spliceToSocket(c, sock)
 }

@@ -46,11 +46,14 @@ type prefixConn struct {
 
 func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// peekSNI returns the server name of the ClientHello and a conn that replays it.
-func peekSNI(c net.Conn) (string, net.Conn, error) {
+// peekSNI returns the server name of the ClientHello and a conn that replays it;
+// the ClientHello must come within timeout.
+func peekSNI(c net.Conn, timeout time.Duration) (string, net.Conn, error) {
 	rec := &recordingConn{Conn: c}
 	var sni string
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if timeout > 0 {
+		c.SetReadDeadline(time.Now().Add(timeout))
+	}
 	err := tls.Server(rec, &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
 		sni = h.ServerName
 		return nil, errPeeked
@@ -75,24 +78,24 @@ func NewTLS(sh Shared, chooser *certs.Chooser, http *ChanListener) *TLS {
 	return &TLS{Shared: sh, certs: chooser, http: http}
 }
 
-// Serve accepts the TLS port's connections until l is closed.
+// Serve accepts the TLS port's connections until l (a limits.Listener, which
+// waits out EMFILE and caps each visitor) is closed.
 func (t *TLS) Serve(l net.Listener) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if logx.IsClosed(err) {
-				t.http.Close()
-				return
+			if !logx.IsClosed(err) {
+				logx.Printf("tls front: accept: %v", err)
 			}
-			time.Sleep(50 * time.Millisecond)
-			continue
+			t.http.Close()
+			return
 		}
 		go t.handle(c)
 	}
 }
 
 func (t *TLS) handle(c net.Conn) {
-	sni, replay, err := peekSNI(c)
+	sni, replay, err := peekSNI(c, t.Bounds.PeekTimeout)
 	if err != nil {
 		c.Close()
 		return
@@ -107,7 +110,7 @@ func (t *TLS) handle(c net.Conn) {
 }
 
 func (t *TLS) passthrough(c net.Conn, sock *state.Socket) {
-	t.spliceToSocket(c, sock, t.State.Limits())
+	t.spliceToSocket(c, sock)
 }
 
 // ChanListener hands terminated TLS connections to an http.Server.

@@ -25,7 +25,7 @@ func TestPeekSNI(t *testing.T) {
 			var sent bytes.Buffer
 			go tls.Client(&teeConn{Conn: client, sent: &sent}, &tls.Config{ServerName: c.serverName,
 				InsecureSkipVerify: c.serverName == ""}).Handshake()
-			sni, replay, err := peekSNI(server)
+			sni, replay, err := peekSNI(server, 10*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,7 +49,7 @@ func TestPeekSNINotTLS(t *testing.T) {
 	client, server := net.Pipe()
 	defer server.Close()
 	go func() { client.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); client.Close() }()
-	if _, _, err := peekSNI(server); err == nil {
+	if _, _, err := peekSNI(server, 10*time.Second); err == nil {
 		t.Fatal("plain HTTP on the TLS port was taken for a ClientHello")
 	}
 }

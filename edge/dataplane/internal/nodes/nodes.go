@@ -340,11 +340,18 @@ func (l *Links) Serve(ln net.Listener) {
 }
 
 func (l *Links) serveOne(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	nc := c
+	if u, ok := c.(interface{ NetConn() net.Conn }); ok { // under a capped listener (limits.Listener)
+		nc = u.NetConn()
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	conn, chans, reqs, err := ssh.NewServerConn(c, l.server)
+	if pre, ok := c.(interface{ Release() }); ok {
+		pre.Release() // logged in or not, no longer a pre-auth connection
+	}
 	if err != nil {
 		l.cfg.Logf("link from %s refused: %v", c.RemoteAddr(), err)
 		c.Close()

@@ -36,6 +36,8 @@ import (
 
 // Server is the SSH server; Serve accepts its connections.
 type Server struct {
+	HandshakeTimeout time.Duration // from the connection until logged in
+
 	state    *state.Holder
 	reg      *tunnels.Registry
 	config   *ssh.ServerConfig
@@ -50,7 +52,7 @@ type Server struct {
 // NewServer: a keepalive goes out every interval; a session that leaves count
 // of them unanswered is closed.
 func NewServer(holder *state.Holder, reg *tunnels.Registry, hostKey ssh.Signer, interval time.Duration, count int) *Server {
-	s := &Server{state: holder, reg: reg, interval: interval, count: count,
+	s := &Server{HandshakeTimeout: 10 * time.Second, state: holder, reg: reg, interval: interval, count: count,
 		sessions: map[*tunnels.Session]struct{}{}, perUser: map[string]int{}}
 	s.config = &ssh.ServerConfig{
 		PublicKeyCallback: s.checkKey,
@@ -70,15 +72,17 @@ func (s *Server) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permis
 	return nil, fmt.Errorf("key refused")
 }
 
+// Serve accepts until l is closed. l is a limits.Listener that caps the
+// connections not logged in yet, per address and in total, and waits out
+// EMFILE; each connection's slot is given back once its handshake is over.
 func (s *Server) Serve(l net.Listener) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if logx.IsClosed(err) {
-				return
+			if !logx.IsClosed(err) {
+				logx.Printf("ssh: accept: %v", err)
 			}
-			time.Sleep(50 * time.Millisecond)
-			continue
+			return
 		}
 		go s.handle(c)
 	}
@@ -99,12 +103,17 @@ func (s *Server) CloseAll() int {
 }
 
 func (s *Server) handle(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := netConn(c).(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlive(true)
 	}
-	c.SetDeadline(time.Now().Add(30 * time.Second)) // login must finish in time
+	if s.HandshakeTimeout > 0 {
+		c.SetDeadline(time.Now().Add(s.HandshakeTimeout)) // login must finish in time
+	}
 	conn, chans, reqs, err := ssh.NewServerConn(c, s.config)
+	if pre, ok := c.(interface{ Release() }); ok {
+		pre.Release() // logged in or not, it is no longer a pre-auth connection
+	}
 	if err != nil {
 		c.Close()
 		return
@@ -295,4 +304,12 @@ func (s *Server) banner(sess *tunnels.Session) []string {
 		}
 	}
 	return append(lines, "Nothing runs here; input is ignored. Type ~. to disconnect.")
+}
+
+// netConn is the accepted connection under a limits.Conn (for TCP options).
+func netConn(c net.Conn) net.Conn {
+	if u, ok := c.(interface{ NetConn() net.Conn }); ok {
+		return u.NetConn()
+	}
+	return c
 }

@@ -38,6 +38,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/crypto/ssh"
 
 	"mysocketd/edge/dataplane/internal/logx"
@@ -112,15 +113,29 @@ type Registry struct {
 	byPort        map[int]*Forward
 	remote        remotes
 	events        events
-	turns         map[string]*atomic.Uint64
-	openFirst     time.Duration // channel-open wait while other forwards remain
-	openLast      time.Duration // channel-open wait for the last candidate
+	turns         *lru.Cache[string, *atomic.Uint64] // round-robin turn per socket id: bounded (turnsKept)
+	openFirst     time.Duration                      // channel-open wait while other forwards remain
+	openLast      time.Duration                      // channel-open wait for the last candidate
 	onSessionIdle func(*Session)
+}
+
+// turnsKept bounds the round-robin turns: the sockets used least recently lose
+// theirs when more are in use (their next visitor starts a new round, which
+// costs nothing), so sockets that come and go never pile up, and no delta
+// needs to say which socket went.
+const turnsKept = 1 << 16
+
+func newTurns(n int) *lru.Cache[string, *atomic.Uint64] {
+	c, err := lru.New[string, *atomic.Uint64](n)
+	if err != nil {
+		panic(err) // only for n <= 0
+	}
+	return c
 }
 
 // NewRegistry: onIdle is called with a session that serves no forward any more.
 func NewRegistry(openFirst, openLast time.Duration, onIdle func(*Session)) *Registry {
-	r := &Registry{byPort: map[int]*Forward{}, turns: map[string]*atomic.Uint64{},
+	r := &Registry{byPort: map[int]*Forward{}, turns: newTurns(turnsKept),
 		openFirst: openFirst, openLast: openLast, onSessionIdle: onIdle}
 	r.remote.init()
 	r.events.init()
@@ -302,10 +317,10 @@ func (r *Registry) Candidates(sock *state.Socket) []*Forward {
 			held[p] = true
 		}
 	}
-	turn := r.turns[sock.SocketID]
-	if turn == nil {
+	turn, ok := r.turns.Get(sock.SocketID)
+	if !ok {
 		turn = &atomic.Uint64{}
-		r.turns[sock.SocketID] = turn
+		r.turns.Add(sock.SocketID, turn)
 	}
 	r.mu.Unlock()
 	far := r.remote.candidates(sock, held)
@@ -418,7 +433,7 @@ func (f *Forward) open(origin string, wait time.Duration) (*ChanConn, error, boo
 			return nil, o.err, false
 		}
 		go ssh.DiscardRequests(o.reqs)
-		c := &ChanConn{Channel: o.ch, fwd: f}
+		c := newChanConn(o.ch, f)
 		f.mu.Lock()
 		if f.removed {
 			f.mu.Unlock()
@@ -437,35 +452,3 @@ func (f *Forward) open(origin string, wait time.Duration) (*ChanConn, error, boo
 		return nil, fmt.Errorf("no answer within %s", wait), true
 	}
 }
-
-// ChanConn is an SSH channel as a net.Conn (for net/http and splicing).
-type ChanConn struct {
-	ssh.Channel
-	fwd  *Forward
-	once sync.Once
-}
-
-// Forward is the forward the channel was opened on.
-func (c *ChanConn) Forward() *Forward { return c.fwd }
-
-func (c *ChanConn) Close() error {
-	var err error
-	c.once.Do(func() {
-		err = c.Channel.Close()
-		c.fwd.mu.Lock()
-		delete(c.fwd.channels, c)
-		c.fwd.mu.Unlock()
-	})
-	return err
-}
-
-type tunnelAddr struct{ port int }
-
-func (a tunnelAddr) Network() string { return "ssh" }
-func (a tunnelAddr) String() string  { return fmt.Sprintf("tunnel:%d", a.port) }
-
-func (c *ChanConn) LocalAddr() net.Addr                { return tunnelAddr{0} }
-func (c *ChanConn) RemoteAddr() net.Addr               { return tunnelAddr{c.fwd.Port} }
-func (c *ChanConn) SetDeadline(t time.Time) error      { return nil }
-func (c *ChanConn) SetReadDeadline(t time.Time) error  { return nil }
-func (c *ChanConn) SetWriteDeadline(t time.Time) error { return nil }

@@ -2,6 +2,7 @@ package tunnels
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -231,5 +232,26 @@ func TestOpenWithoutCandidatesIsNoTunnel(t *testing.T) {
 	var nt *NoTunnel
 	if !errors.As(err, &nt) || nt.Reason != "no tunnel of this socket is connected" {
 		t.Fatalf("Open(no candidates): %v", err)
+	}
+}
+
+// TestTurnsStayBounded: the round-robin turns never hold more sockets than
+// their bound, however many sockets come and go, and a socket in use keeps its
+// turn (its visitors keep going round).
+func TestTurnsStayBounded(t *testing.T) {
+	r := NewRegistry(time.Second, time.Second, nil)
+	r.turns = newTurns(10)
+	busy := &state.Socket{SocketIn: state.SocketIn{SocketID: "busy", UserID: "u1"}}
+	r.Candidates(busy)
+	turn, _ := r.turns.Get("busy")
+	for i := range 1000 {
+		r.Candidates(&state.Socket{SocketIn: state.SocketIn{SocketID: fmt.Sprint("s", i), UserID: "u1"}})
+		r.Candidates(busy)
+	}
+	if n := r.turns.Len(); n > 10 {
+		t.Fatalf("%d turns kept, bound 10", n)
+	}
+	if now, _ := r.turns.Get("busy"); now != turn {
+		t.Fatal("the socket in use lost its turn")
 	}
 }
