@@ -2,12 +2,15 @@
 a real grpcio server speaking h2c, for a socket whose `upstream_protocol` is "h2c"."""
 
 import queue
+import socket
+import time
 
 import grpc
 import pytest
 
 from edge.grpctesting import CHAT, COUNT, UNARY, EchoServer, edge_channel
-from edgetest_helpers import forward_argv, new_socket
+from edge.testing import EdgeProcess
+from edgetest_helpers import forward_argv, make_account, new_socket
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -84,6 +87,35 @@ def test_a_tunnel_lost_mid_stream_ends_the_stream_unavailable(channel, grpc_sock
         for _ in call:
             pass
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE, ended.value
+
+
+def test_quiet_grpc_streams_outlive_the_timeouts_meant_for_http1(tmp_path, ssh, echo, backend):
+    """Every HTTP/1.1 timeout at 1 s: a server stream whose messages (the first too, so its
+    answer begins late) come 2.5 s apart, and a bidirectional stream whose client is quiet for
+    2.5 s, both finish; an HTTP/1.1 request body as quiet is cut, so the timeouts are on."""
+    quick = ("--body-read-timeout", "1", "--response-header-timeout", "1", "--idle-timeout", "1")
+    with EdgeProcess(tmp_path / "edge", admin=True, extra_args=quick) as edge:
+        acct = make_account(edge, tmp_path)
+        rpc, web = new_socket(edge, acct, upstream_protocol="h2c"), new_socket(edge, acct)
+        for sock, port in ((rpc, echo.port), (web, backend("web").port)):
+            ssh.start(forward_argv(edge, acct, sock["tunnels"][0]["local_port"], port))
+            edge.wait_forward(sock["tunnels"][0]["local_port"])
+        with edge_channel(edge, rpc["dnsname"]) as channel:
+            assert list(channel.unary_stream(COUNT)(b"3:2.5", timeout=60)) == [b"0", b"1", b"2"]
+            outbox = queue.Queue()
+            call = channel.stream_stream(CHAT)(iter(lambda: outbox.get(timeout=30), None), timeout=60)
+            outbox.put(b"before")
+            assert next(call) == b"echo:before"
+            time.sleep(2.5)                                 # the client says nothing for a while
+            outbox.put(b"after")
+            assert next(call) == b"echo:after"
+            outbox.put(None)
+            assert list(call) == [] and call.code() == grpc.StatusCode.OK
+        with socket.create_connection((edge.host, edge.http_port), timeout=10) as conn:
+            conn.sendall("POST / HTTP/1.1\r\nHost: {}\r\nContent-Length: 10\r\n\r\nhalf.".format(
+                web["dnsname"]).encode())
+            head = conn.makefile("rb").readline()           # the edge cuts it once the body stalls
+            assert head.split()[1][:1] in (b"4", b"5"), head    # (without the cut: a read timeout here)
 
 
 def test_the_upstream_protocol_is_part_of_the_contract(edge, account, ssh, echo):

@@ -201,6 +201,7 @@ def test_the_data_planes_bounds_are_flags_handed_to_it():
     assert pairs["--head-timeout"] == "10.0s" and pairs["--body-read-timeout"] == "15.0s"
     assert pairs["--response-header-timeout"] == "100.0s" and pairs["--visitor-share"] == "0.05"
     assert pairs["--conns-per-visitor"] == "256" and pairs["--auth-check-memory"] == "128"
+    assert pairs["--h2-max-streams"] == "100"
     args = parse_args(["--upgrade-idle-timeout", "0", "--ssh-preauth-per-address", "8"],
                       {"EDGE_SPLICE_IDLE_TIMEOUT": "30"}).plane_args
     pairs = dict(zip(args[::2], args[1::2]))

@@ -37,6 +37,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"mysocketd/edge/dataplane/internal/state"
 )
@@ -93,6 +94,7 @@ func newUpstreams(base *http.Transport) *upstreams {
 	p.SetUnencryptedHTTP2(true)
 	h2c.Protocols = p
 	h2c.HTTP2 = &http.HTTP2Config{MaxReadFrameSize: 16 << 10}
+	h2c.ResponseHeaderTimeout = 0 // a gRPC stream (a watch) begins its answer when it has something to say
 	return &upstreams{h1: base, h2c: h2c}
 }
 
@@ -105,6 +107,17 @@ func (u *upstreams) RoundTrip(r *http.Request) (*http.Response, error) {
 		return res, err
 	}
 	return u.h1.RoundTrip(r)
+}
+
+// bodyReadTimeout is how long r's body may stall: not at all bounded for a
+// gRPC call over HTTP/2, whose streams are quiet between messages by design
+// (a chat, a subscription) and which are bounded instead by the streams a
+// connection may have open and the visitor's share of the account.
+func (f *HTTP) bodyReadTimeout(r *http.Request) time.Duration {
+	if r.ProtoMajor == 2 && isGRPC(r.Header) {
+		return 0
+	}
+	return f.Bounds.BodyReadTimeout
 }
 
 func isGRPC(h http.Header) bool {

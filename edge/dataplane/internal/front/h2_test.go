@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"mysocketd/edge/dataplane/internal/auth"
 	"mysocketd/edge/dataplane/internal/state"
@@ -115,5 +116,26 @@ func TestSetH2KeepsAnIdleAppConnectionPerStream(t *testing.T) {
 	if f.up.h1.MaxIdleConnsPerHost != 7 || f.h2.config().MaxConcurrentStreams != 7 {
 		t.Fatalf("idle per visitor = %d, streams = %d; want 7 and 7", f.up.h1.MaxIdleConnsPerHost,
 			f.h2.config().MaxConcurrentStreams)
+	}
+}
+
+// A gRPC call over HTTP/2 may be quiet between messages; anything else keeps
+// the body's stall bound.
+func TestOnlyGRPCOverHTTP2MayStallItsBody(t *testing.T) {
+	f := &HTTP{Shared: Shared{Bounds: Bounds{BodyReadTimeout: 15 * time.Second}}}
+	for _, tc := range []struct {
+		major       int
+		contentType string
+		want        time.Duration
+	}{
+		{2, "application/grpc", 0},
+		{2, "application/grpc+proto", 0},
+		{1, "application/grpc", 15 * time.Second},
+		{2, "application/json", 15 * time.Second},
+	} {
+		r := &http.Request{ProtoMajor: tc.major, Header: http.Header{"Content-Type": {tc.contentType}}}
+		if got := f.bodyReadTimeout(r); got != tc.want {
+			t.Errorf("HTTP/%d %s: %v, want %v", tc.major, tc.contentType, got, tc.want)
+		}
 	}
 }

@@ -195,7 +195,7 @@ func NewHTTP(sh Shared, checks auth.Options, apiName, apiUpstream string, acme *
 func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// From here on a body must keep moving: also the rest net/http reads away
 	// after the edge answered by itself without reading it.
-	defer guardBody(w, r, f.Bounds.BodyReadTimeout)()
+	defer guardBody(w, r, f.bodyReadTimeout(r))()
 	host := state.HostOnly(r.Host)
 	if r.TLS == nil && f.acme != nil && strings.HasPrefix(r.URL.Path, certs.ACMEChallengePrefix) {
 		f.acme.ServeChallenge(w, r)
@@ -264,7 +264,7 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // timeout on an upgraded connection.
 func (f *HTTP) fromApp(res *http.Response) error {
 	answer.Strip(res.Header)
-	if res.Trailer != nil || len(res.TransferEncoding) > 0 {
+	if res.Trailer != nil || len(res.TransferEncoding) > 0 || res.ProtoMajor == 2 {
 		res.Body = trailerGuard{res.Body, res}
 	}
 	if res.StatusCode == http.StatusSwitchingProtocols && f.Bounds.UpgradeIdleTimeout > 0 {
