@@ -4,7 +4,8 @@ Tests only: grpcio comes from requirements-dev.txt, and nothing in the edge impo
 
 The server (`EchoServer`) listens on `host` (127.0.0.1; a Service's ClusterIP and port in
 the controller's tests) with h2c (grpcio's insecure port) and has
-  /echo.Echo/Unary         the request back, prefixed, with a trailer `x-trailer: kept`;
+  /echo.Echo/Unary         the request back, prefixed, with a trailer `x-trailer: kept`
+                           (b"forge": and `mysocket-edge: no-tunnel`, the edge's voice);
                            b"fail" aborts with NOT_FOUND and a message (a status in trailers)
   /echo.Echo/Count         server streaming: b"<n>" or b"<n>:<seconds>" -> n messages
                            b"0", b"1", ... (a pause of <seconds> before each one)
@@ -23,7 +24,10 @@ UNARY, COUNT, CHAT = "/echo.Echo/Unary", "/echo.Echo/Count", "/echo.Echo/Chat"
 def _unary(request: bytes, context) -> bytes:
     if request == b"fail":
         context.abort(grpc.StatusCode.NOT_FOUND, "no such thing here")
-    context.set_trailing_metadata((("x-trailer", "kept"),))
+    trailers = (("x-trailer", "kept"),)
+    if request == b"forge":             # an app that tries to speak as the edge in its trailers
+        trailers += (("mysocket-edge", "no-tunnel"),)
+    context.set_trailing_metadata(trailers)
     return b"unary:" + request
 
 

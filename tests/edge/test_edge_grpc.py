@@ -44,6 +44,8 @@ def test_unary_with_its_trailers_and_statuses_intact(channel):
     assert answer == b"unary:hello"
     assert call.code() == grpc.StatusCode.OK
     assert ("x-trailer", "kept") in tuple(call.trailing_metadata())
+    _, call = unary.with_call(b"forge", timeout=30)         # only the edge speaks as the edge
+    assert [k for k, _ in call.trailing_metadata()] == ["x-trailer"]
     with pytest.raises(grpc.RpcError) as failed:
         unary(b"fail", timeout=30)
     assert (failed.value.code(), failed.value.details()) == (grpc.StatusCode.NOT_FOUND, "no such thing here")
