@@ -335,7 +335,7 @@ def measure(system, seconds, runs):
             out["{}.{}".format(scheme, name)] = _median(rs)
         rs = [wrk(url, system["host"], 1, seconds, True, path="/bulk") for _ in range(runs)]
         out["{}.bulk".format(scheme)] = _median(rs)
-        if scheme == "https" and system.get("h2", True) and shutil.which("h2load"):
+        if scheme == "https":
             for name, conns in H2_ROWS:
                 out["https." + name] = _median([h2load(url, conns, seconds) for _ in range(runs)])
     return out
@@ -392,6 +392,8 @@ def run(results, seconds=10, runs=3, only=None, workdir=None, before=None):
     BEFORE["dir"] = before or BEFORE["dir"]
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    if shutil.which("h2load") is None:
+        raise RuntimeError("h2load is not installed (apt-get install nghttp2-client)")
     work = Path(workdir or tempfile.mkdtemp(prefix="sidebyside-"))
     figures = {}
     procs = Procs(work)
