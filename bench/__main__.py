@@ -25,12 +25,13 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import dataplane, edgechange, expose, globalctl, large, multiplex, recovery, routes, scale, sidebyside
+from bench import (dataplane, edgechange, expose, globalctl, grpcrate, large, multiplex, recovery, routes, scale,
+                   sidebyside)
 from bench.stack import BenchStack, Deadline
 from bench.stats import Results, machine
 
-GROUPS = ("expose", "recovery", "scale", "large", "dataplane", "multiplex", "routes", "sidebyside", "edgechange",
-          "global")
+GROUPS = ("expose", "recovery", "scale", "large", "dataplane", "multiplex", "routes", "sidebyside", "grpc",
+          "edgechange", "global")
 OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 GRACE = 90      # seconds past the budget before the watchdog interrupts a group that overran
 
@@ -161,6 +162,10 @@ def _run_groups(stack, groups, results, deadline, runs, failed, before=None):
         seconds = 10 if deadline.left() > 1000 else 3
         step("side by side: edge, C floor, peer",
              lambda: sidebyside.run(results, seconds=seconds, before=os.environ.get("BENCH_EDGE_BEFORE")), 150)
+    if "grpc" in groups:
+        # gRPC through the edge vs direct (#23): about 30 s.
+        step("gRPC: unary and streaming, edge vs direct",
+             lambda: grpcrate.run(results, workdir=stack.workdir / "grpc"), 40)
     if "edgechange" in groups:
         # A change's cost at 10 / 1,000 / 10,000 sockets, before (BENCH_EDGE_BEFORE) and after.
         step("many nodes: a change's cost, propagation",

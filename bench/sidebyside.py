@@ -16,7 +16,9 @@ Every system serves the same nginx backend through the same OpenSSH client
 
 Rows: keep-alive at 1 and 16 connections, a new connection per request
 (`Connection: close`) at 1 and 16, and bulk (one 64 MiB file at a time, MB/s);
-each plain and over TLS. Each cell is the median of --runs wrk runs of
+each plain and over TLS; and HTTP/2 over TLS (h2load, nghttp2-client: 1 and 16
+connections x 10 concurrent streams; HAProxy's `alpn h2,http/1.1` on the floor),
+whose latency is h2load's mean per request (it gives no percentiles). Each cell is the median of --runs wrk runs of
 --seconds. The figures go to bench/results (via bench.stats) and a table with
 the ratio to the floor is printed. All of it shares this machine's cores
 with the load generator, so ratios are what matter, not absolute numbers.
@@ -44,6 +46,8 @@ from edge.testing import EdgeProcess, ssh_keygen
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = (("ka_c1", 1, True), ("ka_c16", 16, True), ("close_c1", 1, False),
         ("close_c16", 16, False))
+H2_ROWS = (("h2_c1", 1), ("h2_c16", 16))      # HTTP/2 over TLS: connections x H2_STREAMS streams
+H2_STREAMS = 10
 BULK_BYTES = 64 * 1024 * 1024
 HOST = "bench.edge.localhost"
 
@@ -147,8 +151,25 @@ def wrk(url, host, connections, seconds, keepalive, path="/index.html"):
             "socket_errors": socket_errors.group(1) if socket_errors else ""}
 
 
+def h2load(url, connections, seconds):
+    """One h2load run over TLS (ALPN h2), every connection with H2_STREAMS streams at once. It
+    connects to 127.0.0.1 itself (--connect-to) and sends the URL's name as SNI and :authority."""
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    argv = ["h2load", "-D", str(seconds), "-c", str(connections), "-m", str(H2_STREAMS),
+            "-t", "1" if connections == 1 else "2", "--connect-to", "127.0.0.1:" + port,
+            "-H", ":authority: " + host, url + "/index.html"]      # the name alone, as wrk's Host
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+    if "Application protocol: h2" not in out:
+        raise RuntimeError("h2load did not get HTTP/2: " + out[-500:])
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+    mean = _ms(re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out).group(1))
+    done, ok = (int(x) for x in re.search(r"requests: .*?(\d+) done, (\d+) succeeded", out).groups())
+    return {"rps": rps, "mbps": 0.0, "p99": mean, "errors": done - ok, "socket_errors": ""}
+
+
 def _ms(text):
     value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()
+    unit = {"\u00b5s": "us"}.get(unit, unit)       # h2load writes microseconds with a micro sign
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
@@ -171,7 +192,10 @@ def edge_system(workdir, backend_port, procs):
 
 
 def _edge_extra_args():
-    return ()
+    # One load generator is one visitor (127.0.0.1); the HTTP/2 rows hold 16 x 10 streams at
+    # once, more than a visitor's default share (--visitor-share) of the account, which would
+    # measure 429s instead of the data plane.
+    return ("--visitor-share", "1")
 
 
 BEFORE = {"dir": None}   # set by --before: a checkout of an older edge to compare with
@@ -251,7 +275,7 @@ defaults
   http-reuse safe
 frontend plain
   bind 127.0.0.1:{http}
-  bind 127.0.0.1:{https} ssl crt {pem}
+  bind 127.0.0.1:{https} ssl crt {pem} alpn h2,http/1.1
   use_backend tunnel if {{ hdr(host) -i {host} }}
   default_backend none
 backend tunnel
@@ -311,6 +335,9 @@ def measure(system, seconds, runs):
             out["{}.{}".format(scheme, name)] = _median(rs)
         rs = [wrk(url, system["host"], 1, seconds, True, path="/bulk") for _ in range(runs)]
         out["{}.bulk".format(scheme)] = _median(rs)
+        if scheme == "https":
+            for name, conns in H2_ROWS:
+                out["https." + name] = _median([h2load(url, conns, seconds) for _ in range(runs)])
     return out
 
 
@@ -325,7 +352,7 @@ def _median(rs):
 def table(figures):
     names = list(figures)
     rows = sorted({row for f in figures.values() for row in f},
-                  key=lambda r: (r.split(".")[0], [x[0] for x in ROWS + (("bulk",),)].index(
+                  key=lambda r: (r.split(".")[0], [x[0] for x in ROWS + (("bulk",),) + H2_ROWS].index(
                       r.split(".")[1])))
     lines = ["{:<18}".format("row") + "".join("{:>24}".format(n) for n in names)]
     for row in rows:
@@ -342,8 +369,9 @@ def table(figures):
             if floor and n != "floor":
                 base = floor["mbps"] if row.endswith("bulk") else floor["rps"]
                 ratio = " {:.2f}x".format(value / base) if base else ""
-            cells.append("{:>24}".format("{:.0f} {} p99 {:.1f}{}".format(
-                value, unit, f["p99"], ratio)))
+            errors = " !{}".format(f["errors"]) if f["errors"] else ""     # non-2xx answers
+            cells.append("{:>24}".format("{:.0f} {} {} {:.1f}{}{}".format(
+                value, unit, "mean" if ".h2_" in row else "p99", f["p99"], ratio, errors)))
         lines.append("{:<18}".format(row) + "".join(cells))
     lines.append("TLS keeps this share of plain HTTP (https / http):")
     for row in [r[0] for r in ROWS] + ["bulk"]:
@@ -364,6 +392,8 @@ def run(results, seconds=10, runs=3, only=None, workdir=None, before=None):
     BEFORE["dir"] = before or BEFORE["dir"]
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    if shutil.which("h2load") is None:
+        raise RuntimeError("h2load is not installed (apt-get install nghttp2-client)")
     work = Path(workdir or tempfile.mkdtemp(prefix="sidebyside-"))
     figures = {}
     procs = Procs(work)
@@ -395,7 +425,7 @@ def run(results, seconds=10, runs=3, only=None, workdir=None, before=None):
                 results.add(key + ".rps", [f["rps"]], "req/s",
                             note="{} errors {}".format(f["errors"], f["socket_errors"]).strip()
                             if f["errors"] or f["socket_errors"] else "")
-                results.add(key + ".p99", [f["p99"]], "ms")
+                results.add(key + (".mean" if ".h2_" in row else ".p99"), [f["p99"]], "ms")
     print(table(figures), flush=True)
     return figures
 

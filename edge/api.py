@@ -265,7 +265,8 @@ class Api:
             protected_password_hash=password_hash,
             cloud_authentication_enabled=fields.cloud_authentication_enabled,
             allowed_addresses=list(fields.allowed_addresses),
-            allowed_domains=list(fields.allowed_domains))
+            allowed_domains=list(fields.allowed_domains),
+            upstream_protocol=fields.upstream_protocol)
 
     def _named(self, user: User, sock: Optional[Socket], fields) -> Optional[Socket]:
         """The account's socket with this name (unique_name), or None; 409 if its options differ."""
@@ -284,14 +285,23 @@ class Api:
         return web.json_response(self._socket_json(await self._owned_socket(request, user), user, live))
 
     async def patch_socket(self, request):
-        """Change a socket's basic auth in place (a rotated password keeps the name)."""
+        """Change a socket's basic auth (a rotated password keeps the name) or its upstream
+        protocol in place; only the fields the body names change."""
         user = await self._user(request)
         sock = await self._owned_socket(request, user)
-        protected, username, password = schema.protection(await self._body(request))
-        password_hash = await self._policy.hash(hash_password, password) if protected else ""
-        sock = await self._owned_socket(request, user)          # still there after the await?
-        await self._applied(await self._store.set_protection(sock, protected, username, password_hash))
-        log.info("socket protection changed: %s user=%s", sock.dnsname, user.user_name)
+        body = await self._body(request)
+        protocol = schema.upstream_protocol(body) if "upstream_protocol" in body else None
+        if protocol is None or any(k in body for k in schema.PROTECTION_FIELDS):
+            protected, username, password = schema.protection(body)
+            password_hash = await self._policy.hash(hash_password, password) if protected else ""
+            sock = await self._owned_socket(request, user)          # still there after the await?
+            await self._applied(await self._store.set_protection(sock, protected, username, password_hash))
+            log.info("socket protection changed: %s user=%s", sock.dnsname, user.user_name)
+        if protocol is not None:
+            sock = await self._owned_socket(request, user)
+            await self._applied(await self._store.set_upstream_protocol(sock, protocol))
+            log.info("socket upstream protocol changed: %s %s user=%s", sock.dnsname, protocol,
+                     user.user_name)
         sock = await self._owned_socket(request, user)
         return web.json_response(self._socket_json(sock, user, await self._live_ports()))
 

@@ -76,6 +76,8 @@ class Bounds:
                                           "in the listen backlog)")
     auth_check_memory: int = _bound(128, "MiB of scrypt password checks at once (16 MiB each; "
                                          "more are shed with 503 unavailable)")
+    h2_max_streams: int = _bound(100, "concurrent HTTP/2 streams per visitor connection, each also "
+                                      "one of the account's concurrent requests")
 
     def plane_args(self) -> list:
         """The same, as the data plane's flags."""

@@ -25,6 +25,7 @@ def socket_json(state: State, s: Socket) -> dict:
             "protected_username": s.protected_username,
             "protected_password_hash": s.protected_password_hash,
             "cloud_authentication_enabled": s.cloud_authentication_enabled,
+            "upstream_protocol": s.upstream_protocol,
             "local_ports": [t.local_port for t in tunnels],
             "tunnels": [{"local_port": t.local_port, "node": t.node, "backend": t.backend}
                         for t in tunnels],

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 SOCKET_TYPES = ("http", "https", "tcp", "tls")
+UPSTREAM_PROTOCOLS = ("http/1.1", "h2c")
 MAX_TEXT = 256
 MAX_PASSWORD = 1024
 MAX_SSHKEY = 16384
@@ -40,6 +41,7 @@ class NewSocket:
     cloud_authentication_enabled: bool = False
     allowed_addresses: tuple = ()
     allowed_domains: tuple = ()
+    upstream_protocol: str = "http/1.1"
 
 
 def json_object(raw: bytes, empty_ok: bool = False) -> dict:
@@ -129,7 +131,8 @@ def new_socket(body: dict) -> NewSocket:
                                  limit=MAX_PASSWORD),
         cloud_authentication_enabled=_flag(body, "cloud_authentication_enabled"),
         allowed_addresses=_text_list(body, "cloud_authentication_email_allowed_addressses"),
-        allowed_domains=_text_list(body, "cloud_authentication_email_allowed_domains"))
+        allowed_domains=_text_list(body, "cloud_authentication_email_allowed_domains"),
+        upstream_protocol=upstream_protocol(body))
     if sock.protected_socket:
         if not sock.protected_username or not sock.protected_password:
             raise BadInput("a protected socket needs protected_username and "
@@ -169,6 +172,18 @@ def route_table(body: dict):
 def unique_name(body: dict) -> bool:
     """The optional `unique_name` of POST /socket: one socket per name for this account."""
     return _flag(body, "unique_name")
+
+
+def upstream_protocol(body: dict) -> str:
+    """The optional `upstream_protocol` of a socket (an addition to the contract): what its app
+    speaks through the tunnel, "http/1.1" (absent or null) or "h2c" (HTTP/2 without TLS: gRPC)."""
+    value = _text(body, "upstream_protocol", required=False) or "http/1.1"
+    if value not in UPSTREAM_PROTOCOLS:
+        raise BadInput("upstream_protocol must be one of " + ", ".join(UPSTREAM_PROTOCOLS))
+    return value
+
+
+PROTECTION_FIELDS = ("protected_socket", "protected_username", "protected_password")
 
 
 def protection(body: dict) -> tuple:

@@ -38,6 +38,7 @@ def socket_json(sock: Socket, user: User, tunnels: list) -> dict:
         "cloud_authentication_enabled": sock.cloud_authentication_enabled,
         "cloud_authentication_email_allowed_addressses": list(sock.allowed_addresses),
         "cloud_authentication_email_allowed_domains": list(sock.allowed_domains),
+        "upstream_protocol": sock.upstream_protocol,
         "user_name": user.user_name,
         "routes_digest": digest(sock.routes),
         "address": sock.address,

@@ -44,7 +44,7 @@ from lib.remote import Pending
 from lib.routecontroller import ROUTES
 from lib.serving import Record, Serving
 from lib.services import DNSNAME, FINALIZER, LAST_VALID, SERVED_BY, SOCKET_ID, TUNNEL_ID, InvalidAnnotation
-from lib.sockets import differences, socket_fields
+from lib.sockets import differences, protocol_differs, socket_fields
 from lib.sweep import Sweep
 
 log = logging.getLogger(__name__)
@@ -325,7 +325,22 @@ class Controller:
             self.sockets.update_protection(socket, fields)
             log.info("gave the edge the protected Secret's current credentials", extra=_fields(key))
         self.secret_versions[key] = protected[2] if protected else ""
+        if protocol_differs(socket, fields):
+            self._change_protocol(key, svc, exposure, socket, fields)
         return socket
+
+    def _change_protocol(self, key, svc, exposure, socket, fields):
+        """The port's protocol (appProtocol or the annotation) changed: the edge is told in place. A pool's
+        socket is shared, so a member that disagrees is warned and the socket is left as it is."""
+        old, new = socket.get("upstream_protocol"), fields["upstream_protocol"]
+        if exposure.pool:
+            self._event(svc, "Warning", "PoolMismatch", f"pool {exposure.pool}'s socket's app speaks {old}, this "
+                        f"Service's port {new}; every member must speak the same")
+            return
+        self.sockets.update_protocol(socket, fields)
+        self._event(svc, "Normal", "UpstreamProtocolChanged", f"the edge now speaks {new} to this Service "
+                    f"(was {old}); the DNS name stays")
+        log.info("upstream protocol changed to %s", new, extra=_fields(key, socket["socket_id"]))
 
     def _not_ours(self, key, svc, socket):
         message = (f"{SOCKET_ID} points at socket {socket['socket_id']} ({socket.get('dnsname')}), which is not "

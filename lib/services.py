@@ -30,6 +30,7 @@ CLOUD_AUTH_DOMAINS = PREFIX + "cloud-auth-domains"
 PROTECTED_SECRET = PREFIX + "protected-secret"
 RETAIN = PREFIX + "retain"
 POOL = PREFIX + "pool"
+UPSTREAM_PROTOCOL = PREFIX + "upstream-protocol"
 # Written by the controller.
 DNSNAME = PREFIX + "dnsname"
 SERVED_BY = PREFIX + "served-by"
@@ -40,12 +41,14 @@ FINALIZER = PREFIX + "cleanup"
 LOAD_BALANCER_CLASS = "mysocket.io/tunnel"
 
 SOCKET_TYPES = ("http", "https", "tcp", "tls")
+UPSTREAM_PROTOCOLS = ("http/1.1", "h2c")
+H2C_APP_PROTOCOL = "kubernetes.io/h2c"      # the Kubernetes convention for HTTP/2 without TLS
 _EMAIL = re.compile(r"^[^@\s,]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _DOMAIN = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 
-OPTIONS = (PORT, TYPE, CLOUD_AUTH_EMAILS, CLOUD_AUTH_DOMAINS, PROTECTED_SECRET, RETAIN, POOL)
+OPTIONS = (PORT, TYPE, CLOUD_AUTH_EMAILS, CLOUD_AUTH_DOMAINS, PROTECTED_SECRET, RETAIN, POOL, UPSTREAM_PROTOCOL)
 
 
 class InvalidAnnotation(ValueError):
@@ -76,6 +79,7 @@ class Exposure:
     retain: bool = False
     load_balancer: bool = False
     pool: str = ""              # a name several clusters serve together (one socket per account and pool)
+    upstream_protocol: str = "http/1.1"     # what the port speaks: "http/1.1" or "h2c" (gRPC)
 
 
 def key_of(service):
@@ -129,11 +133,13 @@ def desired_exposure(service):
         return None
 
     namespace, name = key_of(service)
+    cluster_ip = _cluster_ip(spec)
+    port = _port(spec, annotations.get(PORT))
     return Exposure(
         namespace=namespace,
         name=name,
-        cluster_ip=_cluster_ip(spec),
-        port=_port(spec, annotations.get(PORT)),
+        cluster_ip=cluster_ip,
+        port=int(port["port"]),
         socket_type=_socket_type(annotations.get(TYPE)),
         cloud_auth_emails=_list(annotations.get(CLOUD_AUTH_EMAILS), CLOUD_AUTH_EMAILS, _EMAIL, "an e-mail address"),
         cloud_auth_domains=_list(annotations.get(CLOUD_AUTH_DOMAINS), CLOUD_AUTH_DOMAINS, _DOMAIN, "a domain name"),
@@ -141,6 +147,7 @@ def desired_exposure(service):
         retain=_bool(annotations.get(RETAIN), RETAIN),
         load_balancer=of_our_class(service),
         pool=_pool(annotations.get(POOL)),
+        upstream_protocol=_upstream_protocol(annotations.get(UPSTREAM_PROTOCOL), port),
     )
 
 
@@ -202,7 +209,19 @@ def _port(spec, wanted):
     if chosen.get("protocol", "TCP") != "TCP":
         raise InvalidAnnotation(PORT, f"port {chosen.get('port')} is {chosen.get('protocol')}; "
                                       "ssh can only forward TCP")
-    return int(chosen["port"])
+    return chosen
+
+
+def _upstream_protocol(value, port):
+    """What the exposed port speaks: the annotation if set (for a port a user cannot change),
+    else h2c for the port's `appProtocol: kubernetes.io/h2c`, else HTTP/1.1."""
+    if value is None or not value.strip():
+        return "h2c" if port.get("appProtocol") == H2C_APP_PROTOCOL else "http/1.1"
+    value = value.strip().lower()
+    if value not in UPSTREAM_PROTOCOLS:
+        raise InvalidAnnotation(UPSTREAM_PROTOCOL, f'must be "h2c" (HTTP/2 without TLS, e.g. gRPC) or '
+                                                   f'"http/1.1", not {_show(value)}')
+    return value
 
 
 def _socket_type(value):

@@ -38,7 +38,14 @@ def socket_fields(exposure, name, protected=None):
         "cloud_authentication_enabled": bool(exposure.cloud_auth_emails or exposure.cloud_auth_domains),
         "cloud_authentication_email_allowed_addressses": list(exposure.cloud_auth_emails),
         "cloud_authentication_email_allowed_domains": list(exposure.cloud_auth_domains),
+        "upstream_protocol": exposure.upstream_protocol,
     }
+
+
+def protocol_differs(socket, fields):
+    """Whether the edge says the socket's app speaks otherwise than wanted. An edge that does not
+    know `upstream_protocol` (it is absent from its answers) is never asked to change it."""
+    return socket.get("upstream_protocol") is not None and socket["upstream_protocol"] != fields["upstream_protocol"]
 
 
 def differences(socket, fields):
@@ -173,6 +180,14 @@ class Sockets:
         self._check_fence()
         body = {k: fields[k] for k in ("protected_socket", "protected_username", "protected_password")}
         updated = self.remote.call(f"protect {socket['socket_id']}", self.api.update_socket, socket["socket_id"],
+                                   body, before_send=self._check_fence)
+        socket.update({k: v for k, v in (updated or {}).items() if k != "tunnels"})
+
+    def update_protocol(self, socket, fields):
+        """The app's protocol (`upstream_protocol`) changed in place: the name stays."""
+        self._check_fence()
+        body = {"upstream_protocol": fields["upstream_protocol"]}
+        updated = self.remote.call(f"protocol {socket['socket_id']}", self.api.update_socket, socket["socket_id"],
                                    body, before_send=self._check_fence)
         socket.update({k: v for k, v in (updated or {}).items() if k != "tunnels"})
 

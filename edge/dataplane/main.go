@@ -47,7 +47,7 @@ type options struct {
 	keepaliveCount                                                  int
 	acmeDirectory, acmeCA, acmeEmail, tlsCert, tlsKey               string
 	nodeName, clusterSecretFile                                     string
-	linkPort                                                        int
+	linkPort, h2MaxStreams                                          int
 
 	bounds                             front.Bounds
 	sshHandshake                       time.Duration
@@ -90,6 +90,7 @@ func parseFlags() options {
 	flag.StringVar(&o.dnsNS, "dns-ns", "", "the zone's name servers, comma-separated (default ns1.<domain>,ns2.<domain>)")
 	flag.DurationVar(&o.dnsTTL, "dns-ttl", 30*time.Second, "TTL of the DNS answers")
 	flag.Float64Var(&o.dnsAnswersPerMinute, "dns-answers-per-minute", 1200, "UDP DNS answers per source address (IPv6: /64) per minute (0: no limit)")
+	flag.IntVar(&o.h2MaxStreams, "h2-max-streams", 100, "concurrent HTTP/2 streams per visitor connection")
 	boundsFlags(&o)
 	flag.Parse()
 	o.bounds.PeekTimeout = o.bounds.HeadTimeout
@@ -199,6 +200,7 @@ func main() {
 	httpFront := front.NewHTTP(shared, checks, strings.ToLower(o.apiName), o.apiUpstream, acmeMgr)
 	visitors := limits.NewCounts() // open public connections per visitor, across the fronts
 	tcp := front.NewTCP(shared, o.listen, visitors, o.connsPerVisitor)
+	httpFront.SetH2(front.H2{MaxStreams: o.h2MaxStreams})
 
 	os.Remove(o.control)
 	controlL, err := net.Listen("unix", o.control)

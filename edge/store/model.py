@@ -71,6 +71,7 @@ class Socket:
     created: float = 0.0
     routes: Optional[dict] = None   # the route table (edge/README.md, "Route tables"); None = none
     address: str = ""               # an address of its own (--socket-addresses); "" = none
+    upstream_protocol: str = "http/1.1"     # what the app speaks: "http/1.1" or "h2c" (edge/README.md)
 
 
 @dataclass

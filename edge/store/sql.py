@@ -40,7 +40,7 @@ class IntegrityError(Exception):
 
 _SOCKET_COLUMNS = ("socket_id, user_id, name, dnsname, socket_type, tcp_port, protected_socket, "
                    "protected_username, protected_password_hash, cloud_authentication_enabled, "
-                   "allowed_addresses, allowed_domains, created, routes, address")
+                   "allowed_addresses, allowed_domains, created, routes, address, upstream_protocol")
 _TUNNEL_COLUMNS = "tunnel_id, socket_id, local_port, owner, node, backend"
 
 
@@ -54,7 +54,8 @@ def _socket(row: dict) -> Socket:
         cloud_authentication_enabled=bool(row["cloud_authentication_enabled"]),
         allowed_addresses=json.loads(row["allowed_addresses"]),
         allowed_domains=json.loads(row["allowed_domains"]), created=row["created"],
-        routes=json.loads(row["routes"]) if row["routes"] else None, address=row["address"])
+        routes=json.loads(row["routes"]) if row["routes"] else None, address=row["address"],
+        upstream_protocol=row["upstream_protocol"])
 
 
 def _routes_text(routes: Optional[dict]) -> str:
@@ -172,12 +173,12 @@ class SqlStore:
                     return _socket(row), [], 0
             sock.created = time.time()
             await tx.execute(
-                "INSERT INTO sockets ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)".format(_SOCKET_COLUMNS),
+                "INSERT INTO sockets ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)".format(_SOCKET_COLUMNS),
                 (sock.socket_id, sock.user_id, sock.name, sock.dnsname, sock.socket_type,
                  sock.tcp_port, sock.protected_socket, sock.protected_username,
                  sock.protected_password_hash, sock.cloud_authentication_enabled,
                  json.dumps(sock.allowed_addresses), json.dumps(sock.allowed_domains),
-                 sock.created, _routes_text(sock.routes), sock.address))
+                 sock.created, _routes_text(sock.routes), sock.address, sock.upstream_protocol))
             seq = await self._log(tx, "socket", sock.socket_id, sock)
             made = []
             for t in tunnels:
@@ -204,6 +205,14 @@ class SqlStore:
         async with self._b.tx() as tx:
             await tx.execute("UPDATE sockets SET routes = ? WHERE socket_id = ?",
                              (_routes_text(routes), sock.socket_id))
+            row = await tx.one("SELECT {} FROM sockets WHERE socket_id = ?".format(_SOCKET_COLUMNS),
+                               (sock.socket_id,))
+            return await self._log(tx, "socket", sock.socket_id, _socket(row) if row else None)
+
+    async def set_upstream_protocol(self, sock: Socket, protocol: str) -> int:
+        async with self._b.tx() as tx:
+            await tx.execute("UPDATE sockets SET upstream_protocol = ? WHERE socket_id = ?",
+                             (protocol, sock.socket_id))
             row = await tx.one("SELECT {} FROM sockets WHERE socket_id = ?".format(_SOCKET_COLUMNS),
                                (sock.socket_id,))
             return await self._log(tx, "socket", sock.socket_id, _socket(row) if row else None)

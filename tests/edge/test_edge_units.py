@@ -73,6 +73,8 @@ def test_new_user_and_login_fields():
     ({"protected_socket": True, "protected_username": "u"}, "protected_password"),
     ({"name": "x" * 300}, "too long"),
     ({"cloud_authentication_email_allowed_domains": ["a"] * 101}, "too long"),
+    ({"upstream_protocol": "h2"}, "upstream_protocol must be one of http/1.1, h2c"),
+    ({"upstream_protocol": 2}, "upstream_protocol must be a string"),
 ])
 def test_new_socket_refuses(body, message):
     with pytest.raises(schema.BadInput, match=message):
@@ -83,6 +85,8 @@ def test_new_socket_defaults_and_nulls():
     sock = schema.new_socket({"name": None, "protected_username": None,
                               "protected_password": "ignored", "socket_type": None})
     assert sock == schema.NewSocket(protected_password="")
+    assert sock.upstream_protocol == "http/1.1"         # absent: what every old client means
+    assert schema.new_socket({"upstream_protocol": "h2c"}).upstream_protocol == "h2c"
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b"null", b"\xff", b"[" * 100000])
@@ -197,6 +201,7 @@ def test_the_data_planes_bounds_are_flags_handed_to_it():
     assert pairs["--head-timeout"] == "10.0s" and pairs["--body-read-timeout"] == "15.0s"
     assert pairs["--response-header-timeout"] == "100.0s" and pairs["--visitor-share"] == "0.05"
     assert pairs["--conns-per-visitor"] == "256" and pairs["--auth-check-memory"] == "128"
+    assert pairs["--h2-max-streams"] == "100"
     args = parse_args(["--upgrade-idle-timeout", "0", "--ssh-preauth-per-address", "8"],
                       {"EDGE_SPLICE_IDLE_TIMEOUT": "30"}).plane_args
     pairs = dict(zip(args[::2], args[1::2]))

@@ -103,6 +103,7 @@ def test_a_database_from_before_migrations_and_owners_is_adopted_as_it_is(tmp_pa
 
     (seq, users, sockets, tunnels), tunnel, new_seq = asyncio.run(load())
     assert [u.email for u in users] == ["u@example.com"] and sockets[0].dnsname == "a.edge"
+    assert sockets[0].upstream_protocol == "http/1.1"       # migration 3's default
     assert tunnels == [Tunnel("t1", "s1", 10000, "", "")] and seq == 0
     assert tunnel.local_port == 10001 and new_seq == 1
     db = sqlite3.connect(str(path))

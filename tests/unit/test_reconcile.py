@@ -63,6 +63,12 @@ class FakeApi:
         _sent(before_send)
         self.calls.append(f"delete_tunnel {tunnel_id}")
 
+    def update_socket(self, socket_id, fields, before_send=None):
+        _sent(before_send)
+        self.calls.append(f"update_socket {sorted(fields.items())}")
+        self.sockets_by_id[socket_id].update(fields)
+        return copy.deepcopy(self.sockets_by_id[socket_id])
+
     def delete_socket(self, socket_id, before_send=None):
         _sent(before_send)
         self.calls.append(f"delete {socket_id}")
@@ -290,3 +296,28 @@ def test_the_sweep_deletes_only_this_clusters_sockets_of_gone_services(world):
     c = world.make(sockets=[gone, other_cluster, other_namespace, laptop], svc=service(ON))
     c.resync()
     assert world.api.calls == ["list", "delete g"]
+
+
+def test_an_h2c_port_is_told_to_the_edge_in_place_once_and_an_edge_that_does_not_know_it_is_left_alone(world):
+    """appProtocol kubernetes.io/h2c on the exposed port: a new socket says so; a socket the edge reports as
+    http/1.1 is changed in place (one PATCH, the name stays); one whose edge reports no upstream_protocol at
+    all (an edge older than the field) is never asked."""
+    svc = service(ON)
+    svc["spec"]["ports"][0]["appProtocol"] = "kubernetes.io/h2c"
+    c = world.make(svc=copy.deepcopy(svc))
+    c.reconcile(KEY)
+    assert world.api.sockets_by_id["s1"]["upstream_protocol"] == "h2c"
+    base = {"name": socket_name(CLUSTER, "demo", "web"), "dnsname": "kept.edge", "socket_type": "http",
+            "tunnels": [{"tunnel_id": "t9", "local_port": 10009, "owner": MINE}]}
+    recorded = {**ON, DNSNAME: "kept.edge", SOCKET_ID: "s9", LAST_VALID: "{}"}
+    svc["metadata"]["annotations"] = recorded
+    svc["metadata"]["finalizers"] = [FINALIZER]
+    for reported, calls in (("http/1.1", ["list", "update_socket [('upstream_protocol', 'h2c')]"]),
+                            (None, ["list"]), ("h2c", ["list"])):
+        socket = {**base, "socket_id": "s9", **({"upstream_protocol": reported} if reported else {})}
+        c = world.make(sockets=[socket], svc=copy.deepcopy(svc))
+        c.reconcile(KEY)
+        assert world.api.calls == calls, reported
+        c.reconcile(KEY)                            # and once told, never again
+        assert world.api.calls == calls, reported
+    assert ("Normal", "UpstreamProtocolChanged") not in world.kube.events   # the last world: nothing changed

@@ -58,6 +58,21 @@ def test_options():
     assert e.protected_secret == "web-auth" and e.retain
 
 
+H2C_PORT = [{"name": "grpc", "port": 50051, "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"},
+            {"name": "web", "port": 8000, "protocol": "TCP", "appProtocol": "http"}]
+
+
+@pytest.mark.parametrize("annotations, ports, protocol", [
+    (ON, None, "http/1.1"),                                                     # no appProtocol
+    (ON, H2C_PORT, "h2c"),                                                      # the exposed port's
+    ({**ON, "mysocket.io/port": "web"}, H2C_PORT, "http/1.1"),                  # ... not another port's
+    ({**ON, "mysocket.io/upstream-protocol": " H2C "}, None, "h2c"),            # the annotation, where the
+    ({**ON, "mysocket.io/upstream-protocol": "http/1.1"}, H2C_PORT, "http/1.1"),  # port cannot be changed
+])
+def test_upstream_protocol_from_app_protocol_or_the_annotation(annotations, ports, protocol):
+    assert desired_exposure(svc(annotations, ports=ports)).upstream_protocol == protocol
+
+
 @pytest.mark.parametrize("annotations, spec, annotation, words", [
     ({"mysocket.io/enabled": "yes"}, {}, "mysocket.io/enabled", 'must be "true" or "false"'),
     ({**ON, "mysocket.io/port": "grpc"}, {}, "mysocket.io/port", "it has: http, metrics"),
@@ -70,6 +85,8 @@ def test_options():
     ({**ON, "mysocket.io/protected-secret": "Not/A/Name"}, {}, "mysocket.io/protected-secret",
      "not a valid Secret name"),
     ({**ON, "mysocket.io/retain": "sometimes"}, {}, "mysocket.io/retain", 'must be "true" or "false"'),
+    ({**ON, "mysocket.io/upstream-protocol": "grpc"}, {}, "mysocket.io/upstream-protocol",
+     'must be "h2c" (HTTP/2 without TLS, e.g. gRPC) or "http/1.1"'),
     (ON, {"clusterIP": "None"}, "mysocket.io/enabled", "headless"),
     (ON, {"type": "ExternalName", "clusterIP": None}, "mysocket.io/enabled", "ExternalName"),
 ])

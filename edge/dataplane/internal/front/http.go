@@ -91,7 +91,9 @@ type HTTP struct {
 	acme     *certs.ACME
 	auth     *auth.Checker
 	nextID   atomic.Uint64
-	visitors sync.Map // net.Conn -> *visitor
+	visitors sync.Map   // net.Conn -> *visitor
+	h2       H2         // HTTP/2 bounds (SetH2, h2.go)
+	up       *upstreams // the transports to apps, by the protocol they speak (h2.go)
 }
 
 // connContext and connState are the http.Server hooks that track visitors.
@@ -168,9 +170,10 @@ func NewHTTP(sh Shared, checks auth.Options, apiName, apiUpstream string, acme *
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     false,
 	}
+	f.up = newUpstreams(transport)
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:        f.rewrite,
-		Transport:      transport,
+		Transport:      f.up,
 		FlushInterval:  0, // streamed (chunked, unknown-length) answers are still flushed at once
 		ErrorHandler:   f.proxyError,
 		ModifyResponse: f.fromApp,
@@ -193,7 +196,7 @@ func NewHTTP(sh Shared, checks auth.Options, apiName, apiUpstream string, acme *
 func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// From here on a body must keep moving: also the rest net/http reads away
 	// after the edge answered by itself without reading it.
-	defer guardBody(w, r, f.Bounds.BodyReadTimeout)()
+	defer guardBody(w, r, f.bodyReadTimeout(r))()
 	host := state.HostOnly(r.Host)
 	if r.TLS == nil && f.acme != nil && strings.HasPrefix(r.URL.Path, certs.ACMEChallengePrefix) {
 		f.acme.ServeChallenge(w, r)
@@ -268,7 +271,7 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // timeout on an upgraded connection.
 func (f *HTTP) fromApp(res *http.Response) error {
 	answer.Strip(res.Header)
-	if res.Trailer != nil || len(res.TransferEncoding) > 0 {
+	if res.Trailer != nil || len(res.TransferEncoding) > 0 || res.ProtoMajor == 2 {
 		res.Body = trailerGuard{res.Body, res}
 	}
 	if res.StatusCode == http.StatusSwitchingProtocols && f.Bounds.UpgradeIdleTimeout > 0 {
@@ -398,7 +401,8 @@ func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
 func (f *HTTP) NewServer() *http.Server {
 	return &http.Server{Handler: f, ReadHeaderTimeout: f.Bounds.HeadTimeout, IdleTimeout: f.Bounds.IdleTimeout,
 		MaxHeaderBytes: maxHeaderBytes * 2, ErrorLog: log.New(discard{}, "", 0),
-		ConnContext: f.connContext, ConnState: f.connState}
+		ConnContext: f.connContext, ConnState: f.connState,
+		Protocols: visitorProtocols(), HTTP2: f.h2.config()}
 }
 
 type discard struct{}

@@ -108,7 +108,7 @@ func (t *TLS) handle(c net.Conn) {
 		t.passthrough(replay, sock)
 		return
 	}
-	cfg := &tls.Config{GetCertificate: t.certs.Get, NextProtos: []string{"http/1.1"},
+	cfg := &tls.Config{GetCertificate: t.certs.Get, NextProtos: alpn,
 		MinVersion: tls.VersionTLS12}
 	t.http.push(tls.Server(replay, cfg))
 }

@@ -54,6 +54,7 @@ type SocketIn struct {
 	ProtectedUsername string     `json:"protected_username"`
 	PasswordHash      string     `json:"protected_password_hash"`
 	CloudAuth         bool       `json:"cloud_authentication_enabled"`
+	UpstreamProtocol  string     `json:"upstream_protocol"` // "h2c", or "" for HTTP/1.1
 	LocalPorts        []int      `json:"local_ports"`
 	Tunnels           []TunnelIn `json:"tunnels"`
 	// Routes is the socket's route table (edge/README.md, "Route tables"); absent: every request
