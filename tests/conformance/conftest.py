@@ -26,7 +26,7 @@ def conformance_cluster(tmp_path_factory):
 def gateway_edge(conformance_cluster, tmp_path_factory):
     """The edge on every address of the test's namespace, HTTP on 80 and HTTPS on 443 (the listener ports the
     suite dials), with the loopback addresses the Gateways get (--socket-addresses)."""
-    edge = EdgeProcess(tmp_path_factory.mktemp("edge"), admin=True, extra_args=(
+    edge = EdgeProcess(tmp_path_factory.mktemp("edge"), extra_args=(     # no --admin beyond loopback
         "--registration", "open", "--api-listen", "0.0.0.0", "--http-port", "80", "--https-port", "443",
         "--socket-addresses", GATEWAY_ADDRESSES))
     edge.host = "0.0.0.0"

@@ -130,11 +130,14 @@ def test_lists_then_watches_adds_changes_and_deletions(cluster, start_watcher):
 
 def test_services_that_concern_nobody_are_kept_small_and_never_queued(cluster, start_watcher):
     """In a large cluster most Services are nobody's business here: the cache keeps their name and uid
-    (the sweep must know they exist) and a change to one queues nothing; once asked for, it is queued."""
+    (the sweep must know they exist) and what a route's backend needs (type, ClusterIP, ports), and a
+    change to one queues nothing; once asked for, it is queued."""
     cluster.service("plain", annotations={"example.com/big": "x" * 2000})
     watcher, kube, keys = start_watcher()
     plain = (cluster.ns, "plain")
-    assert set(watcher.get(plain)) == {"metadata"} and "annotations" not in watcher.get(plain)["metadata"]
+    kept = watcher.get(plain)
+    assert set(kept) == {"metadata", "spec"} and "annotations" not in kept["metadata"]
+    assert set(kept["spec"]) == {"type", "clusterIP", "ports"} and kept["spec"]["ports"][0]["port"] > 0
     assert watcher.keys() == [] and keys.since(0) == []
     cluster.annotate("plain", **{"example.com/note": "y"})
     cluster.annotate("plain", **{"mysocket.io/enabled": "true"})
@@ -142,6 +145,17 @@ def test_services_that_concern_nobody_are_kept_small_and_never_queued(cluster, s
     assert watcher.get(plain)["metadata"]["annotations"]["mysocket.io/enabled"] == "true"
     assert watcher.keys() == [plain]
 
+
+def test_a_change_to_a_routes_backend_is_queued_though_it_concerns_nobody_else(cluster, start_watcher):
+    """The route controller reads a backend Service it does not own (watcher.also_read): a change to one
+    must reach it, or a route keeps forwarding to a port the Service no longer has."""
+    cluster.service("backend")
+    watcher, kube, keys = start_watcher()
+    backend = (cluster.ns, "backend")
+    watcher.also_read = lambda key: key == backend
+    cluster.annotate("backend", **{"example.com/note": "y"})
+    wait_for("the route's backend queued", lambda: backend in keys.since(0))
+    assert watcher.keys() == []
 
 def test_a_broken_stream_resumes_from_the_newest_resource_version(cluster, relayed_kubeconfig, start_watcher):
     """Not from where that stream began: that would deliver again every change the broken stream

@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import time
 
 import pytest
 
@@ -15,7 +16,8 @@ ADDRESSES = "127.100.3.0/30"            # two usable addresses: .1 and .2
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory):
     """An edge on every address of the namespace (0.0.0.0), owning ADDRESSES for sockets that ask."""
-    proc = EdgeProcess(tmp_path_factory.mktemp("edge"), admin=True, extra_args=(
+    # No --admin: it refuses a listener beyond loopback, and the tunnel's `connected` says enough here.
+    proc = EdgeProcess(tmp_path_factory.mktemp("edge"), extra_args=(
         "--socket-addresses", ADDRESSES, "--registration", "open", "--api-listen", "127.0.0.1"))
     proc.host = "0.0.0.0"
     with proc:
@@ -31,6 +33,17 @@ def get(address, port, host, path="/"):
         return resp.status, resp.getheader("Mysocket-Edge"), resp.read().decode(errors="replace")
     finally:
         conn.close()
+
+
+def wait_connected(edge, account, base, tunnel_id, timeout=10.0):
+    """Until the edge says the tunnel's forward is up (`connected`, what the API reports on the wire)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock = edge.api("GET", base, token=account.token).body
+        if any(t["tunnel_id"] == tunnel_id and t.get("connected") for t in sock.get("tunnels") or []):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"tunnel {tunnel_id} never connected")
 
 
 def table(hostname, backend):
@@ -54,7 +67,7 @@ def test_an_own_address_routes_any_host_by_the_table(edge, tmp_path, ssh, backen
     tunnel = edge.api("POST", base + "/tunnel", {"backend": "shop/web:80"}, token=account.token).body
     app = backend("shop")
     ssh.start(forward_argv(edge, account, tunnel["local_port"], app.port))
-    edge.wait_forward(tunnel["local_port"])
+    wait_connected(edge, account, base, tunnel["tunnel_id"])
     assert edge.api("PUT", base + "/routes", {"routes": table("shop.example.com", "shop/web:80")},
                     token=account.token).status == 200
 
@@ -121,7 +134,7 @@ def test_an_https_listener_on_an_own_address_terminates_with_its_certificate(edg
     tunnel = edge.api("POST", base + "/tunnel", {"backend": "shop/secure:443"}, token=account.token).body
     app = backend("secure")
     ssh.start(forward_argv(edge, account, tunnel["local_port"], app.port))
-    edge.wait_forward(tunnel["local_port"])
+    wait_connected(edge, account, base, tunnel["tunnel_id"])
     cert, key = self_signed("secure.example.com")
     routes = table("secure.example.com", "shop/secure:443")
     routes["listeners"][0].update(port=443, protocol="HTTPS", certificates=[{"cert": cert, "key": key}])

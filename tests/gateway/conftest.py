@@ -16,7 +16,7 @@ ADDRESSES = "127.100.2.0/24"
 @pytest.fixture(scope="module")
 def gw_edge(tmp_path_factory):
     """The edge on every address of the test's namespace, so each Gateway's own address answers."""
-    edge = EdgeProcess(tmp_path_factory.mktemp("edge"), admin=True, extra_args=(
+    edge = EdgeProcess(tmp_path_factory.mktemp("edge"), extra_args=(     # no --admin beyond loopback
         "--socket-addresses", ADDRESSES, "--registration", "open", "--api-listen", "127.0.0.1"))
     edge.host = "0.0.0.0"
     with edge:
