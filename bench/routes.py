@@ -78,8 +78,9 @@ def run(stack, results, deadline, runs=20):
     ns = stack.namespace("routes")
     ips = stack.stand_ins(ns, ["blue", "green"])
     stack.apply_services(ns, ips, annotated=False)
-    edge = EdgeProcess(stack.workdir / "edge-routes", admin=True, log_level="INFO", extra_args=(
-        "--socket-addresses", "127.100.9.0/29", "--registration", "open", "--api-listen", "127.0.0.1"))
+    edge = EdgeProcess(stack.workdir / "edge-routes", log_level="INFO", extra_args=(
+        "--socket-addresses", "127.100.9.0/29", "--registration", "open", "--api-listen", "127.0.0.1",
+        "--tunnel-server", "127.0.0.1"))
     edge.host = "0.0.0.0"            # every address: the Gateway's own one answers
     with edge:
         edge.host = "127.0.0.1"

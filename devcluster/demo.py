@@ -99,7 +99,8 @@ class Demo:
         # This private namespace only: lo here, the uplink for pods. On such a listener the edge closes
         # registration and keeps its plain-HTTP API on loopback (edge/README.md); the demo needs both.
         self.edge = EdgeProcess(self.workdir / "edge", admin=False,
-                                extra_args=("--registration", "open", "--api-listen", "0.0.0.0"))
+                                extra_args=("--registration", "open", "--api-listen", "0.0.0.0",
+                                            "--tunnel-server", self.cluster.uplink))   # as pods reach it
         self.edge.host = "0.0.0.0"
         self.edge.start()
         self.pod_edge = workloads.EdgeAddress.of(self.edge, self.cluster.uplink)

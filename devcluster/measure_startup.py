@@ -50,7 +50,8 @@ def _node_run() -> dict:
 
     with tempfile.TemporaryDirectory(prefix="measure-node-") as tmp, NodeCluster() as cluster:
         timeline = {f"node:{k}": v for k, v in cluster.timeline.items()}
-        edge = EdgeProcess(Path(tmp) / "edge", extra_args=("--registration", "open", "--api-listen", "0.0.0.0"))
+        edge = EdgeProcess(Path(tmp) / "edge", extra_args=("--registration", "open", "--api-listen", "0.0.0.0",
+                                                           "--tunnel-server", cluster.uplink))
         edge.host = "0.0.0.0"               # a private namespace: see tests/node/conftest.py
         with edge:
             cp = cluster.cp

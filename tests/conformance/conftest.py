@@ -28,7 +28,9 @@ def gateway_edge(conformance_cluster, tmp_path_factory):
     suite dials), with the loopback addresses the Gateways get (--socket-addresses)."""
     edge = EdgeProcess(tmp_path_factory.mktemp("edge"), extra_args=(     # no --admin beyond loopback
         "--registration", "open", "--api-listen", "0.0.0.0", "--http-port", "80", "--https-port", "443",
-        "--socket-addresses", GATEWAY_ADDRESSES))
+        "--socket-addresses", GATEWAY_ADDRESSES,
+        # Where the pods reach it: tunnels name their node (tunnel_server), and mysocketd connects there.
+        "--tunnel-server", conformance_cluster.uplink))
     edge.host = "0.0.0.0"
     with edge:
         yield edge

@@ -17,7 +17,8 @@ ADDRESSES = "127.100.2.0/24"
 def gw_edge(tmp_path_factory):
     """The edge on every address of the test's namespace, so each Gateway's own address answers."""
     edge = EdgeProcess(tmp_path_factory.mktemp("edge"), extra_args=(     # no --admin beyond loopback
-        "--socket-addresses", ADDRESSES, "--registration", "open", "--api-listen", "127.0.0.1"))
+        "--socket-addresses", ADDRESSES, "--registration", "open", "--api-listen", "127.0.0.1",
+        "--tunnel-server", "127.0.0.1"))   # where mysocketd connects each tunnel (its tunnel_server)
     edge.host = "0.0.0.0"
     with edge:
         edge.host = "127.0.0.1"     # the API, the SSH server and every socket's name answer there too

@@ -31,7 +31,8 @@ def node_edge(node_cluster, tmp_path_factory):
     # On a non-loopback listener the edge closes registration and keeps its plain-HTTP API on
     # loopback (edge/README.md); this namespace is private, and the pods need both.
     edge = EdgeProcess(tmp_path_factory.mktemp("edge"), admin=False,   # --admin: loopback only
-                       extra_args=("--registration", "open", "--api-listen", "0.0.0.0"))
+                       extra_args=("--registration", "open", "--api-listen", "0.0.0.0",
+                                   "--tunnel-server", node_cluster.uplink))    # each tunnel's node, as pods reach it
     edge.host = "0.0.0.0"
     with edge:
         yield edge
