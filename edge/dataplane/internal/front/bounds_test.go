@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"mysocketd/edge/dataplane/internal/auth"
 )
 
 // bodyServer serves one handler behind guardBody, as ServeHTTP does: read
@@ -221,5 +223,21 @@ func TestAVisitorMustTakeTheAnswer(t *testing.T) {
 			t.Fatalf("the handler was still writing (visitor reads: %v)", reads)
 		}
 		conn.Close()
+	}
+}
+
+// TestTheFrontsOwnProxyCleansTheAnswer: the proxy NewHTTP builds (not a copy
+// set up by a test) strips the app's Mysocket-Edge, also when a route's
+// response edits are wired in beside it.
+func TestTheFrontsOwnProxyCleansTheAnswer(t *testing.T) {
+	f := NewHTTP(Shared{}, auth.Options{}, "", "", nil)
+	req := httptest.NewRequest("GET", "http://app.edge/", nil)
+	res := &http.Response{StatusCode: 200, Header: http.Header{"Mysocket-Edge": {"no-tunnel"}}, Request: req,
+		Body: io.NopCloser(strings.NewReader(""))}
+	if err := f.proxy.ModifyResponse(res); err != nil {
+		t.Fatal(err)
+	}
+	if v := res.Header.Values("Mysocket-Edge"); len(v) != 0 {
+		t.Fatalf("the front's proxy let the app's Mysocket-Edge through: %q", v)
 	}
 }

@@ -179,7 +179,6 @@ func NewHTTP(sh Shared, checks auth.Options, apiName, apiUpstream string, acme *
 		ModifyResponse: f.fromApp,
 		BufferPool:     newBufferPool(),
 	}
-	f.proxy.ModifyResponse = modifyResponse // a route's response header edits (routes.go)
 	if apiUpstream != "" {
 		target := &url.URL{Scheme: "http", Host: apiUpstream}
 		f.api = &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
@@ -267,9 +266,11 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.proxy.ServeHTTP(out, r)
 }
 
-// fromApp cleans the app's answer of the edge's voice, and puts the idle
-// timeout on an upgraded connection.
+// fromApp (the proxy's ModifyResponse) makes a route's response edits,
+// cleans the answer of the edge's voice, and puts the idle timeout on an
+// upgraded connection.
 func (f *HTTP) fromApp(res *http.Response) error {
+	routeEdits(res) // a route's response header edits first (routes.go): no route may speak as the edge either
 	answer.Strip(res.Header)
 	if res.Trailer != nil || len(res.TransferEncoding) > 0 || res.ProtoMajor == 2 {
 		res.Body = trailerGuard{res.Body, res}

@@ -10,7 +10,7 @@ package front
 // a request of the chosen backend's group of tunnels (state.Socket.Group):
 // candidates, failover, keep-alive channels and the proxy are the front's
 // usual ones. The request edits are made on the way in; the response edits
-// by the proxy's ModifyResponse.
+// by fromApp, the proxy's ModifyResponse.
 
 import (
 	"context"
@@ -142,10 +142,9 @@ func (f *HTTP) socketFor(r *http.Request, host string) *state.Socket {
 	return f.State.ByDNS(host)
 }
 
-// modifyResponse makes a route's response edits (the proxy's ModifyResponse).
-func modifyResponse(resp *http.Response) error {
+// routeEdits makes a route's response edits (called by fromApp, the proxy's ModifyResponse).
+func routeEdits(resp *http.Response) {
 	if rt, _ := resp.Request.Context().Value(ctxRouteKey{}).(*routed); rt != nil && rt.HasResponseEdits() {
 		rt.ModifyResponse(resp.Header)
 	}
-	return nil
 }
