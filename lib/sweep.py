@@ -86,8 +86,9 @@ class Sweep:
                             "looking again", extra=_fields(key))
                 del self.c.records[key]
                 self.c.queue.add(key)
-            elif record.socket_id and len(record.tunnels) < self.c.serving.connections:
-                del self.c.records[key]     # fewer than it wants: the edge may have more nodes by now
+            elif record.socket_id and len(record.tunnels) < min(self.c.serving.connections,
+                                                                self.c.sockets.edge_nodes()):
+                del self.c.records[key]     # fewer than it wants and the edge can give: asked again
                 self.c.queue.add(key)
 
     def _in_scope(self, namespace):

@@ -321,3 +321,21 @@ def test_an_h2c_port_is_told_to_the_edge_in_place_once_and_an_edge_that_does_not
         c.reconcile(KEY)                            # and once told, never again
         assert world.api.calls == calls, reported
     assert ("Normal", "UpstreamProtocolChanged") not in world.kube.events   # the last world: nothing changed
+
+
+def test_a_single_node_edge_does_not_make_the_sweep_forget_a_service_that_wants_two_connections(world):
+    """--edge-connections 2 (the default) on an edge of one node: one tunnel is all the edge can give, so
+    the sweep keeps the record and says who serves it, instead of dropping it as 'fewer than it wants'
+    on every run (then nothing ever wrote mysocket.io/served-by)."""
+    c = world.make(svc=service(ON))
+    c.serving.connections = 2
+    world.api.edge_nodes = lambda: 1
+    c.reconcile(KEY)
+    assert len(c.records[KEY].tunnels) == 1
+    for tunnel in world.api.sockets_by_id["s1"]["tunnels"]:
+        tunnel["connected"] = True
+    world.reset()
+    c.resync()
+    assert KEY in c.records
+    assert [call for call in world.kube.calls if call[0] == "patch"] == [("patch", ("mysocket.io/served-by",),
+                                                                         None, None)]
