@@ -18,6 +18,11 @@ spread evenly. So each TCP listener of a Gateway is a socket of its own
   `attachedRoutes`; only the oldest (creationTimestamp, then namespace/name) is
   served: the spec's rule for conflicts, which the conformance test
   TCPRouteMultipleRoutesAttachment checks.
+
+A route edited to another backend: the new backend's tunnels join the socket
+first, and the old ones serve on for the controller's drain (DRAIN s, so the
+connections they carry finish) before they go; meanwhile new connections are
+spread over both, as there is no table on a tcp socket to stop using them.
 """
 
 import dataclasses
