@@ -7,12 +7,14 @@ for every HTTPRoute, its verdict on each of our Gateways. `gateway_status`,
 `class_status` and `route_status` turn verdicts plus the edge's answer into
 the status objects, with the spec's conditions and reasons, each condition at
 the generation it describes. Nothing here talks to the API or the edge, so
-the whole of it is table-tested (tests/unit/test_gatewayapi.py).
+the whole of it is table-tested (tests/unit/test_gatewayapi.py). TCPRoutes
+attach the same way; a TCP listener is not in the table but a socket of its
+own (lib/tcproutes.py).
 """
 
 import dataclasses
 
-from lib import conditions, gateways, httproutes, routetable, services
+from lib import conditions, gateways, httproutes, routetable, services, tcproutes
 from lib.conditions import Condition
 from lib.gateways import CONTROLLER_NAME, GROUP
 
@@ -35,6 +37,7 @@ class World:
     gateways: list = dataclasses.field(default_factory=list)
     http_routes: list = dataclasses.field(default_factory=list)
     tls_routes: list = dataclasses.field(default_factory=list)
+    tcp_routes: list = dataclasses.field(default_factory=list)
     grants: list = dataclasses.field(default_factory=list)
     services: dict = dataclasses.field(default_factory=dict)          # (ns, name) -> Service
     secrets: dict = dataclasses.field(default_factory=dict)           # (ns, name) -> Secret | gateways.UNREADABLE
@@ -47,6 +50,7 @@ class GatewayPlan:
     listeners: tuple                    # routetable.Listener, only those the edge serves
     attached: dict                      # listener name -> number of routes attached
     targets: frozenset                  # httproutes.Target the table sends traffic to
+    tcp: tuple = ()                     # tcproutes.TcpListener: each its own tcp socket
 
     @property
     def key(self):
@@ -70,6 +74,7 @@ class Picture:
     gateways: dict                      # (ns, name) -> GatewayPlan (ours only)
     routes: dict                        # (ns, name) -> RouteVerdict (HTTPRoutes with a parent of ours)
     tls_routes: dict = dataclasses.field(default_factory=dict)     # ... TLSRoutes
+    tcp_routes: dict = dataclasses.field(default_factory=dict)     # ... TCPRoutes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +84,7 @@ class EdgeAnswer:
     programmed: bool = False
     message: str = "waiting for the edge"
     addresses: tuple = ()               # ({"type": "IPAddress" | "Hostname", "value": ...}, ...)
+    tcp: dict = dataclasses.field(default_factory=dict)     # TCP listener name -> EdgeAnswer of its socket
 
 
 def translate(world: World) -> Picture:
@@ -91,16 +97,20 @@ def translate(world: World) -> Picture:
             verdicts[(verdict.namespace, verdict.name)] = verdict
             if ((gw["metadata"].get("annotations") or {}).get(services.POOL) or "").strip():
                 pooled.add((verdict.namespace, verdict.name))
-    routes, tls_routes, per_listener, attached = {}, {}, {}, {}
+    routes, tls_routes, tcp_routes, per_listener, attached = {}, {}, {}, {}, {}
     for kind, found, objects in ((gateways.HTTP_ROUTE, routes, world.http_routes),
-                                 (gateways.TLS_ROUTE, tls_routes, world.tls_routes)):
+                                 (gateways.TLS_ROUTE, tls_routes, world.tls_routes),
+                                 (gateways.TCP_ROUTE, tcp_routes, world.tcp_routes)):
         for route in objects:
             _attach(route, kind, found, world, verdicts, pooled, attached, per_listener)
     plans = {}
     for key, verdict in verdicts.items():
-        tables, targets = [], set()
+        tables, targets, tcp = [], set(), []
         for listener in verdict.listeners:
             if not (verdict.accepted.status and listener.serving):
+                continue
+            if listener.protocol == "TCP":
+                tcp.append(tcproutes.listener(listener, per_listener.get((key, listener.name), [])))
                 continue
             entries = []
             for route, rules in per_listener.get((key, listener.name), []):
@@ -110,8 +120,8 @@ def translate(world: World) -> Picture:
                                               listener.certificates, routetable.ordered(entries)))
         plans[key] = GatewayPlan(verdict, tuple(tables),
                                  {lis.name: attached.get((key, lis.name), 0) for lis in verdict.listeners},
-                                 frozenset(targets))
-    return Picture(classes, plans, routes, tls_routes)
+                                 frozenset(targets), tuple(tcp))
+    return Picture(classes, plans, routes, tls_routes, tcp_routes)
 
 
 def _attach(route, kind, found, world, verdicts, pooled, attached, per_listener):
@@ -119,8 +129,11 @@ def _attach(route, kind, found, world, verdicts, pooled, attached, per_listener)
     parents = httproutes.parents(route, verdicts, world.namespace_labels, kind)
     if not parents:
         return
-    rules = httproutes.rules(route, world.services, world.grants, pooled=any(p.gateway in pooled for p in parents),
-                             kind=kind)
+    in_pool = any(p.gateway in pooled for p in parents)
+    if kind == gateways.TCP_ROUTE:
+        rules = tcproutes.rules(route, world.services, world.grants, pooled=in_pool)
+    else:
+        rules = httproutes.rules(route, world.services, world.grants, pooled=in_pool, kind=kind)
     found[httproutes.key_of(route)] = RouteVerdict(route, tuple(parents), rules)
     if rules.accepted_problem:
         return
@@ -156,7 +169,11 @@ def gateway_status(gateway, plan: GatewayPlan, edge: EdgeAnswer, now=None):
     old_listeners = {lis.get("name"): lis.get("conditions") for lis in previous.get("listeners") or []}
     listeners = []
     for listener in verdict.listeners:
-        if listener.serving and programmed.status:
+        if listener.serving and listener.protocol == "TCP" and verdict.accepted.status:
+            socket = edge.tcp.get(listener.name) or EdgeAnswer()
+            l_programmed = Condition("Programmed", socket.programmed, "Programmed" if socket.programmed else "Pending",
+                                     socket.message)
+        elif listener.serving and programmed.status:
             l_programmed = Condition("Programmed", True, "Programmed")
         elif listener.serving:
             l_programmed = Condition("Programmed", False, "Pending", programmed.message)

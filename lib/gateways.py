@@ -4,9 +4,16 @@ Pure functions over the objects as the API serves them (dicts), so that every
 rule of the spec about classes and listeners lives here and is table-tested
 without a cluster. What the edge serves decides what is valid: one public
 socket per Gateway, whose HTTP front is port 80 and whose HTTPS/TLS front is
-port 443 (the socket's `socket_tcp_ports`), so a listener on any other port
-is `PortUnavailable`; HTTP and HTTPS listeners carry HTTPRoutes, TLS
-listeners (passthrough by SNI) TLSRoutes.
+port 443 (the socket's `socket_tcp_ports`), so an HTTP, HTTPS or TLS listener
+on any other port is `PortUnavailable`; HTTP and HTTPS listeners carry
+HTTPRoutes, TLS listeners (passthrough by SNI) TLSRoutes.
+
+TCP listeners carry TCPRoutes, each listener a `tcp` socket of its own
+(lib/tcproutes.py). The edge gives a tcp socket a port from its range: on an
+edge many accounts share, nobody can be promised port 5432. The listener is
+still served, only elsewhere, so it is Accepted (not `PortUnavailable`, which
+the spec uses for a listener that is *not* served) with a message saying so,
+and its Programmed condition names the edge's port once the socket exists.
 
 Certificates: an HTTPS listener names Secrets (`certificateRefs`); the
 controller reads them (only where mysocketd may: a Secret it cannot read is
@@ -31,8 +38,10 @@ CONTROLLER_NAME = "mysocket.io/gateway-controller"
 GROUP = refgrants.GATEWAY_GROUP
 HTTP_ROUTE = (GROUP, "HTTPRoute")
 TLS_ROUTE = (GROUP, "TLSRoute")
-# protocol -> (the edge's port for it, the route kinds it carries)
-PROTOCOLS = {"HTTP": (80, (HTTP_ROUTE,)), "HTTPS": (443, (HTTP_ROUTE,)), "TLS": (443, (TLS_ROUTE,))}
+TCP_ROUTE = (GROUP, "TCPRoute")
+# protocol -> (the edge's port for it, None: the edge allocates one per listener; the route kinds it carries)
+PROTOCOLS = {"HTTP": (80, (HTTP_ROUTE,)), "HTTPS": (443, (HTTP_ROUTE,)), "TLS": (443, (TLS_ROUTE,)),
+             "TCP": (None, (TCP_ROUTE,))}
 UNREADABLE = object()           # a Secret mysocketd may not read (HTTP 403): in `secrets` instead of a dict
 
 
@@ -132,7 +141,7 @@ def _listener(entry, namespace, secrets, grants):
     base = dict(name=name, protocol=protocol, port=port, hostname=hostname, allowed=allowed, conflicted=no_conflict)
     if protocol not in PROTOCOLS:
         return Listener(**base, accepted=Condition("Accepted", False, "UnsupportedProtocol",
-                                                   f"protocol {protocol} is not served (HTTP, HTTPS, TLS are)"),
+                                                   f"protocol {protocol} is not served (HTTP, HTTPS, TLS, TCP are)"),
                         resolved_refs=Condition("ResolvedRefs", True, "ResolvedRefs"))
     edge_port, protocol_kinds = PROTOCOLS[protocol]
     kinds, bad_kinds = _kinds(allowed_spec.get("kinds"), protocol_kinds)
@@ -149,6 +158,10 @@ def _listener(entry, namespace, secrets, grants):
         if mode != wanted:
             return Listener(**base, tls_mode=mode, resolved_refs=resolved, accepted=Condition(
                 "Accepted", False, "UnsupportedValue", f"tls.mode {mode}: {protocol} listeners here are {wanted}"))
+    if edge_port is None:
+        return Listener(**base, resolved_refs=resolved, accepted=Condition(
+            "Accepted", True, "Accepted", f"port {port} cannot be promised on a shared edge: the edge gives this "
+            "listener a port of its own from its range (the Programmed condition says which)"))
     if port != edge_port:
         return Listener(**base, tls_mode=mode, accepted=Condition(
             "Accepted", False, "PortUnavailable", f"the edge serves {protocol} on port {edge_port} only"),
@@ -240,6 +253,9 @@ def _pem_blocks(text, wanted):
 def _mark_conflicts(listeners):
     """Same port and hostname twice (HostnameConflict), HTTP where HTTPS/TLS listen (ProtocolConflict).
 
+    TCP listeners are judged by the ports they ask for, as the spec says, though the edge serves each on
+    a port of its own: a Gateway that is valid here stays valid on an implementation that honours ports.
+
     Only listeners accepted so far take part; the first of a clash keeps its port, the later ones are
     Conflicted (the spec lets an implementation keep one of them)."""
     out, seen = [], {}
@@ -247,10 +263,10 @@ def _mark_conflicts(listeners):
         if not listener.accepted.status:
             out.append(listener)
             continue
-        family = "HTTP" if listener.protocol == "HTTP" else "TLS"
+        family = _family(listener.protocol)
         clash = None
         for other in seen.get(listener.port, []):
-            other_family = "HTTP" if other.protocol == "HTTP" else "TLS"
+            other_family = _family(other.protocol)
             if other_family != family:
                 clash = Condition("Conflicted", True, "ProtocolConflict",
                                   f"port {listener.port} already carries {other.protocol} (listener {other.name})")
@@ -267,6 +283,11 @@ def _mark_conflicts(listeners):
             seen.setdefault(listener.port, []).append(listener)
         out.append(listener)
     return out
+
+
+def _family(protocol):
+    """Protocols that may share a port (told apart by hostname) are one family."""
+    return protocol if protocol in ("HTTP", "TCP") else "TLS"
 
 
 def allows_namespace(listener, route_namespace, gateway_namespace, namespace_labels):

@@ -28,8 +28,9 @@ Deleting follows the same rule: only a socket owned by this cluster, and only
 for a Service that is provably gone or opted out.
 
 A Gateway's or an Ingress's socket (the route table of lib/routetable.py) is
-`mysocketd/<cluster>/gateway/<namespace>/<name>` (or `.../ingress/...`): five
-parts, so it is never taken for a Service's, and `route_owner` says whose.
+`mysocketd/<cluster>/gateway/<namespace>/<name>` (or `.../ingress/...`, and a
+Gateway's TCP listener `.../gateway-tcp/<namespace>/<gateway>:<listener>`):
+five parts, so it is never taken for a Service's, and `route_owner` says whose.
 
 A pool's socket (`mysocketd-pool/<pool>`, `mysocket.io/pool`) is shared by the
 clusters of one account that serve the same name; it is never "this cluster's"
@@ -62,11 +63,11 @@ def socket_name(cluster, namespace, name):
     return f"{PREFIX}/{cluster}/{namespace}/{name}"
 
 
-ROUTE_KINDS = ("gateway", "ingress")
+ROUTE_KINDS = ("gateway", "ingress", "gateway-tcp")
 
 
 def route_socket_name(cluster, kind, namespace, name):
-    """The socket of a Gateway or an Ingress (`kind`), with its route table."""
+    """The socket of a Gateway or an Ingress (`kind`), with its route table, or of a Gateway's TCP listener."""
     if kind not in ROUTE_KINDS:
         raise ValueError(f"not a kind with a route table: {kind!r}")
     return f"{PREFIX}/{cluster}/{kind}/{namespace}/{name}"

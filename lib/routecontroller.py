@@ -5,10 +5,11 @@ Service or its EndpointSlices queues it, and one reconcile translates everything
 (lib/gatewayapi.py, lib/ingresses.py: pure, cheap) and then does only what differs:
 
 - the leader makes each wanted socket (an http socket with an address of its own, its name saying
-  whose it is: lib/ownership.py), gives it its table when the edge's digest differs, deletes the
-  sockets of Gateways and Ingresses that are gone, and writes every status (GatewayClass, Gateway
-  with the edge's addresses, HTTPRoute parents, Ingress load balancer). Every such write checks the
-  leadership fence first, as the Service path does;
+  whose it is: lib/ownership.py; a tcp socket for each TCP listener of a Gateway, lib/tcproutes.py),
+  gives it its table when the edge's digest differs, deletes the sockets of Gateways and Ingresses
+  that are gone, and writes every status (GatewayClass, Gateway with the edge's addresses, HTTPRoute,
+  TLSRoute and TCPRoute parents, Ingress load balancer). Every such write checks the leadership fence
+  first, as the Service path does;
 - every replica holds its own tunnel in each backend group (lib/routesockets.py): one per backend,
   or per ready endpoint of a headless Service, and runs its ssh forward while the backend has a ready
   endpoint (none: the forward stops, so the edge sends that share to the rule's other backends, or
@@ -18,6 +19,7 @@ Remote calls go through lib/remote.py like the Service path's: a slow call ends 
 Pending, and the key is queued again when it returns; the next run finds its outcome.
 """
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -84,6 +86,7 @@ class RouteController:
         secrets = self._read_secrets(objects)
         world = gatewayapi.World(classes=objects["GatewayClass"], gateways=objects["Gateway"],
                                  http_routes=objects["HTTPRoute"], tls_routes=objects["TLSRoute"],
+                                 tcp_routes=objects["TCPRoute"],
                                  grants=objects["ReferenceGrant"], services=services, secrets=secrets,
                                  namespace_labels=labels)
         picture = gatewayapi.translate(world)
@@ -107,12 +110,11 @@ class RouteController:
             # table, once its own new forwards are up; tunnels the table no longer uses go only after that.
             forwards, kept = self._serve(socket, want, services)
             forwards_kept |= kept
-            if leading and socket.get("routes_digest") != want.digest:
+            if leading and want.table is not None and socket.get("routes_digest") != want.digest:
                 self._put_table(socket, want, kept)
-            current = socket.get("routes_digest") == want.digest
+            current = want.table is None or socket.get("routes_digest") == want.digest
             forwards_kept |= self._drop_unused(socket, forwards, current)
-            answers[key] = gatewayapi.EdgeAnswer(current, "" if current else "the edge has not taken the table yet",
-                                                 routesockets.addresses(socket))
+            answers[key] = _answer(socket, want, current)
         for fkey in [k for k in self.supervisor.forwards if k[0] == FORWARD and k not in forwards_kept]:
             self.supervisor.remove(fkey)
         if leading:
@@ -253,11 +255,15 @@ class RouteController:
             if plan is None:
                 continue
             answer = answers.get(("gateway", *key), gatewayapi.EdgeAnswer())
+            answer = dataclasses.replace(answer, tcp={lis.name: answers.get(
+                ("gateway-tcp", key[0], routesockets.tcp_name(key[1], lis.name)), gatewayapi.EdgeAnswer())
+                for lis in plan.tcp})
             self._status("Gateway", gw, gatewayapi.gateway_status(gw, plan, answer))
         for verdict in picture.routes.values():
             self._status("HTTPRoute", verdict.route, gatewayapi.route_status(verdict))
-        for verdict in picture.tls_routes.values():
-            self._status("TLSRoute", verdict.route, gatewayapi.route_status(verdict))
+        for kind, verdicts in (("TLSRoute", picture.tls_routes), ("TCPRoute", picture.tcp_routes)):
+            for verdict in verdicts.values():
+                self._status(kind, verdict.route, gatewayapi.route_status(verdict))
         by_key = {(i["metadata"]["namespace"], i["metadata"]["name"]): i for i in objects["Ingress"]}
         for plan in plans:
             answer = answers.get(("ingress", plan.namespace, plan.name))
@@ -305,10 +311,10 @@ class RouteController:
 
 
 def named_services(objects):
-    """(namespace, name) of every Service a backendRef of an HTTPRoute or TLSRoute, or an Ingress backend,
+    """(namespace, name) of every Service a backendRef of an HTTPRoute, TLSRoute or TCPRoute, or an Ingress backend,
     names (whether it exists or may be used: the verdicts say that)."""
     out = set()
-    for kind in ("HTTPRoute", "TLSRoute"):
+    for kind in ("HTTPRoute", "TLSRoute", "TCPRoute"):
         for route in objects.get(kind) or []:
             ns = route["metadata"].get("namespace", "")
             for rule in (route.get("spec") or {}).get("rules") or []:
@@ -321,6 +327,16 @@ def named_services(objects):
                                                          for p in (r.get("http") or {}).get("paths") or []]
         out |= {(ns, b["service"]["name"]) for b in backends if (b.get("service") or {}).get("name")}
     return out
+
+
+def _answer(socket, want, current):
+    """What the edge said about one wanted socket: a table taken (or not), or a TCP listener's port."""
+    if want.socket_type == "tcp":
+        port = next(iter(socket.get("socket_tcp_ports") or []), None)
+        return gatewayapi.EdgeAnswer(bool(port), f"served on the edge at {socket.get('dnsname')}:{port}" if port
+                                     else "the edge gave the socket no port", routesockets.addresses(socket))
+    return gatewayapi.EdgeAnswer(current, "" if current else "the edge has not taken the table yet",
+                                 routesockets.addresses(socket))
 
 
 def _forward_id(socket_id, forward):

@@ -5,7 +5,8 @@ Pure, so the questions the route controller asks are table-tested:
 - which socket each Gateway or Ingress of ours wants (`wanted`): its name
   (its own, lib/ownership.route_socket_name, or its pool's), an address of its
   own at the edge, the table and its digest (the edge keeps the digest of the
-  table it has: equal digests, nothing to send);
+  table it has: equal digests, nothing to send); and each TCP listener of a
+  Gateway its own `tcp` socket, with no table (lib/tcproutes.py);
 - where each backend's traffic goes (`forward_targets`): a Service with a
   ClusterIP is forwarded to that (kube-proxy spreads over its pods, as for an
   exposed Service); a headless Service to each ready endpoint, one tunnel each;
@@ -29,7 +30,7 @@ TAG_KIND = "route"
 
 @dataclasses.dataclass(frozen=True)
 class Wanted:
-    kind: str                           # "gateway" | "ingress"
+    kind: str                           # "gateway" | "ingress" | "gateway-tcp" (one TCP listener)
     namespace: str
     name: str
     socket_name: str
@@ -37,6 +38,7 @@ class Wanted:
     table: dict
     digest: str
     targets: frozenset                  # lib.httproutes.Target
+    socket_type: str = "http"           # "tcp" for a TCP listener: no table, no address of its own
 
     @property
     def key(self):
@@ -66,6 +68,11 @@ def wanted(cluster, picture, gateway_objects, ingress_plans, ingress_objects):
                                          pool_socket_name(pool) if pool else route_socket_name(cluster, "gateway",
                                                                                                *key),
                                          pool, table, digest(table), plan.targets)
+        for lis in plan.tcp:
+            name = tcp_name(key[1], lis.name)
+            out[("gateway-tcp", key[0], name)] = Wanted(
+                "gateway-tcp", key[0], name, route_socket_name(cluster, "gateway-tcp", key[0], name), "", None, "",
+                frozenset([lis.target] if lis.target else []), socket_type="tcp")
     ing_by_key = {(i["metadata"]["namespace"], i["metadata"]["name"]): i for i in ingress_objects}
     for plan in ingress_plans:
         key = (plan.namespace, plan.name)
@@ -78,9 +85,18 @@ def wanted(cluster, picture, gateway_objects, ingress_plans, ingress_objects):
     return out
 
 
+def tcp_name(gateway, listener):
+    """What a TCP listener's socket is named after: `<gateway>:<listener>` (neither name can hold a ':').
+
+    Its socket is this cluster's alone even when the Gateway is in a pool: each cluster gets its own port."""
+    return f"{gateway}:{listener}"
+
+
 def socket_fields(want):
-    """The body of POST /socket for a route socket: an http socket with an address of its own."""
-    return {"name": want.socket_name, "socket_type": "http", "own_address": True, "unique_name": True,
+    """The body of POST /socket for a route socket: an http socket with an address of its own (its table is
+    judged by the address a visitor came to), or a TCP listener's tcp socket (its port is its own already)."""
+    return {"name": want.socket_name, "socket_type": want.socket_type, "own_address": want.socket_type == "http",
+            "unique_name": True,
             "protected_socket": False, "protected_username": "", "protected_password": "",
             "cloud_authentication_enabled": False, "cloud_authentication_email_allowed_addressses": [],
             "cloud_authentication_email_allowed_domains": []}

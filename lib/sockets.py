@@ -130,6 +130,13 @@ class Sockets:
             if owner is not None:
                 yield socket, owner
 
+    def owned_routes(self):
+        """(socket, (kind, namespace, name)) for every socket of this cluster's Gateways and Ingresses."""
+        for socket in list(self.snapshot().values()):
+            owner = self.ownership.route_owner(socket)
+            if owner is not None:
+                yield socket, owner
+
     def pools(self):
         """(socket, pool) for every pool socket on the account (shared: see lib/ownership.py)."""
         for socket in list(self.snapshot().values()):
@@ -205,8 +212,9 @@ class Sockets:
         return True
 
     def delete(self, socket):
-        """Delete one of this cluster's sockets; refuses anything else, whatever the caller thinks."""
-        if self.ownership.owner(socket) is None:
+        """Delete one of this cluster's sockets (a Service's, a Gateway's or an Ingress's); refuses anything
+        else, whatever the caller thinks."""
+        if self.ownership.owner(socket) is None and self.ownership.route_owner(socket) is None:
             raise NotOurs(f"refusing to delete socket {socket.get('socket_id')} ({socket.get('name')!r}): "
                           "it is not this cluster's")
         self._check_fence()

@@ -105,8 +105,10 @@ class Supervisor:
             self.remove(key)
         session = shards.place(self.sessions, key, sshargs.endpoint_of(spec, self.settings),
                                size=self.shard_size, control_dir=self.control_dir, log_dir=self.log_dir)
+        # A route's key names its backend (namespace/service:port): a "/" in a file name would be a directory.
+        name = ".".join(map(str, key)).replace("/", "_")
         self.forwards[key] = forward = shards.Forward(spec=spec, session=(session.endpoint, session.shard),
-                                                log_path=os.path.join(self.log_dir, ".".join(map(str, key)) + ".log"))
+                                                log_path=os.path.join(self.log_dir, name + ".log"))
         if session.up and spec.local_port not in session.cancelling:
             self._ask(key, forward, session)
         elif session.proc is None and session.background is None and session.argv is None:

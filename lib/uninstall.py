@@ -20,7 +20,8 @@ Why in this order:
    lease duration: a leader stops writing within its renew deadline, which is
    shorter. Its own writes are fenced by that Lease like the controller's.
 3. The sockets first (that is what stops the exposure at the edge): this
-   cluster's own are deleted; of a pool's shared socket only this cluster's
+   cluster's own are deleted, its Services' and (for a cluster-wide install,
+   the only kind that serves them) its Gateways' and Ingresses'; of a pool's shared socket only this cluster's
    tunnels go, and the socket only through the edge's sparing delete, so the
    other members keep the name. Then the Services: the finalizer
    mysocket.io/cleanup, the annotations and the mysocket.io/Serving condition
@@ -237,10 +238,16 @@ def _lease_refused(namespace, error):
 # -- 3. the sockets, then the Services --------------------------------------------------------------
 
 def _delete_sockets(cfg, sockets, outcome, look):
-    """Delete every socket of this cluster (in the watched namespace, if one is set)."""
+    """Delete every socket of this cluster (in the watched namespace, if one is set).
+
+    Gateways and Ingresses are served only by a cluster-wide install (lib/routecontroller.py), so their
+    sockets go only with one: a namespaced install's uninstall leaves a cluster-wide install's alone."""
     try:
         sockets.invalidate()
-        owned = [(s, o) for s, o in sockets.owned() if not cfg.namespace or o.namespace == cfg.namespace]
+        owned = [(s, (o.namespace, o.name)) for s, o in sockets.owned()
+                 if not cfg.namespace or o.namespace == cfg.namespace]
+        if not cfg.namespace:
+            owned += [(s, (ns, f"{kind} {name}")) for s, (kind, ns, name) in sockets.owned_routes()]
     except mysocket.ApiError as e:
         outcome.left.append(f"could not list the account's sockets at {cfg.api_url} ({e}): the sockets of this "
                             "cluster are still there; run this again once the edge answers")
@@ -257,7 +264,7 @@ def _delete_sockets(cfg, sockets, outcome, look):
             continue
         outcome.deleted.append(socket.get("dnsname") or socket["socket_id"])
         log.info("deleted socket %s%s", socket.get("dnsname"), look,
-                 extra={"socket_id": socket["socket_id"], "namespace": owner.namespace, "service": owner.name})
+                 extra={"socket_id": socket["socket_id"], "namespace": owner[0], "service": owner[1]})
 
 
 def _leave_pools(cfg, sockets, outcome, look):

@@ -20,10 +20,11 @@ def test_cluster_role_is_the_documented_minimum(control_plane, controller_kubeco
                        ("endpointslices", "list", ()), ("endpointslices", "watch", ()),
                        # Gateways, routes, Ingresses (lib/routecontroller.py): read, and their status written
                        *{(r, v, ()) for r in ("gatewayclasses", "gateways", "httproutes", "tlsroutes",
-                                              "referencegrants", "ingresses", "ingressclasses", "namespaces")
+                                              "tcproutes", "referencegrants", "ingresses", "ingressclasses",
+                                              "namespaces")
                          for v in ("list", "watch")},
                        *{(r + "/status", "patch", ()) for r in ("gatewayclasses", "gateways", "httproutes",
-                                                                "tlsroutes", "ingresses")}}
+                                                                "tlsroutes", "tcproutes", "ingresses")}}
 
 
 @pytest.mark.parametrize("verb, resource, allowed", [

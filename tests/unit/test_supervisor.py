@@ -422,3 +422,11 @@ def test_argv_is_a_list_with_the_contract_options():
 def test_a_foreground_argv_is_a_plain_ssh_n_for_the_benchmarks():
     argv = sshargs.ssh_argv(SPEC, SETTINGS, "/state/ssh.log", foreground=True)
     assert "-f" not in argv and "-E" not in argv and argv[:4] == ["ssh", "-F", "none", "-N"]
+
+
+def test_a_routes_key_with_a_slash_logs_to_a_file_in_the_log_directory(world, tmp_path):
+    """A route's forward is keyed by its backend (namespace/service:port): its log must not be a path into a
+    directory that does not exist (every route forward then failed with ENOENT)."""
+    world.sup.ensure(("route", "abcd-1234", "shop/web:8000", ""), spec(0))
+    log_path = world.sup.forwards[("route", "abcd-1234", "shop/web:8000", "")].log_path
+    assert "/" not in log_path[len(str(tmp_path)) + 1:] and log_path.startswith(str(tmp_path))
