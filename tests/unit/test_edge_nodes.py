@@ -178,6 +178,13 @@ def test_the_sweep_requeues_a_service_whose_tunnel_moved_or_that_has_fewer_tunne
         queue = FakeQueue()
         serving = Serving(sockets=None, supervisor=None, cluster="c1", replica="r1", connections=2)
 
+        class sockets:                                  # noqa: N801 -- stands in for the Sockets instance
+            nodes = 3
+
+            @classmethod
+            def edge_nodes(cls):
+                return cls.nodes
+
     c = Controller()
     snapshot = {"s1": {"socket_id": "s1", "tunnels": [{"tunnel_id": "t1", "tunnel_server": "node1"},
                                                       {"tunnel_id": "t2", "tunnel_server": "node2"}]}}
@@ -187,8 +194,12 @@ def test_the_sweep_requeues_a_service_whose_tunnel_moved_or_that_has_fewer_tunne
     Sweep(c)._requeue_vanished(snapshot)
     assert KEY not in c.records and c.queue.added == [(KEY, 0.0)]
     c.records[KEY] = Record("u-1", EXPOSURE, "s1", "x.edge", (Tunnel("t1", 10001, "node1"),))
-    Sweep(c)._requeue_vanished(snapshot)                # one of two: the edge may have more nodes by now
+    Sweep(c)._requeue_vanished(snapshot)                # one of two, and the edge has three nodes
     assert KEY not in c.records and c.queue.added == [(KEY, 0.0), (KEY, 0.0)]
+    c.records[KEY] = Record("u-1", EXPOSURE, "s1", "x.edge", (Tunnel("t1", 10001, "node1"),))
+    c.sockets.nodes = 1
+    Sweep(c)._requeue_vanished(snapshot)                # one of two, but the edge has one node: kept
+    assert KEY in c.records and c.queue.added == [(KEY, 0.0), (KEY, 0.0)]
 
 
 @pytest.mark.parametrize("value, ok", [("2", True), ("1", True), ("0", False), ("9", False)])
