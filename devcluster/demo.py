@@ -63,6 +63,7 @@ class Demo:
         self.workdir = Path(workdir)
         self.cluster = self.edge = None
         self.account_dir = self.workdir / "account"
+        self.pool = ""                  # the global demo puts each cluster's Service in one pool
         self.result = {"workdir": str(self.workdir)}
 
     @property
@@ -144,7 +145,7 @@ class Demo:
 
     def apply_demo_app(self):
         edits = workloads.Edits()
-        manifest = workloads.demo_app_manifest(self.cluster.images.demo_app, edits)
+        manifest = workloads.demo_app_manifest(self.cluster.images.demo_app, edits, pool=self.pool)
         self.say("    $ kubectl apply -f yaml/demo-deploy.yaml -f yaml/demo-service.yaml    # but:")
         for line in edits.lines:
             self.say(f"    #   {line}")
