@@ -182,9 +182,9 @@ class GlobalDemo:
         if recovery.back_at is None:
             raise DemoFailed(f"the pool's tunnels were not all connected on two live nodes 60 s after the kill: "
                              f"{self.tunnels()}")
-        self.say(f"    {victim.host} declared dead by the others {recovery.dead_at - run.action_at:.2f}s after the "
-                 f"kill; every tunnel of the pool moved off it and connected again, on two live nodes, "
-                 f"{recovery.back_at - run.action_at:.2f}s after it (GET /connect):")
+        self.say(f"    after the kill: {victim.host} declared dead by the others at "
+                 f"{recovery.dead_at - run.action_at:.2f}s; every tunnel of the pool placed on a live node and "
+                 f"connected, on two of them, at {recovery.back_at - run.action_at:.2f}s (GET /connect):")
         self.show_tunnels()
         if run.failed:
             raise DemoFailed(f"{len(run.failed)} of {len(run.answers)} requests failed after an edge node's SIGKILL")
