@@ -27,8 +27,6 @@ Why it is shaped this way:
 """
 
 import json
-import logging
-import shutil
 import sys
 import tempfile
 import threading
@@ -39,9 +37,10 @@ from edge.clustertesting import ClusterOptions, EdgeCluster
 from edge.pgtesting import PostgresServer
 
 from . import visitors, workloads
-from .demo import DNSNAME, MYSOCKETD_PODS, NAMESPACE, SERVICE, WAIT_SECONDS, Demo, DemoFailed, _first_lines
+from . import demo as demo_steps
+from .demo import DNSNAME, MYSOCKETD_PODS, NAMESPACE, SERVICE, WAIT_SECONDS, Demo, DemoFailed
 from .edgenodes import kill_node
-from .netns import NotInPrivateNetns, add_cluster_ip, assert_private_netns
+from .netns import add_cluster_ip, assert_private_netns
 from .nodecluster import NodeCluster
 from .stack import wait_for
 
@@ -320,52 +319,11 @@ def run(out=sys.stdout, workdir=None):
     """Run the global demo; print the story to `out`; return a dict with dnsname, counts (pod -> answers
     of the first run), counts_kill, failed, in_flight, victim and exit_codes. Raises DemoFailed."""
     assert_private_netns()
-    own_dir = workdir is None
     demo = GlobalDemo(out, workdir or tempfile.mkdtemp(prefix="mysocketd-demo-global-"))
-    demo.workdir.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    failure = None
-    try:
-        for number, (title, step, logs) in enumerate(GlobalDemo.STEP_LIST, 1):
-            demo.say(f"==> [{number}/{len(GlobalDemo.STEP_LIST)}] {title}")
-            try:
-                step(demo)
-            except Exception as e:  # noqa: BLE001 - any failure ends the demo the same way
-                failure = f"step [{number}/{len(GlobalDemo.STEP_LIST)}] ({title}) failed: {_first_lines(e)}"
-                demo.say(f"==> FAILED: {failure}")
-                for name, tail in demo.log_tails(logs):
-                    demo.say(f"--- last lines of the {name} log ---")
-                    demo.show(tail or "(empty)", indent="  ")
-                break
-    finally:
-        codes = demo.teardown()
-    if failure is None and (not codes or any(code != 0 for code in codes.values())):
-        failure = f"mysocketd's pods did not all exit with code 0 on SIGTERM: {codes}"
-        demo.say(f"==> FAILED: {failure}")
-    if failure is not None:
-        demo.say(f"    files and logs kept in {demo.workdir}")
-        raise DemoFailed(failure)
-    if own_dir:
-        shutil.rmtree(demo.workdir, ignore_errors=True)
-    demo.result["seconds"] = time.monotonic() - started
-    demo.say(f"==> done in {demo.result['seconds']:.0f}s: {demo.result['dnsname']} served by "
-             f"{len(demo.result['counts'])} pods of {len(CLUSTERS)} clusters; {demo.result['failed']} failed "
-             f"requests with edge node {demo.result['victim']} killed")
-    return demo.result
-
-
-def main():
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
-    try:
-        run()
-    except NotInPrivateNetns as e:
-        print(f"{e} -- or use `make demo-global`", file=sys.stderr)
-        return 2
-    except DemoFailed as e:
-        print(f"make demo-global failed: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 1
-    return 0
+    return demo_steps.conduct(demo, own_dir=workdir is None, summary=lambda r: (
+        f"{r['dnsname']} served by {len(r['counts'])} pods of {len(CLUSTERS)} clusters; {r['failed']} failed "
+        f"requests with edge node {r['victim']} killed"))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(demo_steps.main(run, "demo-global"))

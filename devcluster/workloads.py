@@ -158,16 +158,11 @@ class LogFollower:
             time.sleep(0.05)
 
     def stop(self):
-        """Ends by itself when every pod is gone; else SIGTERM, then SIGKILL, by PID."""
+        """kubectl ends by itself when every pod is gone; else SIGTERM, then SIGKILL, by PID."""
         try:
             self._proc.wait(5)
         except subprocess.TimeoutExpired:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+            _end(self._proc)
 
 
 class PodExits:
@@ -216,13 +211,7 @@ class PodExits:
             return pod in self._deleted
 
     def stop(self):
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(10)
+        _end(self._proc)
         self._thread.join(10)
 
     def __enter__(self):
@@ -230,3 +219,14 @@ class PodExits:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def _end(proc, grace: float = 10.0):
+    """SIGTERM to `proc` if it still runs, SIGKILL after `grace` seconds (by PID), and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace)
