@@ -7,6 +7,8 @@
 #                  and the node's images (devcluster/images.py); all cached: a second run does nothing
 #   make venv      .venv with requirements-dev.txt (re-run only when requirements change)
 #   make demo      the blog's demo end to end on one machine (devcluster/demo.py)
+#   make demo-global  two clusters, three edge nodes on PostgreSQL, one pool name, a node killed
+#                  mid-run (devcluster/demo_global.py)
 #   make chaos     the chaos suite alone, with its recovery table (tests/chaos)
 #   make bench     the benchmarks; writes bench/results/latest.json
 #                  (BENCH_BEFORE=<git ref>: that ref's controller measured beside this one)
@@ -31,7 +33,7 @@ TESTS ?= tests/
 IN_NETNS := unshare --net --pid --fork --kill-child --mount-proc -- \
 	sh -c 'ip link set lo up && "$$@"; rc=$$?; $(PY) -m devcluster.cgroups; exit $$rc' in-netns
 
-.PHONY: test build binaries dataplane images push-image cluster venv mysocketctl demo bench chaos conformance
+.PHONY: test build binaries dataplane images push-image cluster venv mysocketctl demo demo-global bench chaos conformance
 
 test: venv build mysocketctl
 	$(IN_NETNS) $(PY) -m pytest -ra --timeout=300 $(PYTEST_ARGS) $(TESTS)
@@ -59,6 +61,9 @@ cluster: venv build
 
 demo: venv build
 	$(IN_NETNS) $(PY) -m devcluster.demo
+
+demo-global: venv build
+	$(IN_NETNS) $(PY) -m devcluster.demo_global
 
 bench: venv build
 	bench/build_peer.sh

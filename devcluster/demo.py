@@ -63,6 +63,7 @@ class Demo:
         self.workdir = Path(workdir)
         self.cluster = self.edge = None
         self.account_dir = self.workdir / "account"
+        self.pool = ""                  # the global demo puts each cluster's Service in one pool
         self.result = {"workdir": str(self.workdir)}
 
     @property
@@ -144,7 +145,7 @@ class Demo:
 
     def apply_demo_app(self):
         edits = workloads.Edits()
-        manifest = workloads.demo_app_manifest(self.cluster.images.demo_app, edits)
+        manifest = workloads.demo_app_manifest(self.cluster.images.demo_app, edits, pool=self.pool)
         self.say("    $ kubectl apply -f yaml/demo-deploy.yaml -f yaml/demo-service.yaml    # but:")
         for line in edits.lines:
             self.say(f"    #   {line}")
@@ -276,8 +277,15 @@ def run(out=sys.stdout, workdir=None):
     counts (pod name -> answers), all_table, svc_table and exit_codes (pod -> code).
     Raises DemoFailed (after printing why and tearing down) on any failure."""
     assert_private_netns()
-    own_dir = workdir is None
     demo = Demo(out, workdir or tempfile.mkdtemp(prefix="mysocketd-demo-"))
+    return conduct(demo, own_dir=workdir is None,
+                   summary=lambda r: f"{r['dnsname']} served by {len(r['counts'])} pods")
+
+
+def conduct(demo, own_dir, summary):
+    """Run `demo`'s STEP_LIST in order, tear down whatever happened, and check mysocketd's exit codes;
+    return demo.result, or raise DemoFailed. `summary(result)` ends the closing line. (The global
+    demo's run too: devcluster.demo_global.)"""
     demo.workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
@@ -293,19 +301,19 @@ def run(out=sys.stdout, workdir=None):
     if own_dir:
         shutil.rmtree(demo.workdir, ignore_errors=True)
     demo.result["seconds"] = time.monotonic() - started
-    demo.say(f"==> done in {demo.result['seconds']:.0f}s: {demo.result['dnsname']} served by "
-             f"{len(demo.result['counts'])} pods")
+    demo.say(f"==> done in {demo.result['seconds']:.0f}s: {summary(demo.result)}")
     return demo.result
 
 
 def _run_steps(demo):
     """Run the steps in order; on the first failure print why and return the message."""
-    for number, (title, step, logs) in enumerate(Demo.STEP_LIST, 1):
-        demo.say(f"==> [{number}/{STEPS}] {title}")
+    steps = type(demo).STEP_LIST
+    for number, (title, step, logs) in enumerate(steps, 1):
+        demo.say(f"==> [{number}/{len(steps)}] {title}")
         try:
             step(demo)
         except Exception as e:  # noqa: BLE001 - any failure ends the demo the same way
-            failure = f"step [{number}/{STEPS}] ({title}) failed: {_first_lines(e)}"
+            failure = f"step [{number}/{len(steps)}] ({title}) failed: {_first_lines(e)}"
             demo.say(f"==> FAILED: {failure}")
             for name, tail in demo.log_tails(logs):
                 demo.say(f"--- last lines of the {name} log ---")
@@ -320,15 +328,16 @@ def _first_lines(error, lines=6):
     return "\n".join(head[:lines]) + (" ..." if len(head) > lines else "")
 
 
-def main():
+def main(run=run, target="demo"):
+    """`python -m devcluster.demo` (and, with its own run, devcluster.demo_global): an exit code."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     try:
         run()
     except NotInPrivateNetns as e:
-        print(f"{e} -- or use `make demo`", file=sys.stderr)
+        print(f"{e} -- or use `make {target}`", file=sys.stderr)
         return 2
     except DemoFailed as e:
-        print(f"make demo failed: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"make {target} failed: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
     return 0
 

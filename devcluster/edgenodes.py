@@ -118,15 +118,7 @@ class GlobalScene:
         return max(candidates, key=lambda n: (counts[n.host], n.host))
 
     def kill(self, node, sig=signal.SIGKILL):
-        """`sig` to the node and its data plane at once (a host lost); returns the monotonic time."""
-        pids = [node.pid, *node.child_pids()]
-        at = time.monotonic()
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        return at
+        return kill_node(node, sig)
 
     def wait_on_two_nodes(self, alive, timeout=60.0):
         """The monotonic time at which every Service had connections on two nodes of `alive` (polled every
@@ -138,3 +130,15 @@ class GlobalScene:
                                    f"{self.connections(alive)}\n{self.controller.log_tail(30)}")
             time.sleep(0.05)
         return time.monotonic()
+
+
+def kill_node(node, sig=signal.SIGKILL):
+    """`sig` to an edge node and its data plane at once (a host lost); returns the monotonic time."""
+    pids = [node.pid, *node.child_pids()]
+    at = time.monotonic()
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    return at

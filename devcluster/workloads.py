@@ -17,6 +17,7 @@ Why it is shaped this way:
 import json
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from .binaries import REPO_ROOT, binary
 
 YAML_DIR = REPO_ROOT / "yaml"
 MYSOCKETD = ("mysocket", "mysocketd")           # namespace, Deployment (and container, Secret)
+POOL = "mysocket.io/pool"
 PUBLIC_IMAGES = {"mysocketd": "ghcr.io/mysocketd/mysocketd", "demo_app": "python"}
 
 
@@ -102,17 +104,21 @@ def job_complete(cp, namespace: str, job: str, timeout: float = 180.0) -> bool:
     return result.returncode == 0
 
 
-def demo_app_manifest(image: str, edits: Edits = None) -> str:
-    """yaml/demo-deploy.yaml and yaml/demo-service.yaml with the Deployment's image set."""
+def demo_app_manifest(image: str, edits: Edits = None, pool: str = "") -> str:
+    """yaml/demo-deploy.yaml and yaml/demo-service.yaml with the Deployment's image set
+    (and with `pool`, the Service in that pool: the global demo's clusters share one name)."""
     edits = edits if edits is not None else Edits()
     out = []
     for path in (YAML_DIR / "demo-deploy.yaml", YAML_DIR / "demo-service.yaml"):
         for doc in documents(path):
+            where = f"{doc['metadata'].get('namespace')}/{doc['metadata']['name']}"
             if doc["kind"] == "Deployment":
                 for container in doc["spec"]["template"]["spec"]["containers"]:
                     container["image"] = image
-                edits.lines.append(f"Deployment {doc['metadata']['namespace']}/{doc['metadata']['name']}: "
-                                   f"image {image}")
+                edits.lines.append(f"Deployment {where}: image {image}")
+            if doc["kind"] == "Service" and pool:
+                doc["metadata"].setdefault("annotations", {})[POOL] = pool
+                edits.lines.append(f"Service {where}: annotation {POOL}: {pool}")
             out.append(doc)
     return yaml.safe_dump_all(out, sort_keys=False)
 
@@ -136,6 +142,27 @@ def rollout(cp, namespace: str, deployment: str, timeout: float = 120.0) -> str:
     """`kubectl rollout status`: every replica updated and available; returns its output."""
     return cp.kubectl("rollout", "status", f"deployment/{deployment}", "-n", namespace,
                       f"--timeout={int(timeout)}s", timeout=timeout + 10).stdout
+
+
+class LogFollower:
+    """`kubectl logs -f --prefix` of the pods matching `selector` into `path`, started before they are
+    deleted: what they printed up to their exit stays there (a deleted pod's log goes with it)."""
+
+    def __init__(self, cp, namespace: str, selector: str, path: Path):
+        argv = [str(binary("kubectl")), f"--kubeconfig={cp.kubeconfig}", "logs", "-f", "-n", namespace,
+                "-l", selector, "--prefix", "--tail=-1", "--max-log-requests=10"]
+        with open(path, "w") as out:
+            self._proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5            # attached once the logs so far are in (bounded)
+        while path.stat().st_size == 0 and self._proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self):
+        """kubectl ends by itself when every pod is gone; else SIGTERM, then SIGKILL, by PID."""
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            _end(self._proc)
 
 
 class PodExits:
@@ -184,13 +211,7 @@ class PodExits:
             return pod in self._deleted
 
     def stop(self):
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(10)
+        _end(self._proc)
         self._thread.join(10)
 
     def __enter__(self):
@@ -198,3 +219,14 @@ class PodExits:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def _end(proc, grace: float = 10.0):
+    """SIGTERM to `proc` if it still runs, SIGKILL after `grace` seconds (by PID), and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace)

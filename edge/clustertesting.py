@@ -4,11 +4,13 @@
         a, b, c = nodes.nodes              # EdgeProcess each, on 127.0.1.1, .2, .3
         nodes.wait_live(3)
 
-Why it is shaped this way: every node listens on its own loopback address
-with the same port numbers (as N hosts behind one name would), so a tunnel's
+Why it is shaped this way: every node listens on its own address with the
+same port numbers (as N hosts behind one name would), so a tunnel's
 ``tunnel_server`` (a host) is all a client needs, and a test kills, stops or
-restarts one node like a host. Ports are fixed, which is safe only inside the
-private network namespace `make test` gives every run.
+restarts one node like a host. Its plain-HTTP API too (``--api-listen``: the
+default on a loopback address, not on the global demo's, where pods reach them).
+Ports are fixed, which is safe only inside the private network namespace
+`make test` gives every run.
 """
 
 import json
@@ -49,7 +51,7 @@ class EdgeCluster:
             node = EdgeProcess(Path(workdir) / "node{}".format(i + 1), EdgeOptions(
                 admin=self.options.admin, domain=self.options.domain,
                 extra_args=("--store", store_url, "--node-name", "node{}".format(i + 1),
-                            "--cluster-secret-file", str(self.secret_file),
+                            "--api-listen", host, "--cluster-secret-file", str(self.secret_file),
                             "--link-port", str(LINK_PORT), *self.options.extra_args)))
             node.host = host
             node._ports.update(self.options.ports or PORTS)

@@ -101,6 +101,8 @@ def control_dir(log_dir):
 
 
 def remove_private(path):
-    """A private control directory (made by control_dir) goes with the last session; a shared one stays."""
-    if path.startswith(tempfile.gettempdir() + os.sep + _PRIVATE_PREFIX):
+    """A private control directory (made by control_dir) goes with the last session; a shared one stays.
+    Told apart by name: where no private one was needed there may be no temporary directory at all
+    (a pod's read-only root filesystem), and tempfile.gettempdir() raises there."""
+    if os.path.basename(path.rstrip(os.sep)).startswith(_PRIVATE_PREFIX):
         shutil.rmtree(path, ignore_errors=True)

@@ -39,3 +39,15 @@ def test_a_private_control_directory_is_removed_with_the_last_session_and_a_shar
     shared = shards.control_dir(str(tmp_path / "logs"))
     shards.remove_private(shared)
     assert os.path.isdir(shared)
+
+
+def test_stopping_with_a_shared_control_directory_needs_no_temporary_directory(tmp_path, monkeypatch):
+    # A pod with readOnlyRootFilesystem has no usable /tmp: tempfile.gettempdir() raises there, and
+    # the shared directory under --state-dir never needed it (mysocketd exited 1 on SIGTERM in a pod).
+    shared = shards.control_dir(str(tmp_path / "logs"))
+
+    def no_tempdir():
+        raise FileNotFoundError(2, "No usable temporary directory found in ['/tmp', '/var/tmp', '/usr/tmp', '/app']")
+    monkeypatch.setattr(tempfile, "gettempdir", no_tempdir)
+    shards.remove_private(shared)
+    assert os.path.isdir(shared)
