@@ -129,6 +129,7 @@ type Change struct {
 	Port  int
 	Owner *Socket // the socket that has the port now; nil: no tunnel has it any more
 	Moved bool    // its node changed to another node than this one
+	Same  bool    // the same socket, account and node as before: only its socket was pushed again
 }
 
 // Holder holds the current picture; lookups take the read lock only.
@@ -303,6 +304,7 @@ func (h *Holder) change(port int, was, now *Socket) Change {
 	if now != nil && was != nil {
 		after := now.NodeOf(port)
 		c.Moved = after != was.NodeOf(port) && after != "" && after != h.self
+		c.Same = now.SocketID == was.SocketID && now.UserID == was.UserID && after == was.NodeOf(port)
 	}
 	return c
 }

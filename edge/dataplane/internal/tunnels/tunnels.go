@@ -283,9 +283,14 @@ func (r *Registry) DropSession(s *Session) {
 // Follow applies what a change of the state did to tunnel ports (state.Change): a forward
 // whose tunnel is gone or now another account's is removed (its session closed if it serves
 // nothing else); one whose tunnel was moved to another node ends its whole session, so the
-// client reconnects to where the tunnel is now. Costs the changed ports, not the total.
+// client reconnects to where the tunnel is now. A port whose socket was only pushed again
+// (a tunnel added beside it, a new route table) keeps its forwards and the channels open on
+// them, here and on the other nodes. Costs the changed ports, not the total.
 func (r *Registry) Follow(changes []state.Change) {
 	for _, c := range changes {
+		if c.Same {
+			continue
+		}
 		r.remote.forget(c.Port)
 		f := r.Get(c.Port)
 		if f == nil {

@@ -255,3 +255,26 @@ func TestTurnsStayBounded(t *testing.T) {
 		t.Fatal("the socket in use lost its turn")
 	}
 }
+
+// TestFollowKeepsWhatARepushDidNotChange: a socket pushed again (here: one of its tunnels moved
+// off a dead node) retires the candidates of the port that moved, never those of its other
+// tunnels: a request being relayed to another node through one of them goes on.
+func TestFollowKeepsWhatARepushDidNotChange(t *testing.T) {
+	h := state.NewHolder("a")
+	h.Replace(state.StateIn{Version: 1, Sockets: []state.SocketIn{{SocketID: "s1", UserID: "u1",
+		Tunnels: []state.TunnelIn{{LocalPort: 10000, Node: "dead"}, {LocalPort: 10001, Node: "c"}}}}})
+	r := NewRegistry(time.Second, time.Second, nil)
+	far := &Forward{Port: 10001, remote: true, channels: map[*ChanConn]struct{}{}}
+	moved := &Forward{Port: 10000, remote: true, channels: map[*ChanConn]struct{}{}}
+	r.remote.forwards[remoteKey{link: 7, port: 10001}] = far
+	r.remote.forwards[remoteKey{link: 8, port: 10000}] = moved
+	changes, _ := h.Apply(state.DeltaIn{Version: 2, Sockets: []state.SocketIn{{SocketID: "s1", UserID: "u1",
+		Tunnels: []state.TunnelIn{{LocalPort: 10000, Node: "b"}, {LocalPort: 10001, Node: "c"}}}}})
+	r.Follow(changes)
+	if far.removed || r.remote.forwards[remoteKey{link: 7, port: 10001}] != far {
+		t.Fatal("the candidate of a tunnel that did not change was retired")
+	}
+	if !moved.removed || r.remote.forwards[remoteKey{link: 8, port: 10000}] != nil {
+		t.Fatal("the candidate of the tunnel that moved was kept")
+	}
+}
