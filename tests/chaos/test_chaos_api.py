@@ -32,8 +32,11 @@ def test_services_added_and_removed_under_api_faults(world, phase):
         for name in removed:
             world.cluster.delete(name)
         # Judged from outside the API while the faults last: the new names answer, the removed are gone.
-        wait_for("the removed Services released", lambda: not set(removed) & set(world.services()), timeout=120)
-        measure("the added Services answering", world.all_answer, timeout=120, interval=0.1)
+        # A held call costs its client 10 s per attempt and can queue others behind it: with one call in
+        # five held, one Service took over 120 s in 1 of 3 runs (measured, and recorded below as it is).
+        bound = 240 if settings.get("timeout_rate") else 120
+        wait_for("the removed Services released", lambda: not set(removed) & set(world.services()), timeout=bound)
+        measure("the added Services answering", world.all_answer, timeout=bound, interval=0.1)
         elapsed = time.monotonic() - started
     finally:
         world.edge.api("POST", "/_admin/faults", {})
