@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge.testing import EdgeProcess, ssh_keygen
+from edge.testing import ssh_keygen
 
 from . import workloads
 from .netns import NotInPrivateNetns, assert_private_netns
@@ -97,12 +97,8 @@ class Demo:
                  f"kubelet, kube-proxy; Ready at {t['node_ready']:.1f}s")
         self.say("    $ kubectl get nodes -o wide")
         self.kubectl("get", "nodes", "-o", "wide")
-        # This private namespace only: lo here, the uplink for pods. On such a listener the edge closes
-        # registration and keeps its plain-HTTP API on loopback (edge/README.md); the demo needs both.
-        self.edge = EdgeProcess(self.workdir / "edge", admin=False,
-                                extra_args=("--registration", "open", "--api-listen", "0.0.0.0",
-                                            "--tunnel-server", self.cluster.uplink))   # as pods reach it
-        self.edge.host = "0.0.0.0"
+        # This private namespace only: lo here, the uplink for pods (workloads.edge_for_pods).
+        self.edge = workloads.edge_for_pods(self.workdir / "edge", self.cluster.uplink)
         self.edge.start()
         self.pod_edge = workloads.EdgeAddress.of(self.edge, self.cluster.uplink)
         self.say(f"    edge: API {self.pod_edge.api_url}  SSH {self.cluster.uplink}:{self.edge.ssh_port}  "

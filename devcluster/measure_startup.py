@@ -42,7 +42,6 @@ def _control_plane_run() -> dict:
 
 
 def _node_run() -> dict:
-    from edge.testing import EdgeProcess
 
     from . import workloads
     from .controller import Account
@@ -50,9 +49,7 @@ def _node_run() -> dict:
 
     with tempfile.TemporaryDirectory(prefix="measure-node-") as tmp, NodeCluster() as cluster:
         timeline = {f"node:{k}": v for k, v in cluster.timeline.items()}
-        edge = EdgeProcess(Path(tmp) / "edge", extra_args=("--registration", "open", "--api-listen", "0.0.0.0",
-                                                           "--tunnel-server", cluster.uplink))
-        edge.host = "0.0.0.0"               # a private namespace: see tests/node/conftest.py
+        edge = workloads.edge_for_pods(Path(tmp) / "edge", cluster.uplink)
         with edge:
             cp = cluster.cp
             account = Account.register(edge, Path(tmp) / "account")

@@ -31,6 +31,37 @@ POOL = "mysocket.io/pool"
 PUBLIC_IMAGES = {"mysocketd": "ghcr.io/mysocketd/mysocketd", "demo_app": "python"}
 
 
+def edge_for_pods(workdir, uplink: str, extra_args=()):
+    """An edge (not started) that a NodeCluster's pods reach over its uplink: it listens on every address
+    of this private namespace, opens registration and its plain-HTTP API there again (a non-loopback
+    listener closes both, edge/README.md), and names the uplink as every tunnel's node (`tunnel_server`),
+    where mysocketd connects. No --admin: it refuses a listener beyond loopback."""
+    from edge.testing import EdgeProcess
+
+    edge = EdgeProcess(workdir, extra_args=("--registration", "open", "--api-listen", "0.0.0.0",
+                                            "--tunnel-server", uplink, *extra_args))
+    edge.host = "0.0.0.0"
+    return edge
+
+
+def install_manifest(cluster, edge, workdir: Path):
+    """mysocketd as the README installs it on `cluster` (a NodeCluster): an account on `edge`, the
+    `mysocket` namespace under Pod Security `restricted`, the Secret from files, and `yaml/mysocketd.yaml`
+    pointed at the edge as pods reach it. Returns the account; the caller waits for the rollout."""
+    from .controller import Account
+
+    cp = cluster.cp
+    account = Account.register(edge, Path(workdir) / "account")
+    secret_dir = account.write_secret_dir(Path(workdir) / "secret")
+    cp.kubectl("create", "namespace", "mysocket")
+    cp.kubectl("label", "namespace", "mysocket", "pod-security.kubernetes.io/enforce=restricted")
+    cp.kubectl("create", "secret", "generic", "mysocketd", "-n", "mysocket",
+               *[f"--from-file={key}={secret_dir / key}" for key in ("email", "password", "privatekey")])
+    cp.kubectl("apply", "-f", "-", input=mysocketd_manifest(cluster.images.mysocketd,
+                                                             EdgeAddress.of(edge, cluster.uplink)))
+    return account
+
+
 @dataclass(frozen=True)
 class EdgeAddress:
     """Where pods reach the edge (its listen address is the node's uplink)."""

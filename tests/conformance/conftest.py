@@ -4,10 +4,8 @@ address per Gateway, and mysocketd installed from its manifest, as a user would.
 import pytest
 
 from devcluster import conformance, workloads
-from devcluster.controller import Account
 from devcluster.images import ConformanceImages
 from devcluster.nodecluster import NodeCluster
-from edge.testing import EdgeProcess
 
 GATEWAY_ADDRESSES = "127.100.0.0/24"
 CONFORMANCE_NAMESPACES = ("gateway-conformance-infra", "gateway-conformance-app-backend",
@@ -26,12 +24,8 @@ def conformance_cluster(tmp_path_factory):
 def gateway_edge(conformance_cluster, tmp_path_factory):
     """The edge on every address of the test's namespace, HTTP on 80 and HTTPS on 443 (the listener ports the
     suite dials), with the loopback addresses the Gateways get (--socket-addresses)."""
-    edge = EdgeProcess(tmp_path_factory.mktemp("edge"), extra_args=(     # no --admin beyond loopback
-        "--registration", "open", "--api-listen", "0.0.0.0", "--http-port", "80", "--https-port", "443",
-        "--socket-addresses", GATEWAY_ADDRESSES,
-        # Where the pods reach it: tunnels name their node (tunnel_server), and mysocketd connects there.
-        "--tunnel-server", conformance_cluster.uplink))
-    edge.host = "0.0.0.0"
+    edge = workloads.edge_for_pods(tmp_path_factory.mktemp("edge"), conformance_cluster.uplink, extra_args=(
+        "--http-port", "80", "--https-port", "443", "--socket-addresses", GATEWAY_ADDRESSES))
     with edge:
         yield edge
 
@@ -39,15 +33,7 @@ def gateway_edge(conformance_cluster, tmp_path_factory):
 @pytest.fixture(scope="module")
 def mysocketd(conformance_cluster, gateway_edge, tmp_path_factory):
     cp = conformance_cluster.cp
-    account = Account.register(gateway_edge, tmp_path_factory.mktemp("account"))
-    secret_dir = account.write_secret_dir(tmp_path_factory.mktemp("secret"))
-    cp.kubectl("create", "namespace", "mysocket")
-    cp.kubectl("label", "namespace", "mysocket", "pod-security.kubernetes.io/enforce=restricted")
-    cp.kubectl("create", "secret", "generic", "mysocketd", "-n", "mysocket",
-               *[f"--from-file={key}={secret_dir / key}" for key in ("email", "password", "privatekey")])
-    manifest = workloads.mysocketd_manifest(conformance_cluster.images.mysocketd,
-                                            workloads.EdgeAddress.of(gateway_edge, conformance_cluster.uplink))
-    cp.kubectl("apply", "-f", "-", input=manifest)
+    account = workloads.install_manifest(conformance_cluster, gateway_edge, tmp_path_factory.mktemp("installed"))
     cp.kubectl("apply", "-f", str(workloads.YAML_DIR / "gateway-api" / "gatewayclass.yaml"))
     # The suite's certificates live in its namespaces: let mysocketd read them, as the README says.
     rbac = (workloads.YAML_DIR / "optional" / "gateway-tls-rbac.yaml").read_text()

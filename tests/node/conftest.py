@@ -13,11 +13,9 @@ import pytest
 from node_stack import ROLLOUT_TIMEOUT, Installed
 
 from devcluster import workloads
-from devcluster.controller import Account
 from devcluster.names import dns_label
 from devcluster.nodecluster import NodeCluster
 from devcluster.stack import wait_for
-from edge.testing import EdgeProcess
 
 @pytest.fixture(scope="module")
 def node_cluster(tmp_path_factory):
@@ -30,10 +28,7 @@ def node_edge(node_cluster, tmp_path_factory):
     """The edge on every address of the test's namespace: pods reach it over the node's uplink."""
     # On a non-loopback listener the edge closes registration and keeps its plain-HTTP API on
     # loopback (edge/README.md); this namespace is private, and the pods need both.
-    edge = EdgeProcess(tmp_path_factory.mktemp("edge"), admin=False,   # --admin: loopback only
-                       extra_args=("--registration", "open", "--api-listen", "0.0.0.0",
-                                   "--tunnel-server", node_cluster.uplink))    # each tunnel's node, as pods reach it
-    edge.host = "0.0.0.0"
+    edge = workloads.edge_for_pods(tmp_path_factory.mktemp("edge"), node_cluster.uplink)
     with edge:
         yield edge
 
@@ -41,17 +36,8 @@ def node_edge(node_cluster, tmp_path_factory):
 @pytest.fixture(scope="module")
 def installed(node_cluster, node_edge, tmp_path_factory):
     """mysocketd installed from the manifest, both replicas rolled out."""
-    cp = node_cluster.cp
-    account = Account.register(node_edge, tmp_path_factory.mktemp("account"))
-    secret_dir = account.write_secret_dir(tmp_path_factory.mktemp("secret"))
-    cp.kubectl("create", "namespace", "mysocket")
-    cp.kubectl("label", "namespace", "mysocket", "pod-security.kubernetes.io/enforce=restricted")
-    cp.kubectl("create", "secret", "generic", "mysocketd", "-n", "mysocket",
-               *[f"--from-file={key}={secret_dir / key}" for key in ("email", "password", "privatekey")])
-    manifest = workloads.mysocketd_manifest(node_cluster.images.mysocketd,
-                                            workloads.EdgeAddress.of(node_edge, node_cluster.uplink))
-    cp.kubectl("apply", "-f", "-", input=manifest)
-    workloads.rollout(cp, "mysocket", "mysocketd", ROLLOUT_TIMEOUT)
+    account = workloads.install_manifest(node_cluster, node_edge, tmp_path_factory.mktemp("installed"))
+    workloads.rollout(node_cluster.cp, "mysocket", "mysocketd", ROLLOUT_TIMEOUT)
     return Installed(node_cluster, node_edge, account)
 
 
