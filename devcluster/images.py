@@ -122,12 +122,8 @@ class NodeImages:
     @classmethod
     def load(cls, key=None) -> "NodeImages":
         """The images for the current sources; ImageBuildError if not built yet."""
-        key = key or images_key()
-        manifest = CACHE / f"node-images-{key}.json"
-        if not manifest.exists():
-            raise ImageBuildError(f"{manifest} is missing: run `make build` (python -m devcluster.images) first")
-        refs = json.loads(manifest.read_text())
-        return cls(archive=CACHE / f"node-images-{key}.tar", **refs)
+        archive, refs = _built("node-images", key or images_key())
+        return cls(archive=archive, **refs)
 
 
 @dataclass(frozen=True)
@@ -139,11 +135,16 @@ class ConformanceImages:
 
     @classmethod
     def load(cls, key=None) -> "ConformanceImages":
-        key = key or conformance_key()
-        manifest = CACHE / f"conformance-images-{key}.json"
-        if not manifest.exists():
-            raise ImageBuildError(f"{manifest} is missing: run `make build` (python -m devcluster.images) first")
-        return cls(archive=CACHE / f"conformance-images-{key}.tar", refs=tuple(json.loads(manifest.read_text())))
+        archive, refs = _built("conformance-images", key or conformance_key())
+        return cls(archive=archive, refs=tuple(refs))
+
+
+def _built(name, key):
+    """(the archive, the references in it) of the images `make build` made as `name` for `key`."""
+    manifest = CACHE / f"{name}-{key}.json"
+    if not manifest.exists():
+        raise ImageBuildError(f"{manifest} is missing: run `make build` (python -m devcluster.images) first")
+    return CACHE / f"{name}-{key}.tar", json.loads(manifest.read_text())
 
 
 # --- keys -------------------------------------------------------------------
