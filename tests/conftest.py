@@ -23,6 +23,21 @@ from edge.testing import EdgeProcess
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so teardowns know whether the test failed."""
+    report = yield
+    setattr(item, "report_" + report.when, report)
+    return report
+
+
+@pytest.fixture
+def test_failed(request):
+    """A callable: has this test failed (setup or call)? For teardowns that keep evidence only then."""
+    return lambda: any(getattr(getattr(request.node, "report_" + when, None), "failed", False)
+                       for when in ("setup", "call"))
+
+
 @pytest.fixture(scope="session")
 def control_plane():
     """etcd + kube-apiserver for the whole session (RBAC on, admin = system:masters)."""

@@ -26,7 +26,7 @@ def account(edge, tmp_path):
 
 
 @pytest.fixture
-def make_controller(controller_kubeconfig, edge, account, namespace, tmp_path):
+def make_controller(controller_kubeconfig, edge, account, namespace, tmp_path, test_failed):
     """Factory for controllers of this test (stopped at teardown); same state dir = same 'pod'."""
     started = []
     cluster = "c" + uuid.uuid4().hex[:6]
@@ -43,6 +43,8 @@ def make_controller(controller_kubeconfig, edge, account, namespace, tmp_path):
     yield make
     for c in started:
         c.stop()
+        if test_failed():  # the report's only view of what the controller did (CI keeps nothing else)
+            print(f"--- last lines of {c.log_path} ---\n" + "\n".join(c.log_path.read_text(errors="replace").splitlines()[-80:]))
         c.reap_orphans()
 
 
