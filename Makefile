@@ -2,6 +2,7 @@
 #
 #   make test      the whole suite, inside private namespaces (see IN_NETNS);
 #                  a subset: make test TESTS=tests/devcluster PYTEST_ARGS=-x
+#                  (each test's time: .test-results.xml; the 15 slowest are printed at the end)
 #   make cluster   a control plane in the foreground on host loopback; prints KUBECONFIG=...
 #   make build     the binaries (devcluster/build.sh), the edge's Go data plane (edge/binary.py)
 #                  and the node's images (devcluster/images.py); all cached: a second run does nothing
@@ -36,7 +37,7 @@ IN_NETNS := unshare --net --pid --fork --kill-child --mount-proc -- \
 .PHONY: test build binaries dataplane images push-image cluster venv mysocketctl demo demo-global bench chaos conformance
 
 test: venv build mysocketctl
-	$(IN_NETNS) $(PY) -m pytest -ra --timeout=300 $(PYTEST_ARGS) $(TESTS)
+	$(IN_NETNS) $(PY) -m pytest -ra --timeout=300 --durations=15 --junitxml=.test-results.xml $(PYTEST_ARGS) $(TESTS)
 
 build: binaries dataplane images
 
