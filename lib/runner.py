@@ -36,6 +36,9 @@ from lib.remote import Pending
 
 log = logging.getLogger(__name__)
 
+SWEEP_SOON = 2.0        # after a tunnel's transition: the edge's list then shows it connected (or not)
+SWEEP_SPACING = 15.0    # the least time between two sweeps that transitions bring forward
+
 
 class Session:
     """Logged in, or when to try again. The login itself runs on a thread of its own: `ensure()` waits
@@ -126,6 +129,7 @@ class Runner:
         self._next_tick = 0.0
         self._acting = False        # took the lead (caches dropped, inventory loaded) since it last led
         self._next_sweep = None
+        self._last_sweep = float("-inf")
         self._host_keys = set()
         self._known_hosts_size = -1
         self._last_surprise = None
@@ -253,7 +257,7 @@ class Runner:
             return                          # a cache that is not being watched may be stale: no sweep
         try:
             self.controller.resync()
-            self._next_sweep = now + self.config.resync_seconds
+            self._last_sweep, self._next_sweep = now, now + self.config.resync_seconds
         except (Fenced, Pending):
             pass                            # Pending: the sweep is due again when its call ends
         except mysocket.BadCredentials as e:
@@ -280,6 +284,14 @@ class Runner:
             except Exception as e:  # noqa: BLE001 -- one stage's surprise must not stop the others
                 self._surprise(e)
 
+    def _sweep_soon(self):
+        """A tunnel came up or went down: the leader looks at the edge again within seconds, not at the
+        next periodic sweep (minutes away), so `mysocket.io/served-by` says what serves the name now.
+        Spaced: a flapping tunnel or a burst of Services never sweeps more often than every SWEEP_SPACING."""
+        if self._acting and self._next_sweep is not None:
+            now = time.monotonic()
+            self._next_sweep = min(self._next_sweep, max(now + SWEEP_SOON, self._last_sweep + SWEEP_SPACING))
+
     def _collect(self):
         for key in self.controller.remote.collect():
             if key == SWEEP:
@@ -291,6 +303,8 @@ class Runner:
         self._collect()
         for transition in self.supervisor.poll():
             self.controller.on_transition(transition)
+            if transition.kind in ("up", "down"):
+                self._sweep_soon()
         self.controller.follow_nodes()
         metrics.TUNNELS_UP.set(self.supervisor.tunnels_up())
 

@@ -153,17 +153,29 @@ class Sweep:
 
 
 def served_by(socket, cluster):
-    """One line for `kubectl describe service`: the tunnels the edge has connected, and whose."""
+    """One line for `kubectl describe service`: the tunnels the edge has connected, whose, and on which
+    edge nodes (the edge's `tunnel_server` of each: the host its client connects to).
+
+    Short and bounded whatever the pool's size: counts, this cluster's replicas, and at most a few names
+    of the rest; it changes only when the serving does, so writing it costs nothing in between."""
     connected = [t for t in socket.get("tunnels") or [] if t.get("connected")]
-    ours = sorted(o.replica for o in (TunnelOwner.parse(t.get("owner")) for t in connected)
-                  if o is not None and o.cluster == cluster)
-    others = len(connected) - len(ours)
     if not connected:
         return "no tunnel connected"
+    owners = [TunnelOwner.parse(t.get("owner")) for t in connected]
+    ours = sorted(o.replica for o in owners if o is not None and o.cluster == cluster)
+    others = len(connected) - len(ours)
     parts = [f"this cluster: {len(ours)} ({', '.join(ours)})" if ours else "this cluster: 0"]
     if pool_of(socket):
-        parts.append(f"other clusters: {others}")
+        clusters = sorted({o.cluster for o in owners if o is not None and o.cluster != cluster})
+        parts.append(f"other clusters: {others}" + (f" ({_some(clusters)})" if clusters else ""))
+    nodes = sorted({str(t["tunnel_server"]) for t in connected if t.get("tunnel_server")})
+    if nodes:
+        parts.append(f"edge node{'s' if len(nodes) != 1 else ''}: {_some(nodes)}")
     return f"{len(connected)} tunnel{'s' if len(connected) != 1 else ''} connected; " + "; ".join(parts)
+
+
+def _some(names, most=3):
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _fields(key, socket_id=None):

@@ -44,7 +44,8 @@ def make_controller(controller_kubeconfig, edge, account, namespace, tmp_path, t
     for c in started:
         c.stop()
         if test_failed():  # the report's only view of what the controller did (CI keeps nothing else)
-            print(f"--- last lines of {c.log_path} ---\n" + "\n".join(c.log_path.read_text(errors="replace").splitlines()[-80:]))
+            tail = c.log_path.read_text(errors="replace").splitlines()[-80:]
+            print(f"--- last lines of {c.log_path} ---", *tail, sep="\n")
         c.reap_orphans()
 
 
