@@ -133,6 +133,9 @@ def new_socket(body: dict) -> NewSocket:
         allowed_addresses=_text_list(body, "cloud_authentication_email_allowed_addressses"),
         allowed_domains=_text_list(body, "cloud_authentication_email_allowed_domains"),
         upstream_protocol=upstream_protocol(body))
+    if sock.protected_socket and sock.cloud_authentication_enabled:
+        raise BadInput("a socket has basic auth (protected_socket) or cloud authentication "
+                       "(visitors sign in), not both")
     if sock.protected_socket:
         if not sock.protected_username or not sock.protected_password:
             raise BadInput("a protected socket needs protected_username and "
