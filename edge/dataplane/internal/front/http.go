@@ -236,8 +236,9 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case sock.Type == "https" && r.TLS == nil:
 		answer.RedirectHTTPS(w, r, host)
 		return
-	case sock.CloudAuth && f.signin == nil:
-		answer.Write(w, http.StatusForbidden, answer.Forbidden, "cloud authentication is not configured on this edge")
+	case sock.CloudAuth && !f.signin.Enabled():
+		answer.Write(w, http.StatusForbidden, answer.Forbidden,
+			"this socket needs a sign-in and this edge has no identity provider configured (--oidc-issuer)")
 		return
 	case sock.CloudAuth && r.TLS == nil: // the session cookie is Secure: sign-in happens over https only
 		answer.RedirectHTTPS(w, r, host)

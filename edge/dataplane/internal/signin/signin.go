@@ -140,6 +140,9 @@ func New(cfg Config, holder *state.Holder) (*Service, error) {
 	return s, nil
 }
 
+// Enabled: a provider is configured, so cloud-auth sockets can be signed in to.
+func (s *Service) Enabled() bool { return s != nil && !s.disabled }
+
 // Identity is who passed: the app gets it in headers (SetHeaders).
 type Identity struct {
 	Email, Host string
