@@ -187,6 +187,15 @@ def upstream_protocol(body: dict) -> str:
 
 
 PROTECTION_FIELDS = ("protected_socket", "protected_username", "protected_password")
+CLOUD_AUTH_LISTS = ("cloud_authentication_email_allowed_addressses",
+                    "cloud_authentication_email_allowed_domains")
+
+
+def cloud_auth_lists(body: dict, current: tuple) -> tuple:
+    """(addresses, domains) of PATCH /socket/{id}: a list the body names replaces the current one
+    (``current``: the socket's), so a changed list takes effect without a new socket (and name)."""
+    return tuple(tuple(_text_list(body, k)) if k in body else tuple(c)
+                 for k, c in zip(CLOUD_AUTH_LISTS, current))
 
 
 def protection(body: dict) -> tuple:

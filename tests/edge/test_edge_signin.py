@@ -91,7 +91,7 @@ def world(tmp_path_factory):
                 edge.wait_forward(port)
             try:
                 with Browser(artifacts=work / "screenshots") as browser:
-                    yield World(edge, idp, app, browser, socks, public, work / "screenshots")
+                    yield World(edge, idp, app, browser, socks, public, work / "screenshots", account)
             finally:
                 ssh.stop_all()
                 backends.close()
@@ -100,8 +100,8 @@ def world(tmp_path_factory):
 
 
 class World:
-    def __init__(self, edge, idp, app, browser, socks, public, shots):
-        self.edge, self.idp, self.app, self.browser = edge, idp, app, browser
+    def __init__(self, edge, idp, app, browser, socks, public, shots, account):
+        self.edge, self.idp, self.app, self.browser, self.account = edge, idp, app, browser, account
         self.socks, self.public, self.shots = socks, public, shots
 
     def url(self, name: str, path: str = "/") -> str:
@@ -253,3 +253,34 @@ def test_domain_list_admits_any_address_of_the_domain(world):
     world.forget_cookies()
     world.sign_in("b", ALICE, "/by-domain", "signin-8-b-by-domain")
     assert world.browser.find("#email").text == ALICE.email
+
+
+def test_lists_change_in_place_and_both_kinds_of_auth_are_refused(world):
+    """PATCH /socket/{id} changes the lists without a new name, and the next request is checked
+    against them: mallory's session (refused above) now passes. Basic auth and sign-in on one
+    socket are refused with a clear message."""
+    edge, a = world.edge, world.socks["a"]
+    token = edge.login(world.account.email, world.account.password)
+    world.forget_cookies()
+    world.sign_in("a", MALLORY, "/", "signin-9-mallory-before-the-change")
+    assert "Not allowed" in world.browser.text()
+    resp = edge.api("PATCH", "/socket/" + a["socket_id"], {
+        "cloud_authentication_email_allowed_addressses": [ALICE.email, MALLORY.email]}, token=token)
+    assert resp.status == 200, resp.body
+    assert resp.body["dnsname"] == a["dnsname"]
+    assert resp.body["cloud_authentication_email_allowed_addressses"] == [ALICE.email, MALLORY.email]
+    world.browser.get(world.url("a", "/after-the-change"))
+    world.browser.screenshot("signin-10-mallory-after-the-change")
+    assert world.browser.find("#email").text == MALLORY.email
+    refused = [
+        ("POST", "/connect", {"name": "both", "protected_socket": True, "protected_username": "u",
+                              "protected_password": "p", "cloud_authentication_enabled": True}),
+        ("PATCH", "/socket/" + a["socket_id"], {"protected_socket": True, "protected_username": "u",
+                                                "protected_password": "p"}),
+        ("PATCH", "/socket/" + world.socks["open"]["socket_id"],
+         {"cloud_authentication_email_allowed_domains": ["x.test"]}),
+    ]
+    for method, path, body in refused:
+        resp = edge.api(method, path, body, token=token)
+        assert resp.status == 400 and ("not both" in resp.body["error_message"]
+                                       or "cloud_authentication_enabled" in resp.body["error_message"]), resp.body
