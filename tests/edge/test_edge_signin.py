@@ -282,3 +282,31 @@ def test_lists_change_in_place_and_both_kinds_of_auth_are_refused(world):
         resp = edge.api(method, path, body, token=token)
         assert resp.status == 400 and ("not both" in resp.body["error_message"]
                                        or "cloud_authentication_enabled" in resp.body["error_message"]), resp.body
+
+
+def test_a_provider_outage_keeps_every_other_name_and_the_sessions_made(world):
+    """Last in the module: the provider is stopped. Names without sign-in keep serving and a
+    session already made keeps working (the edge checks sessions itself). A new visitor is still
+    sent on to the provider at once (discovery was done before; a provider never reached gets the
+    edge's 503 page instead: internal/signin TestStart)."""
+    world.forget_cookies()
+    world.sign_in("a", ALICE, "/before-the-outage", "signin-11-before-the-outage")
+    cookie = world.session_cookie("a")
+    world.idp.stop()
+    status, _, body = world.https("open", "/during-the-outage")
+    assert status == 200 and "the app" in body
+    status, _, body = world.https("a", "/during", {"Cookie": "__Host-mysocket-session=" + cookie})
+    assert status == 200 and ALICE.email in body
+    status, headers, _ = world.https("b", "/")
+    assert status == 302 and headers["Location"].startswith(world.public + "/.edge/start?")
+    start = headers["Location"][len(world.public):]
+    ctx = ssl.create_default_context(cafile=str(world.edge.ca_cert))
+    raw = socket.create_connection(("127.0.0.1", world.edge.https_port), timeout=30)
+    conn = http.client.HTTPSConnection("api.edge.localhost", timeout=30, context=ctx)
+    conn.sock = ctx.wrap_socket(raw, server_hostname="api.edge.localhost")
+    try:
+        conn.request("GET", start, headers={"Host": "api.edge.localhost:{}".format(world.edge.https_port)})
+        resp = conn.getresponse()
+        assert resp.status == 302 and resp.getheader("Location").startswith(world.idp.issuer)
+    finally:
+        conn.close()
