@@ -17,8 +17,10 @@
 //     the pods exactly as it would without the edge.
 //   - Everything the edge answers by itself carries `Mysocket-Edge: <reason>`
 //     and a short plain-text body, so it is never mistaken for the app's.
-//   - Whether a visitor may pass is the auth package's answer; what the edge
-//     answers by itself is the answer package's.
+//   - Whether a visitor may pass is the auth package's answer (basic auth) or
+//     the signin package's (cloud authentication: the OIDC sign-in, whose
+//     identity headers rewrite sets after removing the visitor's own); what
+//     the edge answers by itself is the answer package's.
 package front
 
 import (
