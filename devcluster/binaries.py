@@ -4,13 +4,14 @@ devcluster/build.sh compiles the Kubernetes binaries and etcd from the Go module
 proxy into .cache/k8s/<version>/, containerd into .cache/containerd/<version>/,
 helm into .cache/helm/<version>/, the Gateway API conformance suite (test
 binary, CRDs, echo-basic) into .cache/gateway-api/<version>/ and CoreDNS into
-.cache/coredns/<version>/ (gitignored; a cold build takes 15-25 minutes),
+.cache/coredns/<version>/ and the sign-in tests' identity provider into
+.cache/idp/<version>/ (gitignored; a cold build takes 15-25 minutes),
 so nothing here downloads or builds: it only finds the files and, when one
 is missing, says in one sentence how to get it. The version pins live
 in devcluster/versions.env, which build.sh reads too; both honour the same
 environment overrides (K8S_VERSION, ETCD_VERSION, CONTAINERD_VERSION,
-HELM_VERSION, GATEWAY_API_VERSION, COREDNS_VERSION, K8S_CACHE, CONTAINERD_CACHE,
-HELM_CACHE, GATEWAY_API_CACHE, COREDNS_CACHE).
+HELM_VERSION, GATEWAY_API_VERSION, COREDNS_VERSION, ZITADEL_OIDC_VERSION, K8S_CACHE,
+CONTAINERD_CACHE, HELM_CACHE, GATEWAY_API_CACHE, COREDNS_CACHE, IDP_CACHE).
 """
 
 import os
@@ -30,6 +31,7 @@ CONTAINERD_VERSION = os.environ.get("CONTAINERD_VERSION") or _pins()["CONTAINERD
 HELM_VERSION = os.environ.get("HELM_VERSION") or _pins()["HELM_VERSION"]
 GATEWAY_API_VERSION = os.environ.get("GATEWAY_API_VERSION") or _pins()["GATEWAY_API_VERSION"]
 COREDNS_VERSION = os.environ.get("COREDNS_VERSION") or _pins()["COREDNS_VERSION"]
+ZITADEL_OIDC_VERSION = os.environ.get("ZITADEL_OIDC_VERSION") or _pins()["ZITADEL_OIDC_VERSION"]
 
 
 class BinaryMissing(RuntimeError):
@@ -80,6 +82,12 @@ def gateway_api_crds() -> list:
 def coredns_binary() -> Path:
     base = os.environ.get("COREDNS_CACHE") or REPO_ROOT / ".cache" / "coredns"
     return _built(Path(base) / COREDNS_VERSION / "coredns")
+
+
+def idp_binary() -> Path:
+    """The sign-in tests' identity provider (zitadel/oidc's example OP), built by build.sh."""
+    base = os.environ.get("IDP_CACHE") or REPO_ROOT / ".cache" / "idp"
+    return _built(Path(base) / ZITADEL_OIDC_VERSION / "oidc-op")
 
 
 def _built(path: Path) -> Path:

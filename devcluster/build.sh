@@ -25,7 +25,7 @@ set -euo pipefail
 
 # Pins from devcluster/versions.env; the same names in the environment override them.
 while IFS='=' read -r name value; do
-  case $name in K8S_VERSION|ETCD_VERSION|CONTAINERD_VERSION|HELM_VERSION|GATEWAY_API_VERSION|COREDNS_VERSION)
+  case $name in K8S_VERSION|ETCD_VERSION|CONTAINERD_VERSION|HELM_VERSION|GATEWAY_API_VERSION|COREDNS_VERSION|ZITADEL_OIDC_VERSION)
     [ -n "${!name:-}" ] || declare "$name=$value" ;;
   esac
 done <"$(dirname "$0")/versions.env"
@@ -39,6 +39,7 @@ helm_out=${HELM_CACHE:-$root/.cache/helm}/$HELM_VERSION
 gw_out=${GATEWAY_API_CACHE:-$root/.cache/gateway-api}/$GATEWAY_API_VERSION
 gw_bins=(conformance.test echo-basic)
 coredns_out=${COREDNS_CACHE:-$root/.cache/coredns}/$COREDNS_VERSION
+idp_out=${IDP_CACHE:-$root/.cache/idp}/$ZITADEL_OIDC_VERSION
 
 # missing DIR NAME...: print the names that are not executables in DIR.
 missing() { local dir=$1 b; shift; for b in "$@"; do [ -x "$dir/$b" ] || echo "$b"; done; }
@@ -46,7 +47,7 @@ missing() { local dir=$1 b; shift; for b in "$@"; do [ -x "$dir/$b" ] || echo "$
 have_gateway_api() { [ -z "$(missing "$gw_out" "${gw_bins[@]}")" ] && [ -d "$gw_out/crds" ]; }
 have_all() {
   [ -z "$(missing "$out" "${k8s_bins[@]}" etcd)$(missing "$ctr_out" "${ctr_bins[@]}")$(missing "$helm_out" helm)" ] &&
-    have_gateway_api && [ -z "$(missing "$coredns_out" coredns)" ]
+    have_gateway_api && [ -z "$(missing "$coredns_out" coredns)" ] && [ -z "$(missing "$idp_out" oidc-op)" ]
 }
 if have_all; then exit 0; fi
 
@@ -77,6 +78,7 @@ available() {
 [ -z "$(missing "$helm_out" helm)" ] || available helm.sh/helm/v4 "$HELM_VERSION" HELM_VERSION
 have_gateway_api || available sigs.k8s.io/gateway-api/conformance "$GATEWAY_API_VERSION" GATEWAY_API_VERSION
 [ -z "$(missing "$coredns_out" coredns)" ] || available github.com/coredns/coredns "$COREDNS_VERSION" COREDNS_VERSION
+[ -z "$(missing "$idp_out" oidc-op)" ] || available github.com/zitadel/oidc/v3 "$ZITADEL_OIDC_VERSION" ZITADEL_OIDC_VERSION
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -191,12 +193,22 @@ build_coredns() {
   timed build_to_dir "$coredns_out" coredns github.com/coredns/coredns "-s -w"
 }
 
+# build_idp: the identity provider of the sign-in tests, zitadel/oidc's example OP (example/server) as it is.
+build_idp() {
+  echo "building the test identity provider (zitadel/oidc $ZITADEL_OIDC_VERSION example/server; cold: about 2 minutes)" >&2
+  mkdir -p "$work/idp" && cd "$work/idp"
+  printf 'module mysocketd.local/idpbuild\ngo 1.%s.0\nrequire github.com/zitadel/oidc/v3 %s\n' \
+    "$GO_MIN_MINOR" "$ZITADEL_OIDC_VERSION" >go.mod
+  quiet "go get zitadel/oidc $ZITADEL_OIDC_VERSION" go get "github.com/zitadel/oidc/v3/example/server@$ZITADEL_OIDC_VERSION"
+  timed build_to_dir "$idp_out" oidc-op github.com/zitadel/oidc/v3/example/server "-s -w"
+}
+
 # timed CMD...: run a build_to_dir step and say how long it took (CI logs keep the figures).
 timed() { local t=$SECONDS; "$@"; echo "  $3: $((SECONDS - t))s" >&2; }
 
 # Each cache dir has its own lock: another build (another worktree sharing
 # .cache) may be filling it; once the lock is ours, build only what is still missing.
-mkdir -p "$out" "$ctr_out" "$helm_out" "$gw_out" "$coredns_out"
+mkdir -p "$out" "$ctr_out" "$helm_out" "$gw_out" "$coredns_out" "$idp_out"
 (
   flock 8
   mapfile -t todo < <(missing "$out" "${k8s_bins[@]}")
@@ -220,5 +232,9 @@ mkdir -p "$out" "$ctr_out" "$helm_out" "$gw_out" "$coredns_out"
   flock 5
   [ -z "$(missing "$coredns_out" coredns)" ] || build_coredns
 ) 5>"$coredns_out/.build.lock"
-have_all || die "build finished but a binary is missing under $out, $ctr_out, $helm_out, $gw_out or $coredns_out"
-echo "binaries ready in $out, $ctr_out, $helm_out, $gw_out and $coredns_out ($((SECONDS - started))s)" >&2
+(
+  flock 4
+  [ -z "$(missing "$idp_out" oidc-op)" ] || build_idp
+) 4>"$idp_out/.build.lock"
+have_all || die "build finished but a binary is missing under $out, $ctr_out, $helm_out, $gw_out, $coredns_out or $idp_out"
+echo "binaries ready in $out, $ctr_out, $helm_out, $gw_out, $coredns_out and $idp_out ($((SECONDS - started))s)" >&2

@@ -285,18 +285,32 @@ class Api:
         return web.json_response(self._socket_json(await self._owned_socket(request, user), user, live))
 
     async def patch_socket(self, request):
-        """Change a socket's basic auth (a rotated password keeps the name) or its upstream
-        protocol in place; only the fields the body names change."""
+        """Change a socket's basic auth (a rotated password keeps the name), its cloud-auth lists
+        or its upstream protocol in place; only the fields the body names change."""
         user = await self._user(request)
         sock = await self._owned_socket(request, user)
         body = await self._body(request)
         protocol = schema.upstream_protocol(body) if "upstream_protocol" in body else None
-        if protocol is None or any(k in body for k in schema.PROTECTION_FIELDS):
+        lists = None
+        if any(k in body for k in schema.CLOUD_AUTH_LISTS):
+            if not sock.cloud_authentication_enabled:
+                raise ApiError(400, "the allowed e-mail lists are for sockets with "
+                                    "cloud_authentication_enabled (create one to use them)")
+            lists = schema.cloud_auth_lists(body, (sock.allowed_addresses, sock.allowed_domains))
+        if (protocol is None and lists is None) or any(k in body for k in schema.PROTECTION_FIELDS):
             protected, username, password = schema.protection(body)
+            if protected and sock.cloud_authentication_enabled:
+                raise ApiError(400, "a socket has basic auth (protected_socket) or cloud "
+                                    "authentication (visitors sign in), not both")
             password_hash = await self._policy.hash(hash_password, password) if protected else ""
             sock = await self._owned_socket(request, user)          # still there after the await?
             await self._applied(await self._store.set_protection(sock, protected, username, password_hash))
             log.info("socket protection changed: %s user=%s", sock.dnsname, user.user_name)
+        if lists is not None:
+            sock = await self._owned_socket(request, user)
+            await self._applied(await self._store.set_allowed(sock, list(lists[0]), list(lists[1])))
+            log.info("socket cloud-auth lists changed: %s (%d addresses, %d domains) user=%s",
+                     sock.dnsname, len(lists[0]), len(lists[1]), user.user_name)
         if protocol is not None:
             sock = await self._owned_socket(request, user)
             await self._applied(await self._store.set_upstream_protocol(sock, protocol))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
+from . import signin
 from .addresses import check_spec
 from .faults import FaultSettings
 from .store.url import is_postgres
@@ -249,6 +250,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     for f in fields(Bounds):
         add("--" + f.name.replace("_", "-"), str(f.default), f.metadata["help"] + " (0 = none)",
             type=_share if f.name == "visitor_share" else _not_negative)
+    signin.add_flags(add)
     add("--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     p.add_argument("--admin", action="store_true", default=_truthy(env.get("EDGE_ADMIN")),
@@ -339,6 +341,7 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
             plane_args += ["--acme-ca", a.acme_ca]
         tls_source = ("the given certificate where it applies, else " if a.tls_cert else "") + \
             "ACME ({})".format(a.acme_directory)
+    plane_args += signin.plane_args(a, env, a.data_dir, parser.error)
     api_listen = a.api_listen or (a.listen if _loopback(a.listen) else "127.0.0.1")
     if a.admin and not (_loopback(a.listen) and _loopback(api_listen)):
         # The /_admin/ routes have no authentication, and the API is also served as

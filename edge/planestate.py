@@ -25,6 +25,8 @@ def socket_json(state: State, s: Socket) -> dict:
             "protected_username": s.protected_username,
             "protected_password_hash": s.protected_password_hash,
             "cloud_authentication_enabled": s.cloud_authentication_enabled,
+            "allowed_addresses": list(s.allowed_addresses),
+            "allowed_domains": list(s.allowed_domains),
             "upstream_protocol": s.upstream_protocol,
             "local_ports": [t.local_port for t in tunnels],
             "tunnels": [{"local_port": t.local_port, "node": t.node, "backend": t.backend}

@@ -133,6 +133,9 @@ def new_socket(body: dict) -> NewSocket:
         allowed_addresses=_text_list(body, "cloud_authentication_email_allowed_addressses"),
         allowed_domains=_text_list(body, "cloud_authentication_email_allowed_domains"),
         upstream_protocol=upstream_protocol(body))
+    if sock.protected_socket and sock.cloud_authentication_enabled:
+        raise BadInput("a socket has basic auth (protected_socket) or cloud authentication "
+                       "(visitors sign in), not both")
     if sock.protected_socket:
         if not sock.protected_username or not sock.protected_password:
             raise BadInput("a protected socket needs protected_username and "
@@ -184,6 +187,15 @@ def upstream_protocol(body: dict) -> str:
 
 
 PROTECTION_FIELDS = ("protected_socket", "protected_username", "protected_password")
+CLOUD_AUTH_LISTS = ("cloud_authentication_email_allowed_addressses",
+                    "cloud_authentication_email_allowed_domains")
+
+
+def cloud_auth_lists(body: dict, current: tuple) -> tuple:
+    """(addresses, domains) of PATCH /socket/{id}: a list the body names replaces the current one
+    (``current``: the socket's), so a changed list takes effect without a new socket (and name)."""
+    return tuple(tuple(_text_list(body, k)) if k in body else tuple(c)
+                 for k, c in zip(CLOUD_AUTH_LISTS, current))
 
 
 def protection(body: dict) -> tuple:

@@ -44,7 +44,7 @@ from lib.remote import Pending
 from lib.routecontroller import ROUTES
 from lib.serving import Record, Serving
 from lib.services import DNSNAME, FINALIZER, LAST_VALID, SERVED_BY, SOCKET_ID, TUNNEL_ID, InvalidAnnotation
-from lib.sockets import differences, protocol_differs, socket_fields
+from lib.sockets import differences, lists_differ, protocol_differs, socket_fields
 from lib.sweep import Sweep
 
 log = logging.getLogger(__name__)
@@ -327,7 +327,22 @@ class Controller:
         self.secret_versions[key] = protected[2] if protected else ""
         if protocol_differs(socket, fields):
             self._change_protocol(key, svc, exposure, socket, fields)
+        if lists_differ(socket, fields):
+            self._change_cloud_auth(key, svc, exposure, socket, fields)
         return socket
+
+    def _change_cloud_auth(self, key, svc, exposure, socket, fields):
+        """mysocket.io/cloud-auth-emails or -domains changed: the edge gets the lists in place (a visitor's
+        next request is checked against them). A pool's socket is shared: a member that disagrees is warned."""
+        changed = ", ".join(lists_differ(socket, fields))
+        if exposure.pool:
+            self._event(svc, "Warning", "PoolMismatch", f"pool {exposure.pool}'s socket has other cloud-auth lists "
+                        f"({changed}) than this Service asks for; every member must ask for the same")
+            return
+        self.sockets.update_cloud_auth(socket, fields)
+        self._event(svc, "Normal", "CloudAuthChanged", f"the edge now lets in {len(exposure.cloud_auth_emails)} "
+                    f"e-mail addresses and {len(exposure.cloud_auth_domains)} domains; the DNS name stays")
+        log.info("cloud-auth lists changed", extra=_fields(key, socket["socket_id"]))
 
     def _change_protocol(self, key, svc, exposure, socket, fields):
         """The port's protocol (appProtocol or the annotation) changed: the edge is told in place. A pool's

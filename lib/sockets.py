@@ -48,14 +48,21 @@ def protocol_differs(socket, fields):
     return socket.get("upstream_protocol") is not None and socket["upstream_protocol"] != fields["upstream_protocol"]
 
 
+CLOUD_AUTH_LISTS = ("cloud_authentication_email_allowed_addressses", "cloud_authentication_email_allowed_domains")
+
+
 def differences(socket, fields):
-    """Names of the options an existing socket has otherwise than wanted (the API cannot update them)."""
+    """Names of the options an existing socket has otherwise than wanted that the API cannot update
+    (the cloud-auth lists it can: lists_differ)."""
     checked = ("socket_type", "protected_socket", "protected_username", "cloud_authentication_enabled")
-    diff = [k for k in checked if (socket.get(k) or "") != (fields[k] or "")]
-    for k in ("cloud_authentication_email_allowed_addressses", "cloud_authentication_email_allowed_domains"):
-        if sorted(socket.get(k) or []) != sorted(fields[k]):
-            diff.append(k)
-    return diff
+    return [k for k in checked if (socket.get(k) or "") != (fields[k] or "")]
+
+
+def lists_differ(socket, fields):
+    """Names of the cloud-auth lists a socket with cloud authentication has otherwise than wanted."""
+    if not fields["cloud_authentication_enabled"]:
+        return []
+    return [k for k in CLOUD_AUTH_LISTS if sorted(socket.get(k) or []) != sorted(fields[k])]
 
 
 @dataclasses.dataclass
@@ -187,6 +194,14 @@ class Sockets:
         self._check_fence()
         body = {k: fields[k] for k in ("protected_socket", "protected_username", "protected_password")}
         updated = self.remote.call(f"protect {socket['socket_id']}", self.api.update_socket, socket["socket_id"],
+                                   body, before_send=self._check_fence)
+        socket.update({k: v for k, v in (updated or {}).items() if k != "tunnels"})
+
+    def update_cloud_auth(self, socket, fields):
+        """The allowed e-mail addresses and domains changed: the edge is told in place, the name stays."""
+        self._check_fence()
+        body = {k: fields[k] for k in CLOUD_AUTH_LISTS}
+        updated = self.remote.call(f"cloud-auth {socket['socket_id']}", self.api.update_socket, socket["socket_id"],
                                    body, before_send=self._check_fence)
         socket.update({k: v for k, v in (updated or {}).items() if k != "tunnels"})
 

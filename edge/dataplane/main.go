@@ -14,12 +14,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -35,6 +38,7 @@ import (
 	"mysocketd/edge/dataplane/internal/limits"
 	"mysocketd/edge/dataplane/internal/logx"
 	"mysocketd/edge/dataplane/internal/nodes"
+	"mysocketd/edge/dataplane/internal/signin"
 	"mysocketd/edge/dataplane/internal/sshd"
 	"mysocketd/edge/dataplane/internal/state"
 	"mysocketd/edge/dataplane/internal/tunnels"
@@ -57,6 +61,13 @@ type options struct {
 	dnsTTL                             time.Duration
 	dnsAnswersPerMinute                float64
 	acmeWildcard                       bool
+	signin                             signinFlags
+}
+
+// signinFlags: the OIDC sign-in of cloud-auth sockets (internal/signin).
+type signinFlags struct {
+	issuer, clientID, clientSecretFile, secretFile, publicURL string
+	cfg                                                       signin.Config
 }
 
 func parseFlags() options {
@@ -92,6 +103,15 @@ func parseFlags() options {
 	flag.Float64Var(&o.dnsAnswersPerMinute, "dns-answers-per-minute", 1200, "UDP DNS answers per source address (IPv6: /64) per minute (0: no limit)")
 	flag.IntVar(&o.h2MaxStreams, "h2-max-streams", 100, "concurrent HTTP/2 streams per visitor connection")
 	boundsFlags(&o)
+	sf := &o.signin
+	flag.StringVar(&sf.issuer, "oidc-issuer", "", "OpenID Connect issuer URL for the sign-in of cloud-auth sockets (empty: they answer 403)")
+	flag.StringVar(&sf.clientID, "oidc-client-id", "", "the edge's client id at the issuer")
+	flag.StringVar(&sf.clientSecretFile, "oidc-client-secret-file", "", "file holding the edge's client secret")
+	flag.StringVar(&sf.secretFile, "signin-secret-file", "", "file with the secret sessions and assertions are sealed and signed with, the same on every node (default: --cluster-secret-file, else <data-dir>/signin.secret, made once)")
+	flag.StringVar(&sf.publicURL, "signin-public-url", "", "the edge's own name as visitors reach it (default https://<api-name>[:<https port>])")
+	flag.DurationVar(&sf.cfg.Session, "signin-session", 12*time.Hour, "how long a visitor's sign-in lasts")
+	flag.DurationVar(&sf.cfg.Timeout, "signin-timeout", 10*time.Second, "each call to the identity provider")
+	flag.Float64Var(&sf.cfg.PerMinute, "signin-per-minute", 30, "sign-in starts and callbacks per visitor (an address; IPv6 /64) per minute (0: no limit)")
 	flag.Parse()
 	o.bounds.PeekTimeout = o.bounds.HeadTimeout
 	if o.control == "" || o.hostKey == "" {
@@ -216,6 +236,13 @@ func main() {
 	tlsConns := front.NewChanListener(httpsL.Addr())
 	tlsFront := front.NewTLS(shared, chooser, tlsConns)
 
+	signIn, err := newSignIn(o, holder, httpsL.Addr())
+	if err != nil {
+		logx.Printf("sign-in: %v", err)
+		os.Exit(1)
+	}
+	httpFront.SetSignIn(signIn)
+
 	httpSrv, httpsSrv := httpFront.NewServer(), httpFront.NewServer()
 	var links *nodes.Links
 	var linkL net.Listener
@@ -281,4 +308,57 @@ func main() {
 	controlSrv.Close()
 	os.Remove(o.control)
 	logx.Printf("stopped")
+}
+
+// newSignIn reads the sign-in's secrets (never logged) and makes it; with no
+// --oidc-issuer it only refuses cloud-auth sockets.
+func newSignIn(o options, holder *state.Holder, https net.Addr) (*signin.Service, error) {
+	sf := o.signin
+	cfg := sf.cfg
+	if sf.issuer == "" {
+		return signin.New(cfg, holder)
+	}
+	cfg.Issuer, cfg.ClientID = sf.issuer, sf.clientID
+	if sf.clientSecretFile != "" {
+		b, err := os.ReadFile(sf.clientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--oidc-client-secret-file: %v", err)
+		}
+		cfg.ClientSecret = string(bytes.TrimSpace(b))
+	}
+	secretFile := sf.secretFile
+	if secretFile == "" {
+		secretFile = o.clusterSecretFile
+	}
+	if secretFile == "" {
+		secretFile = filepath.Join(o.dataDir, "signin.secret")
+		if _, err := os.Stat(secretFile); os.IsNotExist(err) {
+			b := make([]byte, 32)
+			rand.Read(b)
+			if err := os.WriteFile(secretFile, []byte(base64.StdEncoding.EncodeToString(b)+"\n"), 0o600); err != nil {
+				return nil, err
+			}
+		}
+	}
+	secret, err := os.ReadFile(secretFile)
+	if err != nil {
+		return nil, fmt.Errorf("the sign-in secret: %v", err)
+	}
+	cfg.Secret = bytes.TrimSpace(secret)
+	cfg.PublicURL = sf.publicURL
+	if cfg.PublicURL == "" {
+		if o.apiName == "" {
+			return nil, fmt.Errorf("--oidc-issuer needs --api-name or --signin-public-url: the callback lives on the edge's own name")
+		}
+		_, port, _ := net.SplitHostPort(https.String())
+		cfg.PublicURL = "https://" + strings.ToLower(o.apiName)
+		if port != "443" {
+			cfg.PublicURL += ":" + port
+		}
+	}
+	s, err := signin.New(cfg, holder)
+	if err == nil {
+		logx.Printf("sign-in: issuer %s, client %s, callback %s%s", cfg.Issuer, cfg.ClientID, cfg.PublicURL, signin.CallbackPath)
+	}
+	return s, err
 }

@@ -200,6 +200,15 @@ class SqlStore:
                                (sock.socket_id,))
             return await self._log(tx, "socket", sock.socket_id, _socket(row) if row else None)
 
+    async def set_allowed(self, sock: Socket, addresses: list, domains: list) -> int:
+        """A cloud-auth socket's allowed e-mail addresses and domains, in place."""
+        async with self._b.tx() as tx:
+            await tx.execute("UPDATE sockets SET allowed_addresses = ?, allowed_domains = ? WHERE socket_id = ?",
+                             (json.dumps(list(addresses)), json.dumps(list(domains)), sock.socket_id))
+            row = await tx.one("SELECT {} FROM sockets WHERE socket_id = ?".format(_SOCKET_COLUMNS),
+                               (sock.socket_id,))
+            return await self._log(tx, "socket", sock.socket_id, _socket(row) if row else None)
+
     async def set_routes(self, sock: Socket, routes: Optional[dict]) -> int:
         """Replace a socket's route table (None: none); the change log carries the whole socket."""
         async with self._b.tx() as tx:

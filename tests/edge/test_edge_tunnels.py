@@ -269,10 +269,10 @@ def test_protected_socket_needs_basic_auth(edge, account, ssh, backend):
 
 
 def test_cloud_authentication_fails_closed(edge, account):
-    """Not implemented here: the edge refuses rather than serving such a socket unprotected."""
+    """Without --oidc-issuer the edge refuses rather than serving such a socket unprotected."""
     sock = new_socket(edge, account, cloud_authentication_enabled=True)
     status, headers, body = raw_get(edge, sock["dnsname"])
-    assert status == 403 and "cloud authentication is not implemented" in body
+    assert status == 403 and "no identity provider configured" in body
     assert headers["Mysocket-Edge"] == "forbidden"
 
 

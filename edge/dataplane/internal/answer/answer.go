@@ -7,6 +7,7 @@ package answer
 
 import (
 	"fmt"
+	"html"
 	"net/http"
 )
 
@@ -29,6 +30,8 @@ const (
 	Unavailable    Reason = "unavailable"     // 503: the account's quota, or the password checks' budget, is full; 502: the API is down
 	UpstreamFailed Reason = "upstream-failed" // 502: the app's connection broke after the request was sent
 	HTTPSRedirect  Reason = "https-redirect"  // 308: an https socket asked for over plain HTTP
+	SignIn         Reason = "sign-in"         // 302 to the identity provider, 401/400/503 on the way; 200 signed out
+	NotAllowed     Reason = "not-allowed"     // 403: signed in, but this e-mail address may not open this socket
 )
 
 // Write writes one of the edge's own answers: status, reason, one line of text.
@@ -47,9 +50,33 @@ func RedirectHTTPS(w http.ResponseWriter, r *http.Request, host string) {
 	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
 }
 
+// Page writes one of the edge's own answers for a person in a browser: the
+// same header as Write, a short HTML page with a title, one paragraph and
+// optional links (text, href), every string escaped.
+func Page(w http.ResponseWriter, status int, reason Reason, title, text string, links ...[2]string) {
+	h := w.Header()
+	h.Set(Header, string(reason))
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"+
+		"<body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\">\n<h1>%s</h1>\n<p id=\"edge-text\">%s</p>\n",
+		html.EscapeString(title), html.EscapeString(title), html.EscapeString(text))
+	for _, l := range links {
+		fmt.Fprintf(w, "<p><a href=\"%s\">%s</a></p>\n", html.EscapeString(l[1]), html.EscapeString(l[0]))
+	}
+	fmt.Fprintf(w, "<p><small>Answered by the edge (%s), not by the app.</small></p></body></html>\n", html.EscapeString(string(reason)))
+}
+
+// The signed-in visitor's identity, as the edge gives it to apps (internal/signin).
+const (
+	VisitorEmail     = "Mysocket-Visitor-Email"
+	VisitorAssertion = "Mysocket-Visitor-Assertion"
+)
+
 // Voice is every header the edge speaks with: removed from what apps answer
 // and from what visitors send to apps, so only the edge can set them.
-var Voice = []string{Header}
+var Voice = []string{Header, VisitorEmail, VisitorAssertion}
 
 // Strip removes the edge's headers from h.
 func Strip(h http.Header) {

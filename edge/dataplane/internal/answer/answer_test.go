@@ -3,6 +3,7 @@ package answer
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -76,5 +77,30 @@ func TestStrip(t *testing.T) {
 	Strip(h)
 	if _, left := h["Mysocket-Edge"]; left || len(h) != 2 {
 		t.Fatalf("after Strip: %v", h)
+	}
+}
+
+// TestVoiceNamesTheVisitorsIdentity: the signed-in visitor's identity is the edge's voice too,
+// so neither a visitor nor an app can set it.
+func TestVoiceNamesTheVisitorsIdentity(t *testing.T) {
+	h := http.Header{}
+	h.Set("mysocket-visitor-email", "ceo@example.com")
+	h.Set("MYSOCKET-VISITOR-ASSERTION", "forged")
+	h.Set("X-Kept", "1")
+	Strip(h)
+	if len(h) != 1 || h.Get("X-Kept") != "1" {
+		t.Fatalf("after Strip: %v", h)
+	}
+}
+
+func TestPage(t *testing.T) {
+	rec := httptest.NewRecorder()
+	Page(rec, http.StatusForbidden, NotAllowed, "Not allowed", "<script>x</script>@a may not", [2]string{"Sign out", "/.edge/signout?a=\"b\""})
+	body := rec.Body.String()
+	if rec.Code != 403 || rec.Header().Get(Header) != "not-allowed" || rec.Header().Get("Cache-Control") != "no-store" {
+		t.Fatalf("%d %v", rec.Code, rec.Header())
+	}
+	if strings.Contains(body, "<script>") || !strings.Contains(body, "&lt;script&gt;") || !strings.Contains(body, `href="/.edge/signout?a=&#34;b&#34;"`) {
+		t.Fatalf("not escaped: %s", body)
 	}
 }

@@ -1,6 +1,6 @@
 // Package auth answers "may this visitor reach this socket": the visitor
-// authentication of protected sockets (basic auth today; the OIDC sign-in
-// belongs here too). The HTTP front asks Checker.Pass before it proxies a
+// authentication of protected sockets by basic auth (the OIDC sign-in of
+// cloud-auth sockets is internal/signin's). The HTTP front asks Checker.Pass before it proxies a
 // request; on refusal the Checker has already answered, with answer.Write.
 //
 // Why it is shaped this way: passwords are stored by the Python side as

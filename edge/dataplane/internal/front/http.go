@@ -17,8 +17,10 @@
 //     the pods exactly as it would without the edge.
 //   - Everything the edge answers by itself carries `Mysocket-Edge: <reason>`
 //     and a short plain-text body, so it is never mistaken for the app's.
-//   - Whether a visitor may pass is the auth package's answer; what the edge
-//     answers by itself is the answer package's.
+//   - Whether a visitor may pass is the auth package's answer (basic auth) or
+//     the signin package's (cloud authentication: the OIDC sign-in, whose
+//     identity headers rewrite sets after removing the visitor's own); what
+//     the edge answers by itself is the answer package's.
 package front
 
 import (
@@ -42,6 +44,7 @@ import (
 	"mysocketd/edge/dataplane/internal/certs"
 	"mysocketd/edge/dataplane/internal/limits"
 	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/signin"
 	"mysocketd/edge/dataplane/internal/state"
 	"mysocketd/edge/dataplane/internal/tunnels"
 )
@@ -90,6 +93,7 @@ type HTTP struct {
 	apiName  string
 	acme     *certs.ACME
 	auth     *auth.Checker
+	signin   *signin.Service // the sign-in of cloud-auth sockets (nil: they answer 403)
 	nextID   atomic.Uint64
 	visitors sync.Map   // net.Conn -> *visitor
 	h2       H2         // HTTP/2 bounds (SetH2, h2.go)
@@ -120,6 +124,7 @@ const (
 	ctxSocket ctxKey = iota
 	ctxPeer
 	ctxVisitor
+	ctxIdentity
 )
 
 // visitor is one public connection: its id, its last forward, its open
@@ -214,6 +219,9 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			answer.RedirectHTTPS(w, r, host)
 			return
 		}
+		if f.signin != nil && f.signin.ServeOwn(w, r) { // the sign-in's callback and JWKS (internal/signin)
+			return
+		}
 		f.api.ServeHTTP(w, r)
 		return
 	}
@@ -230,9 +238,19 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case sock.Type == "https" && r.TLS == nil:
 		answer.RedirectHTTPS(w, r, host)
 		return
-	case sock.CloudAuth:
-		answer.Write(w, http.StatusForbidden, answer.Forbidden, "cloud authentication is not implemented by this edge")
+	case sock.CloudAuth && !f.signin.Enabled():
+		answer.Write(w, http.StatusForbidden, answer.Forbidden,
+			"this socket needs a sign-in and this edge has no identity provider configured (--oidc-issuer)")
 		return
+	case sock.CloudAuth && r.TLS == nil: // the session cookie is Secure: sign-in happens over https only
+		answer.RedirectHTTPS(w, r, host)
+		return
+	}
+	var id *signin.Identity
+	if sock.CloudAuth {
+		if id = f.signin.Pass(w, r, sock, host); id == nil {
+			return
+		}
 	}
 	if sock.Protected && !f.auth.Pass(w, r, sock, r.RemoteAddr) {
 		return
@@ -257,6 +275,9 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), ctxSocket, sock)
 	ctx = context.WithValue(ctx, ctxPeer, r.RemoteAddr)
+	if id != nil {
+		ctx = context.WithValue(ctx, ctxIdentity, id)
+	}
 	r = r.WithContext(ctx)
 	if sock.Protected {
 		r.Header.Del("Authorization") // the edge's password is not the app's business
@@ -320,7 +341,14 @@ func (f *HTTP) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = key
 	toApp(pr)
+	if id, _ := ctx.Value(ctxIdentity).(*signin.Identity); id != nil {
+		signin.StripCookie(pr.Out.Header)
+		f.signin.SetHeaders(pr.Out.Header, id) // after toApp removed what the visitor sent under these names
+	}
 }
+
+// SetSignIn gives the front the sign-in of cloud-auth sockets (main wires it).
+func (f *HTTP) SetSignIn(s *signin.Service) { f.signin = s }
 
 // toApp: what the app gets besides the visitor's request: its Host, the
 // X-Forwarded-* headers, and never a header the edge speaks with.

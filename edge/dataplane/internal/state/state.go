@@ -54,6 +54,8 @@ type SocketIn struct {
 	ProtectedUsername string     `json:"protected_username"`
 	PasswordHash      string     `json:"protected_password_hash"`
 	CloudAuth         bool       `json:"cloud_authentication_enabled"`
+	AllowedAddresses  []string   `json:"allowed_addresses"` // cloud auth: these e-mail addresses...
+	AllowedDomains    []string   `json:"allowed_domains"`   // ...and every address of these domains
 	UpstreamProtocol  string     `json:"upstream_protocol"` // "h2c", or "" for HTTP/1.1
 	LocalPorts        []int      `json:"local_ports"`
 	Tunnels           []TunnelIn `json:"tunnels"`

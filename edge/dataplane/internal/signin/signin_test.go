@@ -1,0 +1,385 @@
+package signin
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"mysocketd/edge/dataplane/internal/state"
+)
+
+const public = "https://api.edge.localhost:8443"
+
+func holder(t *testing.T) *state.Holder {
+	h := state.NewHolder("")
+	h.Replace(state.StateIn{Version: 1, Sockets: []state.SocketIn{
+		{SocketID: "1", UserID: "u", DNSName: "a.edge.localhost", Type: "http", CloudAuth: true,
+			AllowedAddresses: []string{"Alice@Example.com"}},
+		{SocketID: "2", UserID: "u", DNSName: "b.edge.localhost", Type: "http", CloudAuth: true,
+			AllowedDomains: []string{"example.com"}},
+		{SocketID: "3", UserID: "u", DNSName: "open.edge.localhost", Type: "http"},
+	}})
+	return h
+}
+
+// service: a sign-in whose provider is a closed port (these tests never reach it but for the outage case).
+func service(t *testing.T, now time.Time) *Service { return limitedService(t, now, 0) }
+
+func limitedService(t *testing.T, now time.Time, perMinute float64) *Service {
+	s, err := New(Config{Issuer: "http://127.0.0.1:1/", ClientID: "edge", ClientSecret: "s", PublicURL: public,
+		Secret: []byte("0123456789abcdef0123456789abcdef"), Session: time.Hour, Timeout: 2 * time.Second,
+		PerMinute: perMinute}, holder(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.now = func() time.Time { return now }
+	return s
+}
+
+func TestAllowed(t *testing.T) {
+	sock := &state.Socket{SocketIn: state.SocketIn{AllowedAddresses: []string{"Alice@Example.com", " bob@x.io "},
+		AllowedDomains: []string{"corp.example", "@team.example"}}}
+	cases := []struct {
+		email string
+		want  bool
+	}{
+		{"alice@example.com", true},
+		{"ALICE@EXAMPLE.COM", true},
+		{"bob@x.io", true},
+		{"carol@example.com", false}, // the address list names alice only
+		{"dave@corp.example", true},
+		{"dave@sub.corp.example", false}, // a domain is that domain, not its subdomains
+		{"eve@team.example", true},
+		{"eve@corp.example.evil", false},
+		{"corp.example", false},
+		{"@corp.example", false},
+		{"x@", false},
+		{"", false},
+	}
+	for _, c := range cases {
+		if got := Allowed(c.email, sock); got != c.want {
+			t.Errorf("Allowed(%q) = %v, want %v", c.email, got, c.want)
+		}
+	}
+	if Allowed("alice@example.com", &state.Socket{}) {
+		t.Error("empty lists must allow nobody")
+	}
+}
+
+func TestSealer(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s, _ := newSealer([]byte("0123456789abcdef0123456789abcdef"))
+	other, _ := newSealer([]byte("fedcba9876543210fedcba9876543210"))
+	tok := s.seal("session", claims{Exp: now.Add(time.Minute).Unix(), Email: "a@b.c", Host: "h"})
+	tampered := []byte(tok)
+	tampered[len(tampered)/2] ^= 1
+	cases := []struct {
+		name, purpose, token string
+		sealer               *sealer
+		at                   time.Time
+		ok                   bool
+	}{
+		{"good", "session", tok, s, now, true},
+		{"another purpose", "code", tok, s, now, false},
+		{"expired", "session", tok, s, now.Add(time.Minute), false},
+		{"tampered", "session", string(tampered), s, now, false},
+		{"another key", "session", tok, other, now, false},
+		{"not base64", "session", "!!!", s, now, false},
+		{"empty", "session", "", s, now, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cl, err := c.sealer.open(c.purpose, c.token, c.at)
+			if (err == nil) != c.ok {
+				t.Fatalf("open: %v, want ok=%v", err, c.ok)
+			}
+			if c.ok && (cl.Email != "a@b.c" || cl.Host != "h") {
+				t.Fatalf("claims %+v", cl)
+			}
+		})
+	}
+	if strings.Contains(tok, "a@b.c") {
+		t.Error("the e-mail is readable in the token")
+	}
+}
+
+func session(s *Service, email, host string, exp time.Time) *http.Cookie {
+	return &http.Cookie{Name: SessionCookie, Value: s.seal.seal("session", claims{Exp: exp.Unix(), Email: email, Host: host})}
+}
+
+func TestPass(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := service(t, now)
+	a := s.state.ByDNS("a.edge.localhost")
+	cases := []struct {
+		name, method, path string
+		cookie             *http.Cookie
+		pass               bool
+		status             int
+		reason             string
+	}{
+		{"no session: to sign in", "GET", "/x?y=1", nil, false, 302, "sign-in"},
+		{"no session, POST: 401", "POST", "/x", nil, false, 401, "sign-in"},
+		{"session", "GET", "/", session(s, "alice@example.com", "a.edge.localhost", now.Add(time.Minute)), true, 0, ""},
+		{"session of another host", "GET", "/", session(s, "alice@example.com", "b.edge.localhost", now.Add(time.Minute)), false, 302, "sign-in"},
+		{"expired session", "GET", "/", session(s, "alice@example.com", "a.edge.localhost", now), false, 302, "sign-in"},
+		{"tampered session", "GET", "/", &http.Cookie{Name: SessionCookie, Value: "x" + session(s, "alice@example.com", "a.edge.localhost", now.Add(time.Minute)).Value[1:]}, false, 302, "sign-in"},
+		{"not on the list", "GET", "/", session(s, "carol@example.com", "a.edge.localhost", now.Add(time.Minute)), false, 403, "not-allowed"},
+		{"sign-out", "GET", SignOutPath, session(s, "alice@example.com", "a.edge.localhost", now.Add(time.Minute)), false, 200, "sign-in"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest(c.method, "https://a.edge.localhost:8443"+c.path, nil)
+			if c.cookie != nil {
+				r.AddCookie(c.cookie)
+			}
+			w := httptest.NewRecorder()
+			id := s.Pass(w, r, a, "a.edge.localhost")
+			if (id != nil) != c.pass {
+				t.Fatalf("passed=%v, want %v (status %d %s)", id != nil, c.pass, w.Code, w.Body)
+			}
+			if c.pass {
+				if id.Email != "alice@example.com" || id.Host != "a.edge.localhost" {
+					t.Fatalf("identity %+v", id)
+				}
+				return
+			}
+			if w.Code != c.status || w.Header().Get("Mysocket-Edge") != c.reason {
+				t.Fatalf("status %d %q, want %d %q", w.Code, w.Header().Get("Mysocket-Edge"), c.status, c.reason)
+			}
+			if c.status == 302 {
+				loc, _ := url.Parse(w.Header().Get("Location"))
+				if loc.Scheme+"://"+loc.Host+loc.Path != public+StartPath ||
+					loc.Query().Get("rd") != "https://a.edge.localhost:8443"+c.path {
+					t.Fatalf("Location %s", loc)
+				}
+			}
+			if c.path == SignOutPath && !strings.Contains(w.Header().Get("Set-Cookie"), "Max-Age=0") {
+				t.Fatalf("sign-out left the cookie: %q", w.Header().Get("Set-Cookie"))
+			}
+		})
+	}
+}
+
+func TestRedeem(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := service(t, now)
+	a := s.state.ByDNS("a.edge.localhost")
+	code := func(host string, exp time.Time, id string) string {
+		return s.seal.seal("code", claims{Exp: exp.Unix(), Email: "alice@example.com", Host: host, Target: "/deep?q=1", ID: id})
+	}
+	good := code("a.edge.localhost", now.Add(time.Minute), "one")
+	cases := []struct {
+		name, code string
+		status     int
+	}{
+		{"good", good, 302},
+		{"used twice", good, 400},
+		{"for another host", code("b.edge.localhost", now.Add(time.Minute), "two"), 400},
+		{"expired", code("a.edge.localhost", now, "three"), 400},
+		{"a session is not a code", session(s, "alice@example.com", "a.edge.localhost", now.Add(time.Minute)).Value, 400},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest("GET", "https://a.edge.localhost:8443"+RedeemPath+"?code="+url.QueryEscape(c.code), nil)
+			if s.Pass(w, r, a, "a.edge.localhost") != nil || w.Code != c.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, c.status, w.Body)
+			}
+			if c.status != 302 {
+				return
+			}
+			if w.Header().Get("Location") != "/deep?q=1" {
+				t.Fatalf("Location %q", w.Header().Get("Location"))
+			}
+			res := w.Result()
+			var ck *http.Cookie
+			for _, x := range res.Cookies() {
+				if x.Name == SessionCookie {
+					ck = x
+				}
+			}
+			if ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Domain != "" || ck.Path != "/" || ck.MaxAge != 3600 {
+				t.Fatalf("session cookie %+v", ck)
+			}
+			r2 := httptest.NewRequest("GET", "https://a.edge.localhost:8443/", nil)
+			r2.AddCookie(ck)
+			if id := s.Pass(httptest.NewRecorder(), r2, a, "a.edge.localhost"); id == nil || id.Email != "alice@example.com" {
+				t.Fatalf("the new session does not pass: %+v", id)
+			}
+		})
+	}
+}
+
+// TestStart: only a cloud-auth socket of this edge on its own https port may be returned to; an
+// unreachable provider is a 503 page within the timeout; starts are limited per visitor.
+func TestStart(t *testing.T) {
+	s := service(t, time.Now())
+	cases := []struct {
+		name, rd string
+		status   int
+	}{
+		{"an open socket", "https://open.edge.localhost:8443/", 400},
+		{"another port of the name", "https://a.edge.localhost:20001/", 400},
+		{"plain http", "http://a.edge.localhost:8443/", 400},
+		{"elsewhere", "https://evil.example:8443/", 400},
+		{"with userinfo", "https://x@a.edge.localhost:8443/", 400},
+		{"the provider is down", "https://a.edge.localhost:8443/", 503},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest("GET", public+StartPath+"?rd="+url.QueryEscape(c.rd), nil)
+			r.RemoteAddr = "192.0.2.1:1234"
+			if !s.ServeOwn(w, r) || w.Code != c.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, c.status, w.Body)
+			}
+		})
+	}
+}
+
+// TestLimits: sign-in starts and callbacks share one budget per visitor (an IPv6 /64 is one).
+func TestLimits(t *testing.T) {
+	s := limitedService(t, time.Now(), 3)
+	cases := []struct {
+		peer, path string
+		status     int
+	}{
+		{"192.0.2.1:1", StartPath + "?rd=x", 400},
+		{"192.0.2.1:2", CallbackPath, 400},
+		{"192.0.2.1:3", StartPath + "?rd=x", 400},
+		{"192.0.2.1:4", CallbackPath, 429}, // the fourth in a minute
+		{"192.0.2.2:1", CallbackPath, 400}, // another visitor is not held back
+		{"[2001:db8::1]:1", StartPath, 400},
+		{"[2001:db8::2]:1", StartPath, 400},
+		{"[2001:db8::3]:1", StartPath, 400},
+		{"[2001:db8::4]:1", StartPath, 429}, // one /64
+		{"192.0.2.1:5", JWKSPath, 200},      // the JWKS is not a sign-in step
+	}
+	for i, c := range cases {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", public+c.path, nil)
+		r.RemoteAddr = c.peer
+		if s.ServeOwn(w, r); w.Code != c.status {
+			t.Fatalf("%d %s %s: status %d, want %d", i, c.peer, c.path, w.Code, c.status)
+		}
+	}
+}
+
+func TestCallbackChecksTheFlow(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := service(t, now)
+	flow := s.seal.seal("flow", claims{Exp: now.Add(time.Minute).Unix(), State: "st", Nonce: "n", Verifier: "v",
+		Target: "https://a.edge.localhost:8443/"})
+	cases := []struct {
+		name, query string
+		cookie      string
+		status      int
+		text        string
+	}{
+		{"no flow cookie", "state=st&code=c", "", 400, "not started in this browser"},
+		{"state mismatch", "state=other&code=c", flow, 400, "does not match"},
+		{"a session is not a flow", "state=st&code=c", session(s, "a@b.c", "a.edge.localhost", now.Add(time.Minute)).Value, 400, "took too long"},
+		{"provider error", "state=st&error=access_denied", flow, 403, "access_denied"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", public+CallbackPath+"?"+c.query, nil)
+			if c.cookie != "" {
+				r.AddCookie(&http.Cookie{Name: flowCookie, Value: c.cookie})
+			}
+			w := httptest.NewRecorder()
+			s.ServeOwn(w, r)
+			if w.Code != c.status || !strings.Contains(w.Body.String(), c.text) {
+				t.Fatalf("status %d, want %d with %q: %s", w.Code, c.status, c.text, w.Body)
+			}
+		})
+	}
+}
+
+func TestAssertionVerifiesAgainstTheJWKS(t *testing.T) {
+	now := time.Now()
+	s := service(t, now)
+	tok, err := s.assert.assert("alice@example.com", "a.edge.localhost", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	s.ServeOwn(w, httptest.NewRequest("GET", public+JWKSPath, nil))
+	var set jose.JSONWebKeySet
+	if err := jsonUnmarshal(w.Body.Bytes(), &set); err != nil || len(set.Keys) != 1 {
+		t.Fatalf("jwks %s: %v", w.Body, err)
+	}
+	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c jwt.Claims
+	var extra struct {
+		Email string `json:"email"`
+	}
+	if err := parsed.Claims(set.Keys[0].Key, &c, &extra); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: public, AnyAudience: jwt.Audience{"a.edge.localhost"}, Time: now}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject != "alice@example.com" || extra.Email != "alice@example.com" {
+		t.Fatalf("claims %+v %+v", c, extra)
+	}
+	// every node derives the same key from the same secret
+	s2 := service(t, now)
+	if string(s2.assert.jwks) != string(s.assert.jwks) {
+		t.Fatal("two services with one secret publish different keys")
+	}
+}
+
+func TestStripCookie(t *testing.T) {
+	cases := []struct{ in, want []string }{
+		{[]string{"a=1; " + SessionCookie + "=x; b=2"}, []string{"a=1; b=2"}},
+		{[]string{SessionCookie + "=x"}, nil},
+		{[]string{"a=1", SessionCookie + "=x"}, []string{"a=1"}},
+		{nil, nil},
+	}
+	for _, c := range cases {
+		h := http.Header{}
+		for _, v := range c.in {
+			h.Add("Cookie", v)
+		}
+		StripCookie(h)
+		if got := h.Values("Cookie"); strings.Join(got, "|") != strings.Join(c.want, "|") {
+			t.Errorf("%q -> %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestVerified(t *testing.T) {
+	for v, want := range map[any]bool{true: true, false: false, "true": true, "false": false, nil: false, "yes": false, 1.0: false} {
+		if verified(v) != want {
+			t.Errorf("verified(%v) != %v", v, want)
+		}
+	}
+}
+
+func TestDisabledRefuses(t *testing.T) {
+	s, err := New(Config{}, holder(t))
+	if err != nil || s.Enabled() {
+		t.Fatalf("%v %v", s, err)
+	}
+	w := httptest.NewRecorder()
+	if s.Pass(w, httptest.NewRequest("GET", "https://a.edge.localhost/", nil), s.state.ByDNS("a.edge.localhost"), "a.edge.localhost") != nil || w.Code != 403 {
+		t.Fatalf("status %d", w.Code)
+	}
+	if s.ServeOwn(httptest.NewRecorder(), httptest.NewRequest("GET", public+StartPath, nil)) {
+		t.Fatal("a disabled sign-in answered on the edge's own name")
+	}
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
