@@ -70,7 +70,7 @@ class Browser:
 
     def wait(self, what: str, fn, timeout: float = 15):
         """Poll ``fn(driver)`` until truthy; the failure names ``what``."""
-        return WebDriverWait(self.driver, timeout, message=f"waiting for {what}").until(fn)
+        return WebDriverWait(self.driver, timeout).until(fn, message=f"waiting for {what}")
 
     @property
     def url(self) -> str:

@@ -122,6 +122,8 @@ class EdgeConfig:
     acme_wildcard: bool = False         # one certificate for the zone by DNS-01 (edge.wildcard)
     acme_renew_before: float = 2592000.0
     acme_check_interval: float = 3600.0
+    operators: frozenset = frozenset()  # e-mails of the accounts that see every account (dashboard)
+    dashboard_sample_interval: float = 5.0
 
 
 def _port(text: str) -> int:
@@ -249,6 +251,11 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     for f in fields(Bounds):
         add("--" + f.name.replace("_", "-"), str(f.default), f.metadata["help"] + " (0 = none)",
             type=_share if f.name == "visitor_share" else _not_negative)
+    add("--operators", "", "e-mail addresses (comma-separated) of the accounts that see every "
+        "account on the dashboard (https://<api-name>/dashboard/); each signs in with its own "
+        "password")
+    add("--dashboard-sample-interval", "5", "seconds between two reads of the data plane's "
+        "metrics for the dashboard's charts (15 minutes are kept per socket)", type=_positive)
     add("--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     p.add_argument("--admin", action="store_true", default=_truthy(env.get("EDGE_ADMIN")),
@@ -385,6 +392,8 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
                                             "DNS-01, HTTP-01 for other names; ", 1)
     return EdgeConfig(
         socket_addresses=a.socket_addresses,
+        operators=frozenset(e.strip().lower() for e in a.operators.split(",") if e.strip()),
+        dashboard_sample_interval=a.dashboard_sample_interval,
         dns_port=dns_port, public_ips=public_ips,
         acme_wildcard="--acme-wildcard" in plane_args, acme_renew_before=a.acme_renew_before,
         acme_check_interval=a.acme_check_interval,

@@ -29,6 +29,8 @@ from .api import ApiDeps, make_app
 from .auth import TokenIssuer, load_or_create_secret
 from .cache import State
 from .config import EdgeConfig
+from .dashboard.sampler import Sampler
+from .dashboard.sessions import Sessions
 from .datadir import prepare_data_dir
 from .faults import Faults
 from .feed import Feed
@@ -87,6 +89,7 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     await shared.share(store, config.data_dir, shared.KEY_FILES)
     await shared.share(store, config.data_dir, shared.CA_FILES)
     tokens = TokenIssuer(load_or_create_secret(config.data_dir), config.token_lifetime)
+    sessions = Sessions(load_or_create_secret(config.data_dir), config.token_lifetime)
     host_key = load_or_create_host_key(config.data_dir)
 
     limits = plane_limits(config)
@@ -133,10 +136,12 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
                         Sealer(store_secret(config.data_dir, config.cluster_secret_file))) \
         if config.acme_wildcard else None
     forwards = Forwards(plane, store, state, feed, me.name)
+    sampler = Sampler(plane.metrics, config.dashboard_sample_interval)
     deps = ApiDeps(store=store, state=state, feed=feed, membership=membership, plane=plane,
                    tokens=tokens, tcp_front=tcp_ports, domain=config.domain, policy=policy,
                    faults=Faults(config.faults) if config.admin else None,
-                   addresses=AddressPool(config.socket_addresses))
+                   addresses=AddressPool(config.socket_addresses),
+                   sampler=sampler, sessions=sessions, operators=config.operators)
     runner = web.AppRunner(make_app(deps), handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, config.api_listen, config.api_port)
@@ -157,9 +162,11 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         await membership.start()
         await on_live(membership.live_nodes())     # one node: itself, for its DNS
         forwards.start()
+        sampler.start()
         if wildcard is not None:
             await wildcard.start()
     except BaseException:
+        await sampler.stop()
         if wildcard is not None:
             await wildcard.stop()
         await forwards.stop()
@@ -184,6 +191,7 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     await stop.wait()
 
     log.info("stopping")
+    await sampler.stop()
     if wildcard is not None:
         await wildcard.stop()
     await forwards.stop()
