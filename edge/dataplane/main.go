@@ -34,6 +34,7 @@ import (
 	"mysocketd/edge/dataplane/internal/front"
 	"mysocketd/edge/dataplane/internal/limits"
 	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/metrics"
 	"mysocketd/edge/dataplane/internal/nodes"
 	"mysocketd/edge/dataplane/internal/sshd"
 	"mysocketd/edge/dataplane/internal/state"
@@ -195,7 +196,15 @@ func main() {
 		chooser.Zone = &certs.ZoneCert{Zone: zoneName}
 		zoneOrders = &certs.ZoneOrders{ACME: acmeMgr, Zone: chooser.Zone}
 	}
-	shared := front.Shared{State: holder, Tunnels: reg, Holdings: limits.NewHoldings(), Bounds: o.bounds}
+	holdings := limits.NewHoldings()
+	meters := metrics.New(metrics.Sources{Live: holder.HasSocket, Tunnels: reg.BySocket,
+		Connections: holdings.Accounts, Sessions: sshServer.SessionsByAccount, Certificates: chooser.Expiries,
+		Limits: func() (int, int) {
+			l := holder.Limits()
+			return l.SessionsPerAccount, l.ConnectionsPerAccount
+		}})
+	reg.Metrics = meters
+	shared := front.Shared{State: holder, Tunnels: reg, Holdings: holdings, Bounds: o.bounds, Metrics: meters}
 	checks := auth.Options{MemoryBudget: authBudget, VisitorShare: o.bounds.VisitorShare}
 	httpFront := front.NewHTTP(shared, checks, strings.ToLower(o.apiName), o.apiUpstream, acmeMgr)
 	visitors := limits.NewCounts() // open public connections per visitor, across the fronts
@@ -248,7 +257,7 @@ func main() {
 		dnsReady = " dns=" + dnsSrv.Addr
 	}
 	controlSrv := &http.Server{Handler: (&control.API{State: holder, Tunnels: reg, SSH: sshServer, TCP: tcp,
-		Links: links, DNS: zone, Wildcard: zoneOrders}).Handler()}
+		Links: links, DNS: zone, Wildcard: zoneOrders, Metrics: meters}).Handler()}
 	go controlSrv.Serve(controlL)
 	go sshServer.Serve(sshL)
 	go httpSrv.Serve(httpL)

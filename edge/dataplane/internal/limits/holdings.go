@@ -68,6 +68,17 @@ func (h *Holdings) Acquire(account, visitor string, quota int, share float64) (r
 	}, Granted
 }
 
+// Accounts is what each account holds now (its quota use, for metrics; never a visitor).
+func (h *Holdings) Accounts() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]int, len(h.accounts))
+	for a, n := range h.accounts {
+		out[a] = n
+	}
+	return out
+}
+
 // Held is what account and visitor hold now (for tests and figures).
 func (h *Holdings) Held(account, visitor string) (int, int) {
 	h.mu.Lock()

@@ -178,6 +178,13 @@ func (h *Holder) User(name string) *User {
 	return h.users[name]
 }
 
+// HasSocket: a socket with this id exists.
+func (h *Holder) HasSocket(id string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.sockets[id] != nil
+}
+
 // ByDNS is the socket named host (as HostOnly gives it), or nil.
 func (h *Holder) ByDNS(host string) *Socket {
 	h.mu.RLock()
