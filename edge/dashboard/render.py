@@ -59,11 +59,18 @@ def when(ts: float) -> str:
 
 
 def _polyline(points: list, key: str, top: float, width: int, height: int, now: float) -> str:
-    coords = []
+    """Steps: each point's rate held over its own interval, from the left edge (zero before the
+    first point), so even one point draws a line."""
+    def x(at: float) -> str:
+        return "{:.1f}".format(max(0.0, width * (1 - (now - at) / WINDOW)))
+
+    base = height - 2
+    coords = ["0.0,{:.1f}".format(base)]
+    if points:
+        coords.append("{},{:.1f}".format(x(points[0].at - points[0].seconds), base))
     for p in points:
-        x = width * (1 - (now - p.at) / WINDOW)
-        y = height - 2 - (height - 4) * getattr(p, key) / top
-        coords.append("{:.1f},{:.1f}".format(max(0.0, x), y))
+        y = "{:.1f}".format(base - (height - 4) * getattr(p, key) / top)
+        coords += ["{},{}".format(x(p.at - p.seconds), y), "{},{}".format(x(p.at), y)]
     return " ".join(coords)
 
 

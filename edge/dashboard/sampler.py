@@ -39,7 +39,8 @@ ACTIVE = "mysocket_edge_active_connections"
 TUNNELS = "mysocket_edge_tunnels"
 CERT_EXPIRY = "mysocket_edge_certificate_expiry_timestamp_seconds"
 ACCOUNT_CONNECTIONS = "mysocket_edge_account_connections"
-NAMES = (REQUESTS, BYTES, ACTIVE, TUNNELS, CERT_EXPIRY, ACCOUNT_CONNECTIONS)
+ACCOUNT_SESSIONS = "mysocket_edge_account_sessions"
+NAMES = (REQUESTS, BYTES, ACTIVE, TUNNELS, CERT_EXPIRY, ACCOUNT_CONNECTIONS, ACCOUNT_SESSIONS)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Reading:
     tunnels: dict = field(default_factory=dict)       # socket_id -> live forwards on this node
     certificates: dict = field(default_factory=dict)  # name -> notAfter (unix seconds)
     accounts: dict = field(default_factory=dict)      # account_id -> connections held now
+    sessions: dict = field(default_factory=dict)      # account_id -> SSH sessions on this node
 
 
 def is_error(labels: dict) -> bool:
@@ -89,6 +91,8 @@ def reduce(text: str) -> Reading:
             r.certificates[labels["name"]] = value
         elif name == ACCOUNT_CONNECTIONS and labels.get("account_id"):
             r.accounts[labels["account_id"]] = value
+        elif name == ACCOUNT_SESSIONS and labels.get("account_id"):
+            r.sessions[labels["account_id"]] = value
     return r
 
 

@@ -65,14 +65,21 @@ def _quota(used: float, quota: float) -> str:
 
 
 def quotas(src: Sources, user: User) -> str:
-    lim, st = src.limits, src.state
-    conns = src.sampler.latest.accounts.get(user.user_id)
+    lim, st, latest = src.limits, src.state, src.sampler.latest
+
+    def now_here(held: dict, quota: float) -> str:
+        # A level the data plane reports only while it is above zero.
+        if src.sampler.status != "ok":
+            return "unknown"
+        return _quota(held.get(user.user_id, 0), quota)
+
     rows = [("sockets", _quota(st.count_sockets_of_user(user.user_id), lim.sockets_per_account)),
             ("tunnels", _quota(st.count_tunnels_of_user(user.user_id), lim.tunnels_per_account)),
             ("tcp sockets (public ports)",
              _quota(st.count_tcp_ports_of_user(user.user_id), lim.tcp_ports_per_account)),
             ("public connections now, this node",
-             _quota(conns, lim.connections_per_account) if conns is not None else "unknown"),
+             now_here(latest.accounts, lim.connections_per_account)),
+            ("SSH sessions now, this node", now_here(latest.sessions, lim.sessions_per_account)),
             ("tunnel creations per hour", _quota_limit(lim.tunnel_creates_per_hour))]
     return render.table(("quota", "used"), [(esc(a), esc(b)) for a, b in rows], "quotas")
 
@@ -108,6 +115,9 @@ def account_section(src: Sources, user: User, live: dict) -> str:
                 quotas=quotas(src, user), certs=certificates(src, [user]))
 
 
+INTERNAL_CA = "internal-ca"     # the name the data plane gives its internal CA's expiry
+
+
 def _covers(cert_name: str, dnsname: str) -> bool:
     if cert_name.startswith("*."):
         return dnsname.split(".", 1)[-1] == cert_name[2:]
@@ -115,21 +125,28 @@ def _covers(cert_name: str, dnsname: str) -> bool:
 
 
 def certificates(src: Sources, users: list) -> str:
-    """The certificates this node holds for these accounts' names (an operator: every one)."""
+    """Which certificate serves each TLS name of these accounts, and when it expires: a given or
+    ACME certificate that covers the name, else the edge's internal CA, whose certificates it
+    signs on demand (the data plane exports the CA's expiry, not each of those)."""
     held = src.sampler.latest.certificates
-    names = [s.dnsname for u in users for s in src.state.sockets_of(u.user_id)]
     now = src.clock()
     rows = []
-    for cert in sorted(held):
-        covered = [n for n in names if _covers(cert, n)]
-        if covered:
-            left = (held[cert] - now) / 86400
-            rows.append((esc(cert), esc(render.when(held[cert])), esc("{:.0f} days".format(left)),
-                         esc(", ".join(covered[:5]) + (" ..." if len(covered) > 5 else ""))))
+    for u in users:
+        for sock in src.state.sockets_of(u.user_id):
+            if sock.socket_type == "tcp":
+                continue
+            cert = next((c for c in sorted(held) if _covers(c, sock.dnsname)), None)
+            label = cert
+            if cert is None and INTERNAL_CA in held:
+                cert, label = INTERNAL_CA, "signed by the edge's internal CA (the CA's expiry)"
+            if cert is None:
+                rows.append((esc(sock.dnsname), "none known yet", "", ""))
+                continue
+            rows.append((esc(sock.dnsname), esc(label), esc(render.when(held[cert])),
+                         esc("{:.0f} days".format((held[cert] - now) / 86400))))
     if not rows:
-        return ('<p class="empty">none held on this node yet (a name gets its certificate at '
-                'its first TLS visitor)</p>')
-    return render.table(("certificate", "expires", "left", "covers"), rows, "certificates")
+        return '<p class="empty">no TLS names</p>'
+    return render.table(("name", "certificate", "expires", "left"), rows, "certificates")
 
 
 def all_certificates(src: Sources) -> str:

@@ -4,9 +4,12 @@ import asyncio
 
 import pytest
 
-from edge.dashboard import promtext, render
+from edge.cache import State
+from edge.config import Limits
+from edge.dashboard import promtext, render, views
 from edge.dashboard.sampler import Point, Sampler, is_error, reduce
 from edge.dashboard.sessions import Sessions
+from edge.store import Socket, User
 
 TEXT = '''# HELP mysocket_edge_requests_total HTTP requests.
 # TYPE mysocket_edge_requests_total counter
@@ -139,3 +142,20 @@ def test_pages_escape_what_accounts_wrote():
     assert "<script>" not in out and "&lt;script&gt;" in out
     fig = render.chart('"><img src=x>', [Point(990, 10, 2.0, 1.0, 0, 0)], "small", 1000)
     assert "<img" not in fig and 'data-requests="20"' in fig and 'data-errors="10"' in fig
+
+
+def test_each_tls_name_shows_the_certificate_that_serves_it():
+    state = State()
+    user = User("u1", "u1", "A", "a@example.com", "scrypt$secret", "ssh-ed25519 AAAA")
+    state.load(1, [user], [Socket("s1", "u1", "web", "web.edge.example.com", "http"),
+                           Socket("s2", "u1", "shop", "shop.other.example.com", "https"),
+                           Socket("s3", "u1", "db", "db.edge.example.com", "tcp", tcp_port=20001)], [])
+    sampler = Sampler(None, 1, clock=Clock())
+    sampler.latest.certificates = {"*.edge.example.com": 1000 + 30 * 86400,
+                                   "internal-ca": 1000 + 3650 * 86400}
+    out = views.certificates(views.Sources(state, None, sampler, Limits(), clock=Clock()), [user])
+    rows = out.split("<tr>")[2:]
+    assert len(rows) == 2                                  # the tcp socket has no certificate
+    assert "web.edge.example.com" in rows[0] and "*.edge.example.com" in rows[0] and "30 days" in rows[0]
+    assert "shop.other.example.com" in rows[1] and "internal CA" in rows[1] and "3650 days" in rows[1]
+    assert "scrypt" not in out and "AAAA" not in out
