@@ -255,21 +255,6 @@ class DataPlane:
         for one): ``{"boot": id, "next": n, "events": [{"kind", "local_port"}]}``."""
         return await self._call("GET", "/events?after={}&wait={}".format(after, wait))
 
-    async def metrics(self) -> Optional[str]:
-        """The data plane's Prometheus text (``GET /metrics``), or None when it serves none."""
-        if self._session is None:
-            raise DataPlaneError("the data plane has not started yet")
-        try:
-            async with self._session.get("http://dataplane/metrics",
-                                         timeout=aiohttp.ClientTimeout(total=10)) as resp:
-                if resp.status == 404:
-                    return None
-                if resp.status != 200:
-                    raise DataPlaneError("GET /metrics: status {}".format(resp.status))
-                return await resp.text()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise DataPlaneError("the data plane is not reachable: {}".format(exc)) from exc
-
     async def open_tcp(self, port: int) -> int:
         return (await self._call("POST", "/tcp/open", {"port": port}))["port"]
 
@@ -280,6 +265,19 @@ class DataPlane:
         """Forwards held here; ``everywhere``: and those every other live node holds (asked over
         the link between nodes, a second at most)."""
         return await self._call("GET", "/tunnels" + ("?everywhere=1" if everywhere else ""))
+
+    async def metrics(self) -> bytes:
+        """The data plane's metrics, Prometheus text (internal/metrics)."""
+        if self._session is None:
+            raise DataPlaneError("the data plane has not started yet")
+        try:
+            async with self._session.get("http://dataplane/metrics",
+                                         timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                if resp.status != 200:
+                    raise DataPlaneError("metrics: status {}".format(resp.status))
+                return await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise DataPlaneError("the data plane is not reachable: {}".format(exc)) from exc
 
     async def drop_ssh(self) -> int:
         return (await self._call("POST", "/drop-ssh"))["dropped"]

@@ -37,6 +37,8 @@ from .feed import Feed
 from .forwards import Forwards
 from .hostkey import load_or_create_host_key
 from .membership import Membership
+from .metrics import ControlMetrics
+from .metrics import serve as serve_metrics
 from .plane import DataPlane, DataPlaneError, PlaneOptions
 from .policy import Policy
 from .sealing import Sealer, store_secret
@@ -142,8 +144,14 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
                    faults=Faults(config.faults) if config.admin else None,
                    addresses=AddressPool(config.socket_addresses),
                    sampler=sampler, sessions=sessions, operators=config.operators)
-    runner = web.AppRunner(make_app(deps), handler_cancellation=True, shutdown_timeout=1.0)
+    app = make_app(deps)
+    metrics = ControlMetrics(state, membership, plane, config.limits) \
+        if config.metrics_listen else None
+    if metrics is not None:        # outermost: it sees the answer every other middleware made
+        app.middlewares.insert(0, metrics.middleware)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
+    metrics_runner = None
     site = web.TCPSite(runner, config.api_listen, config.api_port)
     await site.start()
     api_addr = _addr(runner.addresses[0])
@@ -165,6 +173,8 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         sampler.start()
         if wildcard is not None:
             await wildcard.start()
+        if metrics is not None:
+            metrics_runner = await serve_metrics(config.metrics_listen, metrics)
     except BaseException:
         await sampler.stop()
         if wildcard is not None:
@@ -174,6 +184,8 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         await feed.stop()
         await plane.stop()
         await runner.cleanup()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         raise
     ports = plane.ports
     host = config.listen
@@ -184,9 +196,13 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     log.info("TLS: %s; the internal CA's root certificate is %s (clients that should trust "
              "this edge's own certificates trust that file)", config.tls_source,
              config.data_dir / "ca.crt")
-    print("EDGE READY api={} ssh={} http={} https={}{}".format(
+    metrics_addr = _addr(metrics_runner.addresses[0]) if metrics_runner is not None else ""
+    if metrics_addr:
+        log.info("metrics: GET http://%s/metrics", metrics_addr)
+    print("EDGE READY api={} ssh={} http={} https={}{}{}".format(
         api_addr, addrs["ssh"], addrs["http"], addrs["https"],
-        " dns=" + addrs["dns"] if "dns" in addrs else ""), flush=True)
+        " dns=" + addrs["dns"] if "dns" in addrs else "",
+        " metrics=" + metrics_addr if metrics_addr else ""), flush=True)
 
     await stop.wait()
 
@@ -199,4 +215,6 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     await feed.stop()
     await plane.stop()
     await runner.cleanup()
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
     policy.close()

@@ -14,8 +14,8 @@ Why it is shaped this way:
 - The first read only sets the baseline (what was counted before this
   process started is not "the last interval"); a socket that appears later
   starts from 0, which is where its counters started.
-- When the data plane serves no metrics (404) or cannot be reached, the rings
-  stay as they are and ``status`` says why in one line for the page.
+- When the data plane's metrics cannot be read, the rings stay as they are
+  and ``status`` says why in one line for the page.
 - What counts as an error: a 5xx from anyone, or a 4xx the edge answered by
   itself (no tunnel, rate-limited, auth refused...). An app's own 404 is the
   app's business, an edge's redirect to https is not a failure.
@@ -97,10 +97,10 @@ def reduce(text: str) -> Reading:
 
 
 class Sampler:
-    """Reads ``fetch()`` (the metrics text, or None when the data plane serves none) every
-    ``interval`` seconds into one bounded ring per socket."""
+    """Reads ``fetch()`` (the data plane's metrics, Prometheus text) every ``interval`` seconds
+    into one bounded ring per socket."""
 
-    def __init__(self, fetch: Callable[[], Awaitable[Optional[str]]], interval: float,
+    def __init__(self, fetch: Callable[[], Awaitable[bytes]], interval: float,
                  clock: Callable[[], float] = time.time):
         self._fetch = fetch
         self.interval = interval
@@ -141,14 +141,11 @@ class Sampler:
 
     async def sample(self) -> None:
         try:
-            text = await self._fetch()
+            raw = await self._fetch()
         except Exception as exc:        # one failed read must not stop the sampling
             self.status = "cannot read the data plane's metrics: {}".format(exc)
             return
-        if text is None:
-            self.status = "this edge's data plane exports no metrics (GET /metrics: 404)"
-            return
-        self.take(text)
+        self.take(raw.decode(errors="replace"))
 
     async def _run(self) -> None:
         while True:

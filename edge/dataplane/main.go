@@ -197,7 +197,7 @@ func main() {
 		zoneOrders = &certs.ZoneOrders{ACME: acmeMgr, Zone: chooser.Zone}
 	}
 	holdings := limits.NewHoldings()
-	meters := metrics.New(metrics.Sources{Live: holder.HasSocket, Tunnels: reg.BySocket,
+	meters := metrics.New(metrics.Sources{Live: holder.HasSocket, Accounts: holder.AccountIDs, Tunnels: reg.BySocket,
 		Connections: holdings.Accounts, Sessions: sshServer.SessionsByAccount, Certificates: chooser.Expiries,
 		Limits: func() (int, int) {
 			l := holder.Limits()

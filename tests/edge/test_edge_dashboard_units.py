@@ -96,18 +96,18 @@ def test_rings_rates_resets_bounds_and_forgotten_sockets():
 
 
 def test_sampler_says_why_it_has_no_figures():
-    async def none():
-        return None
-
     async def broken():
         raise OSError("connection refused")
 
-    s = Sampler(none, 1)
-    asyncio.run(s.sample())
-    assert "exports no metrics" in s.status
+    async def good():
+        return line("a", 3).encode()
+
     s = Sampler(broken, 1)
     asyncio.run(s.sample())
-    assert s.status.startswith("cannot read the data plane's metrics: connection refused")
+    assert s.status == "cannot read the data plane's metrics: connection refused"
+    s._fetch = good
+    asyncio.run(s.sample())
+    assert s.status == "ok" and s.latest.totals == {"a": [3.0, 0.0, 0.0, 0.0]}
 
 
 def test_sessions_signed_expiring_revocable():

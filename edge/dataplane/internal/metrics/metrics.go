@@ -49,6 +49,7 @@ var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 // Sources are read at scrape time; any of them may be nil.
 type Sources struct {
 	Live         func(socketID string) bool   // the socket exists in the pushed state
+	Accounts     func() []string              // every account pushed: its quota use is reported, 0 too
 	Tunnels      func() map[string]int        // live forwards on this node by socket id
 	Connections  func() map[string]int        // what each account holds of its connection quota now
 	Sessions     func() map[string]int        // SSH sessions each account has on this node
@@ -285,8 +286,26 @@ func (l levels) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	byKey(tunnelsDesc, s.Tunnels)
-	byKey(accountConnsDesc, s.Connections)
-	byKey(accountSessionsDesc, s.Sessions)
+	var accounts []string
+	if s.Accounts != nil {
+		accounts = s.Accounts()
+	}
+	perAccount := func(d *prometheus.Desc, f func() map[string]int) {
+		if f == nil {
+			return
+		}
+		held := f()
+		for _, id := range accounts { // 0 rather than absent: a graph of use against the quota has a line
+			if _, ok := held[id]; !ok {
+				held[id] = 0
+			}
+		}
+		for id, n := range held {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(n), id)
+		}
+	}
+	perAccount(accountConnsDesc, s.Connections)
+	perAccount(accountSessionsDesc, s.Sessions)
 	if s.Limits != nil {
 		sessions, conns := s.Limits()
 		ch <- prometheus.MustNewConstMetric(sessionsLimitDesc, prometheus.GaugeValue, float64(sessions))

@@ -109,6 +109,7 @@ func TestLevels(t *testing.T) {
 	notAfter := time.Unix(1900000000, 0)
 	m := New(Sources{
 		Tunnels:      func() map[string]int { return map[string]int{"s1": 2} },
+		Accounts:     func() []string { return []string{"acct", "idle"} },
 		Connections:  func() map[string]int { return map[string]int{"acct": 3} },
 		Sessions:     func() map[string]int { return map[string]int{"acct": 1} },
 		Limits:       func() (int, int) { return 5, 100 },
@@ -121,9 +122,11 @@ mysocket_edge_tunnels{socket_id="s1"} 2
 # HELP mysocket_edge_account_connections What the account holds of its connection quota now, on this node (requests in flight, upgraded and spliced connections).
 # TYPE mysocket_edge_account_connections gauge
 mysocket_edge_account_connections{account_id="acct"} 3
+mysocket_edge_account_connections{account_id="idle"} 0
 # HELP mysocket_edge_account_sessions SSH sessions the account has on this node.
 # TYPE mysocket_edge_account_sessions gauge
 mysocket_edge_account_sessions{account_id="acct"} 1
+mysocket_edge_account_sessions{account_id="idle"} 0
 # HELP mysocket_edge_account_sessions_limit The SSH session quota of every account (0: none).
 # TYPE mysocket_edge_account_sessions_limit gauge
 mysocket_edge_account_sessions_limit 5

@@ -178,6 +178,17 @@ func (h *Holder) User(name string) *User {
 	return h.users[name]
 }
 
+// AccountIDs lists every account pushed.
+func (h *Holder) AccountIDs() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]string, 0, len(h.nameOf))
+	for id := range h.nameOf {
+		out = append(out, id)
+	}
+	return out
+}
+
 // HasSocket: a socket with this id exists.
 func (h *Holder) HasSocket(id string) bool {
 	h.mu.RLock()
