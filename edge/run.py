@@ -122,6 +122,9 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
 
     feed = Feed(store, state, on_delta, on_reload)
     await feed.load()
+    for email in sorted(config.operators - {u.email for u in state.users.values()}):
+        log.warning("--operators: %s has no account yet; while registration is open, whoever "
+                    "registers it first sees every account on the dashboard", email)
     me = Node(name=config.node_name, tunnel_server=config.tunnel_server,
               addresses=",".join(config.public_ips))
 

@@ -22,6 +22,7 @@ from typing import Callable, Optional
 
 from aiohttp import web
 
+from .. import schema
 from ..auth import DUMMY_HASH, verify_password
 from ..plane import DataPlaneError
 from ..policy import Policy, Refused
@@ -125,6 +126,8 @@ class Dashboard:
                                       "(CSRF check failed): load the sign-in page again")
         email = str(form.get("email", "")).strip().lower()
         password = str(form.get("password", ""))
+        if len(password) > schema.MAX_PASSWORD or len(email) > 320:
+            return await self.sign_in_form(request, "that e-mail or password is too long", 400)
         try:
             self._d.policy.login_allowed(self._d.client_address(request), email)
             user = self._d.src.state.user_by_email(email) if email else None
