@@ -100,6 +100,13 @@ class Dashboard:
 
     # -- pages --------------------------------------------------------------------
     async def root(self, request):
+        """A browser at the API's name lands on the dashboard; an API client still gets the
+        API's JSON 404 for ``/``."""
+        if "text/html" not in request.headers.get("Accept", ""):
+            raise web.HTTPNotFound()
+        return _see_other("/dashboard/")
+
+    async def slash(self, request):
         return _see_other("/dashboard/")
 
     async def sign_in_form(self, request, message: str = "", status: int = 200):
@@ -212,7 +219,7 @@ class Dashboard:
 def add_dashboard_routes(app: web.Application, deps: DashboardDeps) -> None:
     d = Dashboard(deps)
     app.router.add_get("/", d.root)
-    app.router.add_get("/dashboard", d.root)
+    app.router.add_get("/dashboard", d.slash)
     app.router.add_get("/dashboard/", d.overview)
     app.router.add_get("/dashboard/sign-in", d.sign_in_form)
     app.router.add_post("/dashboard/sign-in", d.sign_in)
