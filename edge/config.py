@@ -123,7 +123,7 @@ class EdgeConfig:
     acme_renew_before: float = 2592000.0
     acme_check_interval: float = 3600.0
     operators: frozenset = frozenset()  # e-mails of the accounts that see every account (dashboard)
-    dashboard_sample_interval: float = 5.0
+    dashboard_sample_interval: float = 10.0
     metrics_listen: str = ""            # host:port of GET /metrics for operators ("": none)
 
 
@@ -269,8 +269,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--operators", "", "e-mail addresses (comma-separated) of the accounts that see every "
         "account on the dashboard (https://<api-name>/dashboard/); each signs in with its own "
         "password")
-    add("--dashboard-sample-interval", "5", "seconds between two reads of the data plane's "
-        "metrics for the dashboard's charts (15 minutes are kept per socket)", type=_positive)
+    add("--dashboard-sample-interval", "10", "seconds between two reads of the data plane's "
+        "metrics for the dashboard's charts (15 minutes are kept per socket); 0 = no charts",
+        type=_not_negative)
     add("--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     p.add_argument("--admin", action="store_true", default=_truthy(env.get("EDGE_ADMIN")),

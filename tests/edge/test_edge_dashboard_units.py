@@ -159,3 +159,9 @@ def test_each_tls_name_shows_the_certificate_that_serves_it():
     assert "web.edge.example.com" in rows[0] and "*.edge.example.com" in rows[0] and "30 days" in rows[0]
     assert "shop.other.example.com" in rows[1] and "internal CA" in rows[1] and "3650 days" in rows[1]
     assert "scrypt" not in out and "AAAA" not in out
+
+
+def test_no_sampling_when_switched_off():
+    s = Sampler(None, 0)
+    s.start()
+    assert "off" in s.status and s.points_kept == 0
