@@ -10,11 +10,13 @@ import http.client
 import socket
 import urllib.request
 
+import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgetest_helpers import forward_argv, make_account, new_socket
+from edge.grpctesting import UNARY, EchoServer, edge_channel
 from edge.testing import EdgeProcess, pattern_bytes
+from edgetest_helpers import forward_argv, make_account, new_socket
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -141,6 +143,28 @@ def test_tcp_connections_and_bytes(edge, tmp_path, ssh, backend):
     assert value(m, "mysocket_edge_bytes_total", socket_id=sid, direction="out") == len(got)
     assert value(m, "mysocket_edge_requests_total", socket_id=sid, answered_by="app", reason="",
                  code_class="2xx") == 0        # a tcp socket has connections, not requests
+
+
+def test_grpc_calls_over_http2_are_requests_of_the_app(edge, tmp_path, ssh):
+    """gRPC (TLS and HTTP/2 to the edge, h2c to the app): each call is one request the app
+    answered, whatever its gRPC status (that is in the trailers), and its bytes are counted."""
+    acct = make_account(edge, tmp_path)
+    sock = new_socket(edge, acct, upstream_protocol="h2c")
+    sid, port = sock["socket_id"], sock["tunnels"][0]["local_port"]
+    with EchoServer() as echo:
+        ssh.start(forward_argv(edge, acct, port, echo.port))
+        edge.wait_forward(port)
+        with edge_channel(edge, sock["dnsname"]) as channel:
+            unary = channel.unary_unary(UNARY)
+            assert unary(b"hello", timeout=30) == b"unary:hello"
+            with pytest.raises(grpc.RpcError):
+                unary(b"fail", timeout=30)              # NOT_FOUND, in the trailers of a 200
+    m = scrape(edge)
+    assert value(m, "mysocket_edge_requests_total", socket_id=sid, answered_by="app", reason="",
+                 code_class="2xx") == 2
+    assert value(m, "mysocket_edge_connections_total", socket_id=sid, front="https") == 1
+    assert value(m, "mysocket_edge_bytes_total", socket_id=sid, direction="in") > len(b"hello")
+    assert value(m, "mysocket_edge_bytes_total", socket_id=sid, direction="out") > len(b"unary:hello")
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

@@ -1,6 +1,7 @@
 package limits
 
 import (
+	"maps"
 	"math"
 	"sync"
 )
@@ -72,11 +73,7 @@ func (h *Holdings) Acquire(account, visitor string, quota int, share float64) (r
 func (h *Holdings) Accounts() map[string]int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make(map[string]int, len(h.accounts))
-	for a, n := range h.accounts {
-		out[a] = n
-	}
-	return out
+	return maps.Clone(h.accounts)
 }
 
 // Held is what account and visitor hold now (for tests and figures).

@@ -295,6 +295,9 @@ func (l levels) Collect(ch chan<- prometheus.Metric) {
 			return
 		}
 		held := f()
+		if held == nil {
+			held = map[string]int{}
+		}
 		for _, id := range accounts { // 0 rather than absent: a graph of use against the quota has a line
 			if _, ok := held[id]; !ok {
 				held[id] = 0

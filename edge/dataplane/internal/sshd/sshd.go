@@ -20,6 +20,7 @@ package sshd
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
 	"sort"
 	"strings"
@@ -151,11 +152,7 @@ func (s *Server) handle(c net.Conn) {
 func (s *Server) SessionsByAccount() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.perUser))
-	for id, n := range s.perUser {
-		out[id] = n
-	}
-	return out
+	return maps.Clone(s.perUser)
 }
 
 func (s *Server) admit(sess *tunnels.Session, quota int) bool {

@@ -18,7 +18,9 @@ package state
 
 import (
 	"encoding/json"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 
@@ -182,11 +184,7 @@ func (h *Holder) User(name string) *User {
 func (h *Holder) AccountIDs() []string {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	out := make([]string, 0, len(h.nameOf))
-	for id := range h.nameOf {
-		out = append(out, id)
-	}
-	return out
+	return slices.Collect(maps.Keys(h.nameOf))
 }
 
 // HasSocket: a socket with this id exists.
