@@ -33,6 +33,10 @@ from . import routetables, schema
 from .addresses import AddressPool
 from .apierrors import ApiError, json_errors, plane_gate
 from .admin import add_admin_routes
+from .dashboard.pages import DashboardDeps, add_dashboard_routes
+from .dashboard.sampler import Sampler
+from .dashboard.sessions import Sessions
+from .dashboard.views import Sources
 from .auth import DUMMY_HASH, TokenIssuer, hash_password, verify_password
 from .faults import Faults
 from .health import add_health_route
@@ -67,6 +71,9 @@ class ApiDeps:
     policy: Policy
     faults: Optional[Faults] = None   # set only with --admin
     addresses: AddressPool = field(default_factory=AddressPool)   # --socket-addresses
+    sampler: Optional[Sampler] = None         # the dashboard's traffic rings (edge.dashboard)
+    sessions: Optional[Sessions] = None       # the dashboard's signed sessions
+    operators: frozenset = frozenset()        # --operators: e-mails that see every account
 
 
 def client_address(request: web.Request) -> str:
@@ -424,6 +431,11 @@ def make_app(deps: ApiDeps) -> web.Application:
     app.router.add_get("/socket/{socket_id}/tunnel/{tunnel_id}", api.get_tunnel)
     app.router.add_delete("/socket/{socket_id}/tunnel/{tunnel_id}", api.delete_tunnel)
     add_health_route(app, deps.plane, deps.membership, deps.state)
+    if deps.sampler is not None and deps.sessions is not None:
+        add_dashboard_routes(app, DashboardDeps(
+            src=Sources(deps.state, deps.membership, deps.sampler, deps.policy.limits),
+            sessions=deps.sessions, policy=deps.policy, operators=deps.operators,
+            held=lambda: deps.plane.tunnels(everywhere=True), client_address=client_address))
     if deps.faults is not None:
         add_admin_routes(app, deps.plane, deps.faults)
     return app

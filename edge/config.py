@@ -123,6 +123,9 @@ class EdgeConfig:
     acme_wildcard: bool = False         # one certificate for the zone by DNS-01 (edge.wildcard)
     acme_renew_before: float = 2592000.0
     acme_check_interval: float = 3600.0
+    operators: frozenset = frozenset()  # e-mails of the accounts that see every account (dashboard)
+    dashboard_sample_interval: float = 10.0
+    metrics_listen: str = ""            # host:port of GET /metrics for operators ("": none)
 
 
 def _port(text: str) -> int:
@@ -158,6 +161,16 @@ def _range(text: str) -> PortRange:
         return PortRange.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _host_port(text: str) -> str:
+    if text == "":
+        return ""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError("must be HOST:PORT, such as 127.0.0.1:9464 "
+                                         "([::1]:9464 for IPv6)")
+    return text
 
 
 def _truthy(text: Optional[str]) -> bool:
@@ -206,6 +219,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "0 = any free port)", type=_port)
     add("--cluster-secret-file", "", "file holding the secret every node of the edge shares "
         "for the link between nodes (required with --store postgresql://...)")
+    add("--metrics-listen", "", "host:port where GET /metrics serves the edge's Prometheus "
+        "metrics (the data plane's traffic, tunnels, certificates and quota use, and the "
+        "control plane's); port 0 = any free port; empty = none. Never a public front: put it "
+        "on an address only the monitoring reaches", type=_host_port)
     add("--socket-addresses", "", "addresses this edge owns and listens on (a CIDR such as "
         "203.0.113.16/28, or addresses separated by commas) that sockets created with own_address "
         "get one each: a Gateway's address, routed whatever the Host (empty: none)")
@@ -251,6 +268,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         add("--" + f.name.replace("_", "-"), str(f.default), f.metadata["help"] + " (0 = none)",
             type=_share if f.name == "visitor_share" else _not_negative)
     signin.add_flags(add)
+    add("--operators", "", "e-mail addresses (comma-separated) of the accounts that see every "
+        "account on the dashboard (https://<api-name>/dashboard/); each signs in with its own "
+        "password")
+    add("--dashboard-sample-interval", "10", "seconds between two reads of the data plane's "
+        "metrics for the dashboard's charts (15 minutes are kept per socket); 0 = no charts",
+        type=_not_negative)
     add("--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     p.add_argument("--admin", action="store_true", default=_truthy(env.get("EDGE_ADMIN")),
@@ -388,9 +411,11 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
                                             "DNS-01, HTTP-01 for other names; ", 1)
     return EdgeConfig(
         socket_addresses=a.socket_addresses,
+        operators=frozenset(e.strip().lower() for e in a.operators.split(",") if e.strip()),
+        dashboard_sample_interval=a.dashboard_sample_interval,
         dns_port=dns_port, public_ips=public_ips,
         acme_wildcard="--acme-wildcard" in plane_args, acme_renew_before=a.acme_renew_before,
-        acme_check_interval=a.acme_check_interval,
+        acme_check_interval=a.acme_check_interval, metrics_listen=a.metrics_listen,
         store=a.store.strip(), node_name=a.node_name or tunnel_server,
         link_port=a.link_port, cluster_secret_file=a.cluster_secret_file if cluster_secret else "",
         api_port=a.api_port, ssh_port=a.ssh_port, http_port=a.http_port,

@@ -266,6 +266,19 @@ class DataPlane:
         the link between nodes, a second at most)."""
         return await self._call("GET", "/tunnels" + ("?everywhere=1" if everywhere else ""))
 
+    async def metrics(self) -> bytes:
+        """The data plane's metrics, Prometheus text (internal/metrics)."""
+        if self._session is None:
+            raise DataPlaneError("the data plane has not started yet")
+        try:
+            async with self._session.get("http://dataplane/metrics",
+                                         timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                if resp.status != 200:
+                    raise DataPlaneError("metrics: status {}".format(resp.status))
+                return await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise DataPlaneError("the data plane is not reachable: {}".format(exc)) from exc
+
     async def drop_ssh(self) -> int:
         return (await self._call("POST", "/drop-ssh"))["dropped"]
 

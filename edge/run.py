@@ -29,12 +29,16 @@ from .api import ApiDeps, make_app
 from .auth import TokenIssuer, load_or_create_secret
 from .cache import State
 from .config import EdgeConfig
+from .dashboard.sampler import Sampler
+from .dashboard.sessions import Sessions
 from .datadir import prepare_data_dir
 from .faults import Faults
 from .feed import Feed
 from .forwards import Forwards
 from .hostkey import load_or_create_host_key
 from .membership import Membership
+from .metrics import ControlMetrics
+from .metrics import serve as serve_metrics
 from .plane import DataPlane, DataPlaneError, PlaneOptions
 from .policy import Policy
 from .sealing import Sealer, store_secret
@@ -87,6 +91,7 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     await shared.share(store, config.data_dir, shared.KEY_FILES)
     await shared.share(store, config.data_dir, shared.CA_FILES)
     tokens = TokenIssuer(load_or_create_secret(config.data_dir), config.token_lifetime)
+    sessions = Sessions(load_or_create_secret(config.data_dir), config.token_lifetime)
     host_key = load_or_create_host_key(config.data_dir)
 
     limits = plane_limits(config)
@@ -117,6 +122,9 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
 
     feed = Feed(store, state, on_delta, on_reload)
     await feed.load()
+    for email in sorted(config.operators - {u.email for u in state.users.values()}):
+        log.warning("--operators: %s has no account yet; while registration is open, whoever "
+                    "registers it first sees every account on the dashboard", email)
     me = Node(name=config.node_name, tunnel_server=config.tunnel_server,
               addresses=",".join(config.public_ips))
 
@@ -133,12 +141,20 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
                         Sealer(store_secret(config.data_dir, config.cluster_secret_file))) \
         if config.acme_wildcard else None
     forwards = Forwards(plane, store, state, feed, me.name)
+    sampler = Sampler(plane.metrics, config.dashboard_sample_interval)
     deps = ApiDeps(store=store, state=state, feed=feed, membership=membership, plane=plane,
                    tokens=tokens, tcp_front=tcp_ports, domain=config.domain, policy=policy,
                    faults=Faults(config.faults) if config.admin else None,
-                   addresses=AddressPool(config.socket_addresses))
-    runner = web.AppRunner(make_app(deps), handler_cancellation=True, shutdown_timeout=1.0)
+                   addresses=AddressPool(config.socket_addresses),
+                   sampler=sampler, sessions=sessions, operators=config.operators)
+    app = make_app(deps)
+    metrics = ControlMetrics(state, membership, plane, config.limits) \
+        if config.metrics_listen else None
+    if metrics is not None:        # outermost: it sees the answer every other middleware made
+        app.middlewares.insert(0, metrics.middleware)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
+    metrics_runner = None
     site = web.TCPSite(runner, config.api_listen, config.api_port)
     await site.start()
     api_addr = _addr(runner.addresses[0])
@@ -157,9 +173,13 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         await membership.start()
         await on_live(membership.live_nodes())     # one node: itself, for its DNS
         forwards.start()
+        sampler.start()
         if wildcard is not None:
             await wildcard.start()
+        if metrics is not None:
+            metrics_runner = await serve_metrics(config.metrics_listen, metrics)
     except BaseException:
+        await sampler.stop()
         if wildcard is not None:
             await wildcard.stop()
         await forwards.stop()
@@ -167,6 +187,8 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         await feed.stop()
         await plane.stop()
         await runner.cleanup()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         raise
     ports = plane.ports
     host = config.listen
@@ -177,13 +199,18 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     log.info("TLS: %s; the internal CA's root certificate is %s (clients that should trust "
              "this edge's own certificates trust that file)", config.tls_source,
              config.data_dir / "ca.crt")
-    print("EDGE READY api={} ssh={} http={} https={}{}".format(
+    metrics_addr = _addr(metrics_runner.addresses[0]) if metrics_runner is not None else ""
+    if metrics_addr:
+        log.info("metrics: GET http://%s/metrics", metrics_addr)
+    print("EDGE READY api={} ssh={} http={} https={}{}{}".format(
         api_addr, addrs["ssh"], addrs["http"], addrs["https"],
-        " dns=" + addrs["dns"] if "dns" in addrs else ""), flush=True)
+        " dns=" + addrs["dns"] if "dns" in addrs else "",
+        " metrics=" + metrics_addr if metrics_addr else ""), flush=True)
 
     await stop.wait()
 
     log.info("stopping")
+    await sampler.stop()
     if wildcard is not None:
         await wildcard.stop()
     await forwards.stop()
@@ -191,4 +218,6 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     await feed.stop()
     await plane.stop()
     await runner.cleanup()
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
     policy.close()

@@ -42,6 +42,7 @@ from typing import Optional
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _READY = re.compile(r"EDGE READY api=(\S+):(\d+) ssh=(\S+):(\d+) http=(\S+):(\d+)"
                     r"(?: https=(\S+):(\d+))?(?: dns=(\S+):(\d+))?")
+_METRICS = re.compile(r"EDGE READY .* metrics=\S+:(\d+)")
 
 
 @dataclass
@@ -132,6 +133,9 @@ class EdgeProcess:
                                "http": int(match.group(6)),
                                "https": int(match.group(8) or 0),
                                "dns": int(match.group(10) or 0)}
+                metrics = _METRICS.search(self._stdout_path.read_text(errors="replace"))
+                if metrics:
+                    self._ports["metrics"] = int(metrics.group(1))
                 return
             if self._proc.poll() is not None:
                 break
@@ -189,6 +193,11 @@ class EdgeProcess:
     def dns_port(self) -> int:
         """The port of the zone's DNS (UDP and TCP) when started with ``--dns-port``, else 0."""
         return self._ports.get("dns", 0)
+
+    @property
+    def metrics_url(self) -> str:
+        """GET /metrics of ``--metrics-listen`` (on this edge's address; started with it)."""
+        return "http://{}:{}/metrics".format(self.host, self._ports["metrics"])
 
     @property
     def ssh_host(self) -> str:

@@ -214,13 +214,16 @@ class Client:
                 headers["x-access-token"] = self._token
             if before_send is not None:
                 before_send()               # raises when this write may no longer be sent (the fence)
+            sent = time.monotonic()
             try:
                 resp = self.http.request(method, self.api_url + path, json=body, headers=headers,
                                          timeout=self.timeout)
             except requests.RequestException as e:
+                metrics.API_SECONDS.labels(call).observe(time.monotonic() - sent)
                 metrics.API_REQUESTS.labels(call, "error").inc()
                 error = Unavailable(call, None, f"cannot reach {self.api_url} ({e.__class__.__name__})")
             else:
+                metrics.API_SECONDS.labels(call).observe(time.monotonic() - sent)
                 metrics.API_REQUESTS.labels(call, str(resp.status_code)).inc()
                 if resp.status_code == 401 and auth and not relogged:
                     # An expired or revoked token: log in once more, without spending an attempt.

@@ -37,6 +37,7 @@ import (
 	"mysocketd/edge/dataplane/internal/front"
 	"mysocketd/edge/dataplane/internal/limits"
 	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/metrics"
 	"mysocketd/edge/dataplane/internal/nodes"
 	"mysocketd/edge/dataplane/internal/signin"
 	"mysocketd/edge/dataplane/internal/sshd"
@@ -215,7 +216,15 @@ func main() {
 		chooser.Zone = &certs.ZoneCert{Zone: zoneName}
 		zoneOrders = &certs.ZoneOrders{ACME: acmeMgr, Zone: chooser.Zone}
 	}
-	shared := front.Shared{State: holder, Tunnels: reg, Holdings: limits.NewHoldings(), Bounds: o.bounds}
+	holdings := limits.NewHoldings()
+	meters := metrics.New(metrics.Sources{Live: holder.HasSocket, Accounts: holder.AccountIDs, Tunnels: reg.BySocket,
+		Connections: holdings.Accounts, Sessions: sshServer.SessionsByAccount, Certificates: chooser.Expiries,
+		Limits: func() (int, int) {
+			l := holder.Limits()
+			return l.SessionsPerAccount, l.ConnectionsPerAccount
+		}})
+	reg.Metrics = meters
+	shared := front.Shared{State: holder, Tunnels: reg, Holdings: holdings, Bounds: o.bounds, Metrics: meters}
 	checks := auth.Options{MemoryBudget: authBudget, VisitorShare: o.bounds.VisitorShare}
 	httpFront := front.NewHTTP(shared, checks, strings.ToLower(o.apiName), o.apiUpstream, acmeMgr)
 	visitors := limits.NewCounts() // open public connections per visitor, across the fronts
@@ -275,7 +284,7 @@ func main() {
 		dnsReady = " dns=" + dnsSrv.Addr
 	}
 	controlSrv := &http.Server{Handler: (&control.API{State: holder, Tunnels: reg, SSH: sshServer, TCP: tcp,
-		Links: links, DNS: zone, Wildcard: zoneOrders}).Handler()}
+		Links: links, DNS: zone, Wildcard: zoneOrders, Metrics: meters}).Handler()}
 	go controlSrv.Serve(controlL)
 	go sshServer.Serve(sshL)
 	go httpSrv.Serve(httpL)

@@ -43,11 +43,22 @@ def test_flag_defaults_and_env_fallback():
     # unauthenticated /_admin/ routes only on an edge that listens on loopback alone
     ["--admin", "--listen", "0.0.0.0"], ["--admin", "--api-listen", "0.0.0.0"],
     ["--admin", "--listen", "192.0.2.1", "--api-listen", "127.0.0.1"],
+    ["--metrics-listen", "9464"], ["--metrics-listen", "127.0.0.1:"], ["--metrics-listen", ":9464"],
+    ["--metrics-listen", "127.0.0.1:99999"], ["--metrics-listen", "127.0.0.1:x"],
 ])
 def test_bad_flags_are_usage_errors(argv):
     with pytest.raises(SystemExit) as exc:
         parse_args(argv, {})
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("argv,env,expected", [
+    ([], {}, ""),                                   # off by default
+    (["--metrics-listen", "127.0.0.1:9464"], {}, "127.0.0.1:9464"),
+    ([], {"EDGE_METRICS_LISTEN": "[::1]:0"}, "[::1]:0"),
+])
+def test_metrics_listen(argv, env, expected):
+    assert parse_args(argv, env).metrics_listen == expected
 
 
 @pytest.mark.parametrize("text,expected", [

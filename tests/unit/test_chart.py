@@ -104,8 +104,34 @@ def test_the_same_names_and_objects_as_the_manifest(manifest, chart):
     wanted = {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in manifest
               if d["kind"] not in ("Namespace", "Secret")}       # helm installs into a namespace; Secret: existing
     installed = {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in chart
-                 if "helm.sh/hook" not in (d["metadata"].get("annotations") or {})}
+                 if "helm.sh/hook" not in (d["metadata"].get("annotations") or {})
+                 and "grafana_dashboard" not in d["metadata"]["labels"]}   # Grafana's: the chart's alone
     assert installed == wanted
+
+
+def test_the_grafana_dashboards_and_the_service_monitor(helm, chart):
+    """The dashboards (charts/mysocketd/dashboards/) reach Grafana's sidecar verbatim; the ServiceMonitor is
+    off by default, and when on, it selects the Service that selects the Deployment's pods on :8080."""
+    board = by_kind(chart, "ConfigMap", "mysocketd-grafana-dashboards")
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    files = {p.name: p.read_text() for p in (CHART / "dashboards").glob("*.json")}
+    assert set(files) == {"edge.json", "mysocketd.json"}
+    assert {k: v.rstrip("\n") for k, v in board["data"].items()} == {k: v.rstrip("\n") for k, v in files.items()}
+    assert not [d for d in chart if d["kind"] == "ServiceMonitor"]
+
+    docs = helm.template("mysocketd", "mysocket", {**MINIMAL, "serviceMonitor": {"enabled": True, "labels": {
+        "release": "kube-prometheus-stack"}}, "grafana": {"dashboards": False}})
+    assert not [d for d in docs if "grafana_dashboard" in d["metadata"]["labels"]]
+    monitor, service = by_kind(docs, "ServiceMonitor"), by_kind(docs, "Service", "mysocketd-metrics")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert service["spec"]["selector"].items() <= by_kind(docs, "Deployment")["spec"]["template"]["metadata"][
+        "labels"].items()
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("health", "/metrics")
+    [port] = service["spec"]["ports"]
+    assert port["name"] == "health" and port["targetPort"] == "health" == container(
+        by_kind(docs, "Deployment"))["ports"][0]["name"]
 
 
 def test_rbac_rules_equal_the_manifests(manifest, chart):

@@ -16,6 +16,7 @@ import (
 	"mysocketd/edge/dataplane/internal/dns"
 	"mysocketd/edge/dataplane/internal/front"
 	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/metrics"
 	"mysocketd/edge/dataplane/internal/nodes"
 	"mysocketd/edge/dataplane/internal/routes"
 	"mysocketd/edge/dataplane/internal/sshd"
@@ -32,6 +33,7 @@ type API struct {
 	Links    *nodes.Links      // nil: one node, no links
 	DNS      *dns.Server       // nil: no DNS served
 	Wildcard *certs.ZoneOrders // nil: no wildcard for the zone by DNS-01
+	Metrics  *metrics.Edge     // GET /metrics (nil: 404)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -55,6 +57,11 @@ func (c *API) Handler() http.Handler {
 	// CPU and heap profiles for `make bench` and operators (the control socket is 0600).
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.Handle("GET /debug/pprof/heap", pprof.Handler("heap"))
+	// The edge's metrics in Prometheus text (internal/metrics); the control plane serves them to
+	// operators on its opt-in --metrics-listen, never on a public front.
+	if c.Metrics != nil {
+		mux.Handle("GET /metrics", c.Metrics.Handler())
+	}
 	mux.HandleFunc("PUT /state", func(w http.ResponseWriter, r *http.Request) {
 		var in state.StateIn
 		if !readJSON(w, r, &in) {
@@ -62,6 +69,7 @@ func (c *API) Handler() http.Handler {
 		}
 		if changes, ok := c.State.Replace(in); ok {
 			c.Tunnels.Follow(changes)
+			c.Metrics.Prune() // the whole picture: any socket not in it is gone
 		}
 		writeJSON(w, 200, map[string]int64{"version": c.State.Version()})
 	})
@@ -73,6 +81,7 @@ func (c *API) Handler() http.Handler {
 		}
 		if changes, ok := c.State.Apply(in); ok {
 			c.Tunnels.Follow(changes)
+			c.Metrics.Forget(in.SocketsGone...) // after Follow: the forwards' drops are counted first
 		}
 		writeJSON(w, 200, map[string]int64{"version": c.State.Version()})
 	})

@@ -45,6 +45,7 @@ import (
 	"mysocketd/edge/dataplane/internal/limits"
 	"mysocketd/edge/dataplane/internal/logx"
 	"mysocketd/edge/dataplane/internal/signin"
+	"mysocketd/edge/dataplane/internal/metrics"
 	"mysocketd/edge/dataplane/internal/state"
 	"mysocketd/edge/dataplane/internal/tunnels"
 )
@@ -60,6 +61,7 @@ type Shared struct {
 	Tunnels  *tunnels.Registry
 	Holdings *limits.Holdings
 	Bounds   Bounds
+	Metrics  *metrics.Edge // nil: none
 }
 
 // hold takes one of the account's connections for the visitor at remote:
@@ -67,6 +69,10 @@ type Shared struct {
 func (sh Shared) hold(sock *state.Socket, remote string) (func(), *refusal) {
 	quota := sh.State.Limits().ConnectionsPerAccount
 	release, refused := sh.Holdings.Acquire(sock.UserID, limits.Visitor(remote), quota, sh.Bounds.VisitorShare)
+	if refused == limits.Granted {
+		held, unheld := release, sh.Metrics.Hold(sock.SocketID)
+		release = func() { held(); unheld() }
+	}
 	switch refused {
 	case limits.AccountFull:
 		return nil, &refusal{http.StatusServiceUnavailable, answer.Unavailable,
@@ -131,10 +137,11 @@ const (
 // channels (each removes itself when it closes, so a long keep-alive
 // connection whose app closes after every answer holds only what is open).
 type visitor struct {
-	id    uint64
-	mu    sync.Mutex
-	last  *tunnels.Forward
-	chans map[*tunnels.ChanConn]struct{}
+	id      uint64
+	mu      sync.Mutex
+	last    *tunnels.Forward
+	chans   map[*tunnels.ChanConn]struct{}
+	counted string // the socket this connection was last counted for (metered.go)
 }
 
 func (v *visitor) add(c *tunnels.ChanConn) {
@@ -201,8 +208,12 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// From here on a body must keep moving: also the rest net/http reads away
 	// after the edge answered by itself without reading it.
 	defer guardBody(w, r, f.bodyReadTimeout(r))()
+	mw := f.meter(w) // counts the request when it is done (metered.go)
+	defer mw.done()
+	w = mw
 	host := state.HostOnly(r.Host)
 	if r.TLS == nil && f.acme != nil && strings.HasPrefix(r.URL.Path, certs.ACMEChallengePrefix) {
+		mw.skip = true
 		f.acme.ServeChallenge(w, r)
 		return
 	}
@@ -215,6 +226,7 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if host == f.apiName && f.api != nil {
+		mw.skip = true
 		if r.TLS == nil {
 			answer.RedirectHTTPS(w, r, host)
 			return
@@ -230,6 +242,7 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer.Write(w, http.StatusNotFound, answer.UnknownHost, "no socket named "+host)
 		return
 	}
+	r = mw.bind(r, sock)
 	switch {
 	case sock.Type == "tcp" || sock.Type == "tls":
 		answer.Write(w, http.StatusMisdirectedRequest, answer.Misdirected,
@@ -293,6 +306,9 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (f *HTTP) fromApp(res *http.Response) error {
 	routeEdits(res) // a route's response header edits first (routes.go): no route may speak as the edge either
 	answer.Strip(res.Header)
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		meterUpgrade(res)
+	}
 	if res.Trailer != nil || len(res.TransferEncoding) > 0 || res.ProtoMajor == 2 {
 		res.Body = trailerGuard{res.Body, res}
 	}

@@ -110,7 +110,7 @@ func (t *TLS) serveOwnAddress(c net.Conn, sni string, sock *state.Socket) {
 	}
 	if backend, ok := sock.Routes.Passthrough(sni); ok {
 		if g := sock.Group(backend); g != nil {
-			t.spliceToSocket(c, g)
+			t.spliceToSocket(c, g, "tls")
 			return
 		}
 		c.Close()

@@ -13,16 +13,18 @@ import (
 	"golang.org/x/time/rate"
 
 	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/metrics"
 	"mysocketd/edge/dataplane/internal/state"
 )
 
 // refusals keeps a flood of refused connections to one log line a second.
 var refusals = rate.NewLimiter(1, 1)
 
-// spliceToSocket carries a visitor's connection (tcp, tls) to one of the
+// spliceToSocket carries a visitor's connection (front: tcp, tls) to one of the
 // socket's tunnels, and closes it.
-func (sh Shared) spliceToSocket(c net.Conn, sock *state.Socket) {
+func (sh Shared) spliceToSocket(c net.Conn, sock *state.Socket, front string) {
 	defer c.Close()
+	sh.Metrics.Connection(sock.SocketID, front)
 	release, refused := sh.hold(sock, c.RemoteAddr().String())
 	if refused != nil {
 		if refusals.Allow() {
@@ -36,12 +38,18 @@ func (sh Shared) spliceToSocket(c net.Conn, sock *state.Socket) {
 		logx.Printf("%s socket %s: %v", sock.Type, sock.DNSName, err)
 		return
 	}
-	splice(c, ch, sh.Bounds.SpliceIdleTimeout)
+	in, out := sh.Metrics.Traffic(sock.SocketID)
+	spliceCounted(c, ch, sh.Bounds.SpliceIdleTimeout, in, out)
 }
 
 // splice copies both ways with half-closes until both directions ended, or
 // until idle passes with no byte either way (idle <= 0: never).
 func splice(a, b net.Conn, idle time.Duration) {
+	spliceCounted(a, b, idle, metrics.Counter{}, metrics.Counter{})
+}
+
+// spliceCounted is splice counting the bytes from a to b in ab, from b to a in ba.
+func spliceCounted(a, b net.Conn, idle time.Duration, ab, ba metrics.Counter) {
 	touch := func() {}
 	if idle > 0 {
 		watch := watchIdle(idle, func() { a.Close(); b.Close() })
@@ -52,12 +60,12 @@ func splice(a, b net.Conn, idle time.Duration) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		copyTouching(b, a, touch)
+		copyTouching(b, a, touch, ab)
 		closeWrite(b)
 	}()
 	go func() {
 		defer wg.Done()
-		copyTouching(a, b, touch)
+		copyTouching(a, b, touch, ba)
 		closeWrite(a)
 	}()
 	wg.Wait()
@@ -66,14 +74,16 @@ func splice(a, b net.Conn, idle time.Duration) {
 }
 
 // copyTouching copies src to dst until EOF or an error, touching as bytes move.
-func copyTouching(dst, src net.Conn, touch func()) {
+func copyTouching(dst, src net.Conn, touch func(), counted metrics.Counter) {
 	buf := spliceBuffers.Get().(*[]byte)
 	defer spliceBuffers.Put(buf)
 	for {
 		n, err := src.Read(*buf)
 		touch()
 		if n > 0 {
-			if _, werr := dst.Write((*buf)[:n]); werr != nil {
+			w, werr := dst.Write((*buf)[:n])
+			counted.Add(w)
+			if werr != nil {
 				return
 			}
 			touch()

@@ -96,5 +96,5 @@ func (t *TCP) handle(c net.Conn, port int) {
 		c.Close()
 		return
 	}
-	t.spliceToSocket(c, sock)
+	t.spliceToSocket(c, sock, "tcp")
 }

@@ -114,7 +114,7 @@ func (t *TLS) handle(c net.Conn) {
 }
 
 func (t *TLS) passthrough(c net.Conn, sock *state.Socket) {
-	t.spliceToSocket(c, sock)
+	t.spliceToSocket(c, sock, "tls")
 }
 
 // ChanListener hands terminated TLS connections to an http.Server.

@@ -1,6 +1,7 @@
 package limits
 
 import (
+	"maps"
 	"math"
 	"sync"
 )
@@ -66,6 +67,13 @@ func (h *Holdings) Acquire(account, visitor string, quota int, share float64) (r
 			}
 		})
 	}, Granted
+}
+
+// Accounts is what each account holds now (its quota use, for metrics; never a visitor).
+func (h *Holdings) Accounts() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return maps.Clone(h.accounts)
 }
 
 // Held is what account and visitor hold now (for tests and figures).

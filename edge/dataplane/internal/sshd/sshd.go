@@ -20,6 +20,7 @@ package sshd
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
 	"sort"
 	"strings"
@@ -147,6 +148,13 @@ func (s *Server) handle(c net.Conn) {
 	logx.Printf("SSH session ended: user=%s peer=%s", sess.UserName, sess.Peer)
 }
 
+// SessionsByAccount counts the SSH sessions each account has here (its quota use, for metrics).
+func (s *Server) SessionsByAccount() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.perUser)
+}
+
 func (s *Server) admit(sess *tunnels.Session, quota int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -239,7 +247,8 @@ func (s *Server) forward(sess *tunnels.Session, payload []byte) *tunnels.Forward
 		logx.Printf("forward refused: user=%s port=%d: not a tunnel of this account", sess.UserName, port)
 		return nil
 	}
-	return &tunnels.Forward{Port: port, BindAddr: fr.Addr, Session: sess, DNSName: owner.DNSName, Since: time.Now()}
+	return &tunnels.Forward{Port: port, BindAddr: fr.Addr, Session: sess, DNSName: owner.DNSName,
+		SocketID: owner.SocketID, Since: time.Now()}
 }
 
 func (s *Server) channels(sess *tunnels.Session, chans <-chan ssh.NewChannel) {

@@ -18,7 +18,9 @@ package state
 
 import (
 	"encoding/json"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 
@@ -178,6 +180,20 @@ func (h *Holder) User(name string) *User {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.users[name]
+}
+
+// AccountIDs lists every account pushed.
+func (h *Holder) AccountIDs() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return slices.Collect(maps.Keys(h.nameOf))
+}
+
+// HasSocket: a socket with this id exists.
+func (h *Holder) HasSocket(id string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.sockets[id] != nil
 }
 
 // ByDNS is the socket named host (as HostOnly gives it), or nil.

@@ -42,6 +42,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"mysocketd/edge/dataplane/internal/logx"
+	"mysocketd/edge/dataplane/internal/metrics"
 	"mysocketd/edge/dataplane/internal/nodes"
 	"mysocketd/edge/dataplane/internal/state"
 )
@@ -92,6 +93,7 @@ type Forward struct {
 	BindAddr string // as the client sent it; echoed when opening channels
 	Session  *Session
 	DNSName  string
+	SocketID string // the socket whose tunnel this is (its metrics' socket_id)
 	Since    time.Time
 
 	mu         sync.Mutex
@@ -117,6 +119,7 @@ type Registry struct {
 	openFirst     time.Duration                      // channel-open wait while other forwards remain
 	openLast      time.Duration                      // channel-open wait for the last candidate
 	onSessionIdle func(*Session)
+	Metrics       *metrics.Edge // forwards up and down are counted here (nil: not counted)
 }
 
 // turnsKept bounds the round-robin turns: the sockets used least recently lose
@@ -158,7 +161,9 @@ func (r *Registry) Claim(f *Forward) error {
 	}
 	r.mu.Unlock()
 	r.events.add("up", f.Port)
+	r.Metrics.TunnelUp(f.SocketID)
 	if old != nil {
+		r.Metrics.TunnelDown(old.SocketID)
 		logx.Printf("forward replaced (newest session wins): local_port=%d user=%s old_peer=%s new_peer=%s",
 			f.Port, f.Session.UserName, old.Session.Peer, f.Session.Peer)
 		r.retire(old, true)
@@ -192,6 +197,7 @@ func (r *Registry) Remove(f *Forward, closeIdle bool) bool {
 	r.disown(f)
 	r.mu.Unlock()
 	r.events.add("down", f.Port)
+	r.Metrics.TunnelDown(f.SocketID)
 	logx.Printf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 	r.retire(f, closeIdle)
 	return true
@@ -228,6 +234,17 @@ func (r *Registry) All() []*Forward {
 	}
 	r.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
+	return out
+}
+
+// BySocket counts the live forwards here by socket id (the tunnels gauge, read at scrape time).
+func (r *Registry) BySocket() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for _, f := range r.byPort {
+		out[f.SocketID]++
+	}
 	return out
 }
 
@@ -268,6 +285,7 @@ func (r *Registry) DropSession(s *Session) {
 	r.mu.Unlock()
 	for _, f := range gone {
 		r.events.add("down", f.Port)
+		r.Metrics.TunnelDown(f.SocketID)
 		logx.Printf("forward down: local_port=%d user=%s socket=%s", f.Port, f.Session.UserName, f.DNSName)
 		f.mu.Lock()
 		f.removed = true
