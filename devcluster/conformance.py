@@ -34,14 +34,15 @@ from .binaries import GATEWAY_API_VERSION, REPO_ROOT, gateway_api_crds, gateway_
 
 # One run of the suite for both profiles: the tests they share (the Gateway's own) run once.
 PROFILES = ("GATEWAY-HTTP", "GATEWAY-GRPC")
-# The extended features of GATEWAY-HTTP and GATEWAY-GRPC that mysocketd claims (lib/gatewayapi.SUPPORTED_FEATURES says the same
-# in the GatewayClass's status; tests/unit/test_conformance_report.py keeps them equal).
+# The extended features of GATEWAY-HTTP and GATEWAY-GRPC that mysocketd claims (lib/gatewayapi.SUPPORTED_FEATURES
+# says the same in the GatewayClass's status; tests/unit/test_conformance_report.py keeps them equal).
 CLAIMED_FEATURES = (
     "HTTPRouteHostRewrite", "HTTPRouteMethodMatching", "HTTPRoutePathRedirect", "HTTPRoutePathRewrite",
     "HTTPRoutePortRedirect", "HTTPRouteQueryParamMatching", "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect", "HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode",
     "HTTPRoute308RedirectStatusCode", "HTTPRouteBackendRequestHeaderModification",
-    "HTTPRouteNamedRouteRule", "GatewayHTTPListenerIsolation", "GRPCRouteNamedRouteRule",
+    "HTTPRouteNamedRouteRule", "GatewayHTTPListenerIsolation", "HTTPRouteBackendProtocolH2C",
+    "GRPCRouteNamedRouteRule",
 )
 REPORT = REPO_ROOT / "conformance" / f"report-{GATEWAY_API_VERSION}.yaml"
 

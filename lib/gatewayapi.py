@@ -25,7 +25,7 @@ SUPPORTED_FEATURES = (
     "HTTPRoutePortRedirect", "HTTPRouteQueryParamMatching", "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect", "HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode",
     "HTTPRoute308RedirectStatusCode", "HTTPRouteBackendRequestHeaderModification",
-    "HTTPRouteNamedRouteRule", "GatewayHTTPListenerIsolation",
+    "HTTPRouteNamedRouteRule", "GatewayHTTPListenerIsolation", "HTTPRouteBackendProtocolH2C",
 )
 
 
