@@ -68,7 +68,8 @@ def test_grpc_calls_routed_by_method_and_metadata_over_h2c(installed, servers):
     cp, edge = installed.cp, installed.edge
     apply(cp, gateway(NS), grpc_route())
     address = gateway_address(cp, NS, "web")
-    got = wait_for("a Unary call answered through the GRPCRoute", lambda: unary_from(edge, address, RPC_HOST))
+    got = wait_for("a Unary call answered through the GRPCRoute", lambda: unary_from(edge, address, RPC_HOST),
+                   timeout=60)
     assert got == ("rpc", b"unary:hi", {"x-trailer": "kept"})      # trailers intact through the edge
 
     route_ = get(cp, "grpcroute", NS, "echo")
@@ -107,11 +108,13 @@ def test_an_http_routes_h2c_backend_beside_an_http11_one(installed, servers):
     apply(cp, plain, gateway(NS), h2)
     installed.pods.for_service(NS, "plain")
     address = gateway_address(cp, NS, "web")
-    got = wait_for("a gRPC call through the HTTPRoute to its h2c backend", lambda: unary_from(edge, address, H2_HOST))
+    got = wait_for("a gRPC call through the HTTPRoute to its h2c backend",
+                   lambda: unary_from(edge, address, H2_HOST), timeout=60)
     assert got[:2] == ("h2web", b"unary:hi")
     resolved = condition(get(cp, "httproute", NS, "h2"), "ResolvedRefs")
     assert (resolved["status"], resolved["reason"]) == ("True", "ResolvedRefs")
     status, body = wait_for("the HTTP/1.1 backend of the same table",
-                            lambda: (lambda a: a if a[0] == 200 else None)(fetch(edge, address, "/plain", H2_HOST)))
+                            lambda: (lambda a: a if a[0] == 200 else None)(fetch(edge, address, "/plain", H2_HOST)),
+                            timeout=60)
     assert body.startswith("Server: plain")
     assert unary_from(edge, address, RPC_HOST)[0] == "rpc"                 # the GRPCRoute still served beside it
