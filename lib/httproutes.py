@@ -206,18 +206,19 @@ def _service_port(ref, namespace, services, grants, route_kind):
     where = f"{ns}/{name}"
     if (group, kind) != ("", "Service"):
         return None, None, Condition("ResolvedRefs", False, "InvalidKind",
-                               f"backendRef {where}: only Services are backends, not {group or 'core'}/{kind}")
+                                     f"backendRef {where}: only Services are backends, not {group or 'core'}/{kind}")
     if not refgrants.permitted(grants, refgrants.Ref(GROUP, route_kind[1], namespace),
                                refgrants.Ref("", "Service", ns, name)):
         return None, None, Condition("ResolvedRefs", False, "RefNotPermitted",
-                               f"Service {where} is in another namespace and no ReferenceGrant there allows it")
+                                     f"Service {where} is in another namespace and no ReferenceGrant there allows it")
     service = services.get((ns, name))
     if service is None:
         return None, None, Condition("ResolvedRefs", False, "BackendNotFound", f"Service {where} does not exist")
     spec = service.get("spec") or {}
     if spec.get("type") == "ExternalName":
         return None, None, Condition("ResolvedRefs", False, "BackendNotFound",
-                               f"Service {where} is an ExternalName: not served (it could point mysocketd anywhere)")
+                                     f"Service {where} is an ExternalName: not served "
+                                     "(it could point mysocketd anywhere)")
     port_spec = next((p for p in spec.get("ports") or [] if p.get("port") == port), None)
     if port is None or port_spec is None:
         return None, None, Condition("ResolvedRefs", False, "BackendNotFound", f"Service {where} has no port {port}")
