@@ -74,7 +74,7 @@ bench: venv build
 chaos: venv build
 	$(IN_NETNS) $(PY) -m pytest -ra --timeout=600 $(PYTEST_ARGS) tests/chaos/
 
-# The Gateway API conformance suite (GATEWAY-HTTP) against mysocketd and the edge on a real node alone
+# The Gateway API conformance suite (GATEWAY-HTTP and GATEWAY-GRPC) against mysocketd and the edge on a real node alone
 # (make test runs it too); it writes the report kept in conformance/. CONFORMANCE_RUN_TEST=<name> runs one test.
 conformance: venv build
 	MYSOCKETD_CONFORMANCE_REPORT=keep $(IN_NETNS) $(PY) -m pytest -ra --timeout=2400 $(PYTEST_ARGS) tests/conformance/

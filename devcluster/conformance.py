@@ -32,15 +32,17 @@ import yaml
 
 from .binaries import GATEWAY_API_VERSION, REPO_ROOT, gateway_api_crds, gateway_api_file
 
-PROFILES = ("GATEWAY-HTTP",)
-# The extended features of GATEWAY-HTTP that mysocketd claims (lib/gatewayapi.SUPPORTED_FEATURES says the same
-# in the GatewayClass's status; tests/unit/test_conformance_report.py keeps them equal).
+# One run of the suite for both profiles: the tests they share (the Gateway's own) run once.
+PROFILES = ("GATEWAY-HTTP", "GATEWAY-GRPC")
+# The extended features of GATEWAY-HTTP and GATEWAY-GRPC that mysocketd claims (lib/gatewayapi.SUPPORTED_FEATURES
+# says the same in the GatewayClass's status; tests/unit/test_conformance_report.py keeps them equal).
 CLAIMED_FEATURES = (
     "HTTPRouteHostRewrite", "HTTPRouteMethodMatching", "HTTPRoutePathRedirect", "HTTPRoutePathRewrite",
     "HTTPRoutePortRedirect", "HTTPRouteQueryParamMatching", "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect", "HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode",
     "HTTPRoute308RedirectStatusCode", "HTTPRouteBackendRequestHeaderModification",
-    "HTTPRouteNamedRouteRule", "GatewayHTTPListenerIsolation",
+    "HTTPRouteNamedRouteRule", "GatewayHTTPListenerIsolation", "HTTPRouteBackendProtocolH2C",
+    "GRPCRouteNamedRouteRule",
 )
 REPORT = REPO_ROOT / "conformance" / f"report-{GATEWAY_API_VERSION}.yaml"
 
@@ -146,7 +148,8 @@ def install_crds(cp):
         cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
     cp.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                "crd/gateways.gateway.networking.k8s.io", "crd/httproutes.gateway.networking.k8s.io",
-               "crd/gatewayclasses.gateway.networking.k8s.io", "crd/referencegrants.gateway.networking.k8s.io")
+               "crd/gatewayclasses.gateway.networking.k8s.io", "crd/referencegrants.gateway.networking.k8s.io",
+               "crd/grpcroutes.gateway.networking.k8s.io")
 
 
 def argv(run: SuiteRun):

@@ -46,15 +46,25 @@ def _chat(requests, context):
         yield b"echo:" + request
 
 
-class EchoServer:
-    """A grpcio server on host:port (h2c; port 0: any, then `port` says which); stopped on exit."""
+def _named(name: str, handler):
+    """handler, answering first with the initial metadata `x-server: name` (which server answered)."""
+    def named(request, context):
+        context.send_initial_metadata((("x-server", name),))
+        return handler(request, context)
+    return named
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+
+class EchoServer:
+    """A grpcio server on host:port (h2c; port 0: any, then `port` says which); stopped on exit.
+    With a `name`, every answer's initial metadata says `x-server: <name>` (routing tests)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, name: str = ""):
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        wrap = (lambda h: _named(name, h)) if name else (lambda h: h)
         handlers = {
-            "Unary": grpc.unary_unary_rpc_method_handler(_unary),
-            "Count": grpc.unary_stream_rpc_method_handler(_count),
-            "Chat": grpc.stream_stream_rpc_method_handler(_chat),
+            "Unary": grpc.unary_unary_rpc_method_handler(wrap(_unary)),
+            "Count": grpc.unary_stream_rpc_method_handler(wrap(_count)),
+            "Chat": grpc.stream_stream_rpc_method_handler(wrap(_chat)),
         }
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("echo.Echo", handlers),))
         self.port = self.server.add_insecure_port("{}:{}".format(host, port))

@@ -22,6 +22,7 @@ MAX_LISTENERS = 64
 MAX_ROUTES = 8192                   # over all listeners
 MAX_ACTIONS = 4096
 MAX_BACKENDS_PER_ACTION = 16
+UPSTREAM_PROTOCOLS = ("h2c", "http/1.1")    # what a backend's app speaks (`upstream_protocols`; absent: http/1.1)
 
 
 class InvalidTable(ValueError):
@@ -59,6 +60,10 @@ def check(table):
         routes += len(listener.get("routes", []))
     if routes > MAX_ROUTES:
         raise InvalidTable(f"at most {MAX_ROUTES} routes over all listeners")
+    protocols = table.get("upstream_protocols", {})
+    if not isinstance(protocols, dict) or not all(
+            isinstance(k, str) and v in UPSTREAM_PROTOCOLS for k, v in protocols.items()):
+        raise InvalidTable('upstream_protocols must map backend names to "h2c" or "http/1.1"')
     for i, action in enumerate(actions):
         if not isinstance(action, dict) or not isinstance(action.get("backends", []), list):
             raise InvalidTable(f"action {i}: an object with a list of backends")

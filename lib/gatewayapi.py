@@ -14,18 +14,18 @@ own (lib/tcproutes.py).
 
 import dataclasses
 
-from lib import conditions, gateways, httproutes, routetable, services, tcproutes
+from lib import conditions, gateways, grpcroutes, httproutes, routetable, services, tcproutes
 from lib.conditions import Condition
 from lib.gateways import CONTROLLER_NAME, GROUP
 
 # What the GatewayClass says mysocketd supports (status.supportedFeatures; the conformance run claims these).
 SUPPORTED_FEATURES = (
-    "Gateway", "HTTPRoute", "ReferenceGrant", "TLSRoute",
+    "Gateway", "HTTPRoute", "ReferenceGrant", "TLSRoute", "GRPCRoute", "GRPCRouteNamedRouteRule",
     "HTTPRouteHostRewrite", "HTTPRouteMethodMatching", "HTTPRoutePathRedirect", "HTTPRoutePathRewrite",
     "HTTPRoutePortRedirect", "HTTPRouteQueryParamMatching", "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect", "HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode",
     "HTTPRoute308RedirectStatusCode", "HTTPRouteBackendRequestHeaderModification",
-    "HTTPRouteNamedRouteRule", "GatewayHTTPListenerIsolation",
+    "HTTPRouteNamedRouteRule", "GatewayHTTPListenerIsolation", "HTTPRouteBackendProtocolH2C",
 )
 
 
@@ -38,6 +38,7 @@ class World:
     http_routes: list = dataclasses.field(default_factory=list)
     tls_routes: list = dataclasses.field(default_factory=list)
     tcp_routes: list = dataclasses.field(default_factory=list)
+    grpc_routes: list = dataclasses.field(default_factory=list)
     grants: list = dataclasses.field(default_factory=list)
     services: dict = dataclasses.field(default_factory=dict)          # (ns, name) -> Service
     secrets: dict = dataclasses.field(default_factory=dict)           # (ns, name) -> Secret | gateways.UNREADABLE
@@ -75,6 +76,7 @@ class Picture:
     routes: dict                        # (ns, name) -> RouteVerdict (HTTPRoutes with a parent of ours)
     tls_routes: dict = dataclasses.field(default_factory=dict)     # ... TLSRoutes
     tcp_routes: dict = dataclasses.field(default_factory=dict)     # ... TCPRoutes
+    grpc_routes: dict = dataclasses.field(default_factory=dict)    # ... GRPCRoutes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,10 +99,11 @@ def translate(world: World) -> Picture:
             verdicts[(verdict.namespace, verdict.name)] = verdict
             if ((gw["metadata"].get("annotations") or {}).get(services.POOL) or "").strip():
                 pooled.add((verdict.namespace, verdict.name))
-    routes, tls_routes, tcp_routes, per_listener, attached = {}, {}, {}, {}, {}
+    routes, tls_routes, tcp_routes, grpc_routes, per_listener, attached = {}, {}, {}, {}, {}, {}
     for kind, found, objects in ((gateways.HTTP_ROUTE, routes, world.http_routes),
                                  (gateways.TLS_ROUTE, tls_routes, world.tls_routes),
-                                 (gateways.TCP_ROUTE, tcp_routes, world.tcp_routes)):
+                                 (gateways.TCP_ROUTE, tcp_routes, world.tcp_routes),
+                                 (gateways.GRPC_ROUTE, grpc_routes, world.grpc_routes)):
         for route in objects:
             _attach(route, kind, found, world, verdicts, pooled, attached, per_listener)
     plans = {}
@@ -114,14 +117,15 @@ def translate(world: World) -> Picture:
                 continue
             entries = []
             for route, rules in per_listener.get((key, listener.name), []):
-                entries.extend(httproutes.entries(route, rules, listener))
+                entries.extend(httproutes.entries(route, rules, listener, grpcroutes.match
+                                                  if rules.kind == gateways.GRPC_ROUTE else None))
                 targets |= rules.targets
             tables.append(routetable.Listener(listener.name, listener.port, listener.protocol, listener.hostname,
                                               listener.certificates, routetable.ordered(entries)))
         plans[key] = GatewayPlan(verdict, tuple(tables),
                                  {lis.name: attached.get((key, lis.name), 0) for lis in verdict.listeners},
                                  frozenset(targets), tuple(tcp))
-    return Picture(classes, plans, routes, tls_routes, tcp_routes)
+    return Picture(classes, plans, routes, tls_routes, tcp_routes, grpc_routes)
 
 
 def _attach(route, kind, found, world, verdicts, pooled, attached, per_listener):

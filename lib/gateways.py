@@ -39,9 +39,11 @@ GROUP = refgrants.GATEWAY_GROUP
 HTTP_ROUTE = (GROUP, "HTTPRoute")
 TLS_ROUTE = (GROUP, "TLSRoute")
 TCP_ROUTE = (GROUP, "TCPRoute")
-# protocol -> (the edge's port for it, None: the edge allocates one per listener; the route kinds it carries)
-PROTOCOLS = {"HTTP": (80, (HTTP_ROUTE,)), "HTTPS": (443, (HTTP_ROUTE,)), "TLS": (443, (TLS_ROUTE,)),
-             "TCP": (None, (TCP_ROUTE,))}
+GRPC_ROUTE = (GROUP, "GRPCRoute")
+# protocol -> (the edge's port for it, None: the edge allocates one per listener; the route kinds it carries).
+# GRPCRoutes ride HTTP (h2c with prior knowledge) and HTTPS (h2 by ALPN) listeners: the edge's fronts speak both.
+PROTOCOLS = {"HTTP": (80, (HTTP_ROUTE, GRPC_ROUTE)), "HTTPS": (443, (HTTP_ROUTE, GRPC_ROUTE)),
+             "TLS": (443, (TLS_ROUTE,)), "TCP": (None, (TCP_ROUTE,))}
 UNREADABLE = object()           # a Secret mysocketd may not read (HTTP 403): in `secrets` instead of a dict
 
 

@@ -20,11 +20,12 @@ them and asks here. Three questions, each answered once:
 
 import dataclasses
 
-from lib import conditions, hostnames, refgrants, routetable
+from lib import conditions, hostnames, refgrants, routetable, services
 from lib.conditions import Condition
-from lib.gateways import CONTROLLER_NAME, GROUP, HTTP_ROUTE, allows_namespace
+from lib.gateways import CONTROLLER_NAME, GRPC_ROUTE, GROUP, HTTP_ROUTE, allows_namespace
 
-SUPPORTED_APP_PROTOCOLS = (None, "", "http", "kubernetes.io/ws")
+SUPPORTED_APP_PROTOCOLS = (None, "", "http", "kubernetes.io/ws", services.H2C_APP_PROTOCOL)
+GRPC_APP_PROTOCOLS = (None, "", services.H2C_APP_PROTOCOL)
 HEADER_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier")
 
 
@@ -55,6 +56,7 @@ class Rules:
     resolved_refs: Condition
     dropped: tuple = ()                 # "rule 2: ..." for each dropped rule
     targets: frozenset = frozenset()    # Target of every valid backend
+    kind: tuple = HTTP_ROUTE            # the route's kind: its matches are translated by it
 
     @property
     def accepted_problem(self):
@@ -130,19 +132,20 @@ def rules(route, services, grants, pooled=False, kind=HTTP_ROUTE):
     namespace = key_of(route)[0]
     actions, dropped, problems, targets, elsewhere = [], [], [], set(), []
     for index, rule in enumerate((route.get("spec") or {}).get("rules") or []):
-        filters, why = _filters(rule.get("filters") or [], allow_redirect=True)
+        filters, why = _filters(rule.get("filters") or [], allow_redirect=kind == HTTP_ROUTE, rule_level=True)
         if why:
             actions.append(None)
             dropped.append(f"rule {index}: {why}")
             continue
         backends = []
         for ref in rule.get("backendRefs") or []:
-            target, problem = _backend(ref, namespace, services, grants, kind)
+            target, protocol, problem = _backend(ref, namespace, services, grants, kind)
             if pooled and problem is not None and problem.reason == "BackendNotFound" and _is_absent(ref, namespace,
                                                                                                    services):
                 target, problem = Target(ref.get("namespace") or namespace, ref.get("name", ""), ref.get("port")), None
+                protocol = "h2c" if kind == GRPC_ROUTE else "http/1.1"   # another cluster's port: gRPC is h2c
                 elsewhere.append(target.key)
-            bfilters, bwhy = _filters(ref.get("filters") or [], allow_redirect=False)
+            bfilters, bwhy = _filters(ref.get("filters") or [], allow_redirect=False, rule_level=False)
             if bwhy:
                 problem = problem or Condition("ResolvedRefs", False, "UnsupportedValue", f"backendRef: {bwhy}")
                 target = None
@@ -150,7 +153,8 @@ def rules(route, services, grants, pooled=False, kind=HTTP_ROUTE):
                 problems.append(problem)
             if target and target.key not in elsewhere:
                 targets.add(target)
-            backends.append(routetable.Backend(target.key if target else "", ref.get("weight", 1), tuple(bfilters)))
+            backends.append(routetable.Backend(target.key if target else "", ref.get("weight", 1), tuple(bfilters),
+                                               protocol))
         extension = next((f for f in rule.get("filters") or [] if f.get("type") == "ExtensionRef"), None)
         if extension:               # a filter that cannot be resolved is never skipped: its requests get 500
             ext = extension.get("extensionRef") or {}
@@ -165,7 +169,7 @@ def rules(route, services, grants, pooled=False, kind=HTTP_ROUTE):
         if elsewhere else "")
     if len(problems) > 1:
         resolved = dataclasses.replace(resolved, message="; ".join(p.message for p in problems))
-    return Rules(tuple(actions), resolved, tuple(dropped), frozenset(targets))
+    return Rules(tuple(actions), resolved, tuple(dropped), frozenset(targets), kind)
 
 
 def _is_absent(ref, namespace, services):
@@ -173,36 +177,57 @@ def _is_absent(ref, namespace, services):
         services.get((ref.get("namespace") or namespace, ref.get("name", ""))) is None
 
 
-def _backend(ref, namespace, services, grants, route_kind=HTTP_ROUTE):
-    """(Target, None) when the ref is valid, else (None, the ResolvedRefs condition saying why)."""
+def _backend(ref, namespace, services_, grants, route_kind=HTTP_ROUTE):
+    """(Target, what its port speaks, None) when the ref is valid, else (None, "", the ResolvedRefs condition
+    saying why). The protocol is the port's appProtocol or the Service's mysocket.io/upstream-protocol
+    (lib/services.backend_protocol): "h2c" or "http/1.1"."""
+    target, port_spec, problem = _service_port(ref, namespace, services_, grants, route_kind)
+    if problem:
+        return None, "", problem
+    if route_kind not in (HTTP_ROUTE, GRPC_ROUTE):
+        return target, "", None
+    where = f"Service {target.namespace}/{target.service} port {target.port}"
+    allowed = SUPPORTED_APP_PROTOCOLS if route_kind == HTTP_ROUTE else GRPC_APP_PROTOCOLS
+    if port_spec.get("appProtocol") not in allowed:
+        return None, "", Condition("ResolvedRefs", False, "UnsupportedProtocol",
+                                   f"{where}: appProtocol {port_spec['appProtocol']} is not served")
+    service = services_[(target.namespace, target.service)]
+    try:
+        protocol = services.backend_protocol(service, port_spec, grpc=route_kind == GRPC_ROUTE)
+    except services.InvalidAnnotation as e:
+        return None, "", Condition("ResolvedRefs", False, "UnsupportedProtocol", f"{where}: {e}")
+    return target, protocol, None
+
+
+def _service_port(ref, namespace, services, grants, route_kind):
+    """(Target, its port's spec, None) when the ref names a Service port it may, else (None, None, why)."""
     group, kind = ref.get("group") or "", ref.get("kind") or "Service"
     ns, name, port = ref.get("namespace") or namespace, ref.get("name", ""), ref.get("port")
     where = f"{ns}/{name}"
     if (group, kind) != ("", "Service"):
-        return None, Condition("ResolvedRefs", False, "InvalidKind",
-                               f"backendRef {where}: only Services are backends, not {group or 'core'}/{kind}")
+        return None, None, Condition("ResolvedRefs", False, "InvalidKind",
+                                     f"backendRef {where}: only Services are backends, not {group or 'core'}/{kind}")
     if not refgrants.permitted(grants, refgrants.Ref(GROUP, route_kind[1], namespace),
                                refgrants.Ref("", "Service", ns, name)):
-        return None, Condition("ResolvedRefs", False, "RefNotPermitted",
-                               f"Service {where} is in another namespace and no ReferenceGrant there allows it")
+        return None, None, Condition("ResolvedRefs", False, "RefNotPermitted",
+                                     f"Service {where} is in another namespace and no ReferenceGrant there allows it")
     service = services.get((ns, name))
     if service is None:
-        return None, Condition("ResolvedRefs", False, "BackendNotFound", f"Service {where} does not exist")
+        return None, None, Condition("ResolvedRefs", False, "BackendNotFound", f"Service {where} does not exist")
     spec = service.get("spec") or {}
     if spec.get("type") == "ExternalName":
-        return None, Condition("ResolvedRefs", False, "BackendNotFound",
-                               f"Service {where} is an ExternalName: not served (it could point mysocketd anywhere)")
+        return None, None, Condition("ResolvedRefs", False, "BackendNotFound",
+                                     f"Service {where} is an ExternalName: not served "
+                                     "(it could point mysocketd anywhere)")
     port_spec = next((p for p in spec.get("ports") or [] if p.get("port") == port), None)
     if port is None or port_spec is None:
-        return None, Condition("ResolvedRefs", False, "BackendNotFound", f"Service {where} has no port {port}")
-    if route_kind == HTTP_ROUTE and port_spec.get("appProtocol") not in SUPPORTED_APP_PROTOCOLS:
-        return None, Condition("ResolvedRefs", False, "UnsupportedProtocol",
-                               f"Service {where} port {port}: appProtocol {port_spec['appProtocol']} is not served")
-    return Target(ns, name, port), None
+        return None, None, Condition("ResolvedRefs", False, "BackendNotFound", f"Service {where} has no port {port}")
+    return Target(ns, name, port), port_spec, None
 
 
-def _filters(specs, allow_redirect):
-    """(the edge's filter dicts, None) or ([], why the rule cannot be served)."""
+def _filters(specs, allow_redirect, rule_level):
+    """(the edge's filter dicts, None) or ([], why the rule cannot be served). Redirects and rewrites are an
+    HTTPRoute rule's; an ExtensionRef (left to the caller: its rule answers 500) any rule's, never a backend's."""
     out = []
     for spec in specs:
         kind = spec.get("type")
@@ -219,7 +244,7 @@ def _filters(specs, allow_redirect):
             body = spec.get("urlRewrite") or {}
             out.append({"type": kind, "hostname": body.get("hostname") or "",
                         "path": _path_modifier(body.get("path"))})
-        elif kind == "ExtensionRef" and allow_redirect:
+        elif kind == "ExtensionRef" and rule_level:
             continue                    # handled by the caller: the rule answers 500
         else:
             return [], f"filter {kind} is not supported by mysocketd"
@@ -245,8 +270,10 @@ def _match(spec):
                     for q in spec.get("queryParams") or []))
 
 
-def entries(route, rules_, listener):
-    """The route's table entries on `listener` (unordered: lib.routetable.ordered sorts a listener's)."""
+def entries(route, rules_, listener, match=None):
+    """The route's table entries on `listener` (unordered: lib.routetable.ordered sorts a listener's).
+    `match`: a match spec -> routetable.Match (a GRPCRoute's: lib/grpcroutes.match); an HTTPRoute's by default."""
+    match = match or _match
     meta = route.get("metadata") or {}
     origin_route = "{}/{}".format(*key_of(route))
     names = effective_hostnames(route_hostnames(route), listener)
@@ -255,9 +282,9 @@ def entries(route, rules_, listener):
         if action is None:
             continue
         for m_index, spec in enumerate(rule.get("matches") or [{}]):
-            match = _match(spec)
+            translated = match(spec)
             origin = routetable.Origin(meta.get("creationTimestamp", ""), origin_route, index, m_index)
-            out.extend(routetable.Entry(name, match, action, origin) for name in names)
+            out.extend(routetable.Entry(name, translated, action, origin) for name in names)
     return out
 
 

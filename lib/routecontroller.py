@@ -86,7 +86,7 @@ class RouteController:
         secrets = self._read_secrets(objects)
         world = gatewayapi.World(classes=objects["GatewayClass"], gateways=objects["Gateway"],
                                  http_routes=objects["HTTPRoute"], tls_routes=objects["TLSRoute"],
-                                 tcp_routes=objects["TCPRoute"],
+                                 tcp_routes=objects["TCPRoute"], grpc_routes=objects["GRPCRoute"],
                                  grants=objects["ReferenceGrant"], services=services, secrets=secrets,
                                  namespace_labels=labels)
         picture = gatewayapi.translate(world)
@@ -261,7 +261,8 @@ class RouteController:
             self._status("Gateway", gw, gatewayapi.gateway_status(gw, plan, answer))
         for verdict in picture.routes.values():
             self._status("HTTPRoute", verdict.route, gatewayapi.route_status(verdict))
-        for kind, verdicts in (("TLSRoute", picture.tls_routes), ("TCPRoute", picture.tcp_routes)):
+        for kind, verdicts in (("TLSRoute", picture.tls_routes), ("TCPRoute", picture.tcp_routes),
+                               ("GRPCRoute", picture.grpc_routes)):
             for verdict in verdicts.values():
                 self._status(kind, verdict.route, gatewayapi.route_status(verdict))
         by_key = {(i["metadata"]["namespace"], i["metadata"]["name"]): i for i in objects["Ingress"]}
@@ -311,10 +312,10 @@ class RouteController:
 
 
 def named_services(objects):
-    """(namespace, name) of every Service a backendRef of an HTTPRoute, TLSRoute or TCPRoute, or an Ingress backend,
-    names (whether it exists or may be used: the verdicts say that)."""
+    """(namespace, name) of every Service a backendRef of an HTTPRoute, TLSRoute, TCPRoute or GRPCRoute, or an
+    Ingress backend, names (whether it exists or may be used: the verdicts say that)."""
     out = set()
-    for kind in ("HTTPRoute", "TLSRoute", "TCPRoute"):
+    for kind in ("HTTPRoute", "TLSRoute", "TCPRoute", "GRPCRoute"):
         for route in objects.get(kind) or []:
             ns = route["metadata"].get("namespace", "")
             for rule in (route.get("spec") or {}).get("rules") or []:

@@ -18,13 +18,14 @@ GATEWAYS = (GATEWAY_API, "gateways")
 HTTP_ROUTES = (GATEWAY_API, "httproutes")
 TLS_ROUTES = (GATEWAY_API, "tlsroutes")
 TCP_ROUTES = (GATEWAY_API, "tcproutes")         # v1 in the pinned release's CRD (its v1alpha2 is not served)
+GRPC_ROUTES = (GATEWAY_API, "grpcroutes")
 REFERENCE_GRANTS = (GATEWAY_API, "referencegrants")
 INGRESSES = (NETWORKING, "ingresses")
 INGRESS_CLASSES = (NETWORKING, "ingressclasses")
 NAMESPACES = ("/api/v1", "namespaces")
 
 KINDS = {"GatewayClass": GATEWAY_CLASSES, "Gateway": GATEWAYS, "HTTPRoute": HTTP_ROUTES, "TLSRoute": TLS_ROUTES,
-         "TCPRoute": TCP_ROUTES, "ReferenceGrant": REFERENCE_GRANTS, "Ingress": INGRESSES,
+         "TCPRoute": TCP_ROUTES, "GRPCRoute": GRPC_ROUTES, "ReferenceGrant": REFERENCE_GRANTS, "Ingress": INGRESSES,
          "IngressClass": INGRESS_CLASSES, "Namespace": NAMESPACES}
 CLUSTER_SCOPED = (GATEWAY_CLASSES, INGRESS_CLASSES, NAMESPACES)
 

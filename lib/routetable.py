@@ -11,7 +11,10 @@ once per change rather than once per request:
   edge takes the first entry that matches, and answers 404 when none does;
 - each backend is a name (`backend_key`: namespace/service:port) that the
   socket's tunnels carry (`backend` on a tunnel), with a weight; a backend
-  that is not valid is the empty name, and its share of the requests gets 500.
+  that is not valid is the empty name, and its share of the requests gets 500;
+- a backend whose app speaks HTTP/2 without TLS (a gRPC server) is named in
+  `upstream_protocols` as "h2c", so the edge reaches it over h2c. A Service port
+  named with h2c by any route is h2c for all of them (one group of tunnels).
 
 The JSON form (`as_json`) is the contract with the edge, documented in
 edge/README.md ("Route tables"); the edge refuses a table it cannot apply,
@@ -45,6 +48,8 @@ class Match:
     method: str = ""
     headers: tuple = ()
     query: tuple = ()
+    rank: tuple = ()                    # a GRPCRoute method match: (service chars, method chars), ranked instead
+                                        # of the path it is translated to (lib/grpcroutes.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Backend:
     key: str                            # backend_key(...), or "" when the reference is not valid: 500
     weight: int = 1
     filters: tuple = ()                 # header modifiers for this backend only (dicts, as in Action)
+    protocol: str = "http/1.1"          # what its app speaks: "h2c" (the table's upstream_protocols) or "http/1.1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,9 +108,12 @@ def precedence(entry):
     method, most header matches, most query matches; ties to the oldest route, its namespace/name,
     then rule and match order."""
     m = entry.match
-    path_rank = {PATH_EXACT: 0, PATH_REGEX: 1}.get(m.path_type, 2)
+    if m.rank:                          # GRPCRoute: most service characters, then most method characters
+        path_key = (0, -m.rank[0], -m.rank[1])
+    else:
+        path_key = ({PATH_EXACT: 0, PATH_REGEX: 1}.get(m.path_type, 2), -len(m.path), 0)
     kind, length = hostnames.specificity(entry.hostname)
-    return (-kind, -length, path_rank, -len(m.path), 0 if m.method else 1, -len(m.headers), -len(m.query),
+    return (-kind, -length, *path_key, 0 if m.method else 1, -len(m.headers), -len(m.query),
             entry.origin.created, entry.origin.route, entry.origin.rule, entry.origin.match)
 
 
@@ -125,7 +134,7 @@ def as_json(listeners):
     """The table as the edge takes it (PUT /socket/{id}/routes): actions are shared between the entries
     of one rule (one per match and hostname), so a rule with many hostnames is sent once. Filters are
     dicts, so actions are told apart by identity: translation makes one Action per rule."""
-    actions, index = [], {}
+    actions, index, protocols = [], {}, {}
     out = []
     for listener in listeners:
         routes = []
@@ -133,13 +142,17 @@ def as_json(listeners):
             if id(entry.action) not in index:         # the same object for every entry of one rule
                 index[id(entry.action)] = len(actions)
                 actions.append(_action_json(entry.action))
+                protocols.update((b.key, "h2c") for b in entry.action.backends if b.key and b.protocol == "h2c")
             routes.append({"hostname": entry.hostname, "match": _match_json(entry.match),
                            "action": index[id(entry.action)]})
         out.append({"name": listener.name, "port": listener.port, "protocol": listener.protocol,
                     "hostname": listener.hostname,
                     "certificates": [{"cert": c.cert_pem, "key": c.key_pem} for c in listener.certificates],
                     "routes": routes})
-    return {"listeners": out, "actions": actions}
+    table = {"listeners": out, "actions": actions}
+    if protocols:                       # only then: a table without h2c backends is what older edges took
+        table["upstream_protocols"] = dict(sorted(protocols.items()))
+    return table
 
 
 def _match_json(m):

@@ -212,6 +212,16 @@ def _port(spec, wanted):
     return chosen
 
 
+def backend_protocol(service, port, grpc=False):
+    """What a route's backend port speaks, as for an exposed Service (the annotation, then the port's
+    appProtocol); a GRPCRoute's backend without either speaks h2c, since gRPC is HTTP/2.
+    Raises InvalidAnnotation for an annotation that names no protocol."""
+    value = ((service.get("metadata") or {}).get("annotations") or {}).get(UPSTREAM_PROTOCOL)
+    if grpc and (value is None or not value.strip()) and not port.get("appProtocol"):
+        return "h2c"
+    return _upstream_protocol(value, port)
+
+
 def _upstream_protocol(value, port):
     """What the exposed port speaks: the annotation if set (for a port a user cannot change),
     else h2c for the port's `appProtocol: kubernetes.io/h2c`, else HTTP/1.1."""

@@ -33,7 +33,7 @@ import threading
 from lib import metrics
 from lib.apierrors import Gone, KubeError, Silent
 from lib.kube import ENDPOINT_SLICES, SERVICES
-from lib.services import concerns_us, key_of
+from lib.services import UPSTREAM_PROTOCOL, concerns_us, key_of
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 HEADLESS_LABEL = "service.kubernetes.io/headless"     # on every EndpointSlice of a headless Service
@@ -91,8 +91,11 @@ class ServiceWatcher(threading.Thread):
         slim = {k: spec[k] for k in ("type", "clusterIP") if k in spec}
         slim["ports"] = [{k: p[k] for k in ("name", "port", "protocol", "appProtocol") if k in p}
                          for p in spec.get("ports") or []]
-        return {"metadata": {k: meta.get(k) for k in ("namespace", "name", "uid", "resourceVersion")},
-                "spec": slim}, False
+        kept = {k: meta.get(k) for k in ("namespace", "name", "uid", "resourceVersion")}
+        protocol = (meta.get("annotations") or {}).get(UPSTREAM_PROTOCOL)
+        if protocol is not None:            # what a route's backend port speaks (lib/services.backend_protocol)
+            kept["annotations"] = {UPSTREAM_PROTOCOL: protocol}
+        return {"metadata": kept, "spec": slim}, False
 
     def stop(self):
         self._stopping.set()

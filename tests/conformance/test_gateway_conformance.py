@@ -1,4 +1,5 @@
-"""The Gateway API conformance suite, GATEWAY-HTTP profile, against mysocketd and the edge on a real node.
+"""The Gateway API conformance suite, GATEWAY-HTTP and GATEWAY-GRPC profiles, against mysocketd and the edge on a
+real node.
 
 The official suite (devcluster/conformance.py), unmodified, with the features mysocketd claims: every core
 test must pass with none skipped, and every claimed extended feature's tests too. The report it writes is
@@ -18,7 +19,7 @@ from devcluster import conformance
 pytestmark = pytest.mark.timeout(2400)
 
 
-def test_gateway_http_profile(conformance_cluster, mysocketd, tmp_path):
+def test_gateway_http_and_grpc_profiles(conformance_cluster, mysocketd, tmp_path):
     report = tmp_path / "report.yaml"
     run = conformance.SuiteRun(kubeconfig=conformance_cluster.cp.kubeconfig, report=report,
                                run_test=os.environ.get("CONFORMANCE_RUN_TEST", ""),
@@ -36,6 +37,7 @@ def test_gateway_http_profile(conformance_cluster, mysocketd, tmp_path):
     keep = os.environ.get("MYSOCKETD_CONFORMANCE_REPORT")
     if keep:                        # "keep": where the repository keeps it (make conformance)
         shutil.copy(report, conformance.REPORT if keep == "keep" else Path(keep))
-    assert result.report.profile("GATEWAY-HTTP") is not None, (tmp_path / "suite.log").read_text()[-4000:]
+    for profile in conformance.PROFILES:
+        assert result.report.profile(profile) is not None, (tmp_path / "suite.log").read_text()[-4000:]
     assert not result.report.problems(), "\n".join(result.report.problems())
     assert result.returncode == 0, (tmp_path / "suite.log").read_text()[-4000:]

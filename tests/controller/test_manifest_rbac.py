@@ -20,11 +20,13 @@ def test_cluster_role_is_the_documented_minimum(control_plane, controller_kubeco
                        ("endpointslices", "list", ()), ("endpointslices", "watch", ()),
                        # Gateways, routes, Ingresses (lib/routecontroller.py): read, and their status written
                        *{(r, v, ()) for r in ("gatewayclasses", "gateways", "httproutes", "tlsroutes",
-                                              "tcproutes", "referencegrants", "ingresses", "ingressclasses",
+                                              "tcproutes", "grpcroutes", "referencegrants", "ingresses",
+                                              "ingressclasses",
                                               "namespaces")
                          for v in ("list", "watch")},
                        *{(r + "/status", "patch", ()) for r in ("gatewayclasses", "gateways", "httproutes",
-                                                                "tlsroutes", "tcproutes", "ingresses")}}
+                                                                "tlsroutes", "tcproutes", "grpcroutes",
+                                                                "ingresses")}}
 
 
 @pytest.mark.parametrize("verb, resource, allowed", [

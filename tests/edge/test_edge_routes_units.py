@@ -29,6 +29,8 @@ def test_digest_is_of_the_canonical_json():
     (table(listeners=2, routes=4097), "at most 8192 routes"),
     (table(backends=17), "at most 16 backends"),
     ({"listeners": ["x"], "actions": []}, "listener 0"),
+    ({**table(), "upstream_protocols": {"ns/svc0:80": "h2"}}, "upstream_protocols"),
+    ({**table(), "upstream_protocols": ["ns/svc0:80"]}, "upstream_protocols"),
 ])
 def test_bounds_and_shape(bad, words):
     with pytest.raises(routetables.InvalidTable, match=words):
@@ -37,6 +39,7 @@ def test_bounds_and_shape(bad, words):
 
 def test_good_table_and_its_backends():
     routetables.check(table(backends=2))
+    routetables.check({**table(backends=2), "upstream_protocols": {"ns/svc0:80": "h2c", "ns/svc1:80": "http/1.1"}})
     assert routetables.backends(table(backends=2)) == {"ns/svc0:80", "ns/svc1:80"}
     assert routetables.backends(None) == set()
 

@@ -280,7 +280,7 @@ def test_reference_grant_allows_the_cross_namespace_backend():
 
 
 @pytest.mark.parametrize("app_protocol, ok", [(None, True), ("http", True), ("kubernetes.io/ws", True),
-                                              ("kubernetes.io/h2c", False), ("grpc", False)])
+                                              ("kubernetes.io/h2c", True), ("grpc", False)])
 def test_app_protocols(app_protocol, ok):
     services = {("infra", "svc"): service("infra", "svc", appProtocol=app_protocol)}
     assert rules_of([{"backendRefs": [{"name": "svc", "port": 8080}]}], services=services).resolved_refs.status is ok
@@ -445,7 +445,8 @@ def test_gateway_status_programmed_with_the_edges_address():
     gc = {c["type"]: (c["status"], c["reason"], c["observedGeneration"]) for c in status["conditions"]}
     assert gc == {"Accepted": ("True", "ListenersNotValid", 2), "Programmed": ("True", "Programmed", 2)}
     http, invalid = status["listeners"]
-    assert http["attachedRoutes"] == 1 and http["supportedKinds"] == [{"group": GROUP, "kind": "HTTPRoute"}]
+    assert http["attachedRoutes"] == 1 and http["supportedKinds"] == [{"group": GROUP, "kind": "HTTPRoute"},
+                                                                      {"group": GROUP, "kind": "GRPCRoute"}]
     assert {c["type"]: c["status"] for c in http["conditions"]} == {
         "Accepted": "True", "Conflicted": "False", "ResolvedRefs": "True", "Programmed": "True"}
     assert invalid["supportedKinds"] == []

@@ -141,10 +141,10 @@ capabilities:
 
 {{- define "mysocketd.routeRules" -}}
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["gatewayclasses", "gateways", "httproutes", "tlsroutes", "tcproutes", "referencegrants"]
+  resources: ["gatewayclasses", "gateways", "httproutes", "tlsroutes", "tcproutes", "grpcroutes", "referencegrants"]
   verbs: ["list", "watch"]                 # Gateways, routes and grants, cluster-wide (lib/routecontroller.py)
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["gatewayclasses/status", "gateways/status", "httproutes/status", "tlsroutes/status", "tcproutes/status"]
+  resources: ["gatewayclasses/status", "gateways/status", "httproutes/status", "tlsroutes/status", "tcproutes/status", "grpcroutes/status"]
   verbs: ["patch"]                         # Accepted, Programmed, ResolvedRefs, addresses
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses", "ingressclasses"]

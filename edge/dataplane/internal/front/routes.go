@@ -60,7 +60,14 @@ func (f *HTTP) route(w http.ResponseWriter, r *http.Request, sock *state.Socket)
 		answer.Write(w, d.Status, answer.Reason(d.Reason), "this request's route cannot be served")
 		return nil, r, false
 	}
-	group, fallback := sock.Group(d.Backend), sock.Fallback(d.Fallbacks)
+	group := sock.Group(d.Backend)
+	protocol := "" // the request goes over its backend's protocol; fallbacks must speak the same
+	if group != nil {
+		protocol = group.UpstreamProtocol
+	} else if len(d.Fallbacks) > 0 && sock.Group(d.Fallbacks[0]) != nil {
+		protocol = sock.Group(d.Fallbacks[0]).UpstreamProtocol
+	}
+	fallback := sock.Fallback(d.Fallbacks, protocol)
 	if group == nil || len(f.Tunnels.Candidates(group)) == 0 {
 		// No tunnel of its own backend: the rule's other backends take its share (a lost cluster of a
 		// pool, a Service with no ready endpoint), else the Gateway API's 500.
@@ -120,7 +127,7 @@ func (t *TLS) serveOwnAddress(c net.Conn, sni string, sock *state.Socket) {
 		c.Close()
 		return
 	}
-	cfg := &tls.Config{NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{NextProtos: alpn, MinVersion: tls.VersionTLS12} // h2 too: a GRPCRoute on an HTTPS listener
 	if cert := sock.Routes.Certificate(sni); cert != nil {
 		cfg.Certificates = []tls.Certificate{*cert}
 	} else {

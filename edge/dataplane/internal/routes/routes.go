@@ -30,6 +30,9 @@ import (
 type Table struct {
 	Listeners []Listener `json:"listeners"`
 	Actions   []Action   `json:"actions"`
+	// UpstreamProtocols says what a backend's app speaks: "h2c" (HTTP/2 without TLS, a gRPC
+	// server) or "http/1.1"; a backend it does not name speaks HTTP/1.1 (older clients send none).
+	UpstreamProtocols map[string]string `json:"upstream_protocols,omitempty"`
 }
 
 type Listener struct {
@@ -107,6 +110,7 @@ type PathModifier struct {
 type Compiled struct {
 	listeners []*listener
 	backends  map[string]bool
+	protocols map[string]string // backend -> "h2c"; absent: HTTP/1.1
 }
 
 type listener struct {
@@ -138,7 +142,16 @@ type valueMatcher struct {
 
 // Compile checks a table and prepares it; the error names what is wrong, for the control plane's client.
 func Compile(t Table) (*Compiled, error) {
-	c := &Compiled{backends: map[string]bool{}}
+	c := &Compiled{backends: map[string]bool{}, protocols: map[string]string{}}
+	for backend, p := range t.UpstreamProtocols {
+		switch p {
+		case "h2c":
+			c.protocols[backend] = p
+		case "", "http/1.1":
+		default:
+			return nil, fmt.Errorf("backend %q: upstream protocol %q (h2c or http/1.1)", backend, p)
+		}
+	}
 	for i := range t.Actions {
 		if err := checkAction(&t.Actions[i]); err != nil {
 			return nil, fmt.Errorf("action %d: %w", i, err)
@@ -188,6 +201,11 @@ func (c *Compiled) Backends() []string {
 		out = append(out, b)
 	}
 	return out
+}
+
+// UpstreamProtocol is what backend's app speaks: "h2c", or "" for HTTP/1.1.
+func (c *Compiled) UpstreamProtocol(backend string) string {
+	return c.protocols[backend]
 }
 
 func checkAction(a *Action) error {

@@ -293,6 +293,7 @@ func TestCompileRefusesWhatItCannotServe(t *testing.T) {
 		"weight":     {Actions: []Action{{Backends: []Backend{{"a", -1, nil}}}}},
 		"bk filter":  {Actions: []Action{{Backends: []Backend{{"a", 1, []Filter{{Type: "URLRewrite"}}}}}}},
 		"path modif": {Actions: []Action{{Filters: []Filter{{Type: "URLRewrite", Path: &PathModifier{"Nope", "/"}}}}}},
+		"protocol x": {UpstreamProtocols: map[string]string{"a": "h2"}},
 	}
 	for name, tb := range cases {
 		if _, err := Compile(tb); err == nil {
@@ -302,5 +303,20 @@ func TestCompileRefusesWhatItCannotServe(t *testing.T) {
 	c := mustCompile(t, sample())
 	if got := len(c.Backends()); got != 7 {
 		t.Errorf("backends: %v", c.Backends())
+	}
+}
+
+// upstream_protocols: h2c where said, HTTP/1.1 ("") for every other backend and for tables without it.
+func TestUpstreamProtocols(t *testing.T) {
+	tb := sample()
+	tb.UpstreamProtocols = map[string]string{"a": "h2c", "b": "http/1.1"}
+	c := mustCompile(t, tb)
+	for backend, want := range map[string]string{"a": "h2c", "b": "", "zz": ""} {
+		if got := c.UpstreamProtocol(backend); got != want {
+			t.Errorf("%s: %q, want %q", backend, got, want)
+		}
+	}
+	if got := mustCompile(t, sample()).UpstreamProtocol("a"); got != "" {
+		t.Errorf("no upstream_protocols: %q", got)
 	}
 }

@@ -346,16 +346,19 @@ func newSocket(in SocketIn) *Socket {
 
 // Fallback is a view of the socket with the tunnels of these backends (nil: none named, or none
 // of them in the table): where a request goes when its own backend's tunnels cannot take it.
-// Its SocketID names the set, so its round-robin turn is its own.
-func (s *Socket) Fallback(backends []string) *Socket {
+// Its SocketID names the set, so its round-robin turn is its own. Only the backends whose app
+// speaks protocol (the request's own backend's: "h2c" or "") are in it, since the request's
+// transport is chosen by it.
+func (s *Socket) Fallback(backends []string, protocol string) *Socket {
 	if len(backends) == 0 || s.groups == nil {
 		return nil
 	}
 	v := &Socket{SocketIn: s.SocketIn}
-	v.SocketID = s.SocketID + "#fallback#" + strings.Join(backends, ",")
+	v.SocketID = s.SocketID + "#fallback#" + protocol + "#" + strings.Join(backends, ",")
 	v.Tunnels, v.LocalPorts = nil, nil
+	v.UpstreamProtocol = protocol
 	for _, b := range backends {
-		if g := s.groups[b]; g != nil {
+		if g := s.groups[b]; g != nil && g.UpstreamProtocol == protocol {
 			v.Tunnels = append(v.Tunnels, g.Tunnels...)
 			v.LocalPorts = append(v.LocalPorts, g.LocalPorts...)
 		}
@@ -380,6 +383,7 @@ func (s *Socket) compileRoutes() {
 		g := &Socket{SocketIn: s.SocketIn}
 		g.SocketID = s.SocketID + "#" + b
 		g.Tunnels, g.LocalPorts = nil, nil
+		g.UpstreamProtocol = s.Routes.UpstreamProtocol(b) // the backend's app's, not the Gateway socket's
 		for _, t := range s.Tunnels {
 			if t.Backend == b {
 				g.Tunnels = append(g.Tunnels, t)

@@ -262,6 +262,36 @@ func TestRoutesAndGroups(t *testing.T) {
 	}
 }
 
+// A table's upstream_protocols give each backend's group its app's protocol (not the Gateway
+// socket's), and a fallback view holds only the backends that speak the request's protocol.
+func TestGroupsCarryTheirBackendsProtocol(t *testing.T) {
+	table := `{"listeners":[{"name":"l","port":80,"protocol":"HTTP","routes":[{"action":0}]}],
+		"actions":[{"backends":[{"backend":"ns/rpc:80","weight":1},{"backend":"ns/rpc2:80","weight":1},{"backend":"ns/web:80","weight":1}]}],
+		"upstream_protocols":{"ns/rpc:80":"h2c","ns/rpc2:80":"h2c","ns/web:80":"http/1.1"}}`
+	h := NewHolder("")
+	h.Replace(StateIn{Version: 1, Sockets: []SocketIn{
+		{SocketID: "s1", DNSName: "gw.edge.localhost", Type: "http", UpstreamProtocol: "h2c", Routes: []byte(table),
+			Tunnels: []TunnelIn{{LocalPort: 10000, Backend: "ns/rpc:80"}, {LocalPort: 10001, Backend: "ns/web:80"},
+				{LocalPort: 10002, Backend: "ns/rpc2:80"}}},
+	}})
+	sock := h.ByDNS("gw.edge.localhost")
+	if sock.RoutesErr != nil {
+		t.Fatal(sock.RoutesErr)
+	}
+	for backend, want := range map[string]string{"ns/rpc:80": "h2c", "ns/rpc2:80": "h2c", "ns/web:80": ""} {
+		if got := sock.Group(backend).UpstreamProtocol; got != want {
+			t.Errorf("group %s speaks %q, want %q", backend, got, want)
+		}
+	}
+	all := []string{"ns/rpc:80", "ns/rpc2:80", "ns/web:80"}
+	if f := sock.Fallback(all, "h2c"); f.UpstreamProtocol != "h2c" || len(f.LocalPorts) != 2 || f.LocalPorts[1] != 10002 {
+		t.Errorf("h2c fallback: %+v", f)
+	}
+	if f := sock.Fallback(all, ""); f.UpstreamProtocol != "" || len(f.LocalPorts) != 1 || f.LocalPorts[0] != 10001 {
+		t.Errorf("HTTP/1.1 fallback: %+v", f)
+	}
+}
+
 // A socket's own address finds it; deleting the socket frees the address.
 func TestByAddress(t *testing.T) {
 	h := NewHolder("")
