@@ -4,19 +4,23 @@
 //
 // The flow, as oauth2-proxy and Cloudflare Access do it:
 //
-//  1. A visitor without a session for a protected socket's host H is sent to
-//     the edge's own name (https://api.<domain>/.edge/start?rd=<url on H>).
-//  2. There the edge makes a state, a nonce and a PKCE verifier, keeps them in
-//     a sealed cookie on its own name, and sends the visitor to the provider
-//     (authorization code flow).
+//  1. A visitor without a session for a protected socket's host H gets a
+//     binding cookie on H (host-only, a random value) and is sent to the
+//     edge's own name (https://api.<domain>/.edge/start?rd=<url on H>&b=<hash
+//     of the binding>).
+//  2. There the edge makes a state, a nonce and a PKCE verifier, keeps them
+//     and the binding's hash in a sealed cookie on its own name, and sends the
+//     visitor to the provider (authorization code flow).
 //  3. The provider sends the visitor back to the one callback on the edge's
 //     own name (/.edge/callback). The edge checks the state against the
 //     cookie, exchanges the code with the verifier, verifies the ID token and
 //     its nonce, and requires a verified e-mail address.
 //  4. It hands the e-mail to H by a one-time code (sealed, valid a minute,
-//     bound to H): https://H/.edge/signin?code=...; H sets its own session
-//     cookie (host-only: `__Host-` prefix, Secure, HttpOnly, SameSite=Lax,
-//     sealed, expiring) and sends the visitor to where it was going.
+//     bound to H and to the binding's hash): https://H/.edge/signin?code=...;
+//     H takes it only from the browser holding the binding cookie, sets its
+//     own session cookie (host-only: `__Host-` prefix, Secure, HttpOnly,
+//     SameSite=Lax, sealed, expiring) and sends the visitor to where it was
+//     going.
 //  5. Every request to H checks the session and the socket's lists *now*
 //     (a changed list takes effect at once); one that passes reaches the app
 //     with the e-mail and a signed assertion (a JWT verifiable against the
@@ -26,7 +30,11 @@
 // Why it is shaped this way: every token is sealed with a key every node
 // derives from one shared secret, so any node of a many-node edge accepts a
 // session or a code another node issued, and nothing is stored per visitor
-// but a bounded set of used codes. The provider is asked nothing until a
+// but a bounded set of used codes. That set is each node's own, so a code URL
+// someone else saw (a proxy's log, a synced history, a Referer) could be
+// replayed on another node within its minute: the binding cookie is what makes
+// a code worthless outside the browser that started the sign-in, on every
+// node, with no store shared between nodes. The provider is asked nothing until a
 // visitor signs in (provider.go): its outage never takes other names off the
 // air, and sessions already made keep working through it. Sign-in starts and
 // callbacks are limited per visitor, and every call to the provider is
@@ -38,6 +46,7 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -67,7 +76,8 @@ const (
 
 	SessionCookie = "__Host-mysocket-session"
 	flowCookie    = "__Host-mysocket-signin"
-	flowFor       = 10 * time.Minute // a visitor has this long at the provider
+	bindCookie    = "__Host-mysocket-bind" // on H: the browser that started a sign-in there
+	flowFor       = 10 * time.Minute       // a visitor has this long at the provider
 	codeFor       = time.Minute
 	usedCodes     = 100_000 // the ids of redeemed codes kept (a little more than codeFor)
 )
@@ -196,11 +206,37 @@ func (s *Service) Pass(w http.ResponseWriter, r *http.Request, sock *state.Socke
 	}
 	back := url.URL{Scheme: "https", Host: s.visitorHost(host), Path: r.URL.Path, RawQuery: r.URL.RawQuery}
 	start := *s.public
-	start.Path, start.RawQuery = StartPath, url.Values{"rd": {back.String()}}.Encode()
+	start.Path, start.RawQuery = StartPath, url.Values{"rd": {back.String()}, "b": {bindHash(s.binding(w, r))}}.Encode()
 	w.Header().Set(answer.Header, string(answer.SignIn))
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, start.String(), http.StatusFound)
 	return nil
+}
+
+// binding sets (or renews) the browser's binding cookie on this host and
+// returns its value. A binding the browser already holds is kept: the page's
+// other requests (an XHR, a second tab) also come here while the visitor is at
+// the provider, and must not strand that sign-in's code. No other host can
+// plant one (the `__Host-` prefix: host-only, Secure).
+func (s *Service) binding(w http.ResponseWriter, r *http.Request) string {
+	v := ""
+	if c, err := r.Cookie(bindCookie); err == nil && len(c.Value) == bindLen {
+		v = c.Value
+	} else {
+		v = random(32)
+	}
+	http.SetCookie(w, &http.Cookie{Name: bindCookie, Value: v, Path: "/", MaxAge: int(flowFor / time.Second),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	return v
+}
+
+// bindLen is the length of a binding value (random(32)).
+var bindLen = len(random(32))
+
+// bindHash is what travels through start, the flow and the code instead of the binding itself.
+func bindHash(v string) string {
+	sum := sha256.Sum256([]byte("mysocketd signin binding\x00" + v))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // visitorHost is host with the edge's public https port when it is not 443.
@@ -269,6 +305,11 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		answer.Write(w, http.StatusBadRequest, answer.SignIn, "nothing to sign in to: rd must name a socket of this edge that needs a sign-in")
 		return
 	}
+	bind := r.URL.Query().Get("b")
+	if len(bind) != len(bindHash("")) {
+		answer.Write(w, http.StatusBadRequest, answer.SignIn, "start from the site itself: open "+rd.String())
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
 	op, err := s.op.get(ctx)
@@ -281,7 +322,7 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fl := claims{Exp: s.now().Add(flowFor).Unix(), Target: rd.String(), State: random(24), Nonce: random(24),
-		Verifier: oauth2.GenerateVerifier()}
+		Verifier: oauth2.GenerateVerifier(), Bind: bind}
 	http.SetCookie(w, &http.Cookie{Name: flowCookie, Value: s.seal.seal("flow", fl), Path: "/",
 		MaxAge: int(flowFor / time.Second), Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	w.Header().Set(answer.Header, string(answer.SignIn))
@@ -332,7 +373,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := s.seal.seal("code", claims{Exp: s.now().Add(codeFor).Unix(), Email: email,
-		Host: strings.ToLower(rd.Hostname()), Target: rd.RequestURI(), ID: random(18)})
+		Host: strings.ToLower(rd.Hostname()), Target: rd.RequestURI(), ID: random(18), Bind: fl.Bind})
 	next := url.URL{Scheme: "https", Host: rd.Host, Path: RedeemPath, RawQuery: url.Values{"code": {code}}.Encode()}
 	w.Header().Set(answer.Header, string(answer.SignIn))
 	w.Header().Set("Cache-Control", "no-store")
@@ -398,14 +439,26 @@ func verified(v any) bool {
 	return false
 }
 
-// redeem takes a one-time code on the socket's host and gives it its own session cookie.
+// redeem takes a one-time code on the socket's host and gives it its own
+// session cookie, only in the browser that started the sign-in (its binding
+// cookie). The binding is checked before the code is marked used, so a
+// stranger's replay cannot spend the visitor's code.
 func (s *Service) redeem(w http.ResponseWriter, r *http.Request, host string) {
 	cl, err := s.seal.open("code", r.URL.Query().Get("code"), s.now())
-	if err != nil || cl.Host != host || cl.ID == "" {
+	if err != nil || cl.Host != host || cl.ID == "" || cl.Bind == "" {
 		answer.Page(w, http.StatusBadRequest, answer.SignIn, "Sign-in failed",
 			"This sign-in link is not valid here, or it expired.", [2]string{"Sign in again", "/"})
 		return
 	}
+	c, err := r.Cookie(bindCookie)
+	if err != nil || subtle.ConstantTimeCompare([]byte(bindHash(c.Value)), []byte(cl.Bind)) != 1 {
+		answer.Page(w, http.StatusBadRequest, answer.SignIn, "Sign-in failed",
+			"This sign-in link belongs to the browser that started the sign-in; sign in here instead.",
+			[2]string{"Sign in again", "/"})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: bindCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteLaxMode}) // a binding serves one sign-in
 	if _, seen := s.used.Get(cl.ID); seen {
 		answer.Page(w, http.StatusBadRequest, answer.SignIn, "Sign-in failed",
 			"This sign-in link was already used.", [2]string{"Sign in again", "/"})
@@ -425,8 +478,8 @@ func (s *Service) redeem(w http.ResponseWriter, r *http.Request, host string) {
 	http.Redirect(w, r, target, http.StatusFound)
 }
 
-// StripCookie removes the edge's session cookie from what the app gets: the
-// app learns who the visitor is from the headers, never holds the session.
+// StripCookie removes the edge's session and binding cookies from what the app
+// gets: the app learns who the visitor is from the headers, never holds either.
 func StripCookie(h http.Header) {
 	lines := h.Values("Cookie")
 	if len(lines) == 0 {
@@ -435,7 +488,7 @@ func StripCookie(h http.Header) {
 	r := http.Request{Header: http.Header{"Cookie": lines}}
 	var kept []string
 	for _, c := range r.Cookies() {
-		if c.Name != SessionCookie {
+		if c.Name != SessionCookie && c.Name != bindCookie {
 			kept = append(kept, c.Name+"="+c.Value)
 		}
 	}

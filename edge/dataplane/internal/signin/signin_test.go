@@ -160,6 +160,10 @@ func TestPass(t *testing.T) {
 					loc.Query().Get("rd") != "https://a.edge.localhost:8443"+c.path {
 					t.Fatalf("Location %s", loc)
 				}
+				b := cookieNamed(w.Result(), bindCookie)
+				if b == nil || !b.Secure || !b.HttpOnly || b.Domain != "" || b.Path != "/" || loc.Query().Get("b") != bindHash(b.Value) {
+					t.Fatalf("binding cookie %+v for b=%q", b, loc.Query().Get("b"))
+				}
 			}
 			if c.path == SignOutPath && !strings.Contains(w.Header().Get("Set-Cookie"), "Max-Age=0") {
 				t.Fatalf("sign-out left the cookie: %q", w.Header().Get("Set-Cookie"))
@@ -173,7 +177,8 @@ func TestRedeem(t *testing.T) {
 	s := service(t, now)
 	a := s.state.ByDNS("a.edge.localhost")
 	code := func(host string, exp time.Time, id string) string {
-		return s.seal.seal("code", claims{Exp: exp.Unix(), Email: "alice@example.com", Host: host, Target: "/deep?q=1", ID: id})
+		return s.seal.seal("code", claims{Exp: exp.Unix(), Email: "alice@example.com", Host: host, Target: "/deep?q=1", ID: id,
+			Bind: bindHash("browser")})
 	}
 	good := code("a.edge.localhost", now.Add(time.Minute), "one")
 	cases := []struct {
@@ -190,6 +195,7 @@ func TestRedeem(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			w := httptest.NewRecorder()
 			r := httptest.NewRequest("GET", "https://a.edge.localhost:8443"+RedeemPath+"?code="+url.QueryEscape(c.code), nil)
+			r.AddCookie(&http.Cookie{Name: bindCookie, Value: "browser"})
 			if s.Pass(w, r, a, "a.edge.localhost") != nil || w.Code != c.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, c.status, w.Body)
 			}
@@ -199,13 +205,7 @@ func TestRedeem(t *testing.T) {
 			if w.Header().Get("Location") != "/deep?q=1" {
 				t.Fatalf("Location %q", w.Header().Get("Location"))
 			}
-			res := w.Result()
-			var ck *http.Cookie
-			for _, x := range res.Cookies() {
-				if x.Name == SessionCookie {
-					ck = x
-				}
-			}
+			ck := cookieNamed(w.Result(), SessionCookie)
 			if ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Domain != "" || ck.Path != "/" || ck.MaxAge != 3600 {
 				t.Fatalf("session cookie %+v", ck)
 			}
@@ -213,6 +213,112 @@ func TestRedeem(t *testing.T) {
 			r2.AddCookie(ck)
 			if id := s.Pass(httptest.NewRecorder(), r2, a, "a.edge.localhost"); id == nil || id.Email != "alice@example.com" {
 				t.Fatalf("the new session does not pass: %+v", id)
+			}
+		})
+	}
+}
+
+func cookieNamed(res *http.Response, name string) *http.Cookie {
+	for _, c := range res.Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// redeemAt asks node s to take code on a.edge.localhost with the binding cookie bind ("": none).
+func redeemAt(s *Service, code, bind string) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "https://a.edge.localhost:8443"+RedeemPath+"?code="+url.QueryEscape(code), nil)
+	if bind != "" {
+		r.AddCookie(&http.Cookie{Name: bindCookie, Value: bind})
+	}
+	s.Pass(w, r, s.state.ByDNS("a.edge.localhost"), "a.edge.localhost")
+	return w
+}
+
+// TestCodeNeedsTheBrowserThatStarted: a code is taken only with the binding
+// cookie H gave the browser that started the sign-in (its hash is in the code),
+// on any node; a stranger's replay does not spend it; without the cookie a
+// code is worthless even on a node that never saw it used (two Services with
+// one secret are two nodes of an edge: each keeps its own used codes).
+func TestCodeNeedsTheBrowserThatStarted(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	node1, node2 := service(t, now), service(t, now)
+	// the browser's binding, as H sets it when it sends the visitor to sign in
+	w := httptest.NewRecorder()
+	s := node1
+	s.Pass(w, httptest.NewRequest("GET", "https://a.edge.localhost:8443/x", nil), s.state.ByDNS("a.edge.localhost"), "a.edge.localhost")
+	mine := ""
+	if c := cookieNamed(w.Result(), bindCookie); c != nil {
+		mine = c.Value
+	} else {
+		t.Error("no binding cookie on the way to sign in")
+	}
+	loc, _ := url.Parse(w.Header().Get("Location"))
+	code := node1.seal.seal("code", claims{Exp: now.Add(time.Minute).Unix(), Email: "alice@example.com",
+		Host: "a.edge.localhost", Target: "/x", ID: "c1", Bind: loc.Query().Get("b")})
+	unbound := node1.seal.seal("code", claims{Exp: now.Add(time.Minute).Unix(), Email: "alice@example.com",
+		Host: "a.edge.localhost", Target: "/x", ID: "c2"})
+	cases := []struct {
+		name       string
+		node       *Service
+		code, bind string
+		status     int
+		text       string
+	}{
+		{"no binding cookie", node1, code, "", 400, "belongs to the browser"},
+		{"another browser's binding", node1, code, random(32), 400, "belongs to the browser"},
+		{"on another node, no binding cookie", node2, code, "", 400, "belongs to the browser"},
+		{"on another node, another browser's binding", node2, code, random(32), 400, "belongs to the browser"},
+		{"a code bound to no browser", node1, unbound, mine, 400, "not valid"},
+		{"the browser that started", node1, code, mine, 302, ""}, // the strangers above did not spend it
+		{"once per node", node1, code, mine, 400, "already used"},
+		{"after it was taken, on another node", node2, code, "", 400, "belongs to the browser"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := redeemAt(c.node, c.code, c.bind)
+			if w.Code != c.status || !strings.Contains(w.Body.String(), c.text) {
+				t.Fatalf("status %d, want %d with %q: %s", w.Code, c.status, c.text, w.Body)
+			}
+			sess := cookieNamed(w.Result(), SessionCookie)
+			if (sess != nil) != (c.status == 302) {
+				t.Fatalf("session cookie %+v with status %d", sess, w.Code)
+			}
+			if c.status == 302 {
+				if b := cookieNamed(w.Result(), bindCookie); b == nil || b.MaxAge >= 0 {
+					t.Fatalf("the binding was not cleared: %+v", b)
+				}
+			}
+		})
+	}
+}
+
+// TestBindingIsKept: a browser that already holds a binding keeps it (its
+// other requests while it is at the provider must not strand its code); a
+// malformed one is replaced.
+func TestBindingIsKept(t *testing.T) {
+	s := service(t, time.Unix(1_800_000_000, 0))
+	held := random(32)
+	for _, c := range []struct {
+		name, sent string
+		kept       bool
+	}{{"none", "", false}, {"held", held, true}, {"malformed", "short", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest("GET", "https://a.edge.localhost:8443/", nil)
+			if c.sent != "" {
+				r.AddCookie(&http.Cookie{Name: bindCookie, Value: c.sent})
+			}
+			s.Pass(w, r, s.state.ByDNS("a.edge.localhost"), "a.edge.localhost")
+			ck := cookieNamed(w.Result(), bindCookie)
+			if ck == nil {
+				t.Fatal("no binding cookie on the way to sign in")
+			}
+			if got := ck.Value; (got == c.sent) != c.kept || len(got) != bindLen {
+				t.Fatalf("sent %q, got %q", c.sent, ck.Value)
 			}
 		})
 	}
@@ -226,6 +332,7 @@ func TestStart(t *testing.T) {
 		name, rd string
 		status   int
 	}{
+		{"no binding", "https://a.edge.localhost:8443/", 400},
 		{"an open socket", "https://open.edge.localhost:8443/", 400},
 		{"another port of the name", "https://a.edge.localhost:20001/", 400},
 		{"plain http", "http://a.edge.localhost:8443/", 400},
@@ -236,7 +343,11 @@ func TestStart(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			w := httptest.NewRecorder()
-			r := httptest.NewRequest("GET", public+StartPath+"?rd="+url.QueryEscape(c.rd), nil)
+			q := "?rd=" + url.QueryEscape(c.rd)
+			if c.name != "no binding" {
+				q += "&b=" + bindHash("browser")
+			}
+			r := httptest.NewRequest("GET", public+StartPath+q, nil)
 			r.RemoteAddr = "192.0.2.1:1234"
 			if !s.ServeOwn(w, r) || w.Code != c.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, c.status, w.Body)
@@ -346,6 +457,7 @@ func TestStripCookie(t *testing.T) {
 		{[]string{"a=1; " + SessionCookie + "=x; b=2"}, []string{"a=1; b=2"}},
 		{[]string{SessionCookie + "=x"}, nil},
 		{[]string{"a=1", SessionCookie + "=x"}, []string{"a=1"}},
+		{[]string{bindCookie + "=y; a=1"}, []string{"a=1"}},
 		{nil, nil},
 	}
 	for _, c := range cases {

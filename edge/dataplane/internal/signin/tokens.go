@@ -36,6 +36,7 @@ type claims struct {
 	Host     string `json:"host,omitempty"`     // code, session: the socket's host
 	Target   string `json:"rd,omitempty"`       // flow: the URL to return to; code: the path on Host
 	ID       string `json:"id,omitempty"`       // code: used once
+	Bind     string `json:"bind,omitempty"`     // flow, code: the hash of the browser's binding cookie on Host
 	State    string `json:"state,omitempty"`    // flow
 	Nonce    string `json:"nonce,omitempty"`    // flow
 	Verifier string `json:"verifier,omitempty"` // flow: the PKCE verifier
