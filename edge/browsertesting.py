@@ -21,9 +21,12 @@ Why it is shaped this way:
   happened, including any child Chromium left behind.
 """
 
+import json
 import os
 import signal
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 from typing import Optional
 
@@ -31,6 +34,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from websocket import WebSocketTimeoutException, create_connection  # websocket-client, selenium's own dependency
 
 CHROMIUM = "/usr/bin/chromium"
 DRIVER = "/usr/bin/chromedriver"
@@ -84,6 +88,16 @@ class Browser:
         self.driver.save_screenshot(str(path))
         return path
 
+    def devtools(self) -> "DevTools":
+        """A DevTools connection of our own to the current page, for what Selenium cannot do
+        (events: holding a navigation's request to read it before the browser sends it)."""
+        address = self.driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
+        with urllib.request.urlopen("http://{}/json/list".format(address), timeout=10) as resp:
+            pages = [t for t in json.load(resp) if t["type"] == "page"]
+        handle = self.driver.current_window_handle   # Selenium's handle is the page's target id
+        [page] = [t for t in pages if t["id"] == handle] or pages[:1]
+        return DevTools(page["webSocketDebuggerUrl"])
+
     def close(self) -> None:
         """Quit politely, then kill the driver's process group by PID (the browser is its child)."""
         driver, self.driver = self.driver, None
@@ -105,6 +119,59 @@ class Browser:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+class DevTools:
+    """One DevTools (CDP) connection to a page, beside chromedriver's: commands and events.
+
+        with browser.devtools() as dt:
+            dt.send("Fetch.enable", {"patterns": [{"urlPattern": "*/signin?*"}]})
+            dt.send("Runtime.evaluate", {"expression": "document.forms[0].submit()"})
+            ev = dt.event("Fetch.requestPaused", timeout=15)   # the request, held
+    """
+
+    def __init__(self, ws_url: str):
+        self._ws = create_connection(ws_url, timeout=10, suppress_origin=True)
+        self._id = 0
+        self._events: list = []
+
+    def __enter__(self) -> "DevTools":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._ws.close()
+        return False
+
+    def send(self, method: str, params: Optional[dict] = None) -> dict:
+        """The result of one command (events arriving meanwhile are kept for event())."""
+        self._id += 1
+        self._ws.send(json.dumps({"id": self._id, "method": method, "params": params or {}}))
+        while True:
+            msg = json.loads(self._ws.recv())
+            if msg.get("id") == self._id:
+                if "error" in msg:
+                    raise RuntimeError("{}: {}".format(method, msg["error"]))
+                return msg.get("result", {})
+            if "method" in msg:
+                self._events.append(msg)
+
+    def event(self, method: str, timeout: float = 15) -> dict:
+        """The params of the next event named method, waiting up to timeout seconds."""
+        end = time.monotonic() + timeout
+        while True:
+            for i, msg in enumerate(self._events):
+                if msg["method"] == method:
+                    return self._events.pop(i)["params"]
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no {} within {} s".format(method, timeout))
+            self._ws.settimeout(left)
+            try:
+                msg = json.loads(self._ws.recv())
+            except WebSocketTimeoutException:
+                continue
+            if "method" in msg:
+                self._events.append(msg)
 
 
 def _children(pid: int) -> list:

@@ -113,6 +113,14 @@ class World:
 
     def sign_in(self, name: str, user: IdpUser, path: str, shot: str):
         """Open the socket's page: the provider's login page, filled in as user; back at the socket."""
+        b = self.fill_provider_login(name, user, path, shot)
+        b.find("button[type=submit]").click()
+        b.wait("the way back from the provider", lambda d: not d.current_url.startswith(self.idp.issuer)
+               and "/.edge/" not in d.current_url)
+        b.screenshot(shot)
+
+    def fill_provider_login(self, name: str, user: IdpUser, path: str, shot: str) -> Browser:
+        """Open the socket's page: the provider's login page, filled in as user (not yet sent)."""
         b = self.browser
         b.get(self.url(name, path))
         b.wait("the provider's login page", lambda d: d.current_url.startswith(self.idp.issuer))
@@ -120,10 +128,7 @@ class World:
         b.screenshot(shot + "-provider-login")
         b.find("#username").send_keys(user.username)
         b.find("#password").send_keys(user.password)
-        b.find("button[type=submit]").click()
-        b.wait("the way back from the provider", lambda d: not d.current_url.startswith(self.idp.issuer)
-               and "/.edge/" not in d.current_url)
-        b.screenshot(shot)
+        return b
 
     def session_cookie(self, name: str) -> str:
         self.browser.get(self.url(name, "/.edge/nothing-here"))  # any page of the host, to read its cookies
@@ -251,6 +256,38 @@ def test_domain_list_admits_any_address_of_the_domain(world):
     world.forget_cookies()
     world.sign_in("b", ALICE, "/by-domain", "signin-8-b-by-domain")
     assert world.browser.find("#email").text == ALICE.email
+
+
+def test_a_code_url_is_worthless_outside_the_browser_that_started(world):
+    """The one-time code URL (https://H/.edge/signin?code=...) of a real sign-in, held in the
+    browser before it is sent, is replayed by someone who saw it (a proxy's log, a synced
+    history): as on another node of a global edge, where this code was never taken. The edge's
+    page refuses it without the binding cookie H gave the browser that started, and with
+    another visitor's binding; then the browser that started sends it and gets in."""
+    world.forget_cookies()
+    b = world.fill_provider_login("a", ALICE, "/bound?x=1", "signin-12-bound")
+    with b.devtools() as dt:
+        dt.send("Fetch.enable", {"patterns": [{"urlPattern": "*/.edge/signin\\?code=*", "requestStage": "Request"}]})
+        dt.send("Runtime.evaluate", {"expression": "document.querySelector('button[type=submit]').click()"})
+        held = dt.event("Fetch.requestPaused", timeout=20)
+        code_url = held["request"]["url"]
+        assert code_url.startswith(world.url("a", "/.edge/signin?code="))
+        path = code_url[len(world.url("a", "")):]
+        status, headers, body = world.https("a", path)                               # no cookie at all
+        assert status == 400 and headers["Mysocket-Edge"] == "sign-in", body
+        assert "belongs to the browser that started" in body and "Set-Cookie" not in headers
+        status, headers, _ = world.https("a", "/stranger")          # a stranger sent to sign in on H too
+        foreign = headers["Set-Cookie"].split(";")[0]
+        assert status == 302 and foreign.startswith("__Host-mysocket-bind=")
+        status, headers, body = world.https("a", path, {"Cookie": foreign})
+        assert status == 400 and "belongs to the browser that started" in body
+        assert "__Host-mysocket-session" not in headers.get("Set-Cookie", "")
+        dt.send("Fetch.continueRequest", {"requestId": held["requestId"]})    # the browser sends it now
+        dt.send("Fetch.disable")
+    b.wait("the app", lambda d: d.current_url == world.url("a", "/bound?x=1"))
+    b.screenshot("signin-12-bound-browser-got-in")
+    assert b.find("#email").text == ALICE.email
+    assert world.https("a", path)[0] == 400                                # and it is used up on this node
 
 
 def test_lists_change_in_place_and_both_kinds_of_auth_are_refused(world):
