@@ -122,6 +122,8 @@ class EdgeConfig:
     acme_wildcard: bool = False         # one certificate for the zone by DNS-01 (edge.wildcard)
     acme_renew_before: float = 2592000.0
     acme_check_interval: float = 3600.0
+    hostname_resolver: str = ""         # host:port asked for custom names' proofs ("": the system's)
+    hostname_check_interval: float = 300.0
 
 
 def _port(text: str) -> int:
@@ -232,6 +234,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--acme-renew-before", "2592000", "renew ACME certificates with less than this "
         "many seconds left", type=_positive)
     add("--acme-check-interval", "3600", "seconds between renewal checks", type=_positive)
+    add("--hostname-resolver", "", "host:port of the DNS resolver asked for the proof of a "
+        "custom hostname (CNAME or TXT); default: the system's resolvers")
+    add("--hostname-check-interval", "300", "seconds between checks of every custom "
+        "hostname's proof (a name whose proof is gone stops being served)", type=_positive)
     add("--registration", "", "who may create accounts with POST /user: open, closed or "
         "invite (an invite_token from --invite-tokens-file); default: open on a loopback "
         "--listen, closed otherwise", choices=["", *REGISTRATION_POLICIES])
@@ -388,6 +394,8 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
         dns_port=dns_port, public_ips=public_ips,
         acme_wildcard="--acme-wildcard" in plane_args, acme_renew_before=a.acme_renew_before,
         acme_check_interval=a.acme_check_interval,
+        hostname_resolver=a.hostname_resolver.strip(),
+        hostname_check_interval=a.hostname_check_interval,
         store=a.store.strip(), node_name=a.node_name or tunnel_server,
         link_port=a.link_port, cluster_secret_file=a.cluster_secret_file if cluster_secret else "",
         api_port=a.api_port, ssh_port=a.ssh_port, http_port=a.http_port,

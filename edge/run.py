@@ -34,6 +34,8 @@ from .faults import Faults
 from .feed import Feed
 from .forwards import Forwards
 from .hostkey import load_or_create_host_key
+from .hostnameclaims import Claims
+from .hostnames import Checker
 from .membership import Membership
 from .plane import DataPlane, DataPlaneError, PlaneOptions
 from .policy import Policy
@@ -133,10 +135,13 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
                         Sealer(store_secret(config.data_dir, config.cluster_secret_file))) \
         if config.acme_wildcard else None
     forwards = Forwards(plane, store, state, feed, me.name)
+    claims = Claims(store, feed, Checker(config.hostname_resolver), load_or_create_secret(config.data_dir),
+                    membership, config.hostname_check_interval)
     deps = ApiDeps(store=store, state=state, feed=feed, membership=membership, plane=plane,
                    tokens=tokens, tcp_front=tcp_ports, domain=config.domain, policy=policy,
                    faults=Faults(config.faults) if config.admin else None,
-                   addresses=AddressPool(config.socket_addresses))
+                   addresses=AddressPool(config.socket_addresses), claims=claims,
+                   api_name=config.api_name)
     runner = web.AppRunner(make_app(deps), handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, config.api_listen, config.api_port)
@@ -157,11 +162,13 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         await membership.start()
         await on_live(membership.live_nodes())     # one node: itself, for its DNS
         forwards.start()
+        claims.start()
         if wildcard is not None:
             await wildcard.start()
     except BaseException:
         if wildcard is not None:
             await wildcard.stop()
+        await claims.stop()
         await forwards.stop()
         await membership.stop()
         await feed.stop()
@@ -186,6 +193,7 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     log.info("stopping")
     if wildcard is not None:
         await wildcard.stop()
+    await claims.stop()
     await forwards.stop()
     await membership.stop()
     await feed.stop()

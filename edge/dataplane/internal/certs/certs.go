@@ -8,7 +8,12 @@
 //     the box and no name is ever served without TLS.
 //
 // Only names the edge serves get a certificate (a socket's dnsname, the API
-// name): a visitor cannot make the edge ask an ACME CA for arbitrary names.
+// name, a custom name its account proved it controls): a visitor cannot make
+// the edge ask an ACME CA for arbitrary names. A custom name (outside the
+// zone) gets a certificate from ACME only, never from the internal CA: the
+// CA's name constraints are fixed in its root when it is made, so they cannot
+// follow names that are proven and later lost, and a root that any client
+// trusts must not speak for a domain its owner may take back.
 package certs
 
 import (
@@ -26,6 +31,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,6 +62,12 @@ func (c *Chooser) Allowed(name string) bool {
 	return sock != nil && (sock.Type == "http" || sock.Type == "https")
 }
 
+// custom: name is a socket's verified custom name, not its generated dnsname (nor the API name).
+func (c *Chooser) custom(name string) bool {
+	sock := c.State.ByDNS(name)
+	return name != c.APIName && sock != nil && !strings.EqualFold(sock.DNSName, name)
+}
+
 // Get returns the certificate for the ClientHello's name.
 func (c *Chooser) Get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := state.HostOnly(hello.ServerName)
@@ -73,6 +85,13 @@ func (c *Chooser) Get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	}
 	if !c.Allowed(name) {
 		return nil, fmt.Errorf("no certificate for %q: not a name this edge serves", name)
+	}
+	if c.custom(name) {
+		if c.ACME == nil {
+			return nil, fmt.Errorf("no certificate for the custom name %q: the edge has no --acme-directory, "+
+				"and its internal CA never signs names outside its zone", name)
+		}
+		return c.ACME.Get(name)
 	}
 	if c.ACME != nil && !zone { // the zone's names wait for its wildcard (the internal CA's meanwhile)
 		return c.ACME.Get(name)
