@@ -198,6 +198,13 @@ class Sockets:
                                    body, before_send=self._check_fence)
         socket.update({k: v for k, v in (updated or {}).items() if k != "tunnels"})
 
+    def update_hostnames(self, socket, names):
+        """The socket's custom hostnames set (and the unproven ones checked again) in place."""
+        self._check_fence()
+        updated = self.remote.call(f"hostnames {socket['socket_id']}", self.api.put_hostnames, socket["socket_id"],
+                                   names, before_send=self._check_fence)
+        socket.update({k: v for k, v in (updated or {}).items() if k != "tunnels"})
+
     def leave_pool(self, socket, prefix):
         """Delete a pool's socket if every tunnel on it is tagged with `prefix` (this cluster's, or this
         namespace's of it); False when others still serve it."""
