@@ -25,6 +25,8 @@ from .tasks import cancel
 
 log = logging.getLogger(__name__)
 
+CONCURRENT = 16
+
 
 class Claims:
     def __init__(self, store: SqlStore, feed: Feed, checker: Checker, key: bytes,
@@ -37,6 +39,7 @@ class Claims:
         self._membership = membership
         self._interval = interval
         self._task: Optional[asyncio.Task] = None
+        self._checks = asyncio.Semaphore(CONCURRENT)     # DNS checks under way at once (a PUT's and the rechecks')
 
     def token(self, sock, name: str) -> str:
         return hostnames.token(self._key, sock.user_id, name)
@@ -69,15 +72,17 @@ class Claims:
     async def put(self, sock, names: list) -> int:
         """Set the socket's names (claims kept for names it had, new ones checked now); the seq."""
         had = {c.hostname: c for c in hostnames.claims(sock)}
-        out = []
-        for name in names:
-            claim = had.get(name) or Claim(name)
-            if not claim.verified:
-                claim = await self._judge(sock, claim)
-            out.append(claim)
+        out = [had.get(name) or Claim(name) for name in names]
+        todo = [i for i, c in enumerate(out) if not c.verified]
+        for i, judged in zip(todo, await asyncio.gather(*(self._judge(sock, out[i]) for i in todo))):
+            out[i] = judged
         return await self._store.set_hostnames(sock, [c.as_dict() for c in out])
 
     async def _judge(self, sock, claim: Claim) -> Claim:
+        async with self._checks:
+            return await self._judge_now(sock, claim)
+
+    async def _judge_now(self, sock, claim: Claim) -> Claim:
         verdict, message = await self._checker.check(claim.hostname, sock.dnsname,
                                                      self.token(sock, claim.hostname))
         if verdict and self.refusal(sock, claim.hostname):
@@ -88,12 +93,11 @@ class Claims:
         return judged
 
     async def recheck(self) -> None:
-        """Look at every claim of every socket again; write the sockets whose claims changed."""
-        for sock in list(self._state.sockets.values()):
-            if not sock.hostnames:
-                continue
-            before = hostnames.claims(sock)
-            after = [await self._judge(sock, c) for c in before]
+        """Look at every claim of every socket again (at most CONCURRENT at once); write the sockets whose
+        claims changed."""
+        socks = [s for s in self._state.sockets.values() if s.hostnames]
+        judged = await asyncio.gather(*(self._judge_all(s) for s in socks))
+        for sock, (before, after) in zip(socks, judged):
             if [(c.verified, c.message) for c in after] == [(c.verified, c.message) for c in before]:
                 continue
             now = self._state.sockets.get(sock.socket_id)
@@ -106,6 +110,10 @@ class Claims:
                     c.hostname)) if c.hostname == str(exc) else c for c in after]
                 seq = await self._store.set_hostnames(sock, [c.as_dict() for c in lost])
             await self._feed.until(seq)     # this node's picture and data plane follow at once
+
+    async def _judge_all(self, sock) -> tuple:
+        before = hostnames.claims(sock)
+        return before, await asyncio.gather(*(self._judge(sock, c) for c in before))
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())

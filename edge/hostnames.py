@@ -18,6 +18,7 @@ Why it is shaped this way:
   keeps serving through a resolver's hiccup; only an answer that lacks the proof takes it away.
 """
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -130,11 +131,11 @@ class Checker:
 
     async def check(self, name: str, dnsname: str, txt: str) -> tuple:
         """(proven: True / False / None when DNS could not say, message)."""
-        cnames = await self._answers(name, "CNAME")
+        cnames, texts = await asyncio.gather(self._answers(name, "CNAME"),
+                                             self._answers("{}.{}".format(CHALLENGE_LABEL, name), "TXT"))
         want = dns.name.from_text(dnsname)
         if cnames and any(dns.name.from_text(c) == want for c in cnames):
             return True, "verified by its CNAME to {}".format(dnsname)
-        texts = await self._answers("{}.{}".format(CHALLENGE_LABEL, name), "TXT")
         if texts and any(t.strip('"') == txt for t in texts):
             return True, "verified by its TXT record {}.{}".format(CHALLENGE_LABEL, name)
         if cnames is None and texts is None:
