@@ -34,6 +34,7 @@ from .faults import Faults
 from .feed import Feed
 from .forwards import Forwards
 from .hostkey import load_or_create_host_key
+from .hostcerts import HostCerts
 from .hostnameclaims import Claims
 from .hostnames import Checker
 from .membership import Membership
@@ -135,6 +136,9 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
                         Sealer(store_secret(config.data_dir, config.cluster_secret_file))) \
         if config.acme_wildcard else None
     forwards = Forwards(plane, store, state, feed, me.name)
+    hostcerts = HostCerts(store, state, plane, membership, Sealer(store_secret(config.data_dir,
+                                                                                config.cluster_secret_file)),
+                          config.acme_renew_before) if "--acme-directory" in config.plane_args else None
     claims = Claims(store, feed, Checker(config.hostname_resolver), load_or_create_secret(config.data_dir),
                     membership, config.hostname_check_interval)
     deps = ApiDeps(store=store, state=state, feed=feed, membership=membership, plane=plane,
@@ -163,11 +167,15 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         await on_live(membership.live_nodes())     # one node: itself, for its DNS
         forwards.start()
         claims.start()
+        if hostcerts is not None:
+            hostcerts.start()
         if wildcard is not None:
             await wildcard.start()
     except BaseException:
         if wildcard is not None:
             await wildcard.stop()
+        if hostcerts is not None:
+            await hostcerts.stop()
         await claims.stop()
         await forwards.stop()
         await membership.stop()
@@ -193,6 +201,8 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     log.info("stopping")
     if wildcard is not None:
         await wildcard.stop()
+    if hostcerts is not None:
+        await hostcerts.stop()
     await claims.stop()
     await forwards.stop()
     await membership.stop()

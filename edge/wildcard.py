@@ -142,18 +142,15 @@ class Wildcard:
     async def _order(self) -> None:
         log.info("wildcard for %s: ordering %s and *.%s by DNS-01", self._c.zone, self._c.zone,
                  self._c.zone)
-        me = self._membership.me
         txt = await self._plane.wildcard_begin()
         self.orders += 1
         try:
-            me.challenge = ",".join(txt)
-            await self._membership.publish()
+            await self._membership.set_challenge("wildcard", txt)
             await asyncio.sleep(PROPAGATION)
             got = await self._plane.wildcard_finish()
         finally:
-            me.challenge = ""
             try:
-                await self._membership.publish()
+                await self._membership.set_challenge("wildcard", [])
             except StoreUnavailable:
                 pass                              # the next heartbeat clears it
         sealed = self._sealer.seal(json.dumps({"cert": got["cert"], "key": got["key"]}),

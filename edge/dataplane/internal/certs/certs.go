@@ -46,12 +46,17 @@ type Chooser struct {
 	Given   *tls.Certificate  // --tls-cert/--tls-key, or nil
 	ACME    *ACME             // nil: no ACME
 	Zone    *ZoneCert         // nil: no wildcard for the zone by DNS-01
+	Custom  *CustomCerts      // custom hostnames' certificates (custom.go); nil: no ACME
 	CA      *x509.Certificate // the internal CA
 	CAKey   crypto.Signer
 
 	mu     sync.Mutex
 	leaves map[string]*tls.Certificate // issued by the internal CA
 }
+
+// Renewable: the data plane renews name's ACME certificate itself (custom hostnames are renewed by
+// the control plane, one node at a time, edge/hostcerts.py).
+func (c *Chooser) Renewable(name string) bool { return c.Allowed(name) && !c.custom(name) }
 
 // Allowed: the edge serves name over TLS (the API name, an http or https socket).
 func (c *Chooser) Allowed(name string) bool {
@@ -87,11 +92,15 @@ func (c *Chooser) Get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("no certificate for %q: not a name this edge serves", name)
 	}
 	if c.custom(name) {
-		if c.ACME == nil {
+		if c.Custom == nil {
 			return nil, fmt.Errorf("no certificate for the custom name %q: the edge has no --acme-directory, "+
 				"and its internal CA never signs names outside its zone", name)
 		}
-		return c.ACME.Get(name)
+		if cert := c.Custom.Get(name); cert != nil {
+			return cert, nil
+		}
+		return nil, fmt.Errorf("no certificate for the custom name %q yet: the edge orders it once the "+
+			"name is proven (never on a handshake)", name)
 	}
 	if c.ACME != nil && !zone { // the zone's names wait for its wildcard (the internal CA's meanwhile)
 		return c.ACME.Get(name)

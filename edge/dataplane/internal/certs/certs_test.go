@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,6 +91,12 @@ func TestChooserGet(t *testing.T) {
 		{"anything.given.test", "given"}, // the given certificate covers what it covers
 		{"shop.edge.localhost", "internal:shop.edge.localhost"},
 		{"shop.example.org", ""}, // a verified custom name: ACME only (none here), never the internal CA
+	}
+	for _, tc := range cases[len(cases)-1:] {
+		if _, err := c.Get(&tls.ClientHelloInfo{ServerName: tc.sni}); err == nil ||
+			!strings.Contains(err.Error(), "never signs names outside its zone") {
+			t.Fatalf("%s: %v", tc.sni, err)
+		}
 	}
 	for _, tc := range cases {
 		t.Run(tc.sni, func(t *testing.T) {
