@@ -21,6 +21,7 @@ import logging
 import time
 from typing import Optional
 
+from . import storelock
 from .cache import State
 from .hostnames import verified_names
 from .membership import Membership
@@ -77,7 +78,7 @@ class HostCerts:
         if not self._due(name) or await self._failing(name):
             return
         lock = "hostcert-lock:" + name
-        held = await self._lock(lock)
+        held = await storelock.take(self._store, lock, self._membership.me.name, LOCK_FOR)
         if held is None:
             return                      # another node orders it; its certificate comes through the store
         try:
@@ -85,10 +86,7 @@ class HostCerts:
             if self._due(name) and not await self._failing(name):
                 await self._order(name)
         finally:
-            try:
-                await self._store.meta_swap(lock, held, None)
-            except StoreUnavailable:
-                pass                    # it expires by itself
+            await storelock.give_back(self._store, lock, held)
 
     async def _take_stored(self, name: str) -> None:
         key = "hostcert:" + name
@@ -136,14 +134,3 @@ class HostCerts:
         await self._store.meta_put(key, json.dumps({"until": time.time() + wait, "wait": wait, "error": why}))
         log.error("certificate for %s: the order failed (%s); not ordered again for %.0f s, on any node",
                   name, why, wait)
-
-    async def _lock(self, key: str) -> Optional[str]:
-        mine = json.dumps({"node": self._membership.me.name, "until": time.time() + LOCK_FOR})
-        held = await self._store.meta_get(key)
-        if held is not None:
-            try:
-                if json.loads(held)["until"] > time.time():
-                    return None
-            except (ValueError, KeyError, TypeError):
-                pass                    # unreadable: as good as expired
-        return mine if await self._store.meta_swap(key, held, mine) else None

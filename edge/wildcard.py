@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from . import storelock
 from .membership import Membership
 from .plane import DataPlane, DataPlaneError
 from .sealing import Sealer
@@ -162,21 +163,8 @@ class Wildcard:
                  self._c.zone, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.not_after)))
 
     async def _lock(self) -> bool:
-        mine = json.dumps({"node": self._membership.me.name, "until": time.time() + LOCK_FOR})
-        held = await self._store.meta_get(self._lock_key)
-        if held is not None:
-            try:
-                if json.loads(held)["until"] > time.time():
-                    return False
-            except (ValueError, KeyError, TypeError):
-                pass                              # unreadable: as good as expired
-        if await self._store.meta_swap(self._lock_key, held, mine):
-            self._held = mine
-            return True
-        return False
+        self._held = await storelock.take(self._store, self._lock_key, self._membership.me.name, LOCK_FOR)
+        return self._held is not None
 
     async def _unlock(self) -> None:
-        try:
-            await self._store.meta_swap(self._lock_key, self._held, None)
-        except StoreUnavailable:
-            pass                                  # it expires by itself
+        await storelock.give_back(self._store, self._lock_key, self._held)
