@@ -264,7 +264,9 @@ class Controller:
         self.moves.settle(key, lambda: self.serving.is_up(key, record))
         if leading:
             self._write_back(svc, record, valid)
-            socket = self.sockets.snapshot().get(record.socket_id)
+            # Custom hostnames: only a Service that asks for some lists the sockets again for them.
+            socket = self.sockets.cached(record.socket_id) or (
+                self.sockets.snapshot().get(record.socket_id) if exposure.hostnames else None)
             if socket is not None:
                 self.customnames.sync(key, svc, exposure, socket)
 

@@ -96,6 +96,10 @@ class Sockets:
             self._by_id = {s["socket_id"]: s for s in listed or []}
         return self._by_id
 
+    def cached(self, socket_id):
+        """The socket from the snapshot already listed, or None (never lists: no remote call)."""
+        return (self._by_id or {}).get(socket_id)
+
     def find(self, key, recorded_id="", pool=""):
         """This Service's socket (by recorded id if that is really its own, else by name).
 
