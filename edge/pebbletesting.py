@@ -116,6 +116,13 @@ class Pebble:
                             (self.workdir / "pebble.log").read_text(errors="replace"))
         return int(counts[-1]) if counts else 0
 
+    def orders_for(self, name: str) -> int:
+        """How many of pebble's orders for name reached HTTP-01 validation (one challenge token each),
+        whatever other names are ordered meanwhile."""
+        tokens = re.findall(r"Attempting to validate w/ HTTP: http://{}:\d+/\.well-known/acme-challenge/(\S+)".format(
+            re.escape(name)), (self.workdir / "pebble.log").read_text(errors="replace"))
+        return len(set(tokens))
+
     def root(self) -> str:
         """PEM of the root that signs what pebble issues (it is new on every start)."""
         ctx = ssl.create_default_context(cafile=str(self.ca))
