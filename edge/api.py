@@ -29,7 +29,7 @@ from typing import Optional
 
 from aiohttp import web
 
-from . import routetables, schema
+from . import hostnames, routetables, schema
 from .addresses import AddressPool
 from .apierrors import ApiError, json_errors, plane_gate
 from .admin import add_admin_routes
@@ -47,7 +47,8 @@ from .policy import Policy
 from .cache import State
 from .feed import Feed
 from .membership import Membership
-from .store import DuplicateEmail, InviteUsed, NoFreeLocalPort, Socket, SqlStore, Tunnel, User
+from .hostnameclaims import Claims
+from .store import DuplicateEmail, HostnameTaken, InviteUsed, NoFreeLocalPort, Socket, SqlStore, Tunnel, User
 from .store.sql import IntegrityError
 from .tcpports import NoFreeTcpPort, TcpPorts
 from .views import socket_json, tunnel_json, user_json
@@ -74,6 +75,8 @@ class ApiDeps:
     sampler: Optional[Sampler] = None         # the dashboard's traffic rings (edge.dashboard)
     sessions: Optional[Sessions] = None       # the dashboard's signed sessions
     operators: frozenset = frozenset()        # --operators: e-mails that see every account
+    claims: Optional[Claims] = None     # custom hostnames (edge.hostnameclaims)
+    api_name: str = ""
 
 
 def client_address(request: web.Request) -> str:
@@ -110,7 +113,10 @@ class Api:
                      tunnels: Optional[list] = None) -> dict:
         if tunnels is None:
             tunnels = self._state.tunnels_of(sock.socket_id)
-        return socket_json(sock, user, [self._tunnel_json(t, live) for t in tunnels])
+        out = socket_json(sock, user, [self._tunnel_json(t, live) for t in tunnels])
+        if self._deps.claims is not None:
+            out["hostnames"] = self._deps.claims.view(sock)
+        return out
 
     async def _known(self, lookup):
         """lookup() in this node's picture; on a miss, catch up with the store once and look
@@ -348,6 +354,31 @@ class Api:
         sock = await self._owned_socket(request, user)
         return web.json_response(self._socket_json(sock, user, await self._live_ports()))
 
+    async def put_hostnames(self, request):
+        """Set a socket's custom hostnames (edge/README.md, "Custom hostnames"); each unproven one is
+        checked at once, and the answer says per name what record proves it."""
+        user = await self._user(request)
+        sock = await self._owned_socket(request, user)
+        names = hostnames.parse(await self._body(request), self._deps.domain, self._deps.api_name)
+        for name in names:
+            why = self._deps.claims.refusal(sock, name)
+            if why:
+                raise ApiError(409, why)
+        try:
+            await self._applied(await self._deps.claims.put(sock, names))
+        except HostnameTaken as exc:
+            raise ApiError(409, "{} is proven by another account: it cannot be claimed here".format(exc)) \
+                from None
+        sock = await self._owned_socket(request, user)
+        log.info("socket hostnames: %s %s user=%s", sock.dnsname,
+                 ",".join("{}{}".format(c["hostname"], "" if c["verified"] else "(unverified)")
+                          for c in sock.hostnames) or "-", user.user_name)
+        return web.json_response(self._socket_json(sock, user, await self._live_ports()))
+
+    async def get_hostnames(self, request):
+        user = await self._user(request)
+        return web.json_response(self._deps.claims.view(await self._owned_socket(request, user)))
+
     async def delete_socket(self, request):
         user = await self._user(request)
         sock = await self._owned_socket(request, user)
@@ -426,6 +457,9 @@ def make_app(deps: ApiDeps) -> web.Application:
     app.router.add_delete("/socket/{socket_id}", api.delete_socket)
     app.router.add_patch("/socket/{socket_id}", api.patch_socket)
     app.router.add_put("/socket/{socket_id}/routes", api.put_routes)
+    if deps.claims is not None:
+        app.router.add_put("/socket/{socket_id}/hostnames", api.put_hostnames)
+        app.router.add_get("/socket/{socket_id}/hostnames", api.get_hostnames)
     app.router.add_get("/socket/{socket_id}/tunnel", api.get_tunnels)
     app.router.add_post("/socket/{socket_id}/tunnel", api.post_tunnel)
     app.router.add_get("/socket/{socket_id}/tunnel/{tunnel_id}", api.get_tunnel)

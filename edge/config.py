@@ -126,6 +126,8 @@ class EdgeConfig:
     operators: frozenset = frozenset()  # e-mails of the accounts that see every account (dashboard)
     dashboard_sample_interval: float = 10.0
     metrics_listen: str = ""            # host:port of GET /metrics for operators ("": none)
+    hostname_resolver: str = ""         # host:port asked for custom names' proofs ("": the system's)
+    hostname_check_interval: float = 300.0
 
 
 def _port(text: str) -> int:
@@ -250,6 +252,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--acme-renew-before", "2592000", "renew ACME certificates with less than this "
         "many seconds left", type=_positive)
     add("--acme-check-interval", "3600", "seconds between renewal checks", type=_positive)
+    add("--hostname-resolver", "", "host:port of the DNS resolver asked for the proof of a "
+        "custom hostname (CNAME or TXT); default: the system's resolvers")
+    add("--hostname-check-interval", "300", "seconds between checks of every custom "
+        "hostname's proof (a name whose proof is gone stops being served)", type=_positive)
     add("--registration", "", "who may create accounts with POST /user: open, closed or "
         "invite (an invite_token from --invite-tokens-file); default: open on a loopback "
         "--listen, closed otherwise", choices=["", *REGISTRATION_POLICIES])
@@ -416,6 +422,8 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
         dns_port=dns_port, public_ips=public_ips,
         acme_wildcard="--acme-wildcard" in plane_args, acme_renew_before=a.acme_renew_before,
         acme_check_interval=a.acme_check_interval, metrics_listen=a.metrics_listen,
+        hostname_resolver=a.hostname_resolver.strip(),
+        hostname_check_interval=a.hostname_check_interval,
         store=a.store.strip(), node_name=a.node_name or tunnel_server,
         link_port=a.link_port, cluster_secret_file=a.cluster_secret_file if cluster_secret else "",
         api_port=a.api_port, ssh_port=a.ssh_port, http_port=a.http_port,

@@ -53,6 +53,7 @@ class Membership:
         self.store_down_since: Optional[float] = None
         self._task: Optional[asyncio.Task] = None
         self.left = False
+        self._challenges: dict = {}                   # who publishes -> its values (me.challenge joins them)
 
     # -- the one truth --------------------------------------------------------
     def live_nodes(self) -> list:
@@ -81,6 +82,16 @@ class Membership:
         """The node for a new tunnel of a socket whose other tunnels are on ``taken``."""
         live = [n.name for n in self._live]
         return placement.choose(live, taken, self._state.node_load()) or self.me.name
+
+    async def set_challenge(self, source: str, values: list) -> None:
+        """Publish (or, with [], withdraw) ``source``'s ACME answers in this node's record: the
+        zone's DNS-01 TXT values, a custom name's ``http01:<token>=<key authorization>``."""
+        if values:
+            self._challenges[source] = list(values)
+        else:
+            self._challenges.pop(source, None)
+        self.me.challenge = ",".join(v for vs in self._challenges.values() for v in vs)
+        await self.publish()
 
     async def publish(self) -> None:
         """Tell every node what this one's record says now (its DNS-01 values): at once here,

@@ -100,11 +100,28 @@ class Pebble:
                 time.sleep(0.1)
         raise RuntimeError("pebble did not start: " + (self.workdir / "pebble.log").read_text())
 
+    def dns(self, call: str, **body) -> None:
+        """Change the records of challtestsrv (started when ``start`` had no ``dns_server``): the
+        test's own authoritative DNS for names outside the edge's zone. ``call`` is one of its
+        management calls: set-txt (host, value), clear-txt (host), set-cname (host, target),
+        clear-cname (host), add-a (host, addresses), clear-a (host). Hosts end with a dot."""
+        req = urllib.request.Request("http://127.0.0.1:{}/{}".format(self.dns_mgmt, call),
+                                     data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 200, (call, body, resp.status)
+
     def orders(self) -> int:
         """How many orders pebble was asked for (it logs the count after each)."""
         counts = re.findall(r"There are now (\d+) orders in the db",
                             (self.workdir / "pebble.log").read_text(errors="replace"))
         return int(counts[-1]) if counts else 0
+
+    def orders_for(self, name: str) -> int:
+        """How many of pebble's orders for name reached HTTP-01 validation (one challenge token each),
+        whatever other names are ordered meanwhile."""
+        tokens = re.findall(r"Attempting to validate w/ HTTP: http://{}:\d+/\.well-known/acme-challenge/(\S+)".format(
+            re.escape(name)), (self.workdir / "pebble.log").read_text(errors="replace"))
+        return len(set(tokens))
 
     def root(self) -> str:
         """PEM of the root that signs what pebble issues (it is new on every start)."""

@@ -71,6 +71,7 @@ class DataPlane:
         self._up = False
         self._nodes: Optional[dict] = None   # the last set_nodes(), sent again after a restart
         self._wildcard: Optional[dict] = None  # the zone's certificate, installed again likewise
+        self._hostcerts: dict = {}              # custom hostnames' certificates, installed again likewise
         self.control = options.data_dir / "dataplane.sock"
 
     @property
@@ -130,6 +131,8 @@ class DataPlane:
             await self._call("PUT", "/nodes", self._nodes)
         if self._wildcard is not None:
             await self._call("PUT", "/wildcard", self._wildcard)
+        for body in list(self._hostcerts.values()):
+            await self._call("PUT", "/hostcert", body)
         for port in self._tcp_ports():
             try:
                 await self.open_tcp(port)
@@ -249,6 +252,23 @@ class DataPlane:
         """Serve the zone's certificate from the store; its ``{not_before, not_after}``."""
         self._wildcard = {"cert": cert, "key": key}
         return await self._call("PUT", "/wildcard", self._wildcard)
+
+    async def hostcert_begin(self, name: str) -> dict:
+        """Order a custom hostname's certificate by HTTP-01: the answers every node must give
+        (token -> key authorization)."""
+        return (await self._call("POST", "/hostcert/begin", {"name": name}, timeout=90))["http01"]
+
+    async def hostcert_finish(self, name: str) -> dict:
+        """Let the CA check them; the certificate, served here already: ``{cert, key, not_before,
+        not_after}``."""
+        got = await self._call("POST", "/hostcert/finish", {"name": name}, timeout=150)
+        self._hostcerts[name] = {"name": name, "cert": got["cert"], "key": got["key"]}
+        return got
+
+    async def hostcert_install(self, name: str, cert: str, key: str) -> dict:
+        """Serve a custom hostname's certificate from the store; its ``{not_before, not_after}``."""
+        self._hostcerts[name] = {"name": name, "cert": cert, "key": key}
+        return await self._call("PUT", "/hostcert", self._hostcerts[name])
 
     async def events(self, after: int, wait: float = 10.0) -> dict:
         """Forwards that came up or went down after event ``after`` (waits up to ``wait`` s

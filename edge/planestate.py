@@ -31,7 +31,8 @@ def socket_json(state: State, s: Socket) -> dict:
             "local_ports": [t.local_port for t in tunnels],
             "tunnels": [{"local_port": t.local_port, "node": t.node, "backend": t.backend}
                         for t in tunnels],
-            "routes": s.routes, "address": s.address}
+            "routes": s.routes, "address": s.address,
+            "hostnames": [c["hostname"] for c in s.hostnames if c.get("verified")]}   # proven only
 
 
 def full_state(state: State) -> dict:

@@ -36,6 +36,9 @@ from .faults import Faults
 from .feed import Feed
 from .forwards import Forwards
 from .hostkey import load_or_create_host_key
+from .hostcerts import HostCerts
+from .hostnameclaims import Claims
+from .hostnames import Checker
 from .membership import Membership
 from .metrics import ControlMetrics
 from .metrics import serve as serve_metrics
@@ -142,10 +145,16 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         if config.acme_wildcard else None
     forwards = Forwards(plane, store, state, feed, me.name)
     sampler = Sampler(plane.metrics, config.dashboard_sample_interval)
+    hostcerts = HostCerts(store, state, plane, membership, Sealer(store_secret(config.data_dir,
+                                                                                config.cluster_secret_file)),
+                          config.acme_renew_before) if "--acme-directory" in config.plane_args else None
+    claims = Claims(store, feed, Checker(config.hostname_resolver), load_or_create_secret(config.data_dir),
+                    membership, config.hostname_check_interval)
     deps = ApiDeps(store=store, state=state, feed=feed, membership=membership, plane=plane,
                    tokens=tokens, tcp_front=tcp_ports, domain=config.domain, policy=policy,
                    faults=Faults(config.faults) if config.admin else None,
-                   addresses=AddressPool(config.socket_addresses),
+                   addresses=AddressPool(config.socket_addresses), claims=claims,
+                   api_name=config.api_name,
                    sampler=sampler, sessions=sessions, operators=config.operators)
     app = make_app(deps)
     metrics = ControlMetrics(state, membership, plane, config.limits) \
@@ -174,6 +183,9 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         await on_live(membership.live_nodes())     # one node: itself, for its DNS
         forwards.start()
         sampler.start()
+        claims.start()
+        if hostcerts is not None:
+            hostcerts.start()
         if wildcard is not None:
             await wildcard.start()
         if metrics is not None:
@@ -182,6 +194,9 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
         await sampler.stop()
         if wildcard is not None:
             await wildcard.stop()
+        if hostcerts is not None:
+            await hostcerts.stop()
+        await claims.stop()
         await forwards.stop()
         await membership.stop()
         await feed.stop()
@@ -213,6 +228,9 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
     await sampler.stop()
     if wildcard is not None:
         await wildcard.stop()
+    if hostcerts is not None:
+        await hostcerts.stop()
+    await claims.stop()
     await forwards.stop()
     await membership.stop()
     await feed.stop()

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from . import storelock
 from .membership import Membership
 from .plane import DataPlane, DataPlaneError
 from .sealing import Sealer
@@ -142,18 +143,15 @@ class Wildcard:
     async def _order(self) -> None:
         log.info("wildcard for %s: ordering %s and *.%s by DNS-01", self._c.zone, self._c.zone,
                  self._c.zone)
-        me = self._membership.me
         txt = await self._plane.wildcard_begin()
         self.orders += 1
         try:
-            me.challenge = ",".join(txt)
-            await self._membership.publish()
+            await self._membership.set_challenge("wildcard", txt)
             await asyncio.sleep(PROPAGATION)
             got = await self._plane.wildcard_finish()
         finally:
-            me.challenge = ""
             try:
-                await self._membership.publish()
+                await self._membership.set_challenge("wildcard", [])
             except StoreUnavailable:
                 pass                              # the next heartbeat clears it
         sealed = self._sealer.seal(json.dumps({"cert": got["cert"], "key": got["key"]}),
@@ -165,21 +163,8 @@ class Wildcard:
                  self._c.zone, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.not_after)))
 
     async def _lock(self) -> bool:
-        mine = json.dumps({"node": self._membership.me.name, "until": time.time() + LOCK_FOR})
-        held = await self._store.meta_get(self._lock_key)
-        if held is not None:
-            try:
-                if json.loads(held)["until"] > time.time():
-                    return False
-            except (ValueError, KeyError, TypeError):
-                pass                              # unreadable: as good as expired
-        if await self._store.meta_swap(self._lock_key, held, mine):
-            self._held = mine
-            return True
-        return False
+        self._held = await storelock.take(self._store, self._lock_key, self._membership.me.name, LOCK_FOR)
+        return self._held is not None
 
     async def _unlock(self) -> None:
-        try:
-            await self._store.meta_swap(self._lock_key, self._held, None)
-        except StoreUnavailable:
-            pass                                  # it expires by itself
+        await storelock.give_back(self._store, self._lock_key, self._held)

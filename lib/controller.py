@@ -36,6 +36,7 @@ import time
 
 from lib import inheritance, kube, metrics, mysocket, protected, services
 from lib.apierrors import Conflict, NotFound
+from lib.customnames import CustomNames
 from lib.leader import Fence, Fenced
 from lib.moves import Moves
 from lib.ownership import pool_socket_name
@@ -73,6 +74,7 @@ class Controller:
         self.fence = fence or Fence()
         self.dry_run = dry_run
         self.routes = routes            # lib/routecontroller.RouteController, or None
+        self.customnames = CustomNames(sockets, self._event, self.queue.add)
         self.records = {}
         self.failures = {}      # key -> consecutive failed reconciles, for backoff
         self.surprises = {}     # key -> the last unexpected error's signature, to log its traceback once
@@ -262,6 +264,11 @@ class Controller:
         self.moves.settle(key, lambda: self.serving.is_up(key, record))
         if leading:
             self._write_back(svc, record, valid)
+            # Custom hostnames: only a Service that asks for some lists the sockets again for them.
+            socket = self.sockets.cached(record.socket_id) or (
+                self.sockets.snapshot().get(record.socket_id) if exposure.hostnames else None)
+            if socket is not None:
+                self.customnames.sync(key, svc, exposure, socket)
 
     def _stop_forwarding(self, key, svc, error, leading):
         """Nothing valid to forward to: stop the child, keep the socket and the name, say so once."""
@@ -457,6 +464,7 @@ class Controller:
         self.failures.pop(key, None)
         self.surprises.pop(key, None)
         self.secret_versions.pop(key, None)
+        self.customnames.forget(key)
         if record:
             self.kube.forget_events(record.uid)
 

@@ -168,6 +168,12 @@ class Client:
         """Give a socket its route table (an edge addition, edge/README.md); the socket as it is then."""
         return self._request("put_routes", "PUT", f"socket/{socket_id}/routes", {"routes": table})
 
+    def put_hostnames(self, socket_id, names, before_send=None):
+        """Set a socket's custom hostnames (an edge addition, edge/README.md); the socket as it is then,
+        each name with `verified` and the `message` that says what record proves it."""
+        return self._request("put_hostnames", "PUT", f"socket/{socket_id}/hostnames", {"hostnames": list(names)},
+                             before_send=before_send)
+
     def delete_tunnel(self, socket_id, tunnel_id, before_send=None):
         return self._delete("delete_tunnel", f"socket/{socket_id}/tunnel/{tunnel_id}", before_send)
 

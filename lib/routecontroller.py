@@ -24,7 +24,7 @@ import hashlib
 import logging
 import time
 
-from lib import conditions, gatewayapi, gateways, ingresses, routekube, routesockets
+from lib import conditions, customnames, gatewayapi, gateways, ingresses, mysocket, routekube, routesockets
 from lib.apierrors import KubeError, NotFound
 from lib.sshargs import TunnelSpec
 from lib.watcher import ServiceWatcher
@@ -60,6 +60,7 @@ class RouteController:
         self.pools = set()                  # pools our Gateways and Ingresses serve (the Service sweep spares them)
         self._secrets = {}                  # (ns, name) -> (read at, Secret | None | UNREADABLE)
         self._waiting = {}                  # (socket_id, digest) -> when that table was first wanted
+        self._names_asked = {}              # socket_id -> (custom hostnames, when) last given to the edge
         self._unused = {}                   # tunnel_id -> when the edge's table stopped using it
 
     # -- what belongs to this controller -----------------------------------------
@@ -113,6 +114,8 @@ class RouteController:
             if leading and want.table is not None and socket.get("routes_digest") != want.digest:
                 self._put_table(socket, want, kept)
             current = want.table is None or socket.get("routes_digest") == want.digest
+            if leading and want.table is not None:
+                self._put_hostnames(socket, want)
             forwards_kept |= self._drop_unused(socket, forwards, current)
             answers[key] = _answer(socket, want, current)
         for fkey in [k for k in self.supervisor.forwards if k[0] == FORWARD and k not in forwards_kept]:
@@ -155,6 +158,34 @@ class RouteController:
         self._waiting.pop((socket["socket_id"], want.digest), None)
         log.info("gave socket %s the table of %s %s/%s (%s)", socket.get("dnsname"), want.kind, want.namespace,
                  want.name, want.digest[:12])
+
+    def _put_hostnames(self, socket, want):
+        """The table's exact names as the socket's custom hostnames, so the edge serves them on its shared
+        addresses too once they are proven (an edge without custom hostnames is left as it is). Unproven
+        names are asked again every RECHECK seconds; the Gateway's Programmed message says what to create."""
+        if "hostnames" not in socket:
+            return
+        names = routesockets.custom_names(want.table, socket.get("dnsname") or "")
+        unproven = any(not h.get("verified") for h in socket["hostnames"])
+        asked, when = self._names_asked.get(socket["socket_id"], (None, 0.0))
+        recent = asked == names and self.clock() - when < customnames.RECHECK
+        if recent or (names == customnames.names_on(socket) and not unproven):
+            return
+        self.fence.check()
+        try:
+            updated = self.remote.call(f"hostnames {socket['socket_id']} {','.join(names)}", self.api.put_hostnames,
+                                       socket["socket_id"], names)
+        except mysocket.ApiError as e:
+            if e.status not in (400, 409):
+                raise
+            log.warning("the edge refused the hostnames of %s %s/%s: %s", want.kind, want.namespace, want.name,
+                        e.message)
+            self._names_asked[socket["socket_id"]] = (names, self.clock() + 10 * customnames.RECHECK)
+            return
+        self._names_asked[socket["socket_id"]] = (names, self.clock())
+        socket.update({k: v for k, v in (updated or {}).items() if k != "tunnels"})
+        if any(not h.get("verified") for h in socket.get("hostnames") or []):
+            self.queue.add(ROUTES, customnames.RECHECK)
 
     def _delete_leftovers(self, snapshot, wanted):
         names = {w.socket_name for w in wanted.values()}
@@ -336,8 +367,14 @@ def _answer(socket, want, current):
         port = next(iter(socket.get("socket_tcp_ports") or []), None)
         return gatewayapi.EdgeAnswer(bool(port), f"served on the edge at {socket.get('dnsname')}:{port}" if port
                                      else "the edge gave the socket no port", routesockets.addresses(socket))
-    return gatewayapi.EdgeAnswer(current, "" if current else "the edge has not taken the table yet",
+    return gatewayapi.EdgeAnswer(current, _names_said(socket) if current else "the edge has not taken the table yet",
                                  routesockets.addresses(socket))
+
+
+def _names_said(socket):
+    """What the Programmed condition says of the socket's custom hostnames ("" when it has none)."""
+    said = [f"{h['hostname']}: {h.get('message', '')}" for h in socket.get("hostnames") or []]
+    return "custom hostnames: " + "; ".join(said) if said else ""
 
 
 def _forward_id(socket_id, forward):

@@ -102,6 +102,21 @@ def socket_fields(want):
             "cloud_authentication_email_allowed_domains": []}
 
 
+def custom_names(table, dnsname, limit=20):
+    """The exact names a route table answers for that the edge must be told as the socket's custom
+    hostnames (proven by DNS before it serves them on its shared addresses: edge/README.md, "Custom
+    hostnames"). Wildcards cannot be proven by one record, and names under the edge's own zone (the
+    part of the socket's dnsname after its first label) are the edge's already."""
+    zone = dnsname.split(".", 1)[1] if "." in dnsname else ""
+    names = set()
+    for listener in (table or {}).get("listeners") or []:
+        for name in [listener.get("hostname")] + [r.get("hostname") for r in listener.get("routes") or []]:
+            if name and not name.startswith("*.") and "." in name and not (
+                    zone and (name == zone or name.endswith("." + zone))):
+                names.add(name)
+    return tuple(sorted(names))[:limit]
+
+
 def addresses(socket):
     """The socket's addresses at the edge, as a Gateway's status lists them (its own address first)."""
     out = []

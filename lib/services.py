@@ -31,6 +31,7 @@ PROTECTED_SECRET = PREFIX + "protected-secret"
 RETAIN = PREFIX + "retain"
 POOL = PREFIX + "pool"
 UPSTREAM_PROTOCOL = PREFIX + "upstream-protocol"
+HOSTNAMES = PREFIX + "hostnames"            # custom names outside the edge's zone, proven by DNS (edge/README.md)
 # Written by the controller.
 DNSNAME = PREFIX + "dnsname"
 SERVED_BY = PREFIX + "served-by"
@@ -48,7 +49,8 @@ _DOMAIN = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 
-OPTIONS = (PORT, TYPE, CLOUD_AUTH_EMAILS, CLOUD_AUTH_DOMAINS, PROTECTED_SECRET, RETAIN, POOL, UPSTREAM_PROTOCOL)
+OPTIONS = (PORT, TYPE, CLOUD_AUTH_EMAILS, CLOUD_AUTH_DOMAINS, PROTECTED_SECRET, RETAIN, POOL, UPSTREAM_PROTOCOL,
+           HOSTNAMES)
 
 
 class InvalidAnnotation(ValueError):
@@ -80,6 +82,7 @@ class Exposure:
     load_balancer: bool = False
     pool: str = ""              # a name several clusters serve together (one socket per account and pool)
     upstream_protocol: str = "http/1.1"     # what the port speaks: "http/1.1" or "h2c" (gRPC)
+    hostnames: tuple = ()       # custom names the socket should also answer to, once proven (lib/customnames)
 
 
 def key_of(service):
@@ -148,6 +151,7 @@ def desired_exposure(service):
         load_balancer=of_our_class(service),
         pool=_pool(annotations.get(POOL)),
         upstream_protocol=_upstream_protocol(annotations.get(UPSTREAM_PROTOCOL), port),
+        hostnames=_hostnames(annotations.get(HOSTNAMES)),
     )
 
 
@@ -273,6 +277,25 @@ def _pool(value):
         raise InvalidAnnotation(POOL, f"{_show(value)} is not a pool name (lower-case letters, digits and '-', "
                                       "at most 63)")
     return value
+
+
+_HOSTNAME = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _hostnames(value):
+    """`mysocket.io/hostnames`: comma-separated host names, each at least two labels, no wildcard (a
+    wildcard cannot be proven by one DNS record); the edge refuses names under its own zone itself."""
+    if value is None:
+        return ()
+    items = tuple(item.strip().lower().rstrip(".") for item in value.split(",") if item.strip())
+    for item in items:
+        if item.startswith("*."):
+            raise InvalidAnnotation(HOSTNAMES, f"{_show(item)} is a wildcard: name each host (a wildcard cannot "
+                                               "be proven by one DNS record)")
+        if len(item) > 253 or not _HOSTNAME.match(item):
+            raise InvalidAnnotation(HOSTNAMES, f"{_show(item)} is not a host name such as app.example.org "
+                                               "(expected a comma-separated list)")
+    return tuple(sorted(set(items)))
 
 
 def _bool(value, annotation):

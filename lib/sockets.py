@@ -103,6 +103,10 @@ class Sockets:
             self._by_id = {s["socket_id"]: s for s in listed or []}
         return self._by_id
 
+    def cached(self, socket_id):
+        """The socket from the snapshot already listed, or None (never lists: no remote call)."""
+        return (self._by_id or {}).get(socket_id)
+
     def find(self, key, recorded_id="", pool=""):
         """This Service's socket (by recorded id if that is really its own, else by name).
 
@@ -211,6 +215,13 @@ class Sockets:
         body = {"upstream_protocol": fields["upstream_protocol"]}
         updated = self.remote.call(f"protocol {socket['socket_id']}", self.api.update_socket, socket["socket_id"],
                                    body, before_send=self._check_fence)
+        socket.update({k: v for k, v in (updated or {}).items() if k != "tunnels"})
+
+    def update_hostnames(self, socket, names):
+        """The socket's custom hostnames set (and the unproven ones checked again) in place."""
+        self._check_fence()
+        updated = self.remote.call(f"hostnames {socket['socket_id']}", self.api.put_hostnames, socket["socket_id"],
+                                   names, before_send=self._check_fence)
         socket.update({k: v for k, v in (updated or {}).items() if k != "tunnels"})
 
     def leave_pool(self, socket, prefix):

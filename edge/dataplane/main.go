@@ -209,7 +209,9 @@ func main() {
 			os.Exit(1)
 		}
 		chooser.ACME = acmeMgr
-		go acmeMgr.RenewLoop(o.acmeCheck, chooser.Allowed)
+		chooser.Custom = &certs.CustomCerts{ACME: acmeMgr}
+		acmeMgr.Published = chooser.Custom.Answer
+		go acmeMgr.RenewLoop(o.acmeCheck, chooser.Renewable)
 	}
 	var zoneOrders *certs.ZoneOrders
 	if o.acmeWildcard && acmeMgr != nil {
@@ -284,7 +286,7 @@ func main() {
 		dnsReady = " dns=" + dnsSrv.Addr
 	}
 	controlSrv := &http.Server{Handler: (&control.API{State: holder, Tunnels: reg, SSH: sshServer, TCP: tcp,
-		Links: links, DNS: zone, Wildcard: zoneOrders, Metrics: meters}).Handler()}
+		Links: links, DNS: zone, Wildcard: zoneOrders, Metrics: meters, Custom: chooser.Custom}).Handler()}
 	go controlSrv.Serve(controlL)
 	go sshServer.Serve(sshL)
 	go httpSrv.Serve(httpL)

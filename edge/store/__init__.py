@@ -11,13 +11,13 @@ Nothing outside this package imports a database driver.
 
 from pathlib import Path
 
-from .model import (Change, DuplicateEmail, InviteUsed, LogTruncated, Node, NoFreeLocalPort,
+from .model import (Change, DuplicateEmail, HostnameTaken, InviteUsed, LogTruncated, Node, NoFreeLocalPort,
                     Socket, StoreUnavailable, Tunnel, User)
 from .sql import SqlStore
 from .url import is_postgres, masked
 
-__all__ = ["Change", "DuplicateEmail", "InviteUsed", "LogTruncated", "Node", "NoFreeLocalPort", "Socket",
-           "SqlStore", "StoreUnavailable", "Tunnel", "User", "is_postgres", "make_store",
+__all__ = ["Change", "DuplicateEmail", "HostnameTaken", "InviteUsed", "LogTruncated", "Node",
+           "NoFreeLocalPort", "Socket", "SqlStore", "StoreUnavailable", "Tunnel", "User", "is_postgres", "make_store",
            "masked"]
 
 

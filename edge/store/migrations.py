@@ -126,6 +126,9 @@ ALTER TABLE nodes ADD COLUMN challenge TEXT NOT NULL DEFAULT ''
 # What a socket's app speaks (HTTP/2 without TLS for gRPC): an addition to the contract.
 _V6 = "ALTER TABLE sockets ADD COLUMN upstream_protocol TEXT NOT NULL DEFAULT 'http/1.1'"
 
+# Custom names (outside the zone) a socket claims, each with its proof's token and state (JSON list).
+_V7 = "ALTER TABLE sockets ADD COLUMN hostnames TEXT NOT NULL DEFAULT '[]'"
+
 MIGRATIONS = (
     Migration(1, "accounts, sockets, tunnels, released ports, creations", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "placement, change log, membership", _V2_SQLITE, _V2_POSTGRES),
@@ -133,6 +136,7 @@ MIGRATIONS = (
     Migration(4, "route tables", _V4, _V4),
     Migration(5, "nodes' public addresses and DNS-01 values for the edge's DNS", _V5, _V5),
     Migration(6, "a socket's upstream protocol", _V6, _V6),
+    Migration(7, "a socket's custom hostnames", _V7, _V7),
 )
 
 SCHEMA_VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "

@@ -26,6 +26,10 @@ class NoFreeLocalPort(Exception):
     """Every local_port number is in use or in quarantine."""
 
 
+class HostnameTaken(Exception):
+    """Another account proved this custom name first: it is theirs while they keep the proof."""
+
+
 class StoreUnavailable(Exception):
     """The store cannot be reached (PostgreSQL down or unreachable): writes wait for it."""
 
@@ -72,6 +76,7 @@ class Socket:
     routes: Optional[dict] = None   # the route table (edge/README.md, "Route tables"); None = none
     address: str = ""               # an address of its own (--socket-addresses); "" = none
     upstream_protocol: str = "http/1.1"     # what the app speaks: "http/1.1" or "h2c" (edge/README.md)
+    hostnames: list = field(default_factory=list)   # custom names: dicts of edge.hostnames.Claim
 
 
 @dataclass

@@ -28,7 +28,7 @@ import time
 from typing import Callable, Optional
 
 from . import model
-from .model import (Change, DuplicateEmail, InviteUsed, LogTruncated, Node, NoFreeLocalPort,
+from .model import (Change, DuplicateEmail, HostnameTaken, InviteUsed, LogTruncated, Node, NoFreeLocalPort,
                     Socket, Tunnel, User)
 
 PRUNED_KEY = "changes_pruned_through"
@@ -40,7 +40,7 @@ class IntegrityError(Exception):
 
 _SOCKET_COLUMNS = ("socket_id, user_id, name, dnsname, socket_type, tcp_port, protected_socket, "
                    "protected_username, protected_password_hash, cloud_authentication_enabled, "
-                   "allowed_addresses, allowed_domains, created, routes, address, upstream_protocol")
+                   "allowed_addresses, allowed_domains, created, routes, address, upstream_protocol, hostnames")
 _TUNNEL_COLUMNS = "tunnel_id, socket_id, local_port, owner, node, backend"
 
 
@@ -55,7 +55,7 @@ def _socket(row: dict) -> Socket:
         allowed_addresses=json.loads(row["allowed_addresses"]),
         allowed_domains=json.loads(row["allowed_domains"]), created=row["created"],
         routes=json.loads(row["routes"]) if row["routes"] else None, address=row["address"],
-        upstream_protocol=row["upstream_protocol"])
+        upstream_protocol=row["upstream_protocol"], hostnames=json.loads(row["hostnames"] or "[]"))
 
 
 def _routes_text(routes: Optional[dict]) -> str:
@@ -173,12 +173,13 @@ class SqlStore:
                     return _socket(row), [], 0
             sock.created = time.time()
             await tx.execute(
-                "INSERT INTO sockets ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)".format(_SOCKET_COLUMNS),
+                "INSERT INTO sockets ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)".format(_SOCKET_COLUMNS),
                 (sock.socket_id, sock.user_id, sock.name, sock.dnsname, sock.socket_type,
                  sock.tcp_port, sock.protected_socket, sock.protected_username,
                  sock.protected_password_hash, sock.cloud_authentication_enabled,
                  json.dumps(sock.allowed_addresses), json.dumps(sock.allowed_domains),
-                 sock.created, _routes_text(sock.routes), sock.address, sock.upstream_protocol))
+                 sock.created, _routes_text(sock.routes), sock.address, sock.upstream_protocol,
+                 json.dumps(sock.hostnames)))
             seq = await self._log(tx, "socket", sock.socket_id, sock)
             made = []
             for t in tunnels:
@@ -214,6 +215,26 @@ class SqlStore:
         async with self._b.tx() as tx:
             await tx.execute("UPDATE sockets SET routes = ? WHERE socket_id = ?",
                              (_routes_text(routes), sock.socket_id))
+            row = await tx.one("SELECT {} FROM sockets WHERE socket_id = ?".format(_SOCKET_COLUMNS),
+                               (sock.socket_id,))
+            return await self._log(tx, "socket", sock.socket_id, _socket(row) if row else None)
+
+    async def set_hostnames(self, sock: Socket, claims: list) -> int:
+        """Replace a socket's custom names (dicts of edge.hostnames.Claim). A name another account's
+        socket holds verified raises HostnameTaken, and so does a name verified here while another
+        account's socket holds it verified: the check and the write are one transaction under the
+        writers' lock, so two accounts proving one name on two nodes at once cannot both win."""
+        async with self._b.tx() as tx:
+            for claim in claims:
+                needle = '%"hostname": {}%'.format(json.dumps(claim["hostname"]))
+                rows = await tx.all("SELECT user_id, hostnames FROM sockets WHERE user_id <> ? "
+                                    "AND hostnames LIKE ?", (sock.user_id, needle))
+                for row in rows:
+                    if any(c["hostname"] == claim["hostname"] and c.get("verified")
+                           for c in json.loads(row["hostnames"])):
+                        raise HostnameTaken(claim["hostname"])
+            await tx.execute("UPDATE sockets SET hostnames = ? WHERE socket_id = ?",
+                             (json.dumps(claims), sock.socket_id))
             row = await tx.one("SELECT {} FROM sockets WHERE socket_id = ?".format(_SOCKET_COLUMNS),
                                (sock.socket_id,))
             return await self._log(tx, "socket", sock.socket_id, _socket(row) if row else None)

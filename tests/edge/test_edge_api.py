@@ -18,7 +18,7 @@ SOCKET_FIELDS = {
     "protected_username", "cloud_authentication_enabled",
     "cloud_authentication_email_allowed_addressses",
     "cloud_authentication_email_allowed_domains", "user_name", "tunnels",
-    "routes_digest", "address", "upstream_protocol"}                                   # additions: edge/README.md
+    "routes_digest", "address", "upstream_protocol", "hostnames"}      # additions: edge/README.md
 # additions: edge/README.md
 TUNNEL_FIELDS = {"tunnel_id", "local_port", "tunnel_server", "owner", "connected", "backend"}
 USER_FIELDS = {"name", "email", "user_id", "user_name", "sshkey"}

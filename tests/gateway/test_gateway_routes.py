@@ -1,17 +1,46 @@
 """Gateways and HTTPRoutes on one cluster, through mysocketd and the edge: statuses with the spec's reasons,
 a cross-namespace backend that needs a ReferenceGrant, edits that reach the edge without dropping a
-connection."""
+connection, a listener hostname served on the edge's shared address once proven through DNS.
+
+This module's edge is conftest's with custom hostnames proven against pebble-challtestsrv (the test's
+own DNS), so the last test shares the module's control plane instead of starting one of its own."""
 
 import http.client
 import threading
 import time
 
 import pytest
+from conftest import ADDRESSES
 from gwtest_helpers import Load, apply, condition, fetch, gateway, gateway_address, get, route, service
 
 from devcluster.stack import wait_for
+from edge.pebbletesting import Pebble, have_pebble
+from edge.testing import EdgeProcess
 
 pytestmark = pytest.mark.timeout(240)
+
+CUSTOM = "gw.example.test"
+
+
+@pytest.fixture(scope="module")
+def dns(tmp_path_factory):
+    assert have_pebble(), "Debian's pebble is needed (.ci/run installs it: apt-get install pebble)"
+    with Pebble(tmp_path_factory.mktemp("pebble")) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def gw_edge(tmp_path_factory, dns):
+    """conftest's edge, its custom names proven against the test's DNS (checked every second)."""
+    edge = EdgeProcess(tmp_path_factory.mktemp("edge"), extra_args=(
+        "--socket-addresses", ADDRESSES, "--registration", "open", "--api-listen", "127.0.0.1",
+        "--tunnel-server", "127.0.0.1", "--hostname-resolver", "127.0.0.1:{}".format(dns.dns_port),
+        "--hostname-check-interval", "1"))
+    edge.host = "0.0.0.0"
+    with edge:
+        edge.host = "127.0.0.1"
+        dns.start(edge.http_port)
+        yield edge
 
 
 def resolved(cp, ns, name):
@@ -120,3 +149,27 @@ def test_route_edits_reach_the_edge_and_drop_no_connection(installed):
         assert kept.answers and [a for a in kept.answers if a[0] != 200] == []
         colours = {body.split()[1].split("-")[0] for _, body in kept.answers}
         assert colours == {"blue", "green"}, colours            # the same connection saw both tables
+
+
+def test_a_listener_hostname_is_served_on_the_shared_address_once_proven(installed, dns):
+    cp, edge = installed.cp, installed.edge
+    cp.kubectl("create", "namespace", "custom")
+    gw = gateway("custom")
+    gw["spec"]["listeners"][0]["hostname"] = CUSTOM
+    apply(cp, service("custom", "app", "10.96.233.1"), gw, route("custom", [{"backendRefs": [
+        {"name": "app", "port": 8000}]}]))
+    installed.pods.for_service("custom", "app")
+    own = gateway_address(cp, "custom", "web")
+    dnsname = gateway_address(cp, "custom", "web", kind="Hostname")
+    assert wait_for("the app on the Gateway's own address", lambda: fetch(edge, own, host=CUSTOM)[0] == 200)
+
+    def said():
+        message = condition(get(cp, "gateway", "custom", "web"), "Programmed", parent=None)["message"]
+        return message if CUSTOM in message else None
+    message = wait_for("the Programmed message naming the record", said)
+    assert f"create a CNAME record {CUSTOM} -> {dnsname}" in message, message
+    assert fetch(edge, "127.0.0.1", host=CUSTOM)[0] == 404        # unproven: not on the shared address
+
+    dns.dns("set-cname", host=CUSTOM + ".", target=dnsname + ".")
+    assert wait_for("the app on the shared address", lambda: fetch(edge, "127.0.0.1", host=CUSTOM)[0] == 200)
+    assert fetch(edge, "127.0.0.1", host=CUSTOM)[1].startswith("Server: app")

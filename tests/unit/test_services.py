@@ -73,6 +73,15 @@ def test_upstream_protocol_from_app_protocol_or_the_annotation(annotations, port
     assert desired_exposure(svc(annotations, ports=ports)).upstream_protocol == protocol
 
 
+@pytest.mark.parametrize("value, names", [
+    (None, ()), ("", ()), ("Shop.Example.org.", ("shop.example.org",)),
+    ("b.example.org, a.example.org,,a.example.org", ("a.example.org", "b.example.org")),
+])
+def test_hostnames_annotation(value, names):
+    annotations = {**ON, "mysocket.io/hostnames": value} if value is not None else ON
+    assert desired_exposure(svc(annotations)).hostnames == names
+
+
 @pytest.mark.parametrize("annotations, spec, annotation, words", [
     ({"mysocket.io/enabled": "yes"}, {}, "mysocket.io/enabled", 'must be "true" or "false"'),
     ({**ON, "mysocket.io/port": "grpc"}, {}, "mysocket.io/port", "it has: http, metrics"),
@@ -85,6 +94,11 @@ def test_upstream_protocol_from_app_protocol_or_the_annotation(annotations, port
     ({**ON, "mysocket.io/protected-secret": "Not/A/Name"}, {}, "mysocket.io/protected-secret",
      "not a valid Secret name"),
     ({**ON, "mysocket.io/retain": "sometimes"}, {}, "mysocket.io/retain", 'must be "true" or "false"'),
+    ({**ON, "mysocket.io/hostnames": "shop.example.org, *.example.org"}, {}, "mysocket.io/hostnames",
+     "'*.example.org' is a wildcard: name each host"),
+    ({**ON, "mysocket.io/hostnames": "shop.example.org;www.example.org"}, {}, "mysocket.io/hostnames",
+     "is not a host name such as app.example.org (expected a comma-separated list)"),
+    ({**ON, "mysocket.io/hostnames": "localhost"}, {}, "mysocket.io/hostnames", "is not a host name"),
     ({**ON, "mysocket.io/upstream-protocol": "grpc"}, {}, "mysocket.io/upstream-protocol",
      'must be "h2c" (HTTP/2 without TLS, e.g. gRPC) or "http/1.1"'),
     (ON, {"clusterIP": "None"}, "mysocket.io/enabled", "headless"),

@@ -59,6 +59,9 @@ type ACME struct {
 	failed      map[string]failure // under mu
 	RetryFirst  time.Duration      // after a name's first failure; doubled after each next one
 	RetryMax    time.Duration
+	// Published answers the HTTP-01 requests of orders another node made (custom hostnames:
+	// the CA may ask any node); nil: none.
+	Published func(token string) (string, bool)
 }
 
 // failure is when a name whose order failed may be ordered again.
@@ -104,6 +107,13 @@ func (a *ACME) ServeChallenge(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write([]byte(v.(string)))
 		return
+	}
+	if a.Published != nil {
+		if v, ok := a.Published(token); ok {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Write([]byte(v))
+			return
+		}
 	}
 	answer.Write(w, http.StatusNotFound, answer.UnknownHost, "no such ACME challenge")
 }

@@ -8,7 +8,12 @@
 //     the box and no name is ever served without TLS.
 //
 // Only names the edge serves get a certificate (a socket's dnsname, the API
-// name): a visitor cannot make the edge ask an ACME CA for arbitrary names.
+// name, a custom name its account proved it controls): a visitor cannot make
+// the edge ask an ACME CA for arbitrary names. A custom name (outside the
+// zone) gets a certificate from ACME only, never from the internal CA: the
+// CA's name constraints are fixed in its root when it is made, so they cannot
+// follow names that are proven and later lost, and a root that any client
+// trusts must not speak for a domain its owner may take back.
 package certs
 
 import (
@@ -26,6 +31,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,12 +46,17 @@ type Chooser struct {
 	Given   *tls.Certificate  // --tls-cert/--tls-key, or nil
 	ACME    *ACME             // nil: no ACME
 	Zone    *ZoneCert         // nil: no wildcard for the zone by DNS-01
+	Custom  *CustomCerts      // custom hostnames' certificates (custom.go); nil: no ACME
 	CA      *x509.Certificate // the internal CA
 	CAKey   crypto.Signer
 
 	mu     sync.Mutex
 	leaves map[string]*tls.Certificate // issued by the internal CA
 }
+
+// Renewable: the data plane renews name's ACME certificate itself (custom hostnames are renewed by
+// the control plane, one node at a time, edge/hostcerts.py).
+func (c *Chooser) Renewable(name string) bool { return c.Allowed(name) && !c.custom(name) }
 
 // Allowed: the edge serves name over TLS (the API name, an http or https socket).
 func (c *Chooser) Allowed(name string) bool {
@@ -54,6 +65,12 @@ func (c *Chooser) Allowed(name string) bool {
 	}
 	sock := c.State.ByDNS(name)
 	return sock != nil && (sock.Type == "http" || sock.Type == "https")
+}
+
+// custom: name is a socket's verified custom name, not its generated dnsname (nor the API name).
+func (c *Chooser) custom(name string) bool {
+	sock := c.State.ByDNS(name)
+	return name != c.APIName && sock != nil && !strings.EqualFold(sock.DNSName, name)
 }
 
 // Get returns the certificate for the ClientHello's name.
@@ -73,6 +90,17 @@ func (c *Chooser) Get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	}
 	if !c.Allowed(name) {
 		return nil, fmt.Errorf("no certificate for %q: not a name this edge serves", name)
+	}
+	if c.custom(name) {
+		if c.Custom == nil {
+			return nil, fmt.Errorf("no certificate for the custom name %q: the edge has no --acme-directory, "+
+				"and its internal CA never signs names outside its zone", name)
+		}
+		if cert := c.Custom.Get(name); cert != nil {
+			return cert, nil
+		}
+		return nil, fmt.Errorf("no certificate for the custom name %q yet: the edge orders it once the "+
+			"name is proven (never on a handshake)", name)
 	}
 	if c.ACME != nil && !zone { // the zone's names wait for its wildcard (the internal CA's meanwhile)
 		return c.ACME.Get(name)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +70,7 @@ func TestChooserGet(t *testing.T) {
 		{SocketID: "s3", DNSName: "pass.edge.localhost", Type: "tls"},
 		{SocketID: "s4", DNSName: "db.edge.localhost", Type: "tcp"},
 		{SocketID: "s5", DNSName: "app.given.test", Type: "http"},
+		{SocketID: "s6", DNSName: "shop.edge.localhost", Type: "http", Hostnames: []string{"shop.example.org"}},
 	}})
 	c := &Chooser{State: holder, APIName: "api.edge.localhost", Given: given(t), CA: ca, CAKey: caKey}
 	roots := x509.NewCertPool()
@@ -87,6 +89,14 @@ func TestChooserGet(t *testing.T) {
 		{"made-up.edge.localhost", ""}, // never for a name the edge does not serve
 		{"app.given.test", "given"},
 		{"anything.given.test", "given"}, // the given certificate covers what it covers
+		{"shop.edge.localhost", "internal:shop.edge.localhost"},
+		{"shop.example.org", ""}, // a verified custom name: ACME only (none here), never the internal CA
+	}
+	for _, tc := range cases[len(cases)-1:] {
+		if _, err := c.Get(&tls.ClientHelloInfo{ServerName: tc.sni}); err == nil ||
+			!strings.Contains(err.Error(), "never signs names outside its zone") {
+			t.Fatalf("%s: %v", tc.sni, err)
+		}
 	}
 	for _, tc := range cases {
 		t.Run(tc.sni, func(t *testing.T) {

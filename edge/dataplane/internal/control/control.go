@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"mysocketd/edge/dataplane/internal/certs"
@@ -30,10 +31,11 @@ type API struct {
 	Tunnels  *tunnels.Registry
 	SSH      *sshd.Server
 	TCP      *front.TCP
-	Links    *nodes.Links      // nil: one node, no links
-	DNS      *dns.Server       // nil: no DNS served
-	Wildcard *certs.ZoneOrders // nil: no wildcard for the zone by DNS-01
-	Metrics  *metrics.Edge     // GET /metrics (nil: 404)
+	Links    *nodes.Links       // nil: one node, no links
+	DNS      *dns.Server        // nil: no DNS served
+	Wildcard *certs.ZoneOrders  // nil: no wildcard for the zone by DNS-01
+	Metrics  *metrics.Edge      // GET /metrics (nil: 404)
+	Custom   *certs.CustomCerts // custom hostnames' certificates; nil: no ACME
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -113,10 +115,22 @@ func (c *API) Handler() http.Handler {
 		if !readJSON(w, r, &in) {
 			return
 		}
-		peers, named := []nodes.Peer{}, []dns.Node{}
+		peers, named, http01 := []nodes.Peer{}, []dns.Node{}, map[string]string{}
 		for _, n := range in.Nodes {
+			txt := []string{}
+			for _, v := range n.Challenge { // "http01:<token>=<key authorization>": a custom name's order
+				if answer, ok := strings.CutPrefix(v, "http01:"); ok {
+					token, auth, _ := strings.Cut(answer, "=")
+					http01[token] = auth
+				} else {
+					txt = append(txt, v)
+				}
+			}
 			peers, named = append(peers, n.Peer), append(named, dns.Node{Host: n.Host, Addresses: n.Addresses,
-				Challenge: n.Challenge})
+				Challenge: txt})
+		}
+		if c.Custom != nil {
+			c.Custom.SetRemote(http01)
 		}
 		if c.Links != nil {
 			c.Links.Update(peers)
@@ -175,6 +189,57 @@ func (c *API) Handler() http.Handler {
 			return
 		}
 		leaf, err := c.Wildcard.Zone.Install([]byte(in.Cert), []byte(in.Key))
+		if err != nil {
+			writeJSON(w, 400, map[string]string{"error_message": err.Error()})
+			return
+		}
+		writeJSON(w, 200, map[string]int64{"not_before": leaf.NotBefore.Unix(), "not_after": leaf.NotAfter.Unix()})
+	})
+	// Custom hostnames' certificates by HTTP-01: begin an order (the answers to publish), finish it
+	// (the certificate, installed, for the store), or install the one from the store.
+	mux.HandleFunc("POST /hostcert/begin", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Name string `json:"name"`
+		}
+		if !readJSON(w, r, &in) || !c.custom(w) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+		defer cancel()
+		answers, err := c.Custom.Begin(ctx, in.Name)
+		if err != nil {
+			writeJSON(w, 502, map[string]string{"error_message": err.Error()})
+			return
+		}
+		writeJSON(w, 200, map[string]any{"http01": answers})
+	})
+	mux.HandleFunc("POST /hostcert/finish", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Name string `json:"name"`
+		}
+		if !readJSON(w, r, &in) || !c.custom(w) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+		defer cancel()
+		cert, key, leaf, err := c.Custom.Finish(ctx, in.Name)
+		if err != nil {
+			writeJSON(w, 502, map[string]string{"error_message": err.Error()})
+			return
+		}
+		writeJSON(w, 200, map[string]any{"cert": string(cert), "key": string(key),
+			"not_before": leaf.NotBefore.Unix(), "not_after": leaf.NotAfter.Unix()})
+	})
+	mux.HandleFunc("PUT /hostcert", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Name string `json:"name"`
+			Cert string `json:"cert"`
+			Key  string `json:"key"`
+		}
+		if !readJSON(w, r, &in) || !c.custom(w) {
+			return
+		}
+		leaf, err := c.Custom.Install(in.Name, []byte(in.Cert), []byte(in.Key))
 		if err != nil {
 			writeJSON(w, 400, map[string]string{"error_message": err.Error()})
 			return
@@ -252,4 +317,13 @@ func (c *API) Handler() http.Handler {
 		writeJSON(w, 200, map[string]int{"port": in.Port})
 	})
 	return mux
+}
+
+// custom answers 409 when the data plane has no ACME for custom hostnames.
+func (c *API) custom(w http.ResponseWriter) bool {
+	if c.Custom == nil {
+		writeJSON(w, 409, map[string]string{"error_message": "no ACME for custom hostnames (--acme-directory)"})
+		return false
+	}
+	return true
 }

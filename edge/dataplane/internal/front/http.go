@@ -44,8 +44,8 @@ import (
 	"mysocketd/edge/dataplane/internal/certs"
 	"mysocketd/edge/dataplane/internal/limits"
 	"mysocketd/edge/dataplane/internal/logx"
-	"mysocketd/edge/dataplane/internal/signin"
 	"mysocketd/edge/dataplane/internal/metrics"
+	"mysocketd/edge/dataplane/internal/signin"
 	"mysocketd/edge/dataplane/internal/state"
 	"mysocketd/edge/dataplane/internal/tunnels"
 )

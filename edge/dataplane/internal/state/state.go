@@ -67,6 +67,10 @@ type SocketIn struct {
 	// Address is an address of the edge's own that is this socket's alone (a Gateway's): every
 	// connection to it is this socket's, whatever its Host or SNI ("": none).
 	Address string `json:"address,omitempty"`
+	// Hostnames are the socket's custom names outside the zone that its account proved it controls
+	// (edge/hostnames.py): the control plane pushes only verified ones, so these route, pass
+	// through by SNI and get certificates exactly as DNSName does.
+	Hostnames []string `json:"hostnames,omitempty"`
 }
 
 // Limits are the per-account and per-visitor limits the data plane enforces (0: none).
@@ -409,6 +413,9 @@ func (h *Holder) putUser(u UserIn) {
 func (h *Holder) putSocket(sock *Socket) {
 	h.sockets[sock.SocketID] = sock
 	h.byDNS[strings.ToLower(sock.DNSName)] = sock
+	for _, name := range sock.Hostnames {
+		h.byDNS[strings.ToLower(name)] = sock
+	}
 	if sock.TCPPort != 0 {
 		h.byTCPPort[sock.TCPPort] = sock
 	}
@@ -424,6 +431,11 @@ func (h *Holder) dropSocket(sock *Socket) {
 	delete(h.sockets, sock.SocketID)
 	if h.byDNS[strings.ToLower(sock.DNSName)] == sock {
 		delete(h.byDNS, strings.ToLower(sock.DNSName))
+	}
+	for _, name := range sock.Hostnames {
+		if h.byDNS[strings.ToLower(name)] == sock {
+			delete(h.byDNS, strings.ToLower(name))
+		}
 	}
 	if sock.TCPPort != 0 && h.byTCPPort[sock.TCPPort] == sock {
 		delete(h.byTCPPort, sock.TCPPort)

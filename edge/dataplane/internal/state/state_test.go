@@ -309,3 +309,34 @@ func TestByAddress(t *testing.T) {
 		t.Error("a deleted socket's address still finds it")
 	}
 }
+
+// A socket's verified custom names find it like its dnsname does, and leave with it (or with the
+// name, when a push no longer carries it).
+func TestCustomHostnames(t *testing.T) {
+	h := NewHolder("")
+	h.Replace(StateIn{Version: 1, Sockets: []SocketIn{
+		{SocketID: "s1", DNSName: "a.edge.localhost", Type: "http", Hostnames: []string{"App.Example.org"}}}})
+	steps := []struct {
+		name  string
+		delta DeltaIn
+		want  map[string]string // name -> socket id ("": none)
+	}{
+		{"pushed", DeltaIn{Version: 1}, map[string]string{"app.example.org": "s1", "a.edge.localhost": "s1"}},
+		{"name dropped", DeltaIn{Version: 2, Sockets: []SocketIn{{SocketID: "s1", DNSName: "a.edge.localhost",
+			Type: "http"}}}, map[string]string{"app.example.org": "", "a.edge.localhost": "s1"}},
+		{"moved to another socket", DeltaIn{Version: 3, Sockets: []SocketIn{{SocketID: "s2",
+			DNSName: "b.edge.localhost", Type: "tls", Hostnames: []string{"app.example.org"}}}},
+			map[string]string{"app.example.org": "s2"}},
+		{"socket gone", DeltaIn{Version: 4, SocketsGone: []string{"s2"}},
+			map[string]string{"app.example.org": "", "b.edge.localhost": ""}},
+	}
+	for _, step := range steps {
+		h.Apply(step.delta)
+		for name, id := range step.want {
+			got := h.ByDNS(name)
+			if (got == nil && id != "") || (got != nil && got.SocketID != id) {
+				t.Errorf("%s: ByDNS(%s) = %v, want %q", step.name, name, got, id)
+			}
+		}
+	}
+}
