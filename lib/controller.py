@@ -36,6 +36,7 @@ import time
 
 from lib import inheritance, kube, metrics, mysocket, protected, services
 from lib.apierrors import Conflict, NotFound
+from lib.customnames import CONDITION as HOSTNAMES_CONDITION
 from lib.customnames import CustomNames
 from lib.leader import Fence, Fenced
 from lib.moves import Moves
@@ -74,7 +75,7 @@ class Controller:
         self.fence = fence or Fence()
         self.dry_run = dry_run
         self.routes = routes            # lib/routecontroller.RouteController, or None
-        self.customnames = CustomNames(sockets, self._event, self.queue.add)
+        self.customnames = CustomNames(sockets, self._event, self.queue.add, self._say_hostnames)
         self.records = {}
         self.failures = {}      # key -> consecutive failed reconciles, for backoff
         self.surprises = {}     # key -> the last unexpected error's signature, to log its traceback once
@@ -407,6 +408,22 @@ class Controller:
         self.remote.call(f"condition {reason}", self.kube.set_condition, svc, SERVING_CONDITION,
                          not record.withdrawn, reason, message, guard=self.fence.check)
 
+    def _say_hostnames(self, svc, verdict):
+        """CONDITION of lib/customnames as `verdict` says, written only when the Service says otherwise."""
+        current = services.find_condition(svc, HOSTNAMES_CONDITION)
+        if verdict is None:
+            if current is not None:
+                self.fence.check()
+                self.remote.call("hostnames condition cleared", self.kube.remove_condition, svc,
+                                 HOSTNAMES_CONDITION, guard=self.fence.check)
+            return
+        ok, reason, message = verdict
+        wanted = {"status": "True" if ok else "False", "reason": reason, "message": message[:1024]}
+        if current is None or any(current.get(k) != v for k, v in wanted.items()):
+            self.fence.check()
+            self.remote.call(f"hostnames condition {ok} {reason} {message}", self.kube.set_condition, svc,
+                             HOSTNAMES_CONDITION, ok, reason, message, guard=self.fence.check)
+
     def _patch(self, svc, **changes):
         self.fence.check()
         ident = "patch " + json.dumps(changes, sort_keys=True)
@@ -445,10 +462,11 @@ class Controller:
                         f"{annotations.get(SOCKET_ID)} and its name {annotations[DNSNAME]} ({services.RETAIN})")
         if not deleting and _lb_hostname(svc) and services.of_our_class(svc):
             self._set_lb_hostname(svc, None)    # only our class: another class's status is its controller's
-        if not deleting and services.has_condition(svc, SERVING_CONDITION):
-            self.fence.check()
-            self.remote.call("condition cleared", self.kube.remove_condition, svc, SERVING_CONDITION,
-                             guard=self.fence.check)
+        for condition in (SERVING_CONDITION, HOSTNAMES_CONDITION):
+            if not deleting and services.has_condition(svc, condition):
+                self.fence.check()
+                self.remote.call(f"condition {condition} cleared", self.kube.remove_condition, svc, condition,
+                                 guard=self.fence.check)
         drop = {} if retain else {k: None for k in OURS if k in annotations}
         if drop or FINALIZER in (svc["metadata"].get("finalizers") or []):
             self._patch(svc, annotations=drop, remove_finalizer=FINALIZER)

@@ -8,6 +8,10 @@ changes, whether it is served or which record to create. While a name is unprove
 again every RECHECK seconds, so a record created later is seen without another edit of the Service.
 A name the edge refuses (another account proved it, a name under the edge's own zone) is a Warning
 Event with the edge's reason; the Service keeps its generated name either way.
+
+Events say what changed and expire after an hour; the condition `mysocket.io/HostnamesVerified` says
+what is true now (`kubectl get svc -o yaml`, and tools that read conditions): True once every name
+is served, else False with each unproven name's record to create, or the edge's refusal.
 """
 
 import logging
@@ -18,6 +22,7 @@ from lib import mysocket
 log = logging.getLogger(__name__)
 
 RECHECK = 30.0
+CONDITION = "mysocket.io/HostnamesVerified"
 
 
 def names_on(socket):
@@ -27,9 +32,10 @@ def names_on(socket):
 class CustomNames:
     """Per Service: the names last given to the edge and the state last told to the user."""
 
-    def __init__(self, sockets, event, requeue, clock=time.monotonic):
+    def __init__(self, sockets, event, requeue, condition, clock=time.monotonic):
         self._sockets = sockets         # lib.sockets.Sockets
         self._event = event             # event(svc, kind, reason, message)
+        self._condition = condition     # condition(svc, (ok, reason, message) or None for none)
         self._requeue = requeue         # requeue(key, seconds)
         self._clock = clock
         self._told = {}                 # key -> {name: (verified, message)} as last told
@@ -43,6 +49,8 @@ class CustomNames:
                 self._refused[key] = (want, "")
                 self._event(svc, "Warning", "HostnamesUnsupported", "this edge does not serve custom hostnames "
                             f"(its sockets have no `hostnames`): {', '.join(want)} are not set")
+            self._condition(svc, (False, "Unsupported", "this edge does not serve custom hostnames")
+                            if want else None)
             return
         if self._due(key, want, socket):
             try:
@@ -53,8 +61,12 @@ class CustomNames:
                 if e.status not in (400, 409):     # 400: not a name it takes; 409: another account's
                     raise
                 self._refuse(key, svc, want, e)
-                return
+        refused = self._refused.get(key)
+        if refused and refused[0] == want:
+            self._condition(svc, (False, "Refused", f"the edge refused {', '.join(want)}: {refused[1]}"))
+            return
         self._tell(key, svc, socket)
+        self._condition(svc, verdict(socket))
         if any(not h.get("verified") for h in socket.get("hostnames") or []):
             self._requeue(key, RECHECK)
 
@@ -87,6 +99,19 @@ class CustomNames:
             del told[name]
 
     def forget(self, key):
+        """The Service is gone or not exposed any more (its condition is taken off with the rest)."""
         for table in (self._told, self._asked, self._refused):
             table.pop(key, None)
 
+
+
+def verdict(socket):
+    """(ok, reason, message) of CONDITION for the names the socket carries; None when it carries none."""
+    names = socket.get("hostnames") or []
+    if not names:
+        return None
+    unproven = [h for h in names if not h.get("verified")]
+    if not unproven:
+        return True, "Verified", "served: " + ", ".join(sorted(h["hostname"] for h in names))
+    return False, "Unverified", "; ".join(f"{h['hostname']}: {h.get('message', 'not verified')}"
+                                          for h in sorted(unproven, key=lambda h: h["hostname"]))

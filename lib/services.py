@@ -110,7 +110,11 @@ def concerns_us(service):
 
 
 def has_condition(service, kind):
-    return any(c.get("type") == kind for c in (service.get("status") or {}).get("conditions") or [])
+    return find_condition(service, kind) is not None
+
+
+def find_condition(service, kind):
+    return next((c for c in (service.get("status") or {}).get("conditions") or [] if c.get("type") == kind), None)
 
 
 def of_our_class(service):

@@ -36,6 +36,13 @@ def events_of(cluster, name, reason):
     return [(kind, message) for kind, r, message in cluster.events(name) if r == reason]
 
 
+def condition(cluster, name):
+    """(status, reason, message) of the Service's mysocket.io/HostnamesVerified condition, or None."""
+    found = [c for c in ((cluster.get(name) or {}).get("status") or {}).get("conditions") or []
+             if c["type"] == "mysocket.io/HostnamesVerified"]
+    return (found[0]["status"], found[0]["reason"], found[0]["message"]) if found else None
+
+
 def test_a_proven_name_is_served_and_an_unproven_one_says_what_to_create(cluster, standins, controller, edge,
                                                                        account, dns):
     cluster.service("shop")
@@ -56,9 +63,18 @@ def test_a_proven_name_is_served_and_an_unproven_one_says_what_to_create(cluster
                                                     "_mysocket-challenge.later.example.test with the value "
                                                     "mysocket-verify="), message
     assert edge.get("later.example.test")[0] == 404
+    status, reason, said = wait_for("the HostnamesVerified condition", lambda: condition(cluster, "shop"))
+    assert (status, reason) == ("False", "Unverified") and said.startswith(
+        "later.example.test: not verified: no proof found for later.example.test; create a CNAME record"), said
+
+    dns.dns("set-cname", host="later.example.test.", target=dnsname + ".")    # the user creates it
+    wait_for("both names served, and said so", lambda: condition(cluster, "shop") == (
+        "True", "Verified", "served: later.example.test, shop.example.test"), timeout=60)
+    assert answered(edge, "later.example.test") == f"Server: {pods[0].name}\n"
 
     cluster.annotate("shop", **{HOSTNAMES: None})           # removed: the edge lets the name go
     wait_for("shop.example.test no longer served", lambda: edge.get("shop.example.test")[0] == 404)
+    wait_for("the condition taken off", lambda: condition(cluster, "shop") is None)
     [socket] = account_sockets(edge, account)
     assert socket["hostnames"] == [] and answered(edge, dnsname)
 
@@ -88,3 +104,4 @@ def test_a_bad_value_and_another_accounts_name_are_warnings_and_the_service_stay
     assert kind == "Warning" and message == ("the edge refused taken.example.test: taken.example.test is proven "
                                              "by another account: it cannot be claimed here")
     assert answered(edge, dnsname)
+    assert wait_for("the Refused condition", lambda: condition(cluster, "web")) == ("False", "Refused", message)
