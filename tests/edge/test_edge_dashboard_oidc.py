@@ -236,6 +236,10 @@ def test_forged_headers_sent_straight_to_the_api_name_get_no_session(world):
         cookies = [v for k, v in resp_headers if k.lower() == "set-cookie" and v.startswith(SESSION + "=")]
         assert status == 401 and not cookies, (name, status, cookies, body)
         assert 'id="message"' in body and "Content-Security-Policy" in dict(resp_headers), name
+    # signed by the edge for an e-mail without an account: the page that says so, no session
+    status, resp_headers, body = _plain_get(w, LANDING, {ASSERTION: _assertion(edge_key, w, email=MALLORY.email)})
+    assert status == 403 and "no account" in body and not any(
+        k.lower() == "set-cookie" and v.startswith(SESSION + "=") for k, v in resp_headers), body
     status, resp_headers, body = _plain_get(w, LANDING, {ASSERTION: _assertion(edge_key, w)})
     cookies = [v for k, v in resp_headers if k.lower() == "set-cookie" and v.startswith(SESSION + "=")]
     assert status == 200 and len(cookies) == 1, (status, body)
