@@ -34,6 +34,7 @@ from .addresses import AddressPool
 from .apierrors import ApiError, json_errors, plane_gate
 from .admin import add_admin_routes
 from .dashboard.pages import DashboardDeps, add_dashboard_routes
+from .dashboard.provider import ProviderSignIn
 from .dashboard.sampler import Sampler
 from .dashboard.sessions import Sessions
 from .dashboard.views import Sources
@@ -77,6 +78,7 @@ class ApiDeps:
     operators: frozenset = frozenset()        # --operators: e-mails that see every account
     claims: Optional[Claims] = None     # custom hostnames (edge.hostnameclaims)
     api_name: str = ""
+    provider: Optional[ProviderSignIn] = None   # the dashboard's sign-in with --oidc-issuer
 
 
 def client_address(request: web.Request) -> str:
@@ -469,7 +471,8 @@ def make_app(deps: ApiDeps) -> web.Application:
         add_dashboard_routes(app, DashboardDeps(
             src=Sources(deps.state, deps.membership, deps.sampler, deps.policy.limits),
             sessions=deps.sessions, policy=deps.policy, operators=deps.operators,
-            held=lambda: deps.plane.tunnels(everywhere=True), client_address=client_address))
+            held=lambda: deps.plane.tunnels(everywhere=True), client_address=client_address,
+            provider=deps.provider))
     if deps.faults is not None:
         add_admin_routes(app, deps.plane, deps.faults)
     return app

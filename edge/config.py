@@ -125,6 +125,7 @@ class EdgeConfig:
     acme_check_interval: float = 3600.0
     operators: frozenset = frozenset()  # e-mails of the accounts that see every account (dashboard)
     dashboard_sample_interval: float = 10.0
+    oidc_issuer: str = ""               # --oidc-issuer: the dashboard offers a sign-in with it
     metrics_listen: str = ""            # host:port of GET /metrics for operators ("": none)
     hostname_resolver: str = ""         # host:port asked for custom names' proofs ("": the system's)
     hostname_check_interval: float = 300.0
@@ -419,6 +420,7 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> EdgeConfig:
         socket_addresses=a.socket_addresses,
         operators=frozenset(e.strip().lower() for e in a.operators.split(",") if e.strip()),
         dashboard_sample_interval=a.dashboard_sample_interval,
+        oidc_issuer=a.oidc_issuer.strip(),
         dns_port=dns_port, public_ips=public_ips,
         acme_wildcard="--acme-wildcard" in plane_args, acme_renew_before=a.acme_renew_before,
         acme_check_interval=a.acme_check_interval, metrics_listen=a.metrics_listen,

@@ -286,6 +286,11 @@ class DataPlane:
         the link between nodes, a second at most)."""
         return await self._call("GET", "/tunnels" + ("?everywhere=1" if everywhere else ""))
 
+    async def signin_keys(self) -> dict:
+        """What the assertions of a sign-in to the edge's own name are verified with:
+        ``{"issuer", "audience", "jwks"}`` (internal/signin; DataPlaneError without a provider)."""
+        return await self._call("GET", "/signin/keys", timeout=5.0)
+
     async def metrics(self) -> bytes:
         """The data plane's metrics, Prometheus text (internal/metrics)."""
         if self._session is None:

@@ -29,6 +29,7 @@ from .api import ApiDeps, make_app
 from .auth import TokenIssuer, load_or_create_secret
 from .cache import State
 from .config import EdgeConfig
+from .dashboard.provider import ProviderSignIn
 from .dashboard.sampler import Sampler
 from .dashboard.sessions import Sessions
 from .datadir import prepare_data_dir
@@ -155,7 +156,9 @@ async def _serve(config: EdgeConfig, store, stop: asyncio.Event) -> None:
                    faults=Faults(config.faults) if config.admin else None,
                    addresses=AddressPool(config.socket_addresses), claims=claims,
                    api_name=config.api_name,
-                   sampler=sampler, sessions=sessions, operators=config.operators)
+                   sampler=sampler, sessions=sessions, operators=config.operators,
+                   provider=ProviderSignIn(config.oidc_issuer, config.api_name, plane.signin_keys)
+                   if config.oidc_issuer else None)
     app = make_app(deps)
     metrics = ControlMetrics(state, membership, plane, config.limits) \
         if config.metrics_listen else None

@@ -15,8 +15,8 @@ from typing import Callable, Mapping
 
 def add_flags(add: Callable) -> None:
     add("--oidc-issuer", "", "OpenID Connect issuer URL (e.g. https://accounts.google.com) with "
-        "which visitors of sockets with cloud authentication sign in; empty = such sockets "
-        "answer 403")
+        "which visitors of sockets with cloud authentication sign in, and accounts to the "
+        "dashboard; empty = such sockets answer 403")
     add("--oidc-client-id", "", "the edge's client id at the issuer; register the redirect URI "
         "https://<api-name>[:<https port>]/.edge/callback there")
     add("--oidc-client-secret-file", "", "file holding the edge's client secret (or set "

@@ -13,6 +13,12 @@ Why it is shaped this way:
 - Every POST checks its CSRF token (edge.dashboard.sessions) before anything
   else; a missing or wrong one is a 403 page that changes nothing.
 - Unknown and other accounts' sockets are the same 404, as in the API.
+- With an identity provider (``--oidc-issuer``) the sign-in page also offers it: the
+  data plane signs the browser in and hands this process a signed assertion, which
+  edge.dashboard.provider verifies; the verified e-mail is the account's, or no session.
+  The landing answers a page that moves on to the dashboard by itself: the sign-in
+  arrives by redirects that began at the provider (another site), and a browser does
+  not send a ``SameSite=Strict`` cookie on those, only on a navigation from our page.
 """
 
 import logging
@@ -28,6 +34,7 @@ from ..plane import DataPlaneError
 from ..policy import Policy, Refused
 from . import render, views
 from .render import esc
+from .provider import ASSERTION, LANDING, START, NotVerified, ProviderSignIn
 from .sessions import SESSION_COOKIE, SIGNIN_COOKIE, SIGNIN_LIFETIME, Session, Sessions
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,7 @@ class DashboardDeps:
     operators: frozenset                     # e-mails of the accounts that see every account
     held: Callable                           # async () -> the data plane's forwards everywhere
     client_address: Callable[[web.Request], str]
+    provider: Optional[ProviderSignIn] = None  # --oidc-issuer: "Sign in with <provider>"
 
 
 def _html(text: str, status: int = 200) -> web.Response:
@@ -115,9 +123,12 @@ class Dashboard:
                 'class="sign-in">{csrf}<label>E-mail <input id="email" name="email" type="email" '
                 'autocomplete="username" required></label><label>Password <input id="password" '
                 'name="password" type="password" autocomplete="current-password" required></label>'
-                '<button type="submit" id="sign-in">Sign in</button></form>').format(
+                '<button type="submit" id="sign-in">Sign in</button></form>{provider}').format(
                     msg='<p class="error" id="message">{}</p>'.format(esc(message)) if message else "",
-                    csrf=render.hidden_csrf(self._d.sessions.csrf(nonce)))
+                    csrf=render.hidden_csrf(self._d.sessions.csrf(nonce)),
+                    provider='<p class="or">or</p><p><a class="button" id="sign-in-provider" href="{}">'
+                             'Sign in with {}</a></p>'.format(esc(START), esc(self._d.provider.label))
+                    if self._d.provider else "")
         resp = _html(render.page("Sign in", body), status)
         _set_cookie(resp, SIGNIN_COOKIE, nonce, SIGNIN_LIFETIME)
         return resp
@@ -153,6 +164,39 @@ class Dashboard:
         _set_cookie(resp, SESSION_COOKIE, self._d.sessions.issue(user.user_id),
                     self._d.sessions.lifetime)
         resp.del_cookie(SIGNIN_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
+        return resp
+
+    async def provider_landing(self, request):
+        """Where a sign-in with the provider ends (edge.dashboard.provider): the data plane's
+        assertion, verified, names the account; anything else gets no session."""
+        prov = self._d.provider
+        if prov is None:
+            return self._refused(404, "this edge has no identity provider (--oidc-issuer)")
+        assertion = request.headers.get(ASSERTION, "")
+        if not assertion:
+            return self._refused(401, "no sign-in with {} arrived here: use the button on the sign-in "
+                                      "page".format(prov.label))
+        try:
+            email = await prov.email(assertion)
+        except DataPlaneError as exc:
+            log.error("dashboard: cannot verify a sign-in with the provider: %s", exc)
+            return self._refused(503, "the sign-in cannot be checked right now; try again shortly")
+        except NotVerified as exc:
+            log.warning("dashboard: a sign-in with the provider was refused (%s), from %s", exc,
+                        self._d.client_address(request))
+            return self._refused(401, "this sign-in could not be verified; sign in again")
+        user = self._d.src.state.user_by_email(email)
+        if user is None:
+            return _html(render.page("No account", (
+                '<h1>No account</h1><p class="error" id="message">{email} signed in with {label}, but '
+                'this edge has no account with that e-mail address, so there is nothing to show. '
+                'Sign in with an account\'s e-mail and password, or ask for an account for {email}.'
+                '</p><p><a href="/dashboard/sign-in">Back to the sign-in page</a></p>').format(
+                    email=esc(email), label=esc(prov.label))), 403)
+        log.info("dashboard: signed in with the provider: user_name=%s", user.user_name)
+        resp = _html(render.page("Signed in", '<h1>Signed in</h1><p><a id="continue" href="/dashboard/">'
+                                 'Continue to the dashboard</a></p>', goto="/dashboard/"))
+        _set_cookie(resp, SESSION_COOKIE, self._d.sessions.issue(user.user_id), self._d.sessions.lifetime)
         return resp
 
     async def sign_out(self, request):
@@ -223,6 +267,7 @@ def add_dashboard_routes(app: web.Application, deps: DashboardDeps) -> None:
     app.router.add_get("/dashboard/", d.overview)
     app.router.add_get("/dashboard/sign-in", d.sign_in_form)
     app.router.add_post("/dashboard/sign-in", d.sign_in)
+    app.router.add_get(LANDING, d.provider_landing)
     app.router.add_post("/dashboard/sign-out", d.sign_out)
     app.router.add_get("/dashboard/socket/{socket_id}", d.socket)
     app.router.add_get("/dashboard/chart/{socket_id}", d.chart)

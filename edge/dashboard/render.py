@@ -25,16 +25,18 @@ def esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def page(title: str, body: str, header: str = "", refresh: float = 0) -> str:
+def page(title: str, body: str, header: str = "", refresh: float = 0, goto: str = "") -> str:
+    """goto: a path of ours the browser moves on to at once (a navigation our page makes)."""
     refresh_attr = ' data-refresh="{}"'.format(esc(refresh)) if refresh else ""
-    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    go = '<meta http-equiv="refresh" content="0;url={}">'.format(esc(goto)) if goto else ""
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{go}"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<title>{title} · edge</title>"
             "<link rel=\"stylesheet\" href=\"/dashboard/static/dashboard.css\">"
             "<script src=\"/dashboard/static/dashboard.js\" defer></script></head>"
             "<body{refresh}><header><a class=\"brand\" href=\"/dashboard/\">edge</a>{header}</header>"
             "<main>{body}</main></body></html>\n").format(
-                title=esc(title), refresh=refresh_attr, header=header, body=body)
+                title=esc(title), refresh=refresh_attr, header=header, body=body, go=go)
 
 
 def hidden_csrf(token: str) -> str:

@@ -286,7 +286,7 @@ func main() {
 		dnsReady = " dns=" + dnsSrv.Addr
 	}
 	controlSrv := &http.Server{Handler: (&control.API{State: holder, Tunnels: reg, SSH: sshServer, TCP: tcp,
-		Links: links, DNS: zone, Wildcard: zoneOrders, Metrics: meters, Custom: chooser.Custom}).Handler()}
+		Links: links, DNS: zone, Wildcard: zoneOrders, Metrics: meters, Custom: chooser.Custom, SignIn: signIn}).Handler()}
 	go controlSrv.Serve(controlL)
 	go sshServer.Serve(sshL)
 	go httpSrv.Serve(httpL)

@@ -20,6 +20,7 @@ import (
 	"mysocketd/edge/dataplane/internal/metrics"
 	"mysocketd/edge/dataplane/internal/nodes"
 	"mysocketd/edge/dataplane/internal/routes"
+	"mysocketd/edge/dataplane/internal/signin"
 	"mysocketd/edge/dataplane/internal/sshd"
 	"mysocketd/edge/dataplane/internal/state"
 	"mysocketd/edge/dataplane/internal/tunnels"
@@ -36,6 +37,7 @@ type API struct {
 	Wildcard *certs.ZoneOrders  // nil: no wildcard for the zone by DNS-01
 	Metrics  *metrics.Edge      // GET /metrics (nil: 404)
 	Custom   *certs.CustomCerts // custom hostnames' certificates; nil: no ACME
+	SignIn   *signin.Service    // GET /signin/keys; nil or without a provider: 404
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -247,6 +249,19 @@ func (c *API) Handler() http.Handler {
 		writeJSON(w, 200, map[string]int64{"not_before": leaf.NotBefore.Unix(), "not_after": leaf.NotAfter.Unix()})
 	})
 	// Forwards that came up or went down after ?after=N, waiting up to ?wait= seconds.
+	// What the dashboard verifies a sign-in to the edge's own name with: the assertions' issuer,
+	// audience and keys (internal/signin), from the one process that holds the key.
+	mux.HandleFunc("GET /signin/keys", func(w http.ResponseWriter, r *http.Request) {
+		issuer, jwks := "", []byte(nil)
+		if c.SignIn != nil {
+			issuer, jwks = c.SignIn.Keys()
+		}
+		if jwks == nil {
+			writeJSON(w, 404, map[string]string{"error_message": "no identity provider is configured (--oidc-issuer)"})
+			return
+		}
+		writeJSON(w, 200, map[string]any{"issuer": issuer, "audience": c.SignIn.Own(), "jwks": json.RawMessage(jwks)})
+	})
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
 		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
 		wait, _ := strconv.ParseFloat(r.URL.Query().Get("wait"), 64)

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"mysocketd/edge/dataplane/internal/signin"
 	"mysocketd/edge/dataplane/internal/state"
 	"mysocketd/edge/dataplane/internal/tunnels"
 )
@@ -91,6 +92,43 @@ func TestForgetForward(t *testing.T) {
 			}
 			if present := reg.Get(10000) != nil; present != (c.want == `{"forgotten":0}`) || ended != c.ended {
 				t.Fatalf("forward on 10000 present: %v, session ended %v, after %s", present, ended, rec.Body)
+			}
+		})
+	}
+}
+
+// TestSignInKeys: the control plane gets the assertions' issuer, audience and JWKS only when a
+// provider is configured.
+func TestSignInKeys(t *testing.T) {
+	holder := state.NewHolder("")
+	with, err := signin.New(signin.Config{Issuer: "http://127.0.0.1:1/", ClientID: "edge", PublicURL: "https://API.edge.localhost:8443",
+		Secret: []byte("0123456789abcdef0123456789abcdef")}, holder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, _ := signin.New(signin.Config{}, holder)
+	cases := []struct {
+		name   string
+		svc    *signin.Service
+		status int
+	}{{"a provider", with, 200}, {"no provider", without, 404}, {"no sign-in at all", nil, 404}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			(&API{State: holder, SignIn: c.svc}).Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/signin/keys", nil))
+			if rec.Code != c.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, c.status, rec.Body)
+			}
+			if c.status != 200 {
+				return
+			}
+			var got struct {
+				Issuer, Audience string
+				JWKS             struct{ Keys []map[string]any }
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got.Issuer != "https://API.edge.localhost:8443" ||
+				got.Audience != "api.edge.localhost" || len(got.JWKS.Keys) != 1 || got.JWKS.Keys[0]["alg"] != "EdDSA" {
+				t.Fatalf("%s (%v)", rec.Body, err)
 			}
 		})
 	}

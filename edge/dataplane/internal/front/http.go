@@ -197,6 +197,10 @@ func NewHTTP(sh Shared, checks auth.Options, apiName, apiUpstream string, acme *
 			r.SetURL(target)
 			r.SetXForwarded()
 			r.Out.Host = r.In.Host
+			answer.Strip(r.Out.Header) // a visitor cannot speak as the edge to the API either
+			if id, _ := r.In.Context().Value(ctxIdentity).(*signin.Identity); id != nil {
+				f.signin.SetHeaders(r.Out.Header, id) // a sign-in to the edge's own name, just redeemed
+			}
 		}, ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			answer.Write(w, http.StatusBadGateway, answer.Unavailable, "the API is not reachable")
 		}}
@@ -231,8 +235,14 @@ func (f *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			answer.RedirectHTTPS(w, r, host)
 			return
 		}
-		if f.signin != nil && f.signin.ServeOwn(w, r) { // the sign-in's callback and JWKS (internal/signin)
-			return
+		if f.signin != nil { // the sign-in's start, callback and JWKS, and sign-ins to this name (internal/signin)
+			var id *signin.Identity
+			if r, id = f.signin.ServeOwn(w, r); r == nil {
+				return
+			}
+			if id != nil {
+				r = r.WithContext(context.WithValue(r.Context(), ctxIdentity, id))
+			}
 		}
 		f.api.ServeHTTP(w, r)
 		return

@@ -27,6 +27,14 @@
 //     JWKS at https://api.<domain>/.well-known/jwks.json) in headers that
 //     only the edge can set (answer.Voice).
 //
+// The edge's own name (the API name, where the dashboard is) is signed in to by
+// the same flow with H = that name: the dashboard links to StartPath with rd a
+// path of it; start sets the binding there and then (the browser is on H
+// already), and the code redeemed on it is not a session cookie: the front
+// passes that one request on to the API, for the path the sign-in returns to,
+// with the identity headers (an assertion whose audience is the edge's own
+// name), and the dashboard makes its own session from it (ServeOwn).
+//
 // Why it is shaped this way: every token is sealed with a key every node
 // derives from one shared secret, so any node of a many-node edge accepts a
 // session or a code another node issued, and nothing is stored per visitor
@@ -247,28 +255,46 @@ func (s *Service) visitorHost(host string) string {
 	return host
 }
 
-// ServeOwn answers the sign-in's paths on the edge's own name; false: not one of them.
-func (s *Service) ServeOwn(w http.ResponseWriter, r *http.Request) bool {
+// ServeOwn answers the sign-in's paths on the edge's own name. It returns the
+// request the front passes on to the API, nil when it answered itself: r, or,
+// when this request redeems a sign-in to the edge's own name, a GET of the
+// path that sign-in returns to, with the identity that signed in (the front
+// puts it in the headers the API gets, as it does for apps).
+func (s *Service) ServeOwn(w http.ResponseWriter, r *http.Request) (*http.Request, *Identity) {
 	if s.disabled {
-		return false
+		return r, nil
 	}
 	switch r.URL.Path {
 	case JWKSPath:
 		s.assert.serveJWKS(w)
 	case StartPath:
 		if s.limited(w, r) {
-			return true
+			return nil, nil
 		}
 		s.start(w, r)
 	case CallbackPath:
 		if s.limited(w, r) {
-			return true
+			return nil, nil
 		}
 		s.callback(w, r)
+	case RedeemPath:
+		return s.redeemOwn(w, r)
 	default:
-		return false
+		return r, nil
 	}
-	return true
+	return nil, nil
+}
+
+// Own is the edge's own name (lower case, no port): the host of its sign-in
+// pages, and the audience of the assertions made for it.
+func (s *Service) Own() string { return strings.ToLower(s.public.Hostname()) }
+
+// Keys is what the control plane verifies the assertions with: their issuer and the JWKS.
+func (s *Service) Keys() (issuer string, jwks []byte) {
+	if s.disabled {
+		return "", nil
+	}
+	return s.assert.issuer, s.assert.jwks
 }
 
 // limited spends one of the visitor's sign-in steps; true: none left, and the edge answered 429.
@@ -286,26 +312,43 @@ func (s *Service) limited(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// target checks rd: an https URL on the edge's public port whose host is a socket with cloud authentication.
-func (s *Service) target(rd string) (*url.URL, bool) {
+// target checks rd: an https URL on the edge's public port whose host is a
+// socket with cloud authentication or the edge's own name, or a path of the
+// edge's own name. own: it is the edge's own name.
+func (s *Service) target(rd string) (u *url.URL, own, ok bool) {
 	u, err := url.Parse(rd)
-	if err != nil || u.Scheme != "https" || u.User != nil || u.Hostname() == "" {
-		return nil, false
+	if err != nil || u.User != nil || u.Opaque != "" {
+		return nil, false, false
+	}
+	if u.Scheme == "" && u.Host == "" && strings.HasPrefix(u.Path, "/") && !strings.HasPrefix(u.Path, "//") { // a path of the edge's own name
+		abs := *s.public
+		abs.Path, abs.RawPath, abs.RawQuery, abs.Fragment = u.Path, u.RawPath, u.RawQuery, ""
+		return &abs, true, true
+	}
+	if u.Scheme != "https" || u.Hostname() == "" {
+		return nil, false, false
 	}
 	if u.Host != s.visitorHost(u.Hostname()) { // only the edge's own https port: never another port of the name
-		return nil, false
+		return nil, false, false
 	}
-	sock := s.state.ByDNS(strings.ToLower(u.Hostname()))
-	return u, sock != nil && sock.CloudAuth
+	host := strings.ToLower(u.Hostname())
+	if host == s.Own() {
+		return u, true, true
+	}
+	sock := s.state.ByDNS(host)
+	return u, false, sock != nil && sock.CloudAuth
 }
 
 func (s *Service) start(w http.ResponseWriter, r *http.Request) {
-	rd, ok := s.target(r.URL.Query().Get("rd"))
+	rd, own, ok := s.target(r.URL.Query().Get("rd"))
 	if !ok {
-		answer.Write(w, http.StatusBadRequest, answer.SignIn, "nothing to sign in to: rd must name a socket of this edge that needs a sign-in")
+		answer.Write(w, http.StatusBadRequest, answer.SignIn, "nothing to sign in to: rd must name a socket of this edge that needs a sign-in, or a page of the edge's own name")
 		return
 	}
 	bind := r.URL.Query().Get("b")
+	if own { // the browser is on the edge's own name already: its binding is set here
+		bind = bindHash(s.binding(w, r))
+	}
 	if len(bind) != len(bindHash("")) {
 		answer.Write(w, http.StatusBadRequest, answer.SignIn, "start from the site itself: open "+rd.String())
 		return
@@ -367,7 +410,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 		failed(w, http.StatusForbidden, why, fl.Target)
 		return
 	}
-	rd, ok := s.target(fl.Target)
+	rd, _, ok := s.target(fl.Target)
 	if !ok {
 		failed(w, http.StatusBadRequest, "The site this sign-in was for is gone.", "")
 		return
@@ -441,41 +484,71 @@ func verified(v any) bool {
 
 // redeem takes a one-time code on the socket's host and gives it its own
 // session cookie, only in the browser that started the sign-in (its binding
-// cookie). The binding is checked before the code is marked used, so a
-// stranger's replay cannot spend the visitor's code.
+// cookie), and sends the visitor where it was going.
 func (s *Service) redeem(w http.ResponseWriter, r *http.Request, host string) {
+	cl, ok := s.spend(w, r, host)
+	if !ok {
+		return
+	}
+	exp := s.now().Add(s.cfg.Session)
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Path: "/", Expires: exp, MaxAge: int(s.cfg.Session / time.Second),
+		Value:  s.seal.seal("session", claims{Exp: exp.Unix(), Email: cl.Email, Host: host}),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	w.Header().Set(answer.Header, string(answer.SignIn))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, cl.Target, http.StatusFound)
+}
+
+// redeemOwn takes a one-time code on the edge's own name: no session of the
+// data plane's, but this one request, made a GET of the path the sign-in
+// returns to, goes on to the API with the identity (the dashboard verifies the
+// assertion and makes its own session). Nothing else on the edge's own name
+// ever carries an identity.
+func (s *Service) redeemOwn(w http.ResponseWriter, r *http.Request) (*http.Request, *Identity) {
+	cl, ok := s.spend(w, r, s.Own())
+	if !ok {
+		return nil, nil
+	}
+	next := r.Clone(r.Context())
+	next.Method, next.Body, next.ContentLength = http.MethodGet, http.NoBody, 0
+	u, err := url.ParseRequestURI(cl.Target)
+	if err != nil {
+		u = &url.URL{Path: "/"}
+	}
+	next.URL.Path, next.URL.RawPath, next.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+	next.RequestURI = u.RequestURI()
+	return next, &Identity{Email: cl.Email, Host: s.Own()}
+}
+
+// spend checks a one-time code for host and marks it used: its claims (Target a
+// path of host), or false and the edge answered. The binding is checked before
+// the code is marked used, so a stranger's replay cannot spend the visitor's code.
+func (s *Service) spend(w http.ResponseWriter, r *http.Request, host string) (claims, bool) {
 	cl, err := s.seal.open("code", r.URL.Query().Get("code"), s.now())
 	if err != nil || cl.Host != host || cl.ID == "" || cl.Bind == "" {
 		answer.Page(w, http.StatusBadRequest, answer.SignIn, "Sign-in failed",
 			"This sign-in link is not valid here, or it expired.", [2]string{"Sign in again", "/"})
-		return
+		return cl, false
 	}
 	c, err := r.Cookie(bindCookie)
 	if err != nil || subtle.ConstantTimeCompare([]byte(bindHash(c.Value)), []byte(cl.Bind)) != 1 {
 		answer.Page(w, http.StatusBadRequest, answer.SignIn, "Sign-in failed",
 			"This sign-in link belongs to the browser that started the sign-in; sign in here instead.",
 			[2]string{"Sign in again", "/"})
-		return
+		return cl, false
 	}
 	http.SetCookie(w, &http.Cookie{Name: bindCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteLaxMode}) // a binding serves one sign-in
 	if _, seen := s.used.Get(cl.ID); seen {
 		answer.Page(w, http.StatusBadRequest, answer.SignIn, "Sign-in failed",
 			"This sign-in link was already used.", [2]string{"Sign in again", "/"})
-		return
+		return cl, false
 	}
 	s.used.Add(cl.ID, struct{}{})
-	exp := s.now().Add(s.cfg.Session)
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Path: "/", Expires: exp, MaxAge: int(s.cfg.Session / time.Second),
-		Value:  s.seal.seal("session", claims{Exp: exp.Unix(), Email: cl.Email, Host: host}),
-		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	target := cl.Target
-	if !strings.HasPrefix(target, "/") || strings.HasPrefix(target, "//") {
-		target = "/"
+	if !strings.HasPrefix(cl.Target, "/") || strings.HasPrefix(cl.Target, "//") {
+		cl.Target = "/"
 	}
-	w.Header().Set(answer.Header, string(answer.SignIn))
-	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, target, http.StatusFound)
+	return cl, true
 }
 
 // StripCookie removes the edge's session and binding cookies from what the app

@@ -339,6 +339,10 @@ func TestStart(t *testing.T) {
 		{"elsewhere", "https://evil.example:8443/", 400},
 		{"with userinfo", "https://x@a.edge.localhost:8443/", 400},
 		{"the provider is down", "https://a.edge.localhost:8443/", 503},
+		{"the edge's own name, another port", "https://api.edge.localhost:9999/dashboard/", 400},
+		{"the edge's own name over http", "http://api.edge.localhost:8443/dashboard/", 400},
+		{"a path that names another host", "//evil.example/dashboard/", 400},
+		{"an opaque URL", "https:evil.example", 400},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -349,7 +353,7 @@ func TestStart(t *testing.T) {
 			}
 			r := httptest.NewRequest("GET", public+StartPath+q, nil)
 			r.RemoteAddr = "192.0.2.1:1234"
-			if !s.ServeOwn(w, r) || w.Code != c.status {
+			if next, _ := s.ServeOwn(w, r); next != nil || w.Code != c.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, c.status, w.Body)
 			}
 		})
@@ -489,8 +493,137 @@ func TestDisabledRefuses(t *testing.T) {
 	if s.Pass(w, httptest.NewRequest("GET", "https://a.edge.localhost/", nil), s.state.ByDNS("a.edge.localhost"), "a.edge.localhost") != nil || w.Code != 403 {
 		t.Fatalf("status %d", w.Code)
 	}
-	if s.ServeOwn(httptest.NewRecorder(), httptest.NewRequest("GET", public+StartPath, nil)) {
+	if next, _ := s.ServeOwn(httptest.NewRecorder(), httptest.NewRequest("GET", public+StartPath, nil)); next == nil {
 		t.Fatal("a disabled sign-in answered on the edge's own name")
+	}
+}
+
+// TestStartOwnName: a sign-in to the edge's own name (the dashboard's) starts on that name with
+// rd a path or a URL of it, and binds the browser right there (no b: the browser is on H already).
+func TestStartOwnName(t *testing.T) {
+	op := fakeProvider(t)
+	s := service(t, time.Now())
+	s.op.issuer = op.URL + "/"
+	cases := []struct {
+		name, rd, b, target string
+		status              int
+	}{
+		{"a path", "/dashboard/sign-in/oidc?x=1", "", public + "/dashboard/sign-in/oidc?x=1", 302},
+		{"a URL of the name", public + "/dashboard/", "", public + "/dashboard/", 302},
+		{"in any case", "https://API.edge.localhost:8443/d", "", "https://API.edge.localhost:8443/d", 302},
+		{"a b given is not taken: the binding is this browser's", "/d", bindHash("someone else"), public + "/d", 302},
+		{"a path with a backslash stays on the name", "/\\evil.example/", "", public + "/%5Cevil.example/", 302},
+		{"a socket without sign-in", "https://open.edge.localhost:8443/", "", "", 400},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			q := url.Values{"rd": {c.rd}}
+			if c.b != "" {
+				q.Set("b", c.b)
+			}
+			w := httptest.NewRecorder()
+			if next, _ := s.ServeOwn(w, httptest.NewRequest("GET", public+StartPath+"?"+q.Encode(), nil)); next != nil || w.Code != c.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, c.status, w.Body)
+			}
+			if c.status != 302 {
+				return
+			}
+			if loc := w.Header().Get("Location"); !strings.HasPrefix(loc, op.URL+"/authorize?") {
+				t.Fatalf("Location %q", loc)
+			}
+			b := cookieNamed(w.Result(), bindCookie)
+			if b == nil || !b.Secure || !b.HttpOnly || b.Domain != "" || b.Path != "/" || len(b.Value) != bindLen {
+				t.Fatalf("binding cookie %+v", b)
+			}
+			fl, err := s.seal.open("flow", cookieNamed(w.Result(), flowCookie).Value, s.now())
+			if err != nil || fl.Bind != bindHash(b.Value) || fl.Target != c.target {
+				t.Fatalf("flow %+v (%v), want the binding %q and the target %q", fl, err, bindHash(b.Value), c.target)
+			}
+		})
+	}
+}
+
+// fakeProvider answers discovery only: enough for a start to send the visitor on.
+func fakeProvider(t *testing.T) *httptest.Server {
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"issuer": srv.URL + "/", "authorization_endpoint": srv.URL + "/authorize",
+			"token_endpoint": srv.URL + "/token", "jwks_uri": srv.URL + "/keys", "id_token_signing_alg_values_supported": []string{"RS256"}})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestRedeemOwnName: a code for the edge's own name, taken there by the browser that started,
+// is no session cookie but that one request made a GET of the path the sign-in returns to, with
+// the identity; everything else is the socket hosts' refusals.
+func TestRedeemOwnName(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := service(t, now)
+	code := func(host, target, id string, exp time.Time) string {
+		return s.seal.seal("code", claims{Exp: exp.Unix(), Email: "alice@example.com", Host: host, Target: target, ID: id,
+			Bind: bindHash("browser")})
+	}
+	good := code("api.edge.localhost", "/dashboard/sign-in/oidc?x=1", "one", now.Add(time.Minute))
+	cases := []struct {
+		name, method, code, bind string
+		status                   int    // 0: passed on
+		path                     string // passed on for this path and query
+	}{
+		{"good", "GET", good, "browser", 0, "/dashboard/sign-in/oidc?x=1"},
+		{"used twice", "GET", good, "browser", 400, ""},
+		{"another browser", "GET", code("api.edge.localhost", "/d", "two", now.Add(time.Minute)), "other", 400, ""},
+		{"no binding", "GET", code("api.edge.localhost", "/d", "three", now.Add(time.Minute)), "", 400, ""},
+		{"a socket's code", "GET", code("a.edge.localhost", "/d", "four", now.Add(time.Minute)), "browser", 400, ""},
+		{"expired", "GET", code("api.edge.localhost", "/d", "five", now), "browser", 400, ""},
+		{"a session is not a code", "GET", session(s, "alice@example.com", "api.edge.localhost", now.Add(time.Minute)).Value, "browser", 400, ""},
+		{"a POST is passed on as a GET", "POST", code("api.edge.localhost", "/d", "six", now.Add(time.Minute)), "browser", 0, "/d"},
+		{"a target that is not a path", "GET", code("api.edge.localhost", "//evil.example/", "seven", now.Add(time.Minute)), "browser", 0, "/"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest(c.method, public+RedeemPath+"?code="+url.QueryEscape(c.code), strings.NewReader("body"))
+			if c.bind != "" {
+				r.AddCookie(&http.Cookie{Name: bindCookie, Value: c.bind})
+			}
+			next, id := s.ServeOwn(w, r)
+			if c.status != 0 {
+				if next != nil || id != nil || w.Code != c.status {
+					t.Fatalf("passed on %v %+v, status %d, want %d", next, id, w.Code, c.status)
+				}
+				return
+			}
+			if next == nil || id == nil {
+				t.Fatalf("not passed on: %d %s", w.Code, w.Body)
+			}
+			if next.Method != "GET" || next.URL.RequestURI() != c.path || next.RequestURI != c.path || next.ContentLength != 0 {
+				t.Fatalf("passed on %s %s (%q, %d bytes)", next.Method, next.URL.RequestURI(), next.RequestURI, next.ContentLength)
+			}
+			if *id != (Identity{Email: "alice@example.com", Host: "api.edge.localhost"}) {
+				t.Fatalf("identity %+v", id)
+			}
+			if cookieNamed(w.Result(), SessionCookie) != nil {
+				t.Fatal("a session cookie on the edge's own name")
+			}
+			if b := cookieNamed(w.Result(), bindCookie); b == nil || b.MaxAge >= 0 {
+				t.Fatalf("the binding was not cleared: %+v", b)
+			}
+		})
+	}
+	// a code for the edge's own name is not taken on a socket's host either
+	w := redeemAt(s, code("api.edge.localhost", "/d", "eight", now.Add(time.Minute)), "browser")
+	if w.Code != 400 || cookieNamed(w.Result(), SessionCookie) != nil {
+		t.Fatalf("a socket's host took the own name's code: %d", w.Code)
+	}
+	// other paths of the own name pass as they are, with no identity
+	r := httptest.NewRequest("GET", public+"/dashboard/", nil)
+	if next, id := s.ServeOwn(httptest.NewRecorder(), r); next != r || id != nil {
+		t.Fatalf("an ordinary request: %v %+v", next, id)
+	}
+	if issuer, jwks := s.Keys(); issuer != public || string(jwks) != string(s.assert.jwks) || s.Own() != "api.edge.localhost" {
+		t.Fatalf("keys %q %s, own %q", issuer, jwks, s.Own())
 	}
 }
 
