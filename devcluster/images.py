@@ -64,7 +64,7 @@ SUITE = "bookworm"
 BASE_REF = f"localhost/debian:{SUITE}-slim"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BUILD_CA_BUNDLE = "/dev/host-ca-certificates.crt"   # /dev is a tmpfs in a RUN: no trace in a layer
-ARCHIVES_KEPT = 3
+ARCHIVES_KEPT = 8     # worktrees building at once each keep theirs (~350 MB an archive)
 
 # What debian:bookworm-slim does to a minbase system (debuerreotype's slimify):
 # dpkg never installs these paths, and they are removed from what is there.
