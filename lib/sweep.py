@@ -46,16 +46,18 @@ class Sweep:
             self._listing = True
         try:
             snapshot = c.sockets.snapshot()
+            if self.liveness is not None:
+                # After the sockets: a tunnel seen there has its Lease by now. Listed off the loop
+                # (lib/remote.py); Pending ends this run, and the next one takes both lists on their way
+                # (not a new list of the sockets: that would cost every sweep two lists, and a sweep
+                # that is never done would keep finding creates still on their way by name).
+                self.liveness.update(c.remote.call("list replica leases", self.liveness.list))
         except Pending:
-            raise                       # the next run takes the list on its way
+            raise                       # the next run takes the lists on their way
         except BaseException:
             self._listing = False       # failed: the next run asks for a new one
             raise
         self._listing = False
-        if self.liveness is not None:
-            # After the sockets: a tunnel seen there has its Lease by now. Listed off the loop
-            # (lib/remote.py); Pending ends this run, and the next one takes the list on its way.
-            self.liveness.update(c.remote.call("list replica leases", self.liveness.list))
         self._requeue_vanished(snapshot)
         for socket, owner in c.sockets.owned():
             if self._leftover(socket, owner):

@@ -3,14 +3,19 @@ leaderelection_test.go counts API calls): each case fails on a wrong call or a w
 
 import copy
 import itertools
+import threading
+import time
 
 import pytest
 
-from lib.controller import Controller
+from lib.controller import SWEEP, Controller
 from lib.leader import Fenced
 from lib.ownership import Ownership, socket_name
+from lib.remote import Pending, Remote
+from lib.replicas import Liveness
 from lib.services import DNSNAME, FINALIZER, LAST_VALID, SOCKET_ID, TUNNEL_ID
 from lib.sockets import Sockets
+from lib.sweep import Sweep
 from lib.workqueue import WorkQueue
 
 CLUSTER = "c1"
@@ -172,7 +177,7 @@ def service(annotations=None, finalizers=()):
 @pytest.fixture
 def world():
     class World:
-        def make(self, sockets=(), svc=None):
+        def make(self, sockets=(), svc=None, remote=None):
             self.api = FakeApi(sockets)
             self.watcher = FakeWatcher()
             if svc is not None:
@@ -181,7 +186,8 @@ def world():
             self.supervisor = FakeSupervisor()
             self.fence = Fence()
             self.queue = WorkQueue()
-            self.controller = Controller(kube=self.kube, sockets=Sockets(self.api, Ownership(CLUSTER), self.fence),
+            the_sockets = Sockets(self.api, Ownership(CLUSTER), self.fence, remote)
+            self.controller = Controller(kube=self.kube, sockets=the_sockets,
                                          supervisor=self.supervisor, watcher=self.watcher, queue=self.queue,
                                          user_name="u", fence=self.fence)
             return self.controller
@@ -339,3 +345,39 @@ def test_a_single_node_edge_does_not_make_the_sweep_forget_a_service_that_wants_
     assert KEY in c.records
     assert [call for call in world.kube.calls if call[0] == "patch"] == [("patch", ("mysocket.io/served-by",),
                                                                          None, None)]
+
+
+
+class GatedLiveness(Liveness):
+    """lib.replicas.Liveness whose Lease list answers (none) only once the test opens the gate."""
+
+    def __init__(self):
+        super().__init__(rest=None, namespace="mysocket")
+        self.gate = threading.Event()
+
+    def list(self):
+        self.gate.wait(5)
+        return []
+
+
+def test_a_sweep_cut_short_by_the_lease_list_takes_its_socket_list_on_its_way_instead_of_listing_again(world):
+    """The Leases are listed off the loop after the sockets; a run that ended Pending on them used to ask
+    for a new socket list on its next run: two lists a sweep, and creates on their way found by name."""
+    c = world.make(svc=service(ON), remote=Remote(workers=2, budget=0.05))
+    world.api.edge_nodes = lambda: 1
+    c.remote.begin(KEY)
+    c.reconcile(KEY)
+    liveness = GatedLiveness()
+    sweep = Sweep(c, liveness)
+    world.api.calls.clear()
+    c.remote.begin(SWEEP)
+    with pytest.raises(Pending):
+        sweep.run()
+    assert world.api.calls.count("list") == 1
+    liveness.gate.set()
+    deadline = time.monotonic() + 5
+    while SWEEP not in c.remote.collect() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    c.remote.begin(SWEEP)
+    sweep.run()
+    assert world.api.calls.count("list") == 1 and liveness.leases(CLUSTER) == {} and liveness._listed
