@@ -32,11 +32,14 @@ from typing import Optional
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from websocket import WebSocketTimeoutException, create_connection  # websocket-client, selenium's own dependency
 
 CHROMIUM = "/usr/bin/chromium"
+# Raised by a lookup during a navigation (the old page's element is gone, the new one not there yet).
+NAVIGATING = (NoSuchElementException, StaleElementReferenceException)
 DRIVER = "/usr/bin/chromedriver"
 
 
@@ -65,16 +68,19 @@ class Browser:
     def get(self, url: str) -> None:
         self.driver.get(url)
 
-    def find(self, css: str, timeout: float = 10):
+    def find(self, css: str, timeout: float = 30):
         """The first element matching ``css``, waiting up to ``timeout`` seconds for it."""
-        return WebDriverWait(self.driver, timeout).until(lambda d: d.find_element(By.CSS_SELECTOR, css))
+        return WebDriverWait(self.driver, timeout, ignored_exceptions=NAVIGATING).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, css))
 
     def find_all(self, css: str) -> list:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
-    def wait(self, what: str, fn, timeout: float = 15):
-        """Poll ``fn(driver)`` until truthy; the failure names ``what``."""
-        return WebDriverWait(self.driver, timeout).until(fn, message=f"waiting for {what}")
+    def wait(self, what: str, fn, timeout: float = 30):
+        """Poll ``fn(driver)`` until truthy; the failure names ``what``. An element that went away or is
+        not there yet while a page loads (a redirect, a refresh) means "not yet", never a failure."""
+        return WebDriverWait(self.driver, timeout, ignored_exceptions=NAVIGATING).until(
+            fn, message=f"waiting for {what}")
 
     @property
     def url(self) -> str:
