@@ -42,6 +42,8 @@ def _parse(spec):
             continue
         if "/" in part:
             network = ipaddress.ip_network(part, strict=False)
+            if network.num_addresses > MAX_POOL + 2:    # said before a single one is listed (an IPv6 /64!)
+                raise ValueError(f"{part}: more than {MAX_POOL} addresses")
             hosts = list(network.hosts()) if network.num_addresses > 2 else list(network)
             if len(hosts) > MAX_POOL:
                 raise ValueError(f"{part}: more than {MAX_POOL} addresses")

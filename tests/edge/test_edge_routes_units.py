@@ -56,6 +56,6 @@ def test_address_pool():
 
 
 @pytest.mark.parametrize("spec, ok", [("", True), ("127.100.0.0/24", True), ("203.0.113.5,203.0.113.6", True),
-                                      ("not-an-address", False), ("10.0.0.0/8", False)])
+                                      ("not-an-address", False), ("10.0.0.0/8", False), ("2001:db8::/64", False)])
 def test_address_flag(spec, ok):
     assert (addresses.check_spec(spec) == "") is ok
