@@ -48,11 +48,12 @@ def outage(world, dnsname, fault):
     return time.monotonic() - started
 
 
-def test_sigkill_of_a_random_services_ssh_session_20_times(world):
+def test_sigkill_of_a_random_services_ssh_session_10_times(world):
+    """Ten of the twenty, each time the session that carries it (one shard holds all twenty)."""
     rng = random.Random(7)
     times = []
     dnsnames = world.dnsnames()
-    for name in rng.sample(SERVICES, 20):
+    for name in rng.sample(SERVICES, 10):
         session = session_of(world, name)
         times.append(outage(world, dnsnames[name], lambda: session.send_signal(signal.SIGKILL)))
     record("SIGKILL of a Service's ssh session (its shard of 20)", times, world.check())
