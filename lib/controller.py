@@ -388,6 +388,8 @@ class Controller:
         wanted = {DNSNAME: record.dnsname, SOCKET_ID: record.socket_id}
         if valid:       # what a later typo falls back to, across restarts and failovers
             wanted[LAST_VALID] = json.dumps(services.options_of(svc), sort_keys=True, separators=(",", ":"))
+        if record.served_by is not None:    # worked out by the last sweep (lib/sweep.py)
+            wanted[SERVED_BY] = record.served_by
         changed = {k: v for k, v in wanted.items() if annotations.get(k) != v}
         if TUNNEL_ID in annotations:
             changed[TUNNEL_ID] = None       # one tunnel per replica now: the previous release's single id misleads
@@ -471,9 +473,6 @@ class Controller:
         if drop or FINALIZER in (svc["metadata"].get("finalizers") or []):
             self._patch(svc, annotations=drop, remove_finalizer=FINALIZER)
         self._forget(key)
-
-    def patch_served_by(self, svc, said):
-        self._patch(svc, annotations={SERVED_BY: said})
 
     def _forget(self, key):
         self.serving.stop(key)

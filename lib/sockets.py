@@ -18,6 +18,7 @@ socket is never touched.
 import contextlib
 import dataclasses
 import logging
+import threading
 
 from lib import mysocket
 from lib.ownership import pool_of, pool_socket_name
@@ -81,6 +82,12 @@ class Sockets:
         self._by_id = None
         self._nodes = None
         self._epoch = 0
+        # Sockets this controller made, kept until a list begun after each was made has come back: a
+        # list on its way meanwhile may not show it, and a socket missing from the snapshot would be
+        # "found" by name later (a SocketAdopted Event that says something false) or made twice.
+        self._made = {}             # socket_id -> (socket, how many lists had begun when it was made)
+        self._lists_begun = 0
+        self._count_lock = threading.Lock()     # lists begin on the remote workers
 
     def invalidate(self):
         """The next look lists again, with a list begun after this moment."""
@@ -99,9 +106,22 @@ class Sockets:
         """The account's sockets by id. One list serves every Service that needs it (lib/remote.py):
         a list held up by the API holds up only the Services that wait for it, never the loop."""
         if self._by_id is None:
-            listed = self.remote.shared(f"list sockets #{self._epoch}", self.api.sockets)
-            self._by_id = {s["socket_id"]: s for s in listed or []}
+            number, listed = self.remote.shared(f"list sockets #{self._epoch}", self._list)
+            by_id = {s["socket_id"]: s for s in listed or []}
+            for socket_id, (socket, begun) in list(self._made.items()):
+                if number > begun:
+                    del self._made[socket_id]       # this list began after it was made: it says the truth
+                else:
+                    by_id.setdefault(socket_id, socket)
+            self._by_id = by_id
         return self._by_id
+
+    def _list(self):
+        """(this list's number, the sockets): numbered as it begins, on the worker that sends it."""
+        with self._count_lock:
+            self._lists_begun += 1
+            number = self._lists_begun
+        return number, self.api.sockets()
 
     def cached(self, socket_id):
         """The socket from the snapshot already listed, or None (never lists: no remote call)."""
@@ -167,7 +187,11 @@ class Sockets:
                 socket = self.remote.call("create", self.api.connect, {**fields, "tunnel_owner": owner},
                                           before_send=self._check_fence)
             socket.setdefault("tunnels", [])
-            self.snapshot()[socket["socket_id"]] = socket
+        # Never list here: the create's outcome is taken, and a Pending now would lose the socket.
+        with self._count_lock:
+            self._made[socket["socket_id"]] = (socket, self._lists_begun)
+        if self._by_id is not None:
+            self._by_id[socket["socket_id"]] = socket
         return socket
 
     def add_tunnel(self, socket, owner, nth=0):
@@ -233,6 +257,7 @@ class Sockets:
                              prefix, before_send=self._check_fence)
         except mysocket.Conflict:
             return False
+        self._made.pop(socket["socket_id"], None)
         if self._by_id is not None:
             self._by_id.pop(socket["socket_id"], None)
         return True
@@ -246,6 +271,7 @@ class Sockets:
         self._check_fence()
         self.remote.call(f"delete {socket['socket_id']}", self.api.delete_socket, socket["socket_id"],
                          before_send=self._check_fence)
+        self._made.pop(socket["socket_id"], None)
         if self._by_id is not None:
             self._by_id.pop(socket["socket_id"], None)
 
