@@ -82,10 +82,10 @@ class Sockets:
         self._by_id = None
         self._nodes = None
         self._epoch = 0
-        # Sockets this controller made, kept until a list begun after each was made has come back: a
-        # list on its way meanwhile may not show it, and a socket missing from the snapshot would be
-        # "found" by name later (a SocketAdopted Event that says something false) or made twice.
-        self._made = {}             # socket_id -> (socket, how many lists had begun when it was made)
+        # Sockets this controller made, kept until a list begun after each was made has come back and
+        # its creation was said: a list on its way meanwhile may not show it (it would be made twice),
+        # and one found by name before its create's answer was taken is no adoption (creation_said).
+        self._made = {}             # socket_id -> [socket, how many lists had begun when it was made, said]
         self._lists_begun = 0
         self._count_lock = threading.Lock()     # lists begin on the remote workers
 
@@ -108,11 +108,11 @@ class Sockets:
         if self._by_id is None:
             number, listed = self.remote.shared(f"list sockets #{self._epoch}", self._list)
             by_id = {s["socket_id"]: s for s in listed or []}
-            for socket_id, (socket, begun) in list(self._made.items()):
-                if number > begun:
-                    del self._made[socket_id]       # this list began after it was made: it says the truth
-                else:
+            for socket_id, (socket, begun, said) in list(self._made.items()):
+                if number <= begun:
                     by_id.setdefault(socket_id, socket)
+                elif said:
+                    del self._made[socket_id]       # this list began after it was made: it says the truth
             self._by_id = by_id
         return self._by_id
 
@@ -122,6 +122,25 @@ class Sockets:
             self._lists_begun += 1
             number = self._lists_begun
         return number, self.api.sockets()
+
+    def creation_said(self, socket_id):
+        """For a socket found by name: None if this controller did not make it; else whether its creation
+        was said (SocketCreated), and from now on it is. A create's answer can come back after a list
+        begun later already showed the socket: that is this controller's own socket, not an adoption."""
+        with self._count_lock:
+            entry = self._made.get(socket_id)
+            if entry is None:
+                return None
+            said, entry[2] = entry[2], True
+            return said
+
+    def _made_by_edge(self, create, *args, **kwargs):
+        """On the worker: the create, recorded the moment the edge answers (before the loop takes it)."""
+        socket = create(*args, **kwargs)
+        socket.setdefault("tunnels", [])
+        with self._count_lock:
+            self._made.setdefault(socket["socket_id"], [socket, self._lists_begun, False])
+        return socket
 
     def cached(self, socket_id):
         """The socket from the snapshot already listed, or None (never lists: no remote call)."""
@@ -182,14 +201,13 @@ class Sockets:
         with self._in_doubt():
             if pool:
                 fields = {**fields, "name": pool_socket_name(pool), "unique_name": True}
-                socket = self.remote.call("create", self.api.create_socket, fields, before_send=self._check_fence)
-            else:
-                socket = self.remote.call("create", self.api.connect, {**fields, "tunnel_owner": owner},
+                socket = self.remote.call("create", self._made_by_edge, self.api.create_socket, fields,
                                           before_send=self._check_fence)
-            socket.setdefault("tunnels", [])
+            else:
+                socket = self.remote.call("create", self._made_by_edge, self.api.connect,
+                                          {**fields, "tunnel_owner": owner}, before_send=self._check_fence)
+        self.creation_said(socket["socket_id"])     # the caller says it now
         # Never list here: the create's outcome is taken, and a Pending now would lose the socket.
-        with self._count_lock:
-            self._made[socket["socket_id"]] = (socket, self._lists_begun)
         if self._by_id is not None:
             self._by_id[socket["socket_id"]] = socket
         return socket

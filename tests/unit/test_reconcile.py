@@ -394,3 +394,21 @@ def test_a_socket_made_while_a_list_is_on_its_way_is_neither_lost_nor_made_again
     del sockets.remote.shared                                               # a list begun after the create
     world.api.sockets_by_id.clear()                                         # says it is gone: it is gone
     assert sockets.find(KEY).socket is None
+
+
+def test_a_create_whose_answer_comes_after_a_newer_list_showed_the_socket_is_said_created_not_adopted(world):
+    """The create ends on its worker; before the loop takes its answer, a sweep's newer list already shows
+    the socket, and the Service's next reconcile finds it by name. That socket is this controller's own:
+    SocketCreated is said (once), never a SocketAdopted that says something false (at 1,000 Services 400
+    to 800 of them got one)."""
+    c = world.make(svc=service(ON, finalizers=[FINALIZER]))
+    fields = {"name": socket_name(CLUSTER, "demo", "web"), "socket_type": "http", "tunnel_owner": MINE}
+    c.sockets._made_by_edge(world.api.connect, fields)       # as the remote worker does; not taken yet
+    c.sockets.invalidate()                                   # a sweep: a list begun after the create
+    c.reconcile(KEY)
+    assert [r for _, r in world.kube.events] == ["SocketCreated"]
+    assert world.api.remote_calls() == [f"connect {MINE}"]   # the one create, nothing made twice
+    del c.records[KEY]                                       # looked at again before its id is recorded
+    c.watcher.cache[KEY]["metadata"]["annotations"].pop(SOCKET_ID)
+    c.reconcile(KEY)
+    assert [r for _, r in world.kube.events] == ["SocketCreated"]
