@@ -319,14 +319,16 @@ class Controller:
             socket = None
         if socket is None:
             socket = self.sockets.create(fields, self.serving.owner(key).tag, pool=exposure.pool)
-            self._event(svc, "Normal", "SocketCreated", f"created socket {socket['socket_id']}: "
-                        f"{socket.get('dnsname')}" + (f" (pool {exposure.pool})" if exposure.pool else ""))
-            log.info("created socket %s", socket.get("dnsname"), extra=_fields(key, socket["socket_id"]))
+            self._say_created(key, svc, exposure, socket)
         elif found.how != "id":
-            self._event(svc, "Normal", "SocketAdopted", f"adopted socket {socket['socket_id']} "
-                        f"({socket.get('dnsname')}) found by its {found.how} name")
-            log.info("adopted socket %s by %s name", socket.get("dnsname"), found.how,
-                     extra=_fields(key, socket["socket_id"]))
+            said = self.sockets.creation_said(socket["socket_id"])
+            if said is False:       # made by this controller; its create's answer came after a newer list
+                self._say_created(key, svc, exposure, socket)
+            elif said is None:
+                self._event(svc, "Normal", "SocketAdopted", f"adopted socket {socket['socket_id']} "
+                            f"({socket.get('dnsname')}) found by its {found.how} name")
+                log.info("adopted socket %s by %s name", socket.get("dnsname"), found.how,
+                         extra=_fields(key, socket["socket_id"]))
         elif protected and self.secret_versions.get(key) != protected[2]:
             # Rotated (or not known since this leader started): the edge gets the Secret's credentials
             # in place, so the name stays.
@@ -338,6 +340,11 @@ class Controller:
         if lists_differ(socket, fields):
             self._change_cloud_auth(key, svc, exposure, socket, fields)
         return socket
+
+    def _say_created(self, key, svc, exposure, socket):
+        self._event(svc, "Normal", "SocketCreated", f"created socket {socket['socket_id']}: "
+                    f"{socket.get('dnsname')}" + (f" (pool {exposure.pool})" if exposure.pool else ""))
+        log.info("created socket %s", socket.get("dnsname"), extra=_fields(key, socket["socket_id"]))
 
     def _change_cloud_auth(self, key, svc, exposure, socket, fields):
         """mysocket.io/cloud-auth-emails or -domains changed: the edge gets the lists in place (a visitor's
@@ -388,6 +395,8 @@ class Controller:
         wanted = {DNSNAME: record.dnsname, SOCKET_ID: record.socket_id}
         if valid:       # what a later typo falls back to, across restarts and failovers
             wanted[LAST_VALID] = json.dumps(services.options_of(svc), sort_keys=True, separators=(",", ":"))
+        if record.served_by is not None:    # worked out by the last sweep (lib/sweep.py)
+            wanted[SERVED_BY] = record.served_by
         changed = {k: v for k, v in wanted.items() if annotations.get(k) != v}
         if TUNNEL_ID in annotations:
             changed[TUNNEL_ID] = None       # one tunnel per replica now: the previous release's single id misleads
@@ -471,9 +480,6 @@ class Controller:
         if drop or FINALIZER in (svc["metadata"].get("finalizers") or []):
             self._patch(svc, annotations=drop, remove_finalizer=FINALIZER)
         self._forget(key)
-
-    def patch_served_by(self, svc, said):
-        self._patch(svc, annotations={SERVED_BY: said})
 
     def _forget(self, key):
         self.serving.stop(key)

@@ -258,8 +258,13 @@ class Runner:
         try:
             self.controller.resync()
             self._last_sweep, self._next_sweep = now, now + self.config.resync_seconds
-        except (Fenced, Pending):
-            pass                            # Pending: the sweep is due again when its call ends
+        except Fenced:
+            pass
+        except Pending:
+            # Due again when its call ends (_collect), not on every turn meanwhile: each try walks every
+            # Service and waits out a budget, which a burst of 1,000 Services cannot spare. The spare
+            # deadline only guards against an end that is never reported.
+            self._next_sweep = now + SWEEP_SPACING
         except mysocket.BadCredentials as e:
             self.session.lost(e)
         except mysocket.ApiError as e:

@@ -62,6 +62,7 @@ class Record:
     dnsname: str
     tunnels: tuple = ()             # Tunnel, one per connection, in the order the edge lists them
     withdrawn: bool = False         # no ready endpoint: the child is stopped, the tunnel kept
+    served_by: str = None           # `mysocket.io/served-by` as the last sweep saw it (lib/sweep.py), or None
 
 
 class Serving:

@@ -32,10 +32,7 @@ _LONGEST_NAME = len("0123abcd-999")  # place(): 8 hex digits of the endpoint, "-
 class Forward:
     spec: sshargs.TunnelSpec
     session: tuple               # (Endpoint, shard)
-    log_path: str
-    proc: object = None          # `ssh -O forward` while the edge is being asked
-    argv: list = None
-    asked_at: float = 0.0
+    asked: bool = False          # in its session's Ask on its way
     up_at: float = None
     failures: int = 0
     next_start: float = 0.0
@@ -43,6 +40,20 @@ class Forward:
     @property
     def up(self):
         return self.up_at is not None
+
+
+@dataclasses.dataclass
+class Ask:
+    """One `ssh -O forward` client with every forward of its session that was ready to ask when it
+    started: one process a batch, not one a forward. One Ask a session at a time: a forward that
+    becomes ready meanwhile goes in the next, so a burst fills batches by itself while a lone new
+    Service is asked for at once."""
+
+    proc: object
+    argv: list
+    keys: list                   # the forwards it carries, in its -R order
+    asked_at: float
+    withdrawn: list = dataclasses.field(default_factory=list)    # specs taken away meanwhile: cancelled after
 
 
 @dataclasses.dataclass
@@ -59,6 +70,12 @@ class Session:
     failures: int = 0
     next_start: float = 0.0
     cancelling: dict = dataclasses.field(default_factory=dict)   # local_port -> (proc, argv) of `-O cancel`
+    asking: Ask = None           # the `-O forward` client on its way, if any
+
+    @property
+    def asks_log(self):
+        """Where the session's `-O forward` clients write (each truncates it: one Ask at a time)."""
+        return self.log_path[:-len(".log")] + ".forwards.log"
 
     @property
     def up(self):
@@ -69,7 +86,8 @@ class Session:
         return f"{self.endpoint.label}#{self.shard}"
 
     def pids(self):
-        return [pid for pid in (self.proc.pid if self.proc else None, self.background) if pid is not None]
+        return [pid for pid in (self.proc.pid if self.proc else None, self.background,
+                                self.asking.proc.pid if self.asking else None) if pid is not None]
 
 
 def place(sessions, key, endpoint, *, size, control_dir, log_dir):

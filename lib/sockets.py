@@ -18,6 +18,7 @@ socket is never touched.
 import contextlib
 import dataclasses
 import logging
+import threading
 
 from lib import mysocket
 from lib.ownership import pool_of, pool_socket_name
@@ -81,6 +82,12 @@ class Sockets:
         self._by_id = None
         self._nodes = None
         self._epoch = 0
+        # Sockets this controller made, kept until a list begun after each was made has come back and
+        # its creation was said: a list on its way meanwhile may not show it (it would be made twice),
+        # and one found by name before its create's answer was taken is no adoption (creation_said).
+        self._made = {}             # socket_id -> [socket, how many lists had begun when it was made, said]
+        self._lists_begun = 0
+        self._count_lock = threading.Lock()     # lists begin on the remote workers
 
     def invalidate(self):
         """The next look lists again, with a list begun after this moment."""
@@ -99,9 +106,41 @@ class Sockets:
         """The account's sockets by id. One list serves every Service that needs it (lib/remote.py):
         a list held up by the API holds up only the Services that wait for it, never the loop."""
         if self._by_id is None:
-            listed = self.remote.shared(f"list sockets #{self._epoch}", self.api.sockets)
-            self._by_id = {s["socket_id"]: s for s in listed or []}
+            number, listed = self.remote.shared(f"list sockets #{self._epoch}", self._list)
+            by_id = {s["socket_id"]: s for s in listed or []}
+            for socket_id, (socket, begun, said) in list(self._made.items()):
+                if number <= begun:
+                    by_id.setdefault(socket_id, socket)
+                elif said:
+                    del self._made[socket_id]       # this list began after it was made: it says the truth
+            self._by_id = by_id
         return self._by_id
+
+    def _list(self):
+        """(this list's number, the sockets): numbered as it begins, on the worker that sends it."""
+        with self._count_lock:
+            self._lists_begun += 1
+            number = self._lists_begun
+        return number, self.api.sockets()
+
+    def creation_said(self, socket_id):
+        """For a socket found by name: None if this controller did not make it; else whether its creation
+        was said (SocketCreated), and from now on it is. A create's answer can come back after a list
+        begun later already showed the socket: that is this controller's own socket, not an adoption."""
+        with self._count_lock:
+            entry = self._made.get(socket_id)
+            if entry is None:
+                return None
+            said, entry[2] = entry[2], True
+            return said
+
+    def _made_by_edge(self, create, *args, **kwargs):
+        """On the worker: the create, recorded the moment the edge answers (before the loop takes it)."""
+        socket = create(*args, **kwargs)
+        socket.setdefault("tunnels", [])
+        with self._count_lock:
+            self._made.setdefault(socket["socket_id"], [socket, self._lists_begun, False])
+        return socket
 
     def cached(self, socket_id):
         """The socket from the snapshot already listed, or None (never lists: no remote call)."""
@@ -162,12 +201,15 @@ class Sockets:
         with self._in_doubt():
             if pool:
                 fields = {**fields, "name": pool_socket_name(pool), "unique_name": True}
-                socket = self.remote.call("create", self.api.create_socket, fields, before_send=self._check_fence)
-            else:
-                socket = self.remote.call("create", self.api.connect, {**fields, "tunnel_owner": owner},
+                socket = self.remote.call("create", self._made_by_edge, self.api.create_socket, fields,
                                           before_send=self._check_fence)
-            socket.setdefault("tunnels", [])
-            self.snapshot()[socket["socket_id"]] = socket
+            else:
+                socket = self.remote.call("create", self._made_by_edge, self.api.connect,
+                                          {**fields, "tunnel_owner": owner}, before_send=self._check_fence)
+        self.creation_said(socket["socket_id"])     # the caller says it now
+        # Never list here: the create's outcome is taken, and a Pending now would lose the socket.
+        if self._by_id is not None:
+            self._by_id[socket["socket_id"]] = socket
         return socket
 
     def add_tunnel(self, socket, owner, nth=0):
@@ -233,6 +275,7 @@ class Sockets:
                              prefix, before_send=self._check_fence)
         except mysocket.Conflict:
             return False
+        self._made.pop(socket["socket_id"], None)
         if self._by_id is not None:
             self._by_id.pop(socket["socket_id"], None)
         return True
@@ -246,6 +289,7 @@ class Sockets:
         self._check_fence()
         self.remote.call(f"delete {socket['socket_id']}", self.api.delete_socket, socket["socket_id"],
                          before_send=self._check_fence)
+        self._made.pop(socket["socket_id"], None)
         if self._by_id is not None:
             self._by_id.pop(socket["socket_id"], None)
 

@@ -8,6 +8,7 @@ in the container.
 """
 
 import dataclasses
+import re
 import shutil
 
 
@@ -125,18 +126,36 @@ def master_argv(endpoint, settings, control_path, log_path):
     ]
 
 
-def forward_argv(spec, endpoint, settings, control_path, cancel=False):
-    """`ssh -O forward` (or `-O cancel`) of one remote forward in a running session.
+def forward_argv(specs, endpoint, settings, control_path, cancel=False):
+    """`ssh -O forward` (or `-O cancel`) of remote forwards (a TunnelSpec, or several) in a running session.
 
     The master sends the edge a tcpip-forward request and answers this client only when the edge has
-    answered: exit 0 is the edge's yes for this one forward, 255 its no (ssh(1), -O; mux.c). So "up"
-    stays ssh's own report, per forward, as with ExitOnForwardFailure on a single tunnel.
+    answered: exit 0 is the edge's yes (ssh(1), -O; mux.c). Several `-R` in one client are asked one
+    after the other on its one control connection (mux.c, mux_client_forwards), a refusal does not stop
+    the others, and each refusal is said on stderr with its port (refused_ports): so "up" stays ssh's
+    own report, per forward, as with ExitOnForwardFailure on a single tunnel, for one process spawned
+    per batch instead of one per forward.
     """
+    specs = [specs] if isinstance(specs, TunnelSpec) else list(specs)
     return [
         settings.binary, "-F", "none", "-S", control_path, "-O", "cancel" if cancel else "forward",
-        "-R", _forward(spec), "-l", endpoint.user_name, "-p", str(endpoint.port),
-        "-i", settings.identity_file, "-o", "LogLevel=ERROR", endpoint.host,
+        *[arg for spec in specs for arg in ("-R", _forward(spec))], "-l", endpoint.user_name,
+        "-p", str(endpoint.port), "-i", settings.identity_file, "-o", "LogLevel=ERROR", endpoint.host,
     ]
+
+
+_REFUSED = re.compile(r"remote port forwarding failed for listen port (\d+)")
+
+
+def refused_ports(stderr_text):
+    """The listen ports an `ssh -O forward` client says the edge refused (mux.c's message per refusal)."""
+    return {int(port) for port in _REFUSED.findall(stderr_text)}
+
+
+def said_about(stderr_text, port):
+    """What such a client said about one forward (its refusal names the port), or all it said."""
+    about = [line for line in stderr_text.splitlines() if f"port {port}" in line]
+    return "\n".join(about) if about else stderr_text
 
 
 def ssh_argv(spec, settings, log_path=None, foreground=False):

@@ -19,7 +19,12 @@ replicas' Leases) serves every step:
 - protected Services look at their Secret again (a rotated password);
 - each exposed Service says who serves it (`mysocket.io/served-by`): how many
   tunnels the edge has connected, from which replicas of this cluster, and how
-  many from other clusters of its pool.
+  many from other clusters of its pool. The sweep only works the line out and
+  queues the Services whose annotation says otherwise; each one's own
+  reconcile writes it, with its other annotations in the same patch. Written
+  here, the sweep would end at the first write still on its way and start
+  over: with 1,000 Services that was one write and one whole sweep per turn
+  of the loop, which then had no time left for anything else.
 """
 
 import logging
@@ -75,7 +80,7 @@ class Sweep:
             if record.exposure.protected_secret:
                 c.recheck.add(key)
                 c.queue.add(key)
-            self._say_who_serves(key, snapshot.get(record.socket_id))
+            self._note_who_serves(key, record, snapshot.get(record.socket_id))
 
     # -- each step -------------------------------------------------------------------
 
@@ -145,13 +150,14 @@ class Sweep:
             return socket.get("name") == pool_socket_name(pool)
         return annotations.get(SOCKET_ID) == socket["socket_id"] or self.c.ownership.is_for(socket, key)
 
-    def _say_who_serves(self, key, socket):
+    def _note_who_serves(self, key, record, socket):
+        """Keep the line on the record; the Service's reconcile writes it (lib/controller._write_back)."""
         svc = self.c.watcher.get(key)
         if svc is None or socket is None:
             return
-        said = served_by(socket, self.c.ownership.cluster)
-        if (svc["metadata"].get("annotations") or {}).get(SERVED_BY) != said:
-            self.c.patch_served_by(svc, said)
+        record.served_by = served_by(socket, self.c.ownership.cluster)
+        if (svc["metadata"].get("annotations") or {}).get(SERVED_BY) != record.served_by:
+            self.c.queue.add(key)
 
 
 def served_by(socket, cluster):

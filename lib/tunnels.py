@@ -26,10 +26,13 @@ behind seams (lib/processes.py), so it is table-tested without processes:
   connection. When that master ends after `stable_after` seconds up, the
   connection dropped: it restarts at once and its forwards go "down"; sooner,
   or never up, and it backs off (0.5 s, 1 s, 2 s ... capped and jittered).
-- a forward is "up" only when its `ssh -O forward` exits 0: the master answers
-  it only after the edge said yes to that forward. A refusal fails that
-  forward alone, with its own backoff; its session and neighbours go on. A
-  stopped (hung) master is killed and restarted.
+- a forward is "up" only when its `ssh -O forward` says the edge said yes: the
+  master answers it only after the edge answered. One `-O forward` client
+  asks for every forward of its session that is ready (shards.Ask; at 1,000
+  Services, one process per forward was 2,000 spawns a replica pair), and
+  names each refusal with its port; a refusal fails that forward alone, with
+  its own backoff; its session and neighbours go on. A stopped (hung) master
+  is killed and restarted.
 
 It never blocks for long and never raises on a child's behalf: the controller
 calls `poll()` from its loop and turns the returned transitions into Events
@@ -105,20 +108,16 @@ class Supervisor:
             self.remove(key)
         session = shards.place(self.sessions, key, sshargs.endpoint_of(spec, self.settings),
                                size=self.shard_size, control_dir=self.control_dir, log_dir=self.log_dir)
-        # A route's key names its backend (namespace/service:port): a "/" in a file name would be a directory.
-        name = ".".join(map(str, key)).replace("/", "_")
-        self.forwards[key] = forward = shards.Forward(spec=spec, session=(session.endpoint, session.shard),
-                                                log_path=os.path.join(self.log_dir, name + ".log"))
-        if session.up and spec.local_port not in session.cancelling:
-            self._ask(key, forward, session)
+        self.forwards[key] = shards.Forward(spec=spec, session=(session.endpoint, session.shard))
+        if session.up:
+            self._ask(session, self.clock())
         elif session.proc is None and session.background is None and session.argv is None:
             self._start(session)
 
     def busy(self):
         """True while an answer is on its way (a session starting, a forward asked or cancelled): the
         loop then polls often, so nothing waits for the next quarter second."""
-        return any(s.proc is not None or s.cancelling for s in self.sessions.values()) or \
-            any(f.proc is not None for f in self.forwards.values())
+        return any(s.proc is not None or s.cancelling or s.asking for s in self.sessions.values())
 
     def remove(self, key):
         """Take one forward away; the other forwards of its session never notice."""
@@ -131,13 +130,13 @@ class Supervisor:
             self._stop_sessions([session], [forward])     # the last one: the session goes, and the forward with it
             del self.sessions[forward.session]
             return
-        self._withdraw(forward, session)
+        self._withdraw(key, forward, session)
 
     def restart(self, key):
         """Ask the edge for a forward again that is up but useless (the traffic probe said so)."""
         forward = self.forwards.get(key)
         if forward:
-            self._withdraw(forward, self.sessions[forward.session])
+            self._withdraw(key, forward, self.sessions[forward.session])
             forward.up_at, forward.next_start = None, self.clock()
             metrics.SSH_RESTARTS.inc()
 
@@ -161,7 +160,6 @@ class Supervisor:
 
     def pids(self):
         pids = {pid for s in self.sessions.values() for pid in s.pids()}
-        pids |= {f.proc.pid for f in self.forwards.values() if f.proc is not None}
         return pids | {p.pid for s in self.sessions.values() for p, _ in s.cancelling.values()}
 
     # -- the loop ----------------------------------------------------------
@@ -186,6 +184,12 @@ class Supervisor:
                     transitions += self._ended(session, now, code)
                 elif session.failures and now - session.up_at >= self.stable_after:
                     session.failures = 0
+            ask = session.asking
+            if ask is not None:
+                if ask.proc.poll() is not None:
+                    transitions += self._answered(session, now)
+                elif now - ask.asked_at > self.settings.connect_timeout:
+                    self.os.send(ask.proc.pid, signal.SIGKILL)     # no answer from the edge: a failure
             for port, (proc, _) in list(session.cancelling.items()):
                 if proc.poll() is not None:
                     del session.cancelling[port]
@@ -193,18 +197,12 @@ class Supervisor:
                 if session.argv is not None:
                     metrics.SSH_RESTARTS.inc()
                 self._start(session)
-        for key, forward in self.forwards.items():
-            session = self.sessions[forward.session]
-            if forward.proc is not None:
-                if forward.proc.poll() is not None:
-                    transitions += self._answered(key, forward, session, now)
-                elif now - forward.asked_at > self.settings.connect_timeout:
-                    self.os.send(forward.proc.pid, signal.SIGKILL)     # no answer from the edge: a failure
-            elif forward.up:
-                if forward.failures and now - forward.up_at >= self.stable_after:
-                    forward.failures = 0
-            elif session.up and now >= forward.next_start and forward.spec.local_port not in session.cancelling:
-                self._ask(key, forward, session)
+        for forward in self.forwards.values():
+            if forward.up and forward.failures and now - forward.up_at >= self.stable_after:
+                forward.failures = 0
+        for session in self.sessions.values():
+            if session.up and session.asking is None:
+                self._ask(session, now)
         if check_hangs:
             self.os.end_strays(self._argvs())
         return transitions
@@ -250,60 +248,91 @@ class Supervisor:
 
     def _drop_forwards(self, session):
         """The session is gone: none of its forwards is up, and each is asked for again once it is back."""
+        if session.asking is not None:
+            self.os.stop([session.asking.proc.pid], self.stop_timeout)
+            session.asking = None
         for key in session.keys:
             forward = self.forwards[key]
-            if forward.proc is not None:
-                self.os.stop([forward.proc.pid], self.stop_timeout)
-            forward.proc, forward.up_at, forward.next_start = None, None, 0.0
+            forward.asked, forward.up_at, forward.next_start = False, None, 0.0
 
-    def _answered(self, key, forward, session, now):
-        code, forward.proc = forward.proc.returncode, None
+    def _answered(self, session, now):
+        """The session's Ask ended: each forward it carried is up, or refused (named by its port), or, when
+        ssh could not say which (killed, or an exit without naming one), failed."""
+        ask, session.asking = session.asking, None
+        code = ask.proc.returncode
+        for spec in ask.withdrawn:          # taken away meanwhile: the master may hold them now
+            self._cancel(spec, session)
         if not session.up:
             return []                       # the session ended meanwhile: its own transition says so
-        if code == 0:
-            forward.up_at = now
+        said = _tail(session.asks_log, 8192) if code != 0 else ""
+        refused = sshargs.refused_ports(said) if code > 0 else set()
+        transitions = []
+        for key in ask.keys:
+            forward = self.forwards[key]
+            forward.asked = False
             spec = forward.spec
-            return [Transition(key, "up", f"the edge accepted the forward of port {spec.local_port} to "
-                                          f"{spec.target_host}:{spec.target_port} (ssh session {session.label})")]
-        detail = sshargs.explain_exit(code, _tail(forward.log_path))
-        if code < 0:
-            detail = f"the edge did not answer the forward within {self.settings.connect_timeout}s"
-        forward.failures += 1
-        delay = self._backoff(forward.failures)
-        forward.next_start = now + delay
-        self._cancel(forward, session)      # the master may keep a refused forward listed: the retry asks anew
-        return [Transition(key, "failed", detail, delay, forward.failures)]
-
-    def _ask(self, key, forward, session):
-        forward.argv = sshargs.forward_argv(forward.spec, session.endpoint, self.settings, session.control_path)
-        try:
-            forward.proc = self.os.spawn(forward.argv, forward.log_path)
-        except OSError as e:            # a pids limit, a full disk: this forward's problem, retried with backoff
-            forward.proc = None
+            if code == 0 or (refused and spec.local_port not in refused):
+                forward.up_at = now
+                transitions.append(Transition(key, "up", f"the edge accepted the forward of port "
+                                              f"{spec.local_port} to {spec.target_host}:{spec.target_port} "
+                                              f"(ssh session {session.label})"))
+                continue
+            detail = sshargs.explain_exit(code, sshargs.said_about(said, spec.local_port))
+            if code < 0:
+                detail = f"the edge did not answer the forward within {self.settings.connect_timeout}s"
             forward.failures += 1
             delay = self._backoff(forward.failures)
-            forward.next_start = self.clock() + delay
-            self._pending.append(Transition(key, "failed", f"cannot start ssh: {e}", delay, forward.failures))
-            return
-        forward.asked_at = self.clock()
+            forward.next_start = now + delay
+            self._cancel(spec, session)     # the master may keep a refused forward listed: the retry asks anew
+            transitions.append(Transition(key, "failed", detail, delay, forward.failures))
+        return transitions
 
-    def _withdraw(self, forward, session):
-        """Take the forward out of its running session (`-O cancel`); a new ask for that port waits for it."""
-        if forward.proc is not None:
-            self.os.stop([forward.proc.pid], self.stop_timeout)
-            forward.proc = None
-            self._cancel(forward, session)      # the master may have sent the request already
+    def _ask(self, session, now):
+        """One `-O forward` client for every forward of the session that is ready (none on its way, out of
+        backoff, its port not being cancelled), unless one is on its way already: those wait for the next."""
+        if session.asking is not None:
+            return
+        keys = [key for key in sorted(session.keys) if self._ready(self.forwards[key], session, now)]
+        if not keys:
+            return
+        argv = sshargs.forward_argv([self.forwards[k].spec for k in keys], session.endpoint, self.settings,
+                                    session.control_path)
+        try:
+            proc = self.os.spawn(argv, session.asks_log)
+        except OSError as e:            # a pids limit, a full disk: retried with backoff
+            for key in keys:
+                forward = self.forwards[key]
+                forward.failures += 1
+                delay = self._backoff(forward.failures)
+                forward.next_start = now + delay
+                self._pending.append(Transition(key, "failed", f"cannot start ssh: {e}", delay, forward.failures))
+            return
+        session.asking = shards.Ask(proc=proc, argv=argv, keys=keys, asked_at=now)
+        for key in keys:
+            self.forwards[key].asked = True
+
+    @staticmethod
+    def _ready(forward, session, now):
+        return not forward.up and not forward.asked and now >= forward.next_start \
+            and forward.spec.local_port not in session.cancelling
+
+    def _withdraw(self, key, forward, session):
+        """Take the forward out of its running session (`-O cancel`); a new ask for that port waits for it.
+        One on its way in an Ask is left to it (its neighbours there must not fail) and cancelled after."""
+        if forward.asked:
+            session.asking.keys.remove(key)
+            session.asking.withdrawn.append(forward.spec)
+            forward.asked = False
         elif forward.up:
-            self._cancel(forward, session)
+            self._cancel(forward.spec, session)
         forward.up_at = None
 
-    def _cancel(self, forward, session):
+    def _cancel(self, spec, session):
         if not session.up:
             return
-        argv = sshargs.forward_argv(forward.spec, session.endpoint, self.settings, session.control_path,
-                                    cancel=True)
+        argv = sshargs.forward_argv(spec, session.endpoint, self.settings, session.control_path, cancel=True)
         try:
-            session.cancelling[forward.spec.local_port] = (self.os.spawn(argv, os.devnull), argv)
+            session.cancelling[spec.local_port] = (self.os.spawn(argv, os.devnull), argv)
         except OSError as e:
             log.warning("cannot cancel a forward (%s); its session keeps it until it restarts", e,
                         extra={"session": session.label})
@@ -327,13 +356,12 @@ class Supervisor:
     def _stop_sessions(self, sessions, forwards):
         pids = [pid for s in sessions for pid in s.pids()]
         pids += [p.pid for s in sessions for p, _ in s.cancelling.values()]
-        pids += [f.proc.pid for f in forwards if f.proc is not None]
         starting = [s.argv for s in sessions if s.proc is not None]
         for s in sessions:
-            s.proc, s.background = None, None
+            s.proc, s.background, s.asking = None, None, None
             s.cancelling.clear()
         for f in forwards:
-            f.proc, f.up_at = None, None
+            f.asked, f.up_at = False, None
         if pids:
             self.os.stop(pids, self.stop_timeout)
         # A foreground ssh stopped while starting may have forked its master just before: now that the
@@ -346,7 +374,7 @@ class Supervisor:
 
     def _argvs(self):
         argvs = [s.argv for s in self.sessions.values()]
-        argvs += [f.argv for f in self.forwards.values() if f.proc is not None]
+        argvs += [s.asking.argv for s in self.sessions.values() if s.asking is not None]
         return argvs + [argv for s in self.sessions.values() for _, argv in s.cancelling.values()]
 
     # -- an earlier run's children -----------------------------------------

@@ -153,3 +153,35 @@ def test_a_held_login_holds_up_no_ssh_supervision(edge, tmp_path):
         edge.close()
         loop.join(10)
     assert not loop.is_alive()
+
+
+def test_a_sweep_waiting_for_its_list_is_tried_again_when_the_list_ends_not_on_every_turn(tmp_path):
+    """Each try walks every Service and waits out the remote budget: tried on every turn while its list
+    was on its way, a burst of 1,000 Services left the loop little time for anything else."""
+    from lib.controller import SWEEP
+    from lib.remote import Pending
+
+    class Sweeping(Controller):
+        def __init__(self):
+            super().__init__()
+            self.sweeps = 0
+            self.ended = set()
+            self.remote.collect = lambda: self.ended
+
+        def resync(self):
+            self.sweeps += 1
+            raise Pending("list sockets")
+
+    controller = Sweeping()
+    runner = Runner(config=Config(), session=Session(None, public_key=""), controller=controller,
+                    watcher=Watcher(), supervisor=Supervisor(), queue=WorkQueue(),
+                    known_hosts=str(tmp_path / "known_hosts"))
+    runner._acting, runner._next_sweep = True, 0.0
+    for _ in range(5):
+        runner._collect()
+        runner._sweep_if_due()
+    assert controller.sweeps == 1
+    controller.ended = {SWEEP}              # its list came back
+    runner._collect()
+    runner._sweep_if_due()
+    assert controller.sweeps == 2

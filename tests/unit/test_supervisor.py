@@ -32,6 +32,11 @@ class FakeProc:
     def forward(self):
         return self.argv[self.argv.index("-R") + 1] if "-R" in self.argv else None
 
+    @property
+    def forwards(self):
+        """Every -R of the client: one `-O forward` carries the forwards of its session that are ready."""
+        return [self.argv[i + 1] for i, arg in enumerate(self.argv) if arg == "-R"]
+
     def accepted(self):
         """The edge said yes: a master forks its background process (as ssh -f), then the client exits 0."""
         if self.kind == "master":
@@ -250,28 +255,67 @@ def test_a_forward_is_asked_for_at_once_and_a_new_session_started_at_once(world)
 
 
 def test_a_refused_forward_fails_alone_and_is_asked_again_after_its_backoff(world):
+    """The three go in one `-O forward` client; ssh names the refused one by its port (mux.c), so that one
+    fails alone and the others are up."""
     for i in range(3):
         world.sup.ensure(key(i), spec(i))
     world.sup.poll()
     world.last("master").accepted()
     world.sup.poll()
-    clients = world.of("forward")
-    clients[0].accepted(), clients[2].accepted()
-    with open(world.sup.forwards[key(1)].log_path, "w") as log:
+    [client] = world.of("forward")
+    assert client.forwards == [f"{10000 + i}:10.96.0.10:8000" for i in range(3)]
+    session = world.sup.sessions[next(iter(world.sup.sessions))]
+    with open(session.asks_log, "w") as log:
         log.write("mux_client_forward: forwarding request failed: "
                   "remote port forwarding failed for listen port 10001\n")
-    clients[1].refused()
+    client.refused()
     transitions = world.sup.poll()
     assert sorted((t.key, t.kind) for t in transitions) == [(key(0), "up"), (key(1), "failed"), (key(2), "up")]
     [failed] = [t for t in transitions if t.kind == "failed"]
     assert "refused the forward" in failed.detail and failed.retry_in == 0.5
     [cancel] = world.running("cancel")              # the master may keep it listed: the retry asks anew
-    assert cancel.forward == clients[1].forward
+    assert cancel.forward == "10001:10.96.0.10:8000"
     cancel.accepted()
     world.now += 0.5
     world.sup.poll()
-    assert world.last("forward").forward == clients[1].forward and len(world.of("master")) == 1
+    assert world.last("forward").forwards == ["10001:10.96.0.10:8000"] and len(world.of("master")) == 1
     assert world.stopped_pids == [] and world.sup.is_up(key(0)) and world.sup.is_up(key(2))
+
+
+def test_a_client_that_names_no_refusal_fails_its_whole_batch_and_one_asked_meanwhile_waits_for_the_next(world):
+    """Killed (no answer within the timeout) or ended without naming a port, ssh has not said which forward
+    the edge took: none is up. A forward ensured while a client is on its way goes in the next one."""
+    for i in range(2):
+        world.sup.ensure(key(i), spec(i))
+    world.sup.poll()
+    world.last("master").accepted()
+    world.sup.poll()
+    [client] = world.of("forward")
+    world.sup.ensure(key(2), spec(2))
+    assert len(world.of("forward")) == 1 and world.sup.busy()
+    world.now = SETTINGS.connect_timeout + 1.0
+    world.sup.poll()
+    assert (client.pid, 9) in world.signals
+    transitions = world.sup.poll()
+    assert sorted((t.key, t.kind) for t in transitions) == [(key(0), "failed"), (key(1), "failed")]
+    assert all("did not answer" in t.detail for t in transitions)
+    assert world.last("forward").forwards == ["10002:10.96.0.10:8000"]     # the others wait out their backoff
+
+
+def test_a_forward_removed_while_its_batch_is_on_its_way_leaves_the_others_alone_and_is_cancelled_after(world):
+    for i in range(3):
+        world.sup.ensure(key(i), spec(i))
+    world.sup.poll()
+    world.last("master").accepted()
+    world.sup.poll()
+    [client] = world.of("forward")
+    world.sup.remove(key(1))
+    assert client.returncode is None and world.stopped_pids == []
+    client.accepted()
+    transitions = world.sup.poll()
+    assert sorted((t.key, t.kind) for t in transitions) == [(key(0), "up"), (key(2), "up")]
+    [cancel] = world.of("cancel")
+    assert cancel.forward == "10001:10.96.0.10:8000"
 
 
 def test_forwards_fill_the_lowest_shard_with_room_and_never_move(world):
@@ -306,7 +350,8 @@ def test_a_session_death_restarts_only_its_shard(world):
     assert all(world.sup.is_up(k) for k in second.keys) and world.sup.tunnels_up() == 5
     world.answer_all()
     assert world.sup.tunnels_up() == 25
-    assert len([p for p in world.spawned[spawned:] if p.kind == "forward"]) == 20
+    [again] = [p for p in world.spawned[spawned:] if p.kind == "forward"]   # one client asks for all 20
+    assert len(again.forwards) == 20
 
 
 def test_adding_and_removing_a_forward_touches_no_other(world):
@@ -428,5 +473,5 @@ def test_a_routes_key_with_a_slash_logs_to_a_file_in_the_log_directory(world, tm
     """A route's forward is keyed by its backend (namespace/service:port): its log must not be a path into a
     directory that does not exist (every route forward then failed with ENOENT)."""
     world.sup.ensure(("route", "abcd-1234", "shop/web:8000", ""), spec(0))
-    log_path = world.sup.forwards[("route", "abcd-1234", "shop/web:8000", "")].log_path
+    log_path = world.sup.sessions[next(iter(world.sup.sessions))].asks_log
     assert "/" not in log_path[len(str(tmp_path)) + 1:] and log_path.startswith(str(tmp_path))
