@@ -212,25 +212,42 @@ func (a *ACME) register(ctx context.Context) error {
 	return nil
 }
 
-func (a *ACME) obtain(ctx context.Context, name string) (*tls.Certificate, error) {
+// orderHTTP01 orders name (registering first if need be) and answers its HTTP-01 challenges from
+// tokens: the order, its challenges, their authorization URLs and the answers (token -> key
+// authorization), which a node that is not the one ordering must give too.
+func (a *ACME) orderHTTP01(ctx context.Context, name string) (*acme.Order, []*acme.Challenge, []string, map[string]string, error) {
 	if err := a.register(ctx); err != nil {
-		return nil, err
+		return nil, nil, nil, nil, err
 	}
 	order, err := a.client.AuthorizeOrder(ctx, acme.DomainIDs(name))
 	if err != nil {
-		return nil, fmt.Errorf("order: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("order: %w", err)
 	}
 	chals, authz, err := a.challenges(ctx, order, "http-01")
 	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	answers := map[string]string{}
+	for _, chal := range chals {
+		v, err := a.client.HTTP01ChallengeResponse(chal.Token)
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		answers[chal.Token] = v
+	}
+	for token, v := range answers {
+		a.tokens.Store(token, v)
+	}
+	return order, chals, authz, answers, nil
+}
+
+func (a *ACME) obtain(ctx context.Context, name string) (*tls.Certificate, error) {
+	order, chals, authz, answers, err := a.orderHTTP01(ctx, name)
+	if err != nil {
 		return nil, err
 	}
-	for _, chal := range chals {
-		resp, err := a.client.HTTP01ChallengeResponse(chal.Token)
-		if err != nil {
-			return nil, err
-		}
-		a.tokens.Store(chal.Token, resp)
-		defer a.tokens.Delete(chal.Token)
+	for token := range answers {
+		defer a.tokens.Delete(token)
 	}
 	if err := a.prove(ctx, chals, authz); err != nil {
 		return nil, err

@@ -23,8 +23,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/crypto/acme"
-
 	"mysocketd/edge/dataplane/internal/logx"
 )
 
@@ -61,26 +59,9 @@ func (c *CustomCerts) Answer(token string) (string, bool) {
 func (c *CustomCerts) Begin(ctx context.Context, name string) (map[string]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	a := c.ACME
-	if err := a.register(ctx); err != nil {
-		return nil, err
-	}
-	order, err := a.client.AuthorizeOrder(ctx, acme.DomainIDs(name))
-	if err != nil {
-		return nil, fmt.Errorf("order: %w", err)
-	}
-	chals, authz, err := a.challenges(ctx, order, "http-01")
+	order, chals, authz, answers, err := c.ACME.orderHTTP01(ctx, name)
 	if err != nil {
 		return nil, err
-	}
-	answers := map[string]string{}
-	for _, chal := range chals {
-		v, err := a.client.HTTP01ChallengeResponse(chal.Token)
-		if err != nil {
-			return nil, err
-		}
-		answers[chal.Token] = v
-		a.tokens.Store(chal.Token, v)
 	}
 	if c.open == nil {
 		c.open = map[string]*zoneOrder{}
