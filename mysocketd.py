@@ -97,9 +97,9 @@ def main(argv=None):
         leader = LeaderElector(k8s.rest, cfg.lease_namespace, cfg.lease_name)
     fence = Fence(leader)
     ownership = Ownership(cluster, adopt_original=cfg.adopt_original_sockets)
-    # A short budget: a reconcile hands its calls to the pool and the loop moves on; the Service goes
-    # again the moment its call ends (lib/remote.py), so a burst has 8 calls on the way, not one.
-    sockets = Sockets(api, ownership, fence, Remote(budget=0.01, notify=queue.wake))
+    # A short budget, none in a burst: a reconcile hands its calls to the pool and the loop moves on; the
+    # Service goes again the moment its call ends (lib/remote.py), so a burst has 8 calls on the way, not one.
+    sockets = Sockets(api, ownership, fence, Remote(budget=0.01, notify=queue.wake, hurry=queue.ready))
     # Every replica serves every exposed Service through its own tunnel (lib/serving.py), proves it is
     # alive with a Lease of its own (lib/replicas.py), and withdraws where no endpoint is ready.
     replica = replicas.replica_name(cfg.state_dir)

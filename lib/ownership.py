@@ -98,6 +98,19 @@ def previous_release_key(socket_name_):
     return None
 
 
+def claim_of(socket):
+    """What a socket's name could claim, before anyone checks that it may: (namespace, service) for a
+    Service's socket of any cluster or release, the name itself for a pool's, else None. For indexing
+    only; `Ownership` decides."""
+    name = socket.get("name") or ""
+    parts = name.split("/")
+    if len(parts) == 4 and parts[0] in (PREFIX, PREVIOUS_PREFIX):
+        return parts[2], parts[3]
+    if name.startswith("k8s ") and "." in name:
+        return tuple(name[len("k8s "):].partition(".")[::2])
+    return name if pool_of(socket) else None
+
+
 class Ownership:
     def __init__(self, cluster, *, inherited=None, adopt_original=False):
         if not cluster or "/" in cluster:

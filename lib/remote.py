@@ -19,9 +19,10 @@ A write checks the leadership fence twice: when it is decided, and again
 (`guard`) on the worker just before it is sent, so one that waited for a
 free worker past the renew deadline is never sent.
 
-The budget is short (a few milliseconds in mysocketd): a burst of Services
-then has up to `workers` calls on the way at once instead of one after the
-other, and the loop never waits on the network. A call that ends after its
+The budget is short (a few milliseconds in mysocketd), and none at all while
+other Services are due (`hurry`): a burst of Services then has up to
+`workers` calls on the way at once instead of one after the other, and the
+loop never waits on the network while it has something else to do. A call that ends after its
 budget calls `notify()` (the work queue's wake-up), so the loop collects its
 outcome and runs that Service again at once, not on its next periodic turn.
 
@@ -42,15 +43,16 @@ class Pending(Exception):
 
 
 class Remote:
-    def __init__(self, *, workers=8, budget=0.5, clock=time.monotonic, notify=None):
+    def __init__(self, *, workers=8, budget=0.5, clock=time.monotonic, notify=None, hurry=None):
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remote")
         self.budget = budget
         self.clock = clock
         self.notify = notify        # called on the worker when a call that went Pending ends
+        self.hurry = hurry          # hurry(): other Services are due now, so a reconcile waits for nothing
         self._key = None
         self._deadline = 0.0
-        self._running = {}          # (key, ident) -> (generation, Future)
-        self._done = {}             # (key, ident) -> Future that ended, kept for the next run of key
+        self._running = {}          # key -> {ident: (generation, Future)}
+        self._done = {}             # key -> {ident: Future that ended, kept for the next run of key}
         self._generation = 0        # forget() of everything: outcomes of older calls are dropped
         self._waiting = {}          # shared ident -> keys to queue again when it ends
         self._released = set()      # keys whose shared call ended on someone else's reconcile
@@ -58,7 +60,7 @@ class Remote:
     def begin(self, key):
         """A reconcile of `key` starts: its calls share one budget."""
         self._key = key
-        self._deadline = self.clock() + self.budget
+        self._deadline = self.clock() + (0.0 if self.hurry is not None and self.hurry() else self.budget)
 
     def call(self, ident, fn, *args, guard=None, **kwargs):
         """fn(*args, **kwargs), or its kept outcome; Pending if it is still running after the budget.
@@ -66,20 +68,18 @@ class Remote:
         `ident` names the call among this Service's calls (same ident = same call on a re-run);
         `guard()`, if given, runs on the worker right before fn and may raise instead (the fence).
         """
-        slot = (self._key, ident)
-        future = self._done.pop(slot, None)
+        future = _pop(self._done, self._key, ident)
         if future is None:
-            running = self._running.get(slot)
+            running = self._running.get(self._key, {}).get(ident)
             if running is not None:
                 if not (running[1].done() and running[0] == self._generation):
                     raise Pending(ident)
-                future = self._running.pop(slot)[1]     # ended, not collected yet: its outcome now
-                return future.result()
+                return _pop(self._running, self._key, ident)[1].result()    # ended, not collected yet
             future = self.pool.submit(_guarded, guard, fn, args, kwargs)
             try:
                 future.exception(timeout=max(0.0, self._deadline - self.clock()))
             except concurrent.futures.TimeoutError:
-                self._running[slot] = (self._generation, future)
+                self._running.setdefault(self._key, {})[ident] = (self._generation, future)
                 self._on_done(future)
                 raise Pending(ident) from None
         return future.result()
@@ -90,48 +90,48 @@ class Remote:
 
     def shared(self, ident, fn):
         """fn(), one call for every reconcile that asks for `ident` while it runs; Pending as in `call`."""
-        slot = (SHARED, ident)
-        future = self._done.pop(slot, None)
+        future = _pop(self._done, SHARED, ident)
         if future is None:
-            running = self._running.get(slot)
+            running = self._running.get(SHARED, {}).get(ident)
             if running is None or running[0] != self._generation:
-                running = self._running[slot] = (self._generation, self.pool.submit(fn))
+                running = self._running.setdefault(SHARED, {})[ident] = (self._generation, self.pool.submit(fn))
                 self._on_done(running[1])
             try:
                 running[1].exception(timeout=max(0.0, self._deadline - self.clock()))
             except concurrent.futures.TimeoutError:
                 self._waiting.setdefault(ident, set()).add(self._key)
                 raise Pending(ident) from None
-            future = self._running.pop(slot)[1]
+            future = _pop(self._running, SHARED, ident)[1]
             self._released |= self._waiting.pop(ident, set())     # the others waiting for it go again
         return future.result()
 
     def drop_shared(self):
         """Forget the kept outcomes of shared calls (a newer one is needed now)."""
-        for slot in [s for s in self._done if s[0] == SHARED]:
-            del self._done[slot]
+        self._done.pop(SHARED, None)
 
     def busy(self, key):
         """A call of key's still runs (one that ended is handed to its next run at once)."""
-        return any(k == key and not future.done() for (k, _), (_, future) in self._running.items())
+        return any(not future.done() for _, future in self._running.get(key, {}).values())
 
     def collect(self):
         """Keep the outcomes of calls that ended; return the keys to queue again."""
         keys, self._released = self._released, set()
-        for slot in [slot for slot, (_, future) in self._running.items() if future.done()]:
-            generation, future = self._running.pop(slot)
-            if generation == self._generation:
-                self._done[slot] = future
-            if slot[0] == SHARED:
-                keys |= self._waiting.pop(slot[1], set())
-            else:
-                keys.add(slot[0])
+        for key, calls in list(self._running.items()):
+            for ident, (generation, future) in list(calls.items()):
+                if not future.done():
+                    continue
+                _pop(self._running, key, ident)
+                if generation == self._generation:
+                    self._done.setdefault(key, {})[ident] = future
+                if key == SHARED:
+                    keys |= self._waiting.pop(ident, set())
+                else:
+                    keys.add(key)
         return keys
 
     def done_with(self, key):
         """A reconcile of key finished: outcomes it did not ask for again are stale."""
-        for slot in [s for s in self._done if s[0] == key]:
-            del self._done[slot]
+        self._done.pop(key, None)
 
     def forget(self):
         """Drop every kept outcome, and those of calls still running: a new leader looks again instead."""
@@ -140,6 +140,18 @@ class Remote:
 
     def close(self):
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _pop(table, key, ident):
+    """table[key].pop(ident), and key's entry gone once it holds nothing: both tables stay as small as
+    what is running or kept, whatever a burst went through."""
+    calls = table.get(key)
+    if not calls:
+        return None
+    value = calls.pop(ident, None)
+    if not calls:
+        del table[key]
+    return value
 
 
 def _guarded(guard, fn, args, kwargs):

@@ -60,6 +60,13 @@ class WorkQueue:
                     return None
                 self._cond.wait(wait)
 
+    def ready(self):
+        """Whether a key is due now: a reconcile then hands its calls over and waits for none of them."""
+        with self._cond:
+            while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
+                heapq.heappop(self._heap)
+            return bool(self._heap) and self._heap[0][0] <= self.clock()
+
     def __len__(self):
         with self._cond:
             return len(self._due)

@@ -1,6 +1,7 @@
 """lib.remote: a slow call holds up only its own Service, and is never sent twice."""
 
 import threading
+import time
 
 import pytest
 
@@ -192,3 +193,35 @@ def test_a_call_that_ends_after_its_budget_wakes_the_loop_and_its_outcome_is_tak
         assert remote.collect() == set()
     finally:
         remote.close()
+
+
+def test_a_reconcile_waits_for_nothing_while_other_services_are_due():
+    """A burst: with others due, the loop hands the call over and moves on (the budget is for a lone
+    Service, whose fast call is then answered in the same reconcile)."""
+    due = [True]
+    r = Remote(workers=2, budget=5.0, hurry=lambda: due[0])
+    try:
+        call = Call()
+        r.begin("a")
+        started = time.monotonic()
+        with pytest.raises(Pending):
+            r.call("connect", call)
+        assert time.monotonic() - started < 1.0     # not the 5 s budget
+        call.release.set()
+        due[0] = False
+        fast = Call()
+        fast.release.set()
+        r.begin("b")
+        assert r.call("connect", fast) == "created"
+    finally:
+        r.close()
+
+
+def test_the_tables_keep_nothing_of_services_done_with(remote):
+    call = Call()
+    call.release.set()
+    for key in ("a", "b", "c"):
+        remote.begin(key)
+        remote.call("connect", call)
+        remote.done_with(key)
+    assert remote._done == {} and remote._running == {}

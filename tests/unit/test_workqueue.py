@@ -41,3 +41,14 @@ def test_wake_returns_none_at_once():
     q = WorkQueue()
     threading.Timer(0.05, q.wake).start()
     assert q.get(timeout=5) is None
+
+
+def test_ready_says_whether_a_key_is_due_now_without_taking_it():
+    clock = Clock()
+    q = WorkQueue(clock)
+    assert not q.ready()
+    q.add("a", 5.0)
+    assert not q.ready()                # queued, not due: a reconcile may still wait for its call
+    clock.now += 5.0
+    assert q.ready() and q.ready()      # nothing taken
+    assert q.get(0) == "a" and not q.ready()
