@@ -127,6 +127,7 @@ class Runner:
         self.companions = list(companions)  # threads that run beside the loop: the EndpointSlice watch, the
         self.heartbeat = time.monotonic()   # replica's Lease (each has start() and stop())
         self._next_tick = 0.0
+        self._next_count = 0.0
         self._acting = False        # took the lead (caches dropped, inventory loaded) since it last led
         self._next_sweep = None
         self._last_sweep = float("-inf")
@@ -306,12 +307,16 @@ class Runner:
 
     def _supervise(self):
         self._collect()
-        for transition in self.supervisor.poll():
+        transitions = self.supervisor.poll()
+        for transition in transitions:
             self.controller.on_transition(transition)
             if transition.kind in ("up", "down"):
                 self._sweep_soon()
         self.controller.follow_nodes()
-        metrics.TUNNELS_UP.set(self.supervisor.tunnels_up())
+        now = time.monotonic()
+        if transitions or now >= self._next_count:      # a count of every forward: not 4 times a second
+            self._next_count = now + 1.0
+            metrics.TUNNELS_UP.set(self.supervisor.tunnels_up())
 
     def _probe(self):
         if not self.prober:

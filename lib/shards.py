@@ -71,6 +71,7 @@ class Session:
     next_start: float = 0.0
     cancelling: dict = dataclasses.field(default_factory=dict)   # local_port -> (proc, argv) of `-O cancel`
     asking: Ask = None           # the `-O forward` client on its way, if any
+    next_ask: float = 0.0        # when a forward of it may be ready to ask (0: now); see Supervisor._ask
 
     @property
     def asks_log(self):

@@ -41,6 +41,7 @@ and log lines; the restart counter is kept here, where restarts happen.
 
 import dataclasses
 import logging
+import math
 import os
 import random
 import signal
@@ -49,6 +50,7 @@ import time
 from lib import metrics, processes, shards, sshargs
 
 log = logging.getLogger(__name__)
+STRAY_CHECK_EVERY = 10.0   # seconds between looks for ssh processes nobody tracks (processes.end_strays)
 
 
 @dataclasses.dataclass
@@ -87,6 +89,8 @@ class Supervisor:
         self.hang_check_every = hang_check_every
         self.shard_size = shard_size
         self._next_hang_check = 0.0
+        self._next_stray_check = 0.0
+        self._next_full_ask = 0.0
         self._pending = []              # transitions found outside poll(), returned by the next poll()
         self.forwards = {}              # key -> shards.Forward
         self.sessions = {}              # (Endpoint, shard) -> shards.Session
@@ -109,6 +113,7 @@ class Supervisor:
         session = shards.place(self.sessions, key, sshargs.endpoint_of(spec, self.settings),
                                size=self.shard_size, control_dir=self.control_dir, log_dir=self.log_dir)
         self.forwards[key] = shards.Forward(spec=spec, session=(session.endpoint, session.shard))
+        session.next_ask = 0.0              # with the session's Ask on its way: in the next one
         if session.up:
             self._ask(session, self.clock())
         elif session.proc is None and session.background is None and session.argv is None:
@@ -136,8 +141,10 @@ class Supervisor:
         """Ask the edge for a forward again that is up but useless (the traffic probe said so)."""
         forward = self.forwards.get(key)
         if forward:
-            self._withdraw(key, forward, self.sessions[forward.session])
+            session = self.sessions[forward.session]
+            self._withdraw(key, forward, session)
             forward.up_at, forward.next_start = None, self.clock()
+            session.next_ask = 0.0
             metrics.SSH_RESTARTS.inc()
 
     def stop_all(self):
@@ -151,7 +158,8 @@ class Supervisor:
         return bool(forward and forward.up and self.sessions[forward.session].up)
 
     def tunnels_up(self):
-        return sum(1 for key in self.forwards if self.is_up(key))
+        up = {where for where, session in self.sessions.items() if session.up}
+        return sum(1 for f in self.forwards.values() if f.up_at is not None and f.session in up)
 
     def session_of(self, key):
         """The label of the session that holds key's forward (`host:port#shard`), for logs and tests."""
@@ -193,17 +201,22 @@ class Supervisor:
             for port, (proc, _) in list(session.cancelling.items()):
                 if proc.poll() is not None:
                     del session.cancelling[port]
+                    session.next_ask = 0.0      # a new ask for that port waited for the cancel
             if session.proc is None and session.background is None and now >= session.next_start:
                 if session.argv is not None:
                     metrics.SSH_RESTARTS.inc()
                 self._start(session)
         for forward in self.forwards.values():
-            if forward.up and forward.failures and now - forward.up_at >= self.stable_after:
+            if forward.failures and forward.up and now - forward.up_at >= self.stable_after:
                 forward.failures = 0
+        everything = now >= self._next_full_ask     # besides when each session says: a safety net
+        if everything:
+            self._next_full_ask = now + 1.0
         for session in self.sessions.values():
-            if session.up and session.asking is None:
+            if session.up and session.asking is None and (everything or now >= session.next_ask):
                 self._ask(session, now)
-        if check_hangs:
+        if now >= self._next_stray_check:     # rare, and a look at every process of the host: every 10 s
+            self._next_stray_check = now + STRAY_CHECK_EVERY
             self.os.end_strays(self._argvs())
         return transitions
 
@@ -218,7 +231,7 @@ class Supervisor:
         if code == 0:
             session.background = self.os.find_background(session.argv, self.pids())
             if session.background is not None:
-                session.up_at = now
+                session.up_at, session.next_ask = now, 0.0
                 log.debug("ssh session up", extra={"session": session.label, "forwards": len(session.keys)})
                 return []                   # its forwards are asked for below, on this same poll
         return self._session_failed(session, now, sshargs.explain_exit(code, _tail(session.log_path)))
@@ -259,6 +272,7 @@ class Supervisor:
         """The session's Ask ended: each forward it carried is up, or refused (named by its port), or, when
         ssh could not say which (killed, or an exit without naming one), failed."""
         ask, session.asking = session.asking, None
+        session.next_ask = 0.0              # what became ready meanwhile goes in the next Ask, at once
         code = ask.proc.returncode
         for spec in ask.withdrawn:          # taken away meanwhile: the master may hold them now
             self._cancel(spec, session)
@@ -292,9 +306,18 @@ class Supervisor:
         backoff, its port not being cancelled), unless one is on its way already: those wait for the next."""
         if session.asking is not None:
             return
-        keys = [key for key in sorted(session.keys) if self._ready(self.forwards[key], session, now)]
+        keys, session.next_ask = [], math.inf
+        for key in session.keys:
+            forward = self.forwards[key]
+            if forward.up_at is not None or forward.asked:
+                continue
+            if now < forward.next_start:        # in backoff: the session is looked at again then
+                session.next_ask = min(session.next_ask, forward.next_start)
+            elif forward.spec.local_port not in session.cancelling:
+                keys.append(key)
         if not keys:
-            return
+            return                      # the usual case at rest: nothing sorted, nothing started
+        keys.sort()
         argv = sshargs.forward_argv([self.forwards[k].spec for k in keys], session.endpoint, self.settings,
                                     session.control_path)
         try:
@@ -305,16 +328,12 @@ class Supervisor:
                 forward.failures += 1
                 delay = self._backoff(forward.failures)
                 forward.next_start = now + delay
+                session.next_ask = min(session.next_ask, forward.next_start)
                 self._pending.append(Transition(key, "failed", f"cannot start ssh: {e}", delay, forward.failures))
             return
         session.asking = shards.Ask(proc=proc, argv=argv, keys=keys, asked_at=now)
         for key in keys:
             self.forwards[key].asked = True
-
-    @staticmethod
-    def _ready(forward, session, now):
-        return not forward.up and not forward.asked and now >= forward.next_start \
-            and forward.spec.local_port not in session.cancelling
 
     def _withdraw(self, key, forward, session):
         """Take the forward out of its running session (`-O cancel`); a new ask for that port waits for it.

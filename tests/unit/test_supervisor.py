@@ -1,6 +1,7 @@
 """The supervisor's state machine, driven through its seams: a fake clock and fake processes."""
 
 import dataclasses
+import math
 
 import pytest
 from prometheus_client import REGISTRY
@@ -475,3 +476,27 @@ def test_a_routes_key_with_a_slash_logs_to_a_file_in_the_log_directory(world, tm
     world.sup.ensure(("route", "abcd-1234", "shop/web:8000", ""), spec(0))
     log_path = world.sup.sessions[next(iter(world.sup.sessions))].asks_log
     assert "/" not in log_path[len(str(tmp_path)) + 1:] and log_path.startswith(str(tmp_path))
+
+
+def test_at_rest_a_poll_looks_at_no_forward_until_one_may_be_asked_again(world):
+    """1,000 forwards at rest cost a poll nothing per forward: each session says when one of its forwards
+    may be ready (a backoff's end), and a look at every one happens once a second as a safety net."""
+    for i in range(3):
+        world.sup.ensure(key(i), spec(i))
+    world.answer_all()
+    [session] = world.sup.sessions.values()
+    assert all(world.sup.is_up(key(i)) for i in range(3)) and session.next_ask == math.inf
+    looked = []
+    forwards = world.sup.forwards
+
+    class Counting(dict):
+        def __getitem__(self, k):
+            looked.append(k)
+            return super().__getitem__(k)
+    world.sup.forwards = Counting(forwards)
+    world.now += 0.25
+    world.sup.poll()
+    assert looked == []
+    world.now += 1.0
+    world.sup.poll()                                    # the safety net: once a second
+    assert sorted(looked) == [key(i) for i in range(3)]
