@@ -255,15 +255,21 @@ def test_a_forward_is_asked_for_at_once_and_a_new_session_started_at_once(world)
     assert [p.kind for p in world.spawned] == ["master", "forward", "forward"] and world.sup.busy()
 
 
-def test_a_refused_forward_fails_alone_and_is_asked_again_after_its_backoff(world):
-    """The three go in one `-O forward` client; ssh names the refused one by its port (mux.c), so that one
-    fails alone and the others are up."""
-    for i in range(3):
+def batch_asked(world, count):
+    """`count` forwards ensured at once, their session up: the one `-O forward` client that carries them."""
+    for i in range(count):
         world.sup.ensure(key(i), spec(i))
     world.sup.poll()
     world.last("master").accepted()
     world.sup.poll()
     [client] = world.of("forward")
+    return client
+
+
+def test_a_refused_forward_fails_alone_and_is_asked_again_after_its_backoff(world):
+    """The three go in one `-O forward` client; ssh names the refused one by its port (mux.c), so that one
+    fails alone and the others are up."""
+    client = batch_asked(world, 3)
     assert client.forwards == [f"{10000 + i}:10.96.0.10:8000" for i in range(3)]
     session = world.sup.sessions[next(iter(world.sup.sessions))]
     with open(session.asks_log, "w") as log:
@@ -286,12 +292,7 @@ def test_a_refused_forward_fails_alone_and_is_asked_again_after_its_backoff(worl
 def test_a_client_that_names_no_refusal_fails_its_whole_batch_and_one_asked_meanwhile_waits_for_the_next(world):
     """Killed (no answer within the timeout) or ended without naming a port, ssh has not said which forward
     the edge took: none is up. A forward ensured while a client is on its way goes in the next one."""
-    for i in range(2):
-        world.sup.ensure(key(i), spec(i))
-    world.sup.poll()
-    world.last("master").accepted()
-    world.sup.poll()
-    [client] = world.of("forward")
+    client = batch_asked(world, 2)
     world.sup.ensure(key(2), spec(2))
     assert len(world.of("forward")) == 1 and world.sup.busy()
     world.now = SETTINGS.connect_timeout + 1.0
@@ -304,12 +305,7 @@ def test_a_client_that_names_no_refusal_fails_its_whole_batch_and_one_asked_mean
 
 
 def test_a_forward_removed_while_its_batch_is_on_its_way_leaves_the_others_alone_and_is_cancelled_after(world):
-    for i in range(3):
-        world.sup.ensure(key(i), spec(i))
-    world.sup.poll()
-    world.last("master").accepted()
-    world.sup.poll()
-    [client] = world.of("forward")
+    client = batch_asked(world, 3)
     world.sup.remove(key(1))
     assert client.returncode is None and world.stopped_pids == []
     client.accepted()
