@@ -46,8 +46,7 @@ class WorkQueue:
                 if self._woken:
                     self._woken = False
                     return None
-                while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
-                    heapq.heappop(self._heap)   # superseded by an earlier add
+                self._drop_superseded()
                 now = self.clock()
                 if self._heap and self._heap[0][0] <= now:
                     _, _, key = heapq.heappop(self._heap)
@@ -63,9 +62,13 @@ class WorkQueue:
     def ready(self):
         """Whether a key is due now: a reconcile then hands its calls over and waits for none of them."""
         with self._cond:
-            while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
-                heapq.heappop(self._heap)
+            self._drop_superseded()
             return bool(self._heap) and self._heap[0][0] <= self.clock()
+
+    def _drop_superseded(self):
+        """Pop heap entries an earlier add() superseded, so the top is a live one (called holding _cond)."""
+        while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
 
     def __len__(self):
         with self._cond:
