@@ -98,6 +98,15 @@ def previous_release_key(socket_name_):
     return None
 
 
+def original_key(socket_name_):
+    """(namespace, name) claimed by an original name `k8s <ns>.<name>`, else None."""
+    if socket_name_.startswith("k8s ") and "." in socket_name_:
+        namespace, _, service = socket_name_[len("k8s "):].partition(".")
+        if namespace and service:
+            return namespace, service
+    return None
+
+
 def claim_of(socket):
     """What a socket's name could claim, before anyone checks that it may: (namespace, service) for a
     Service's socket of any cluster or release, the name itself for a pool's, else None. For indexing
@@ -106,9 +115,7 @@ def claim_of(socket):
     parts = name.split("/")
     if len(parts) == 4 and parts[0] in (PREFIX, PREVIOUS_PREFIX):
         return parts[2], parts[3]
-    if name.startswith("k8s ") and "." in name:
-        return tuple(name[len("k8s "):].partition(".")[::2])
-    return name if pool_of(socket) else None
+    return original_key(name) or (name if pool_of(socket) else None)
 
 
 class Ownership:
@@ -131,10 +138,9 @@ class Ownership:
         claimed = self.inherited.get(socket.get("socket_id"))
         if claimed is not None and previous_release_key(name) == tuple(claimed):
             return Owner(claimed[0], claimed[1], "inherited")
-        if self.adopt_original and name.startswith("k8s ") and "." in name:
-            namespace, _, service = name[len("k8s "):].partition(".")
-            if namespace and service:
-                return Owner(namespace, service, "original")
+        original = original_key(name) if self.adopt_original else None
+        if original is not None:
+            return Owner(original[0], original[1], "original")
         return None
 
     def route_owner(self, socket):

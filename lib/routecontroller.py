@@ -139,7 +139,7 @@ class RouteController:
         socket = self.remote.call(f"create {want.socket_name}", self.api.create_socket,
                                   routesockets.socket_fields(want))
         socket.setdefault("tunnels", [])
-        self.sockets.snapshot()
+        self.sockets.snapshot()             # read (listed if need be) as before, then the socket joins it
         self.sockets.keep(socket)
         log.info("created socket %s for %s %s/%s (address %s)", socket.get("dnsname"), want.kind, want.namespace,
                  want.name, socket.get("address") or "none")
